@@ -1,0 +1,47 @@
+# Steward: `make run` sets everything up and serves the portal; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install setup run test lint typecheck clean bench-audit
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first, pinned: anything unpinned would pull a CUDA build of several GB.
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+setup: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py setup_demo
+
+run: setup
+	$(PY) manage.py serve
+
+# Exit code 5 (no test collected) counts as a failure: a suite that runs nothing proves nothing.
+test: $(STAMP)
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null; then :; else \
+	  echo "NOTE: no Chromium found (apt-get install chromium): browser tests will be skipped."; fi
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check portal inference audit tests bench
+
+typecheck: $(STAMP)
+	$(PY) -m mypy portal audit
+
+bench-audit: $(STAMP)
+	$(PY) bench/audit_bench.py
+
+clean:
+	rm -rf var/cache var/broker var/test-* .pytest_cache

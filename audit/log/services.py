@@ -1,0 +1,171 @@
+"""Writing to the audit log. `audit_record` is the only way in (STYLE.md C6)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.log import entry, merkle, redaction
+from audit.log.context import current_request_id
+from audit.log.exceptions import InvalidAction
+from audit.log.models import LogEntry, LogHead, MerkleNode, RedactionRule
+
+ACTION = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$")
+
+
+@dataclass(frozen=True)
+class AuditActor:
+    """Who did it: a user, an API token (on behalf of a user), the system, or nobody known."""
+
+    type: str  # "user" | "token" | "system" | "anonymous"
+    id: str = ""
+    label: str = ""
+
+    @classmethod
+    def system(cls, label: str = "steward") -> AuditActor:
+        return cls(type="system", label=label)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a caller gets back: enough to ask for an inclusion proof later."""
+
+    index: int
+    leaf_hash: str
+    salt: str
+
+
+def subject_key(subject: str) -> str:
+    """A keyed hash of a data subject's identifier, to find their entries for erasure.
+
+    Keyed with the portal's secret, so the log does not hold a guessable hash of an identifier.
+    """
+    return hmac.new(
+        settings.SECRET_KEY.encode(), subject.strip().lower().encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _organization_rules(organization_id: int | None) -> list[tuple[str, re.Pattern[str]]]:
+    if organization_id is None:
+        return []
+    return [
+        (rule.label, re.compile(rule.pattern))
+        for rule in RedactionRule.objects.filter(organization_id=organization_id)
+    ]
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@transaction.atomic
+def audit_record(
+    *,
+    action: str,
+    actor: AuditActor,
+    organization_id: int | None,
+    target_type: str = "",
+    target_id: str | int = "",
+    payload: dict[str, Any] | None = None,
+    subject: str | None = None,
+    request_id: str | None = None,
+) -> Receipt:
+    """Appends one entry to the log, in the caller's transaction.
+
+    The head row's lock is held until the caller's transaction commits, which is what makes the
+    sequence gap-free: an entry whose business change rolls back takes its index with it.
+
+    Args:
+        action: `<entity>.<past-tense verb>`, e.g. `token.created`.
+        payload: JSON details; redacted before storage, committed to (salted) before redaction.
+        subject: the data subject the payload is about, so that it can be erased later.
+    Raises:
+        InvalidAction: the action is not of the dotted form.
+    """
+    if not ACTION.match(action):
+        raise InvalidAction(f"audit action {action!r} is not of the form entity.verb")
+    raw = payload or {}
+    redacted = redaction.redact(raw, _organization_rules(organization_id))
+    salt = secrets.token_bytes(16)
+    now = timezone.now()
+
+    head, _ = LogHead.objects.select_for_update().get_or_create(pk=1)
+    fields = {
+        "v": entry.FORMAT_VERSION,
+        "index": head.size,
+        "time": _time(now),
+        "org": organization_id,
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "actor_label": actor.label[:150],
+        "action": action,
+        "target_type": target_type,
+        "target_id": str(target_id),
+        "request_id": request_id if request_id is not None else current_request_id.get(),
+        "payload_sha256": entry.payload_sha256(redacted),
+        "commitment": entry.commitment(salt, raw),
+    }
+    leaf = entry.entry_leaf_hash(fields)
+    LogEntry.objects.create(
+        index=fields["index"],
+        created_at=now,
+        organization_id=organization_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=fields["actor_label"],
+        action=action,
+        target_type=target_type,
+        target_id=fields["target_id"],
+        request_id=fields["request_id"],
+        payload=redacted,
+        payload_sha256=fields["payload_sha256"],
+        commitment=fields["commitment"],
+        salt=salt.hex(),
+        subject_key=subject_key(subject) if subject else "",
+        leaf_hash=leaf.hex(),
+    )
+    frontier = [(size, bytes.fromhex(h)) for size, h in head.frontier]
+    completed = merkle.frontier_push(frontier, leaf)
+    if completed:
+        MerkleNode.objects.bulk_create(
+            [MerkleNode(level=lv, position=pos, hash=h.hex()) for lv, pos, h in completed]
+        )
+    head.size += 1
+    head.frontier = [[size, h.hex()] for size, h in frontier]
+    head.save(update_fields=["size", "frontier", "updated_at"])
+    return Receipt(index=fields["index"], leaf_hash=leaf.hex(), salt=salt.hex())
+
+
+def entry_fields(row: LogEntry) -> dict[str, Any]:
+    """The canonical fields of a stored entry, as its leaf hash commits to them."""
+    return {
+        "v": entry.FORMAT_VERSION,
+        "index": row.index,
+        "time": _time(row.created_at),
+        "org": row.organization_id,
+        "actor_type": row.actor_type,
+        "actor_id": row.actor_id,
+        "actor_label": row.actor_label,
+        "action": row.action,
+        "target_type": row.target_type,
+        "target_id": row.target_id,
+        "request_id": row.request_id,
+        "payload_sha256": row.payload_sha256,
+        "commitment": row.commitment,
+    }
+
+
+def redaction_rule_create(*, organization_id: int, label: str, pattern: str) -> RedactionRule:
+    redaction.compile_rule(pattern)
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,31}", label):
+        raise ValueError("a label is 1-32 capital letters, digits or underscores, e.g. PATIENT_ID")
+    return RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)

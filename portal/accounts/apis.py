@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.accounts import selectors, services
+from portal.accounts.roles import Cap, Role
+from portal.api import StrictSerializer, actor_of
+
+ROLE_CHOICES = [r.value for r in Role]
+
+
+class MeApi(APIView):
+    required_capability = None
+
+    class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+        username = serializers.CharField()
+        organization = serializers.CharField()
+        organization_id = serializers.IntegerField()
+        role = serializers.CharField()
+        capabilities = serializers.ListField(child=serializers.CharField())
+        via_token = serializers.BooleanField()
+
+    @extend_schema(responses=OutputSerializer, summary="Who am I, in which organisation")
+    def get(self, request: Request) -> Response:
+        actor = actor_of(request)
+        data = {
+            "username": actor.user.username,
+            "organization": actor.organization.slug,
+            "organization_id": actor.organization.pk,
+            "role": actor.role.value,
+            "capabilities": sorted(c.value for c in actor.capabilities),
+            "via_token": actor.token is not None,
+        }
+        return Response(self.OutputSerializer(data).data)
+
+
+class OrganizationListApi(APIView):
+    required_capability = Cap.ORG_READ
+
+    class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+        id = serializers.IntegerField()
+        name = serializers.CharField()
+        slug = serializers.CharField()
+
+    @extend_schema(responses=OutputSerializer(many=True), summary="Organisations I belong to")
+    def get(self, request: Request) -> Response:
+        organizations = selectors.organization_list_for_actor(actor=actor_of(request))
+        return Response(self.OutputSerializer(organizations, many=True).data)
+
+
+class MemberOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class MemberListCreateApi(APIView):
+    required_capability = Cap.ORG_MANAGE
+
+    class InputSerializer(StrictSerializer):
+        username = serializers.CharField(max_length=150)
+        role = serializers.ChoiceField(choices=ROLE_CHOICES)
+
+    @extend_schema(responses=MemberOutputSerializer(many=True), summary="Members of the organisation")
+    def get(self, request: Request) -> Response:
+        members = selectors.membership_list(actor=actor_of(request))
+        return Response(MemberOutputSerializer(members, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: MemberOutputSerializer}, summary="Add a member")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_create(
+            actor=actor_of(request),
+            username=data.validated_data["username"],
+            role=Role(data.validated_data["role"]),
+        )
+        return Response(MemberOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberUpdateApi(APIView):
+    required_capability = Cap.ORG_MANAGE
+
+    class InputSerializer(StrictSerializer):
+        role = serializers.ChoiceField(choices=ROLE_CHOICES)
+
+    @extend_schema(request=InputSerializer, responses=MemberOutputSerializer, summary="Change a member's role")
+    def patch(self, request: Request, pk: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        membership = selectors.membership_get_for_actor(actor=actor, pk=pk)
+        membership = services.membership_role_change(
+            actor=actor, membership=membership, role=Role(data.validated_data["role"])
+        )
+        return Response(MemberOutputSerializer(membership).data)
+
+
+class TokenOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    role = serializers.CharField()
+    username = serializers.CharField(source="user.username")
+    status = serializers.CharField()
+    rate_per_minute = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class TokenListCreateApi(APIView):
+    """Tokens of the caller (all of the organisation's for an admin); create one."""
+
+    required_capability = Cap.ORG_READ
+
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=80)
+        role = serializers.ChoiceField(choices=ROLE_CHOICES, default=Role.CONSUMER.value)
+        expires_in_days = serializers.IntegerField(allow_null=True, default=90)
+        rate_per_minute = serializers.IntegerField(
+            allow_null=True, default=None, min_value=1, max_value=100_000
+        )
+
+    class CreatedSerializer(TokenOutputSerializer):
+        token = serializers.CharField(help_text="The secret. Shown this once; store it now.")
+
+    @extend_schema(responses=TokenOutputSerializer(many=True), summary="List API tokens")
+    def get(self, request: Request) -> Response:
+        tokens = selectors.token_list_for_actor(actor=actor_of(request))
+        return Response(TokenOutputSerializer(tokens, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: CreatedSerializer}, summary="Create an API token")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        new = services.token_create(
+            actor=actor_of(request),
+            name=data.validated_data["name"],
+            role=Role(data.validated_data["role"]),
+            expires_in_days=data.validated_data["expires_in_days"],
+            rate_per_minute=data.validated_data["rate_per_minute"],
+        )
+        body: dict[str, Any] = dict(TokenOutputSerializer(new.token).data)
+        body["token"] = new.secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenRevokeApi(APIView):
+    required_capability = Cap.ORG_READ
+
+    @extend_schema(responses=TokenOutputSerializer, summary="Revoke an API token")
+    def delete(self, request: Request, pk: int) -> Response:
+        actor = actor_of(request)
+        token = selectors.token_get_for_actor(actor=actor, pk=pk)
+        token = services.token_revoke(actor=actor, token=token)
+        return Response(TokenOutputSerializer(token).data)

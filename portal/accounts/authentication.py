@@ -1,0 +1,62 @@
+"""DRF authentication of bearer tokens.
+
+Browser sessions use DRF's SessionAuthentication (CSRF enforced); their actor is resolved by
+CurrentOrganizationMiddleware from the organisation chosen in the switcher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from portal.accounts.actor import Actor, actor_for_token
+from portal.accounts.models import ApiToken, User
+from portal.accounts.selectors import membership_get
+from portal.accounts.services import token_find_by_key, token_touch
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        parts = header.split()
+        if parts[0].lower() != self.keyword.lower():
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed(
+                "Malformed Authorization header: expected 'Bearer <token>'."
+            )
+        token = token_find_by_key(key=parts[1])
+        if token is None:
+            raise exceptions.AuthenticationFailed("This API token is not valid.")
+        if token.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This API token has been revoked.")
+        if token.expires_at is not None and token.expires_at <= timezone.now():
+            raise exceptions.AuthenticationFailed(
+                f"This API token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC."
+            )
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("The user of this API token is deactivated.")
+        membership = membership_get(user=token.user, organization_id=token.organization_id)
+        if membership is None:
+            raise exceptions.AuthenticationFailed(
+                "The user of this API token is no longer a member of its organisation."
+            )
+        token_touch(token=token)
+        request._request.actor = actor_for_token(token, membership.role)  # type: ignore[attr-defined]
+        return token.user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+def request_actor(request: Any) -> Actor | None:
+    """The actor of a DRF or Django request, once authentication has run."""
+    django_request = getattr(request, "_request", request)
+    return getattr(django_request, "actor", None)

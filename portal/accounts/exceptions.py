@@ -1,0 +1,28 @@
+from portal.exceptions import Conflict, Forbidden, PortalError
+
+
+class RoleTooHigh(Forbidden):
+    code = "role_too_high"
+
+
+class TokensCannotManageTokens(Forbidden):
+    code = "token_cannot_manage_tokens"
+    message = "API tokens cannot create or revoke tokens; sign in to the portal or use the CLI."
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"
+    message = "An organisation must keep at least one admin."
+
+
+class InvalidExpiry(PortalError):
+    code = "invalid_expiry"
+
+
+class UnknownUser(PortalError):
+    status_code = 404
+    code = "unknown_user"
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"

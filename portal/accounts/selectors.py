@@ -1,0 +1,61 @@
+"""Reading accounts data, always within what the actor may see (404 otherwise, never the object)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from portal.accounts.actor import Actor
+from portal.accounts.models import ApiToken, Membership, Organization, User
+from portal.accounts.roles import Cap
+from portal.exceptions import NotFound
+
+
+def membership_get(*, user: User, organization_id: int) -> Membership | None:
+    return (
+        Membership.objects.select_related("organization")
+        .filter(user=user, organization_id=organization_id, user__is_active=True)
+        .first()
+    )
+
+
+def membership_list_for_user(*, user: User) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("organization")
+
+
+def organization_list_for_actor(*, actor: Actor) -> list[Organization]:
+    if actor.token is not None:  # a token acts for its one organisation only
+        return [actor.organization]
+    return [m.organization for m in membership_list_for_user(user=actor.user)]
+
+
+def membership_list(*, actor: Actor) -> QuerySet[Membership]:
+    return (
+        Membership.objects.filter(organization=actor.organization)
+        .select_related("user")
+        .order_by("user__username")
+    )
+
+
+def membership_get_for_actor(*, actor: Actor, pk: int) -> Membership:
+    membership = membership_list(actor=actor).filter(pk=pk).first()
+    if membership is None:
+        raise NotFound("No such member in this organisation.")
+    return membership
+
+
+def token_list_for_actor(*, actor: Actor) -> QuerySet[ApiToken]:
+    tokens = ApiToken.objects.filter(organization=actor.organization).select_related("user")
+    if not actor.can(Cap.TOKEN_MANAGE_ANY):
+        tokens = tokens.filter(user=actor.user)
+    return tokens
+
+
+def token_get_for_actor(*, actor: Actor, pk: int) -> ApiToken:
+    token = token_list_for_actor(actor=actor).filter(pk=pk).first()
+    if token is None:
+        raise NotFound("No such token in this organisation.")
+    return token
+
+
+def member_user_ids(*, organization: Organization) -> list[int]:
+    return list(Membership.objects.filter(organization=organization).values_list("user_id", flat=True))

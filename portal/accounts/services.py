@@ -1,0 +1,238 @@
+"""Changing accounts: organisations, memberships, API tokens. Each change is audited."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.log.services import AuditActor, audit_record
+from portal.accounts.actor import Actor
+from portal.accounts.exceptions import (
+    AlreadyMember,
+    InvalidExpiry,
+    LastAdmin,
+    RoleTooHigh,
+    TokensCannotManageTokens,
+    UnknownUser,
+)
+from portal.accounts.models import ApiToken, Membership, Organization, User
+from portal.accounts.roles import Cap, Role, role_within
+from portal.exceptions import Forbidden
+
+TOKEN_PREFIX = "stw_"
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    token: ApiToken
+    secret: str  # shown once, never stored
+
+
+@transaction.atomic
+def organization_create(*, name: str, slug: str, actor: AuditActor) -> Organization:
+    organization = Organization.objects.create(name=name, slug=slug)
+    audit_record(
+        action="organization.created",
+        actor=actor,
+        organization_id=organization.pk,
+        target_type="accounts.Organization",
+        target_id=organization.pk,
+        payload={"name": name, "slug": slug},
+    )
+    return organization
+
+
+@transaction.atomic
+def membership_create_unchecked(
+    *, user: User, organization: Organization, role: Role, actor: AuditActor
+) -> Membership:
+    """Adds a member without checking the actor's rights (set-up commands and the services below)."""
+    if Membership.objects.filter(user=user, organization=organization).exists():
+        raise AlreadyMember(f"{user.username} is already a member of {organization.name}.")
+    membership = Membership.objects.create(user=user, organization=organization, role=role)
+    audit_record(
+        action="membership.created",
+        actor=actor,
+        organization_id=organization.pk,
+        target_type="accounts.User",
+        target_id=user.pk,
+        payload={"username": user.username, "role": role.value},
+    )
+    return membership
+
+
+def _check_can_manage(actor: Actor) -> None:
+    if not actor.can(Cap.ORG_MANAGE):
+        raise Forbidden("Only an organisation admin can manage members.")
+
+
+def membership_create(*, actor: Actor, username: str, role: Role) -> Membership:
+    _check_can_manage(actor)
+    user = User.objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise UnknownUser(f"There is no active user named {username!r}.")
+    return membership_create_unchecked(
+        user=user, organization=actor.organization, role=role, actor=actor.audit_actor
+    )
+
+
+@transaction.atomic
+def membership_role_change(*, actor: Actor, membership: Membership, role: Role) -> Membership:
+    _check_can_manage(actor)
+    # Lock the organisation's admins so that two demotions at once cannot leave none.
+    admins = list(
+        Membership.objects.select_for_update()
+        .filter(organization=membership.organization, role=Role.ADMIN)
+        .values_list("pk", flat=True)
+    )
+    if membership.role == Role.ADMIN and role != Role.ADMIN and admins == [membership.pk]:
+        raise LastAdmin()
+    old = membership.role
+    if old == role:
+        return membership
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(
+        action="membership.role_changed",
+        actor=actor.audit_actor,
+        organization_id=membership.organization_id,
+        target_type="accounts.User",
+        target_id=membership.user_id,
+        payload={"username": membership.user.username, "from": old, "to": role.value},
+    )
+    return membership
+
+
+@transaction.atomic
+def token_create(
+    *,
+    actor: Actor,
+    name: str,
+    role: Role,
+    expires_in_days: int | None = 90,
+    rate_per_minute: int | None = None,
+) -> NewToken:
+    """Creates an API token for the actor in the actor's organisation.
+
+    Raises:
+        TokensCannotManageTokens: the actor is itself a token.
+        RoleTooHigh: the role grants something the actor's own role does not.
+        InvalidExpiry: the expiry is not between 1 day and API_TOKEN_MAX_DAYS.
+    """
+    if actor.token is not None:
+        raise TokensCannotManageTokens()
+    if not role_within(role, actor.role):
+        raise RoleTooHigh(
+            f"A {actor.role.value} cannot create a {role.value} token: "
+            "a token may not do more than its creator.",
+            details={"your_role": actor.role.value, "requested_role": role.value},
+        )
+    return token_create_unchecked(
+        user=actor.user,
+        organization=actor.organization,
+        name=name,
+        role=role,
+        expires_in_days=expires_in_days,
+        rate_per_minute=rate_per_minute,
+        actor=actor.audit_actor,
+    )
+
+
+@transaction.atomic
+def token_create_unchecked(
+    *,
+    user: User,
+    organization: Organization,
+    name: str,
+    role: Role,
+    expires_in_days: int | None,
+    rate_per_minute: int | None,
+    actor: AuditActor,
+) -> NewToken:
+    """Creates a token, checking only that the user's membership allows the role (the CLI)."""
+    membership = Membership.objects.filter(user=user, organization=organization).first()
+    if membership is None:
+        raise Forbidden(f"{user.username} is not a member of {organization.name}.")
+    if not role_within(role, membership.role):
+        raise RoleTooHigh(
+            f"{user.username} is a {membership.role} and cannot hold a {role.value} token."
+        )
+    max_days = settings.API_TOKEN_MAX_DAYS
+    if expires_in_days is not None and not 1 <= expires_in_days <= max_days:
+        raise InvalidExpiry(f"A token expires after 1 to {max_days} days.")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        organization=organization,
+        user=user,
+        name=name,
+        role=role,
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        key_hash=_hash_key(secret),
+        rate_per_minute=rate_per_minute,
+        expires_at=timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    audit_record(
+        action="token.created",
+        actor=actor,
+        organization_id=organization.pk,
+        target_type="accounts.ApiToken",
+        target_id=token.pk,
+        payload={
+            "name": name,
+            "role": role.value,
+            "prefix": token.prefix,
+            "user": user.username,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
+    )
+    return NewToken(token=token, secret=secret)
+
+
+@transaction.atomic
+def token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
+    if actor.token is not None:
+        raise TokensCannotManageTokens()
+    if token.user_id != actor.user.pk and not actor.can(Cap.TOKEN_MANAGE_ANY):
+        raise Forbidden("You can revoke only your own tokens.")
+    # Conditional update: revoking twice is a no-op, and records one event.
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    token.refresh_from_db()
+    if revoked:
+        audit_record(
+            action="token.revoked",
+            actor=actor.audit_actor,
+            organization_id=token.organization_id,
+            target_type="accounts.ApiToken",
+            target_id=token.pk,
+            payload={"name": token.name, "prefix": token.prefix},
+        )
+    return token
+
+
+def token_find_by_key(*, key: str) -> ApiToken | None:
+    """The token whose secret is `key`, whatever its state (the caller tells why it fails)."""
+    return (
+        ApiToken.objects.select_related("user", "organization")
+        .filter(key_hash=_hash_key(key))
+        .first()
+    )
+
+
+def token_touch(*, token: ApiToken) -> None:
+    """Records the last use, at most once a minute (a write on every request would not scale)."""
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now

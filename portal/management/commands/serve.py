@@ -1,0 +1,78 @@
+"""Runs the portal: the web server (gunicorn) and a Celery worker (with the beat scheduler).
+
+One command for a single machine, as `make run` uses it. Ctrl-C stops both cleanly; if either
+dies, the other is stopped too and the command fails, so nothing runs half of the product.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Runs the web server and a Celery worker together (Ctrl-C stops both)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+        parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        python = sys.executable
+        web = [
+            python, "-m", "gunicorn", "portal.wsgi:application",
+            "--bind", f"{options['host']}:{options['port']}",
+            "--workers", str(options["web_workers"]),
+            "--worker-class", "gthread", "--threads", "8",
+            "--timeout", "120", "--graceful-timeout", "20",
+            "--access-logfile", "-", "--log-level", settings.LOG_LEVEL.lower(),
+        ]
+        worker = [
+            python, "-m", "celery", "-A", "portal", "worker", "--beat",
+            "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"),
+            "--queues", os.environ.get("WORKER_QUEUES", "default,cpu"),
+            "--concurrency", str(options["worker_concurrency"]),
+            "--hostname", f"worker@{os.uname().nodename}",
+            "--loglevel", settings.LOG_LEVEL,
+        ]
+        processes = {"worker": subprocess.Popen(worker), "web": subprocess.Popen(web)}
+        url = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write(self.style.SUCCESS(f"Steward is starting at {url}  (Ctrl-C stops it)"))
+
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        exit_code = 0
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    self.stderr.write(f"{name} exited with {process.returncode}; stopping Steward")
+                    exit_code = process.returncode or 1
+                    stopping = True
+            time.sleep(0.3)
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for process in processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.stdout.write("Steward stopped.")
+        if exit_code:
+            sys.exit(exit_code)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+
+from portal.accounts import lockout
+from portal.accounts.roles import Role
+
+
+def client_address(request: Any) -> str:
+    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+
+
+class LockoutAuthenticationForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "locked_out": (
+            "Too many failed sign-ins. Sign-in is locked for %(minutes)d minutes; "
+            "ask an admin if this was not you."
+        ),
+    }
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username") or ""
+        address = client_address(self.request)
+        locked = {"minutes": max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)}
+        if lockout.is_locked(username=username, address=address):
+            raise forms.ValidationError(self.error_messages["locked_out"], code="locked_out", params=locked)
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            if lockout.register_failure(username=username, address=address):
+                raise forms.ValidationError(
+                    self.error_messages["locked_out"], code="locked_out", params=locked
+                ) from None
+            raise
+        lockout.clear(username=username, address=address)
+        return cleaned
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=80, help_text="What it is for, e.g. 'claims service'.")
+    role = forms.ChoiceField(choices=[(r.value, r.value) for r in Role], initial=Role.CONSUMER.value)
+    expires_in_days = forms.IntegerField(min_value=1, initial=90, label="Expires in (days)")
+
+    def __init__(self, *args: Any, allowed_roles: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(r, r) for r in allowed_roles]
+        self.fields["expires_in_days"].max_value = settings.API_TOKEN_MAX_DAYS

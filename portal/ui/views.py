@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.accounts import selectors, services
+from portal.accounts.middleware import SESSION_ORG_KEY
+from portal.accounts.roles import ROLE_DESCRIPTIONS, Role, role_within
+from portal.exceptions import PortalError
+from portal.ui.forms import LockoutAuthenticationForm, TokenCreateForm
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "portal/login.html"
+    authentication_form = LockoutAuthenticationForm
+    redirect_authenticated_user = True
+
+
+def member_required(view: Any) -> Any:
+    """Signed in and a member of an organisation; the view gets `request.actor`."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if getattr(request, "actor", None) is None:
+            return render(request, "portal/no_organization.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@member_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    context = {
+        "role_description": ROLE_DESCRIPTIONS[actor.role],
+        "token_count": selectors.token_list_for_actor(actor=actor).filter(user=actor.user).usable().count(),
+    }
+    return render(request, "portal/dashboard.html", context)
+
+
+@login_required
+@require_POST
+def organization_switch(request: HttpRequest) -> HttpResponse:
+    try:
+        organization_id = int(request.POST.get("organization", ""))
+    except ValueError:
+        organization_id = 0
+    membership = selectors.membership_get(user=request.user, organization_id=organization_id)  # type: ignore[arg-type]
+    if membership is None:
+        messages.error(request, "You are not a member of that organisation.")
+    else:
+        request.session[SESSION_ORG_KEY] = membership.organization_id
+        messages.success(request, f"Now working in {membership.organization.name}.")
+    target = request.POST.get("next") or "/"
+    return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+
+
+@member_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    allowed = [r.value for r in Role if role_within(r, actor.role)]
+    form = TokenCreateForm(request.POST or None, allowed_roles=allowed)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = services.token_create(
+                actor=actor,
+                name=form.cleaned_data["name"],
+                role=Role(form.cleaned_data["role"]),
+                expires_in_days=form.cleaned_data["expires_in_days"],
+            )
+        except PortalError as exc:
+            form.add_error(None, exc.message)
+        else:
+            form = TokenCreateForm(allowed_roles=allowed)
+    context = {
+        "form": form,
+        "created": created,
+        "tokens": selectors.token_list_for_actor(actor=actor),
+    }
+    status = 400 if request.method == "POST" and created is None else 200
+    return render(request, "portal/tokens.html", context, status=status)
+
+
+@member_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    try:
+        token = selectors.token_get_for_actor(actor=actor, pk=pk)
+        services.token_revoke(actor=actor, token=token)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Token {token.name} ({token.prefix}…) revoked.")
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(
+            request, "portal/_token_rows.html",
+            {"tokens": selectors.token_list_for_actor(actor=actor)},
+        )
+    return redirect("tokens")
+
+
+@member_required
+def members(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can("org.manage"):
+        return render(request, "portal/forbidden.html", {"what": "manage members"}, status=403)
+    if request.method == "POST":
+        try:
+            membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["membership"]))
+            services.membership_role_change(actor=actor, membership=membership, role=Role(request.POST["role"]))
+        except (PortalError, KeyError, ValueError) as exc:
+            messages.error(request, getattr(exc, "message", "Choose a member and a valid role."))
+        else:
+            messages.success(request, f"{membership.user.username} is now {membership.role}.")
+        return redirect("members")
+    return render(
+        request, "portal/members.html",
+        {"members": selectors.membership_list(actor=actor), "roles": [r.value for r in Role]},
+    )

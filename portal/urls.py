@@ -1,0 +1,20 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from portal.health import healthz
+
+handler400 = "portal.exceptions.handler400"
+handler404 = "portal.exceptions.handler404"
+handler500 = "portal.exceptions.handler500"
+
+api_v1 = [
+    path("", include("portal.accounts.urls")),
+]
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("portal.ui.urls")),
+]
