@@ -5,3 +5,6 @@ class PortalConfig(AppConfig):
     name = "portal"
     label = "portal"
     verbose_name = "Steward portal"
+
+    def ready(self) -> None:
+        from portal import openapi  # noqa: F401  (registers the schema extensions)

@@ -31,7 +31,7 @@ class TokenRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if isinstance(request.auth, ApiToken):
-            return f"throttle:token:{request.auth.pk}"
+            return f"throttle:token:{request.auth.key_hash[:24]}"
         if request.user and request.user.is_authenticated:
             return f"throttle:user:{request.user.pk}"
         return None  # anonymous requests are refused by the permission check anyway

@@ -1,0 +1,108 @@
+"""audit_record: gap-free sequencing, hashes that recompute, redaction before storage."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from audit.log import entry, merkle
+from audit.log.exceptions import InvalidAction
+from audit.log.models import LogEntry, LogHead, MerkleNode
+from audit.log.services import AuditActor, audit_record, entry_fields
+
+ACTOR = AuditActor(type="user", id="7", label="alice")
+
+
+def record(i: int = 0, **kwargs):
+    return audit_record(
+        action=kwargs.pop("action", "thing.happened"), actor=ACTOR, organization_id=1,
+        target_type="t.T", target_id=i, payload=kwargs.pop("payload", {"i": i}), **kwargs,
+    )
+
+
+@pytest.mark.django_db
+class AuditRecordTests:
+    def test_entries_are_sequenced_and_hashes_recompute(self) -> None:
+        receipts = [record(i) for i in range(13)]
+        rows = list(LogEntry.objects.order_by("index"))
+        assert [r.index for r in rows] == list(range(13))
+        for receipt, row in zip(receipts, rows, strict=True):
+            assert receipt.leaf_hash == row.leaf_hash == entry.entry_leaf_hash(entry_fields(row)).hex()
+            assert row.payload_sha256 == entry.payload_sha256(row.payload)
+
+    def test_head_root_and_stored_nodes_match_the_leaves(self) -> None:
+        for i in range(11):
+            record(i)
+        leaves = [bytes.fromhex(h) for h in LogEntry.objects.values_list("leaf_hash", flat=True)]
+        head = LogHead.objects.get()
+        frontier = [(s, bytes.fromhex(h)) for s, h in head.frontier]
+        assert head.size == 11 and merkle.frontier_root(frontier) == merkle.root_from_leaves(leaves)
+        for node in MerkleNode.objects.all():
+            size = 1 << node.level
+            span = leaves[node.position * size : (node.position + 1) * size]
+            assert bytes.fromhex(node.hash) == merkle.root_from_leaves(span)
+
+    def test_payload_is_redacted_but_committed_to_raw(self) -> None:
+        raw = {"email": "jane@example.com", "text": "call +44 20 7946 0958"}
+        receipt = record(payload=raw)
+        row = LogEntry.objects.get(index=receipt.index)
+        assert row.payload == {"email": "[EMAIL]", "text": "call [PHONE]"}
+        assert row.commitment == entry.commitment(bytes.fromhex(receipt.salt), raw)
+        assert row.commitment != entry.commitment(bytes.fromhex(receipt.salt), row.payload)
+
+    def test_rolled_back_entry_leaves_no_gap(self) -> None:
+        record(0)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            record(1)
+            raise RuntimeError("the business change failed")
+        record(2)
+        assert list(LogEntry.objects.values_list("index", flat=True)) == [0, 1]
+
+    @pytest.mark.parametrize("action", ["created", "Token.Created", "token.", "token created"])
+    def test_malformed_actions_are_refused(self, action) -> None:
+        with pytest.raises(InvalidAction):
+            record(action=action)
+        assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_get_a_gap_free_sequence() -> None:
+    # given: 8 threads, each appending in its own transactions (SQLite serialises, PostgreSQL locks)
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(15):
+                record(w * 100 + i)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    # when
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then
+    assert not errors
+    indexes = list(LogEntry.objects.order_by("index").values_list("index", flat=True))
+    assert indexes == list(range(120))
+    leaves = [bytes.fromhex(h) for h in LogEntry.objects.order_by("index").values_list("leaf_hash", flat=True)]
+    head = LogHead.objects.get()
+    assert merkle.frontier_root([(s, bytes.fromhex(h)) for s, h in head.frontier]) == merkle.root_from_leaves(leaves)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the triggers are PostgreSQL's")
+def test_postgres_refuses_update_and_delete() -> None:
+    from django.db.utils import InternalError
+
+    record(0)
+    with pytest.raises(InternalError, match="append-only"), transaction.atomic():
+        LogEntry.objects.update(action="thing.rewritten")
+    with pytest.raises(InternalError, match="cannot be deleted"), transaction.atomic():
+        LogEntry.objects.all().delete()

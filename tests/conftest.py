@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.worker import CeleryWorker, start_worker
+
+# The cache outlives a test run (a file cache, or Redis): a fresh prefix per run keeps rate-limit
+# and lock-out counters of earlier runs (whose ids repeat) out of this one.
+settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_lockouts_between_tests() -> Iterator[None]:
+    # Every test client comes from 127.0.0.1: one test's failures must not lock out the next.
+    yield
+    cache.delete_many(["login-fail:addr:127.0.0.1", "login-fail:addr:"])
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker) -> Iterator[CeleryWorker]:
+    """A real Celery worker process on the test database and the configured broker."""
+    with django_db_blocker.unblock():
+        worker = start_worker()
+    try:
+        yield worker
+    finally:
+        worker.stop()

@@ -1,0 +1,216 @@
+"""Bearer tokens: stored hashed, shown once, expiry, revocation, rate limits, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from audit.log.models import LogEntry
+from portal.accounts.models import ApiToken
+from portal.accounts.roles import Role
+from tests.portal.accounts.factories import OrganizationFactory, member, token_for
+
+pytestmark = pytest.mark.django_db
+
+
+def client_with(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+class TokenStorageTests:
+    def test_only_a_hash_is_stored_and_the_secret_is_shown_once(self) -> None:
+        # given
+        org = OrganizationFactory()
+        user = member(Role.OWNER, org)
+        session = APIClient()
+        session.force_login(user)
+        # when
+        created = session.post("/api/v1/tokens", {"name": "ci", "role": "consumer"}, format="json").json()
+        listed = session.get("/api/v1/tokens").json()
+        # then
+        token = ApiToken.objects.get(pk=created["id"])
+        assert token.key_hash == hashlib.sha256(created["token"].encode()).hexdigest()
+        assert created["token"] not in str(ApiToken.objects.filter(pk=token.pk).values().first())
+        assert all("token" not in row for row in listed)
+        assert created["token"].startswith(token.prefix)
+
+    def test_creation_and_revocation_are_audited(self) -> None:
+        # given
+        org = OrganizationFactory()
+        user = member(Role.ADMIN, org)
+        session = APIClient()
+        session.force_login(user)
+        # when
+        created = session.post("/api/v1/tokens", {"name": "audited"}, format="json").json()
+        session.delete(f"/api/v1/tokens/{created['id']}")
+        session.delete(f"/api/v1/tokens/{created['id']}")  # twice: one event
+        # then
+        actions = list(
+            LogEntry.objects.filter(target_type="accounts.ApiToken", target_id=str(created["id"]))
+            .values_list("action", flat=True)
+        )
+        assert actions == ["token.created", "token.revoked"]
+        assert created["token"] not in str(list(LogEntry.objects.values("payload")))
+
+
+class TokenAuthenticationTests:
+    def test_valid_token_authenticates_in_its_organisation(self) -> None:
+        org = OrganizationFactory()
+        new = token_for(member(Role.CONSUMER, org), org)
+        body = client_with(new.secret).get("/api/v1/me").json()
+        assert body["organization"] == org.slug and body["via_token"] is True
+        new.token.refresh_from_db()
+        assert new.token.last_used_at is not None
+
+    @pytest.mark.parametrize(
+        ("mutate", "message"),
+        [
+            (lambda t: setattr(t, "revoked_at", timezone.now()), "revoked"),
+            (lambda t: setattr(t, "expires_at", timezone.now() - timedelta(seconds=1)), "expired"),
+        ],
+    )
+    def test_revoked_or_expired_token_gets_401(self, mutate, message) -> None:
+        org = OrganizationFactory()
+        new = token_for(member(Role.CONSUMER, org), org)
+        mutate(new.token)
+        new.token.save()
+        response = client_with(new.secret).get("/api/v1/me")
+        assert response.status_code == 401
+        assert message in response.json()["error"]["message"]
+
+    @pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer stw_not-a-token"])
+    def test_malformed_or_unknown_token_gets_401(self, header) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=header)
+        response = client.get("/api/v1/me")
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "authentication_failed"
+
+    def test_member_removed_from_organisation_loses_token(self) -> None:
+        org = OrganizationFactory()
+        user = member(Role.CONSUMER, org)
+        new = token_for(user, org)
+        user.memberships.all().delete()
+        assert client_with(new.secret).get("/api/v1/me").status_code == 401
+
+    def test_demoted_member_token_loses_rights_beyond_new_role(self) -> None:
+        # given: an admin token, then the admin is demoted to consumer
+        org = OrganizationFactory()
+        user = member(Role.ADMIN, org)
+        member(Role.ADMIN, org)  # another admin remains
+        new = token_for(user, org, Role.ADMIN)
+        user.memberships.update(role=Role.CONSUMER)
+        # when
+        response = client_with(new.secret).get("/api/v1/members")
+        # then
+        assert response.status_code == 403
+
+
+class RateLimitTests:
+    def test_token_over_its_rate_gets_429_with_retry_after(self) -> None:
+        # given
+        org = OrganizationFactory()
+        new = token_for(member(Role.CONSUMER, org), org, rate_per_minute=3)
+        client = client_with(new.secret)
+        # when
+        statuses = [client.get("/api/v1/me").status_code for _ in range(4)]
+        # then
+        assert statuses == [200, 200, 200, 429]
+        limited = client.get("/api/v1/me")
+        assert 0 < int(limited["Retry-After"]) <= 60
+        assert limited.json()["error"]["code"] == "rate_limited"
+
+    def test_rates_are_per_token(self) -> None:
+        org = OrganizationFactory()
+        user = member(Role.CONSUMER, org)
+        first = client_with(token_for(user, org, rate_per_minute=1).secret)
+        second = client_with(token_for(user, org, rate_per_minute=1).secret)
+        assert first.get("/api/v1/me").status_code == 200
+        assert first.get("/api/v1/me").status_code == 429
+        assert second.get("/api/v1/me").status_code == 200
+
+
+class BadInputTests:
+    @pytest.fixture
+    def session(self) -> APIClient:
+        org = OrganizationFactory()
+        client = APIClient()
+        client.force_login(member(Role.ADMIN, org))
+        return client
+
+    def test_malformed_json_gets_400(self, session) -> None:
+        response = session.post("/api/v1/tokens", '{"name": ', content_type="application/json")
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "malformed_request"
+
+    def test_wrong_types_get_400_naming_the_field(self, session) -> None:
+        response = session.post("/api/v1/tokens", {"name": "x", "expires_in_days": "soon"}, format="json")
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "invalid" and "expires_in_days" in error["details"]
+        assert "expires_in_days" in error["message"]
+
+    def test_unknown_fields_get_400(self, session) -> None:
+        response = session.post("/api/v1/tokens", {"name": "x", "scope": "all"}, format="json")
+        assert response.status_code == 400
+        assert response.json()["error"]["details"] == {"scope": ["Unknown field."]}
+
+    def test_expiry_out_of_range_gets_400(self, session) -> None:
+        response = session.post("/api/v1/tokens", {"name": "x", "expires_in_days": 10_000}, format="json")
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_expiry"
+
+    def test_oversized_body_gets_413_and_changes_nothing(self, session, settings) -> None:
+        settings.API_MAX_JSON_BYTES = 2048
+        response = session.post("/api/v1/tokens", {"name": "x" * 5000}, format="json")
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "request_too_large"
+        assert not ApiToken.objects.exists()
+
+    def test_unknown_role_gets_400(self, session) -> None:
+        response = session.post("/api/v1/members", {"username": "nobody", "role": "god"}, format="json")
+        assert response.status_code == 400
+
+    def test_unknown_user_gets_404_with_message(self, session) -> None:
+        response = session.post("/api/v1/members", {"username": "nobody", "role": "consumer"}, format="json")
+        assert response.status_code == 404
+        assert "nobody" in response.json()["error"]["message"]
+
+    def test_session_api_calls_need_csrf(self) -> None:
+        org = OrganizationFactory()
+        client = APIClient(enforce_csrf_checks=True)
+        client.force_login(member(Role.ADMIN, org))
+        response = client.post("/api/v1/tokens", {"name": "x"}, format="json")
+        assert response.status_code == 403
+        assert "CSRF" in response.json()["error"]["message"]
+
+
+class LastAdminTests:
+    def test_the_last_admin_cannot_be_demoted(self) -> None:
+        org = OrganizationFactory()
+        admin = member(Role.ADMIN, org)
+        client = APIClient()
+        client.force_login(admin)
+        membership = admin.memberships.get()
+        response = client.patch(f"/api/v1/members/{membership.pk}", {"role": "owner"}, format="json")
+        assert response.status_code == 409
+        assert response.json()["error"]["code"] == "last_admin"
+        membership.refresh_from_db()
+        assert membership.role == "admin"
+
+    def test_role_change_is_audited(self) -> None:
+        org = OrganizationFactory()
+        admin = member(Role.ADMIN, org)
+        other = member(Role.CONSUMER, org)
+        client = APIClient()
+        client.force_login(admin)
+        client.patch(f"/api/v1/members/{other.memberships.get().pk}", {"role": "owner"}, format="json")
+        entry = LogEntry.objects.get(action="membership.role_changed")
+        assert entry.payload == {"username": other.username, "from": "consumer", "to": "owner"}
+        assert entry.organization_id == org.pk and entry.actor_label == admin.username
