@@ -28,7 +28,8 @@ setup: $(STAMP)
 run: setup
 	$(PY) manage.py serve
 
-# Exit code 5 (no test collected) counts as a failure: a suite that runs nothing proves nothing.
+# Tests keep their data (SQLite file, broker folders, logs) apart from a running portal's.
+test: export STEWARD_DATA_DIR ?= $(CURDIR)/var/test
 test: $(STAMP)
 	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null; then :; else \
 	  echo "NOTE: no Chromium found (apt-get install chromium): browser tests will be skipped."; fi

@@ -16,6 +16,9 @@ from tests.worker import CeleryWorker, start_worker
 # and lock-out counters of earlier runs (whose ids repeat) out of this one.
 settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
 
+# Tests serve static files from the finders, not from a collected (hashed) manifest.
+settings.STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
 

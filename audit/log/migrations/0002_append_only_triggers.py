@@ -64,12 +64,12 @@ DROP FUNCTION IF EXISTS audit_log_forbid_change();
 
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORBID)
+        schema_editor.execute(FORBID, params=None)
 
 
 def backward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(UNDO)
+        schema_editor.execute(UNDO, params=None)
 
 
 class Migration(migrations.Migration):
