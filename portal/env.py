@@ -78,7 +78,7 @@ def env_secret(name: str, *, default: str | None = None) -> str | None:
     return value or default
 
 
-def persisted_secret(path: Path, *, nbytes: int = 48) -> str:
+def persisted_secret(path: Path, *, nbytes: int = 48, content: str | None = None) -> str:
     """A random secret generated once and kept in `path` (mode 0600), for the embedded default.
 
     Used only when no secret is configured and no production database is set, so that a fresh
@@ -89,7 +89,7 @@ def persisted_secret(path: Path, *, nbytes: int = 48) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes)
+    value = content if content is not None else secrets.token_urlsafe(nbytes)
     # O_EXCL: two processes starting at once must agree on one secret.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

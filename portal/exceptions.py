@@ -92,6 +92,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     if isinstance(exc, PortalError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    from audit.log.exceptions import AuditError
+
+    if isinstance(exc, AuditError):
+        return Response(error_body(exc.code, str(exc)), status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         from django.conf import settings
 

@@ -45,6 +45,24 @@ if not _secret:
     _secret = persisted_secret(DATA_DIR / "secret_key")
 SECRET_KEY = _secret
 
+# The audit log's Ed25519 checkpoint key (PEM). Like SECRET_KEY: required with a production
+# database, generated once under the data folder for the embedded default.
+_audit_key = env_secret("AUDIT_SIGNING_KEY")
+if not _audit_key:
+    if not EMBEDDED:
+        raise ImproperlyConfigured(
+            "AUDIT_SIGNING_KEY (or AUDIT_SIGNING_KEY_FILE), an Ed25519 private key in PEM, is "
+            "required when DATABASE_URL is set (openssl genpkey -algorithm ed25519)"
+        )
+    _key_path = DATA_DIR / "audit_signing_key.pem"
+    if not _key_path.exists():
+        from audit.log.signing import generate_private_pem
+
+        persisted_secret(_key_path, content=generate_private_pem())
+    _audit_key = _key_path.read_text()
+AUDIT_SIGNING_KEY = _audit_key
+AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", default=60, minimum=1)
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -169,6 +187,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint": {
+        "task": "audit.log.tasks.checkpoint_create_task",
+        "schedule": float(AUDIT_CHECKPOINT_SECONDS),
+    },
+    "audit-verify": {"task": "audit.log.tasks.log_verify_task", "schedule": 3600.0},
+}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.
 CELERY_TASK_ALWAYS_EAGER = False
 

@@ -9,6 +9,7 @@ handler500 = "portal.exceptions.handler500"
 
 api_v1 = [
     path("", include("portal.accounts.urls")),
+    path("audit/", include("audit.console.urls")),
 ]
 
 urlpatterns = [
@@ -16,5 +17,6 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("audit/", include("audit.console.ui_urls")),
     path("", include("portal.ui.urls")),
 ]

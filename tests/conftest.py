@@ -19,6 +19,8 @@ settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
 # Tests serve static files from the finders, not from a collected (hashed) manifest.
 settings.STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
+os.makedirs(settings.STATIC_ROOT, exist_ok=True)  # whitenoise warns about a missing one
+
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
 

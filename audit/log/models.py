@@ -83,3 +83,20 @@ class RedactionRule(models.Model):
     label = models.CharField(max_length=32)
     pattern = models.CharField(max_length=500)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class VerificationRun(models.Model):
+    """The outcome of one full verification of the log against its checkpoints."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(null=True)
+    entries = models.BigIntegerField(default=0)
+    checkpoints = models.IntegerField(default=0)
+    fault_kind = models.CharField(max_length=32, blank=True)
+    fault_index = models.BigIntegerField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]

@@ -17,7 +17,14 @@ from django.utils import timezone
 from audit.log import entry, merkle, redaction
 from audit.log.context import current_request_id
 from audit.log.exceptions import InvalidAction
-from audit.log.models import LogEntry, LogHead, MerkleNode, RedactionRule
+from audit.log.models import (
+    Checkpoint,
+    LogEntry,
+    LogHead,
+    MerkleNode,
+    RedactionRule,
+    VerificationRun,
+)
 
 ACTION = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$")
 
@@ -169,3 +176,99 @@ def redaction_rule_create(*, organization_id: int, label: str, pattern: str) -> 
     if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,31}", label):
         raise ValueError("a label is 1-32 capital letters, digits or underscores, e.g. PATIENT_ID")
     return RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)
+
+
+def _signing_key():  # type: ignore[no-untyped-def]
+    from audit.log import signing
+
+    return signing.load_private_key(settings.AUDIT_SIGNING_KEY)
+
+
+@transaction.atomic
+def checkpoint_create(*, force: bool = False) -> Checkpoint | None:
+    """Signs the current size and root of the log (a signed tree head).
+
+    Holds the head's lock while it reads, so the root is that of exactly `size` entries.
+    Returns None when nothing was appended since the last checkpoint (unless `force`).
+    """
+    from audit.log import signing
+
+    head, _ = LogHead.objects.select_for_update().get_or_create(pk=1)
+    last = Checkpoint.objects.order_by("-tree_size", "-id").first()
+    if not force and last is not None and last.tree_size == head.size:
+        return None
+    frontier = [(size, bytes.fromhex(h)) for size, h in head.frontier]
+    root = merkle.frontier_root(frontier).hex()
+    now = timezone.now()
+    signed = signing.sign(_signing_key(), head.size, root, _time(now))
+    return Checkpoint.objects.create(
+        tree_size=signed.tree_size,
+        root_hash=signed.root_hash,
+        created_at=now,
+        key_id=signed.key_id,
+        signature=signed.signature,
+    )
+
+
+def checkpoint_signed(checkpoint: Checkpoint) -> Any:
+    from audit.log import signing
+
+    return signing.SignedCheckpoint(
+        tree_size=checkpoint.tree_size,
+        root_hash=checkpoint.root_hash,
+        time=_time(checkpoint.created_at),
+        key_id=checkpoint.key_id,
+        signature=checkpoint.signature,
+    )
+
+
+@transaction.atomic
+def audit_erase_subject(
+    *, subject: str, organization_id: int, actor: AuditActor
+) -> tuple[Receipt, list[int]]:
+    """Erases (GDPR Art. 17) the stored payloads about a data subject in one organisation.
+
+    The payload and its salt are blanked; the entry's fields, payload hash, commitment and leaf
+    hash stay, so the log still verifies. The erasure itself is logged with the indexes it
+    blanked (not the subject's identifier).
+    """
+    key = subject_key(subject)
+    rows = LogEntry.objects.select_for_update().filter(
+        organization_id=organization_id, subject_key=key, erased_at__isnull=True
+    )
+    indexes = list(rows.values_list("index", flat=True))
+    rows.update(payload=None, salt="", erased_at=timezone.now())
+    receipt = audit_record(
+        action="subject.erased",
+        actor=actor,
+        organization_id=organization_id,
+        target_type="audit.Subject",
+        target_id=key[:16],
+        payload={"entries": indexes, "count": len(indexes)},
+    )
+    return receipt, indexes
+
+
+def log_verify() -> VerificationRun:
+    """Verifies the whole log against every checkpoint; stores and returns the outcome."""
+    import time
+
+    from audit.log import signing, verifier
+    from audit.log.selectors import entries_for_verification
+
+    started = time.perf_counter()
+    run = VerificationRun.objects.create(started_at=timezone.now())
+    key = signing.load_private_key(settings.AUDIT_SIGNING_KEY).public_key()
+    checkpoints = [checkpoint_signed(cp) for cp in Checkpoint.objects.order_by("tree_size", "id")]
+    report = verifier.verify_log(entries_for_verification(), checkpoints, key)
+    fault = report.first_fault
+    run.finished_at = timezone.now()
+    run.ok = report.ok
+    run.entries = report.entries
+    run.checkpoints = report.checkpoints_verified
+    run.fault_kind = fault.kind if fault else ""
+    run.fault_index = fault.index if fault else None
+    run.summary = report.summary()
+    run.seconds = round(time.perf_counter() - started, 3)
+    run.save()
+    return run

@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from audit.log.signing import generate_private_pem
 from portal.env import env_bool, env_int, env_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_manage(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG"}}
+    dropped = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE",
+               "AUDIT_SIGNING_KEY", "AUDIT_SIGNING_KEY_FILE"}
+    clean = {k: v for k, v in os.environ.items() if k not in dropped}
     clean.update({"STEWARD_DATA_DIR": str(tmp_path)}, **env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
@@ -57,10 +60,20 @@ class DeploySettingsTests:
                 "ALLOWED_HOSTS": "steward.example.org",
                 "HTTPS": "true",
                 "REDIS_URL": "redis://127.0.0.1:6379/0",
+                "AUDIT_SIGNING_KEY": generate_private_pem(),
             },
             tmp_path,
         )
         assert result.returncode == 0, result.stderr + result.stdout
+
+    def test_database_without_audit_key_fails_at_start(self, tmp_path) -> None:
+        result = run_manage(
+            ["check"],
+            {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test", "SECRET_KEY": "k" * 60},
+            tmp_path,
+        )
+        assert result.returncode != 0
+        assert "AUDIT_SIGNING_KEY" in result.stderr
 
     def test_database_without_secret_key_fails_at_start(self, tmp_path) -> None:
         result = run_manage(["check"], {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test"}, tmp_path)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from audit.console.selectors import entry_get_for_actor, entry_list_for_actor
+from audit.log import selectors as log
+from audit.log.exceptions import AuditError, ProofUnavailable
+from audit.log.exports import public_key_pem
+from audit.log.models import VerificationRun
+from audit.log.services import checkpoint_create
+from audit.log.signing import key_id, load_public_key
+from audit.log.tasks import log_verify_task
+from audit.log.verifier import verify_inclusion_document
+from portal.accounts.roles import Cap
+from portal.ui.views import member_required
+
+PAGE = 50
+
+
+class SearchForm(forms.Form):
+    actor = forms.CharField(required=False, max_length=150)
+    action = forms.CharField(required=False, max_length=64, help_text="prefix, e.g. token.")
+    target_type = forms.CharField(required=False, max_length=64)
+    target_id = forms.CharField(required=False, max_length=64)
+    since = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    before = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+
+def _forbidden(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/forbidden.html", {"what": "read the audit log"}, status=403)
+
+
+@member_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.AUDIT_READ):
+        return _forbidden(request)
+    form = SearchForm(request.GET or None)
+    entries = []
+    next_before = None
+    if form.is_valid() or not request.GET:
+        filters = {k: v for k, v in (form.cleaned_data if request.GET else {}).items() if v not in (None, "")}
+        before = filters.pop("before", None)
+        query = entry_list_for_actor(actor=actor, **filters)
+        if before is not None:
+            query = query.filter(index__lt=before)
+        entries = list(query[:PAGE])
+        next_before = entries[-1].index if len(entries) == PAGE else None
+    params = request.GET.copy()
+    params.pop("before", None)
+    context = {
+        "form": form,
+        "entries": entries,
+        "next_before": next_before,
+        "params": params.urlencode(),
+        "verification": VerificationRun.objects.first(),
+        "checkpoint": log.checkpoint_latest(),
+        "log_size": log.log_size(),
+        "key_id": key_id(load_public_key(public_key_pem())),
+    }
+    return render(request, "audit/log.html", context)
+
+
+@member_required
+def audit_entry(request: HttpRequest, index: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.AUDIT_READ):
+        return _forbidden(request)
+    try:
+        entry = entry_get_for_actor(actor=actor, index=index)
+    except AuditError:
+        return render(request, "audit/missing.html", {"index": index}, status=404)
+    proof, proof_error, verified = None, "", False
+    try:
+        proof = log.inclusion_document(entry=entry)
+        verified = verify_inclusion_document(proof, load_public_key(public_key_pem())) is None
+    except ProofUnavailable as exc:
+        proof_error = str(exc)
+    context = {
+        "entry": entry,
+        "payload": json.dumps(entry.payload, indent=2, ensure_ascii=False) if entry.payload is not None else None,
+        "proof": proof,
+        "proof_json": json.dumps(proof, indent=2) if proof else "",
+        "proof_error": proof_error,
+        "verified": verified,
+    }
+    return render(request, "audit/entry.html", context)
+
+
+@member_required
+@require_POST
+def audit_verify_now(request: HttpRequest) -> HttpResponse:
+    if not request.actor.can(Cap.AUDIT_READ):  # type: ignore[attr-defined]
+        return _forbidden(request)
+    log_verify_task.delay()
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "audit/_verification.html", {"verification": VerificationRun.objects.first(), "queued": True})
+    return redirect("audit-log")
+
+
+@member_required
+def audit_verification_status(request: HttpRequest) -> HttpResponse:
+    if not request.actor.can(Cap.AUDIT_READ):  # type: ignore[attr-defined]
+        return _forbidden(request)
+    return render(request, "audit/_verification.html", {"verification": VerificationRun.objects.first()})
+
+
+@member_required
+@require_POST
+def audit_checkpoint_now(request: HttpRequest) -> HttpResponse:
+    if not request.actor.can(Cap.AUDIT_READ):  # type: ignore[attr-defined]
+        return _forbidden(request)
+    checkpoint_create(force=True)
+    return redirect("audit-log")
+
+

@@ -1,0 +1,200 @@
+"""Checks a log (entries, checkpoints, public key) and names the first fault. No Django.
+
+Used by `manage.py audit_verify` on the database and by the standalone `python -m audit.log.verify`
+on an export. An entry is either full (its canonical fields, its payload unless erased, and the
+leaf hash the log stored) or a stub (index and leaf hash only: another organisation's entry in an
+organisation's export). Every leaf is folded into the RFC 9162 tree, and the root at each signed
+checkpoint's size must equal the checkpoint's root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit.log import entry, merkle, signing
+
+
+@dataclass
+class Fault:
+    kind: str  # entry_modified, payload_modified, missing_entry, duplicate_entry, index_mismatch,
+    # root_mismatch, truncated, bad_signature, unknown_key, checkpoint_order, malformed
+    index: int | None
+    message: str
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    full_entries: int = 0
+    erased_entries: int = 0
+    checkpoints_verified: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    root: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+    @property
+    def first_fault(self) -> Fault | None:
+        return self.faults[0] if self.faults else None
+
+    def summary(self) -> str:
+        if self.ok:
+            return (
+                f"OK: {self.entries} entries ({self.full_entries} with content, "
+                f"{self.erased_entries} erased), {self.checkpoints_verified} signed checkpoints "
+                f"verified; root {self.root}"
+            )
+        fault = self.faults[0]
+        where = f" at index {fault.index}" if fault.index is not None else ""
+        return f"FAULT {fault.kind}{where}: {fault.message}"
+
+
+def _payload_hash(payload: Any) -> str:
+    return hashlib.sha256(entry.canonical_json(payload)).hexdigest()
+
+
+def verify_log(
+    entries: Iterable[dict[str, Any]],
+    checkpoints: Iterable[signing.SignedCheckpoint],
+    public_key: Ed25519PublicKey,
+    *,
+    stop_at_first: bool = True,
+) -> Report:
+    report = Report()
+    expected_key = signing.key_id(public_key)
+
+    def fail(kind: str, index: int | None, message: str) -> bool:
+        report.faults.append(Fault(kind, index, message))
+        return stop_at_first
+
+    ordered: list[signing.SignedCheckpoint] = []
+    last_size = -1
+    for cp in checkpoints:
+        if cp.key_id != expected_key:
+            if fail("unknown_key", None, f"checkpoint of size {cp.tree_size} is signed by key "
+                    f"{cp.key_id}, not by the log's key {expected_key}"):
+                return report
+            continue
+        if not signing.verify(public_key, cp):
+            if fail("bad_signature", None, f"checkpoint of size {cp.tree_size} ({cp.time}) has "
+                    "a signature that does not verify: forged or altered"):
+                return report
+            continue
+        if cp.tree_size < last_size:
+            if fail("checkpoint_order", None, f"checkpoint of size {cp.tree_size} follows one of "
+                    f"size {last_size}: a log never shrinks"):
+                return report
+        last_size = max(last_size, cp.tree_size)
+        ordered.append(cp)
+    ordered.sort(key=lambda c: c.tree_size)
+    report.checkpoints_verified = len(ordered)
+    pending = iter(ordered)
+    next_cp = next(pending, None)
+    while next_cp is not None and next_cp.tree_size == 0:
+        next_cp = next(pending, None)
+    last_checked_size = 0
+
+    frontier: merkle.Frontier = []
+    position = 0
+    for item in entries:
+        index = item.get("index")
+        if not isinstance(index, int):
+            if fail("malformed", position, "an entry has no integer index"):
+                return report
+            continue
+        if index != position:
+            if index < position:
+                kind, why = "duplicate_entry", f"index {index} appears again after {position - 1}"
+            else:
+                kind, why = "missing_entry", f"entries {position}..{index - 1} are missing"
+            if fail(kind, position, why + " (deleted, inserted or reordered entries)"):
+                return report
+        fields = item.get("fields")
+        stored = item.get("leaf_hash")
+        if fields is not None:
+            report.full_entries += 1
+            try:
+                leaf = entry.entry_leaf_hash(fields)
+            except (ValueError, TypeError) as exc:
+                leaf = b""
+                if fail("malformed", index, f"entry cannot be encoded: {exc}"):
+                    return report
+            if fields.get("index") != index:
+                if fail("index_mismatch", index, f"entry at position {index} says it is "
+                        f"{fields.get('index')}: moved or inserted"):
+                    return report
+            if stored is not None and stored != leaf.hex():
+                if fail("entry_modified", index, "the entry's content does not hash to its "
+                        "leaf hash: a field was changed"):
+                    return report
+            if item.get("erased"):
+                report.erased_entries += 1
+            elif _payload_hash(item.get("payload")) != fields.get("payload_sha256"):
+                if fail("payload_modified", index, "the stored payload does not match the "
+                        "hash the entry commits to"):
+                    return report
+        else:
+            try:
+                leaf = bytes.fromhex(str(stored))
+                if len(leaf) != 32:
+                    raise ValueError
+            except ValueError:
+                leaf = b""
+                if fail("malformed", index, "a stub entry has no valid leaf hash"):
+                    return report
+        merkle.frontier_push(frontier, leaf)
+        position += 1
+        report.entries = position
+        while next_cp is not None and next_cp.tree_size == position:
+            root = merkle.frontier_root(frontier).hex()
+            if root != next_cp.root_hash:
+                if fail("root_mismatch", last_checked_size, "the entries do not hash to the root "
+                        f"signed at size {next_cp.tree_size} ({next_cp.time}): an entry in "
+                        f"{last_checked_size}..{position - 1} was changed, added or removed"):
+                    return report
+            last_checked_size = position
+            next_cp = next(pending, None)
+    if next_cp is not None:
+        fail("truncated", position, f"a checkpoint signs {next_cp.tree_size} entries but the log "
+             f"has {position}: the log was truncated")
+    report.root = merkle.frontier_root(frontier).hex()
+    return report
+
+
+def checkpoints_from_dicts(items: Iterable[dict[str, Any]]) -> Iterator[signing.SignedCheckpoint]:
+    for item in items:
+        yield signing.SignedCheckpoint(
+            tree_size=int(item["tree_size"]),
+            root_hash=str(item["root_hash"]),
+            time=str(item["time"]),
+            key_id=str(item["key_id"]),
+            signature=str(item["signature"]),
+        )
+
+
+def verify_inclusion_document(document: dict[str, Any], public_key: Ed25519PublicKey) -> Fault | None:
+    """Checks a receipt's inclusion proof: the checkpoint's signature, then the path to its root.
+
+    The tree size and root come from the signed checkpoint, never from the claim beside it.
+    """
+    try:
+        cp = next(checkpoints_from_dicts([document["checkpoint"]]))
+        index = int(document["index"])
+        leaf = bytes.fromhex(document["leaf_hash"])
+        path = [bytes.fromhex(h) for h in document["path"]]
+    except (KeyError, ValueError, TypeError) as exc:
+        return Fault("malformed", None, f"not an inclusion proof: {exc}")
+    if not signing.verify(public_key, cp):
+        return Fault("bad_signature", None, "the proof's checkpoint is not signed by the log's key")
+    if document.get("tree_size", cp.tree_size) != cp.tree_size:
+        return Fault("index_mismatch", index, "the proof claims a tree size its checkpoint does not sign")
+    if not merkle.verify_inclusion(index, cp.tree_size, leaf, path, bytes.fromhex(cp.root_hash)):
+        return Fault("bad_proof", index, "the path does not lead from the leaf to the signed root")
+    return None

@@ -1,0 +1,73 @@
+"""Standalone verifier of an audit log export. Needs no Django and no database:
+
+    python -m audit.log.verify EXPORT.zip [--public-key KEY.pem]
+
+Exit status 0 when the export verifies, 1 with the first fault (its index and kind) otherwise,
+2 when the export cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from audit.log import signing
+from audit.log.verifier import Report, checkpoints_from_dicts, verify_log
+
+
+class Bundle:
+    """A zip file or a folder holding entries.jsonl, checkpoints.json and public_key.pem."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zip = zipfile.ZipFile(path) if path.is_file() else None
+
+    def read(self, name: str) -> bytes:
+        if self.zip is not None:
+            return self.zip.read(name)
+        return (self.path / name).read_bytes()
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        if self.zip is not None:
+            with self.zip.open("entries.jsonl") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield json.loads(line)
+        else:
+            with (self.path / "entries.jsonl").open("rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield json.loads(line)
+
+
+def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> Report:
+    bundle = Bundle(path)
+    key = signing.load_public_key(public_key_pem or bundle.read("public_key.pem"))
+    checkpoints = list(checkpoints_from_dicts(json.loads(bundle.read("checkpoints.json"))))
+    return verify_log(bundle.entries(), checkpoints, key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audit.log.verify", description=__doc__.split("\n\n")[0])
+    parser.add_argument("export", type=Path, help="the export (.zip) or its unpacked folder")
+    parser.add_argument("--public-key", type=Path, help="the log's public key (PEM), obtained apart")
+    args = parser.parse_args(argv)
+    try:
+        pinned = args.public_key.read_bytes() if args.public_key else None
+        if pinned is None:
+            print("warning: no --public-key given; trusting the key inside the export", file=sys.stderr)
+        report = verify_bundle(args.export, pinned)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        print(f"cannot read the export: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
