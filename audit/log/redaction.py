@@ -1,20 +1,24 @@
 """PII redaction of audit payloads, before anything is stored.
 
-Each finder validates what it finds (Luhn for cards, mod-97 for IBANs) so that an order number
-that merely looks like a card stays readable for the auditor.
+Each finder validates what it finds (Luhn for cards, mod-97 for IBANs, libphonenumber's
+validity rules for phone numbers) so that an order number or a timestamp that merely looks like
+one stays readable for the auditor.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import phonenumbers
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # Candidates; the finders below validate them.
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-PHONE = re.compile(r"(?<![\w+(])(?:\+|00)?\(?\d[\d ().-]{6,}\d(?!\w)")
+# Numbers without a +country prefix are read as numbers of these regions.
+DEFAULT_PHONE_REGIONS = ("GB", "US")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -38,12 +42,24 @@ def iban_valid(candidate: str) -> bool:
     return int(number) % 97 == 1
 
 
-def _phone_like(candidate: str) -> bool:
-    digits = re.sub(r"\D", "", candidate)
-    return 8 <= len(digits) <= 15
+def _redact_phones(text: str, regions: Sequence[str]) -> str:
+    if sum(ch.isdigit() for ch in text) < 7:  # the common case, and libphonenumber is not free
+        return text
+    for region in regions:
+        spans = [
+            (match.start, match.end)
+            for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
+        ]
+        for start, end in reversed(spans):
+            text = text[:start] + "[PHONE]" + text[end:]
+    return text
 
 
-def redact_text(text: str, extra: Iterable[tuple[str, re.Pattern[str]]] = ()) -> str:
+def redact_text(
+    text: str,
+    extra: Iterable[tuple[str, re.Pattern[str]]] = (),
+    regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
+) -> str:
     text = EMAIL.sub("[EMAIL]", text)
     text = IBAN.sub(lambda m: "[IBAN]" if iban_valid(m.group()) else m.group(), text)
 
@@ -52,7 +68,7 @@ def redact_text(text: str, extra: Iterable[tuple[str, re.Pattern[str]]] = ()) ->
         return "[CARD]" if 13 <= len(digits) <= 19 and luhn_valid(digits) else m.group()
 
     text = CARD.sub(card, text)
-    text = PHONE.sub(lambda m: "[PHONE]" if _phone_like(m.group()) else m.group(), text)
+    text = _redact_phones(text, regions)
     for label, pattern in extra:
         text = pattern.sub(f"[{label}]", text)
     return text

@@ -19,7 +19,9 @@ class RedactTextTests:
             ("iban DE89370400440532013000", "iban [IBAN]"),
             ("iban GB00WEST12345698765432", "iban GB00WEST12345698765432"),  # bad checksum
             ("call +44 20 7946 0958 today", "call [PHONE] today"),
-            ("call (555) 123-4567", "call [PHONE]"),
+            ("call (415) 555-0132 now", "call [PHONE] now"),
+            ("ring 020 7946 0958", "ring [PHONE]"),
+            ("at 2026-12-22T07:31:28.236479+00:00", "at 2026-12-22T07:31:28.236479+00:00"),
             ("score 0.93 of 12 items in 2024", "score 0.93 of 12 items in 2024"),
         ],
     )
