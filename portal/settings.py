@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "audit.log",
     "portal",
     "portal.accounts",
+    "inference",
 ]
 
 MIDDLEWARE = [
@@ -193,7 +194,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(AUDIT_CHECKPOINT_SECONDS),
     },
     "audit-verify": {"task": "audit.log.tasks.log_verify_task", "schedule": 3600.0},
+    "jobs-requeue-stuck": {"task": "inference.tasks.batch_job_requeue_stuck_task", "schedule": 60.0},
 }
+CELERY_TASK_ROUTES = {"audit.*": {"queue": "default"}}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.
 CELERY_TASK_ALWAYS_EAGER = False
 
@@ -273,6 +276,19 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- models and serving -------------------------------------------------------------------
+ARTIFACT_CACHE_DIR = Path(env_str("ARTIFACT_CACHE_DIR", str(DATA_DIR / "model-cache"))).resolve()
+BUILD_CACHE_DIR = Path(env_str("BUILD_CACHE_DIR", str(BASE_DIR / "var" / "build-cache"))).resolve()
+MODEL_MAX_ARCHIVE_BYTES = env_int("MODEL_MAX_ARCHIVE_BYTES", default=500 * 2**20, minimum=1024)
+MODEL_MAX_UNPACKED_BYTES = env_int("MODEL_MAX_UNPACKED_BYTES", default=2 * 2**30, minimum=1024)
+MODEL_CACHE_MAX_MB = env_int("MODEL_CACHE_MAX_MB", default=2048, minimum=16)
+PREDICT_MAX_ROWS = env_int("PREDICT_MAX_ROWS", default=64, minimum=1)
+PREDICT_TIMEOUT_SECONDS = env_float("PREDICT_TIMEOUT_SECONDS", default=30.0, minimum=0.1)
+BATCH_MAX_SIZE = env_int("BATCH_MAX_SIZE", default=32, minimum=1)
+BATCH_MAX_WAIT_MS = env_float("BATCH_MAX_WAIT_MS", default=5.0, minimum=0.0)
+JOB_MAX_ROWS = env_int("JOB_MAX_ROWS", default=100_000, minimum=1)
+JOB_MAX_BYTES = env_int("JOB_MAX_BYTES", default=50 * 2**20, minimum=1024)
 
 # --- health -------------------------------------------------------------------------------
 HEALTH_WORKER_TIMEOUT = env_float("HEALTH_WORKER_TIMEOUT", default=2.0, minimum=0.1)

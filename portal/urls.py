@@ -10,6 +10,7 @@ handler500 = "portal.exceptions.handler500"
 api_v1 = [
     path("", include("portal.accounts.urls")),
     path("audit/", include("audit.console.urls")),
+    path("", include("inference.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference import selectors
+from inference.exceptions import InvalidInput
+from inference.models import JobStatus, Task
+from inference.services import jobs, predictions, registry
+from portal.accounts.roles import Cap
+from portal.api import StrictSerializer, actor_of
+
+
+class TransitionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    from_status = serializers.CharField()
+    to_status = serializers.CharField()
+    actor = serializers.CharField(source="actor.username")
+    comment = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class VersionSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField()
+    task = serializers.CharField()
+    framework = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+    input_schema = serializers.JSONField()
+    status = serializers.CharField()
+    artifact_sha256 = serializers.CharField()
+    artifact_size = serializers.IntegerField()
+    card = serializers.JSONField()
+    metrics = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class VersionDetailSerializer(VersionSerializer):
+    transitions = TransitionSerializer(many=True)
+
+
+class ModelSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField()
+    description = serializers.CharField()
+    versions = VersionSerializer(many=True)
+    aliases = serializers.SerializerMethodField()
+
+    def get_aliases(self, model: Any) -> dict[str, int]:
+        return {alias.name: alias.version.version for alias in model.aliases.all()}
+
+
+class ModelListRegisterApi(APIView):
+    required_capability = {"GET": Cap.MODEL_READ, "POST": Cap.MODEL_REGISTER}
+
+    class InputSerializer(StrictSerializer):
+        name = serializers.SlugField(max_length=60)
+        task = serializers.ChoiceField(choices=Task.values)
+        archive = serializers.FileField(help_text=".zip or .tar.gz: a Hugging Face model folder, or model.pt + schema.json")
+        card = serializers.JSONField(required=False, help_text="the model card, as a JSON object")
+        description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(responses=ModelSerializer(many=True), summary="Models of the organisation")
+    def get(self, request: Request) -> Response:
+        return Response(ModelSerializer(selectors.model_list(actor=actor_of(request)), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: VersionSerializer},
+                   summary="Register a model version from an archive")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        card = data.validated_data.get("card") or {}
+        if isinstance(card, str):
+            try:
+                card = json.loads(card)
+            except json.JSONDecodeError:
+                raise InvalidInput("'card' is not valid JSON.") from None
+        version = registry.model_version_register(
+            actor=actor_of(request), name=data.validated_data["name"], task=data.validated_data["task"],
+            archive=data.validated_data["archive"], card=card,
+            description=data.validated_data.get("description", ""),
+        )
+        return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetailApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    @extend_schema(responses=ModelSerializer, summary="A model, its versions and aliases")
+    def get(self, request: Request, name: str) -> Response:
+        return Response(ModelSerializer(selectors.model_get(actor=actor_of(request), name=name)).data)
+
+
+class VersionDetailApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    @extend_schema(responses=VersionDetailSerializer, summary="A version with its card and lifecycle")
+    def get(self, request: Request, name: str, version: int) -> Response:
+        found = selectors.version_get(actor=actor_of(request), name=name, version=version)
+        return Response(VersionDetailSerializer(found).data)
+
+
+class VersionTransitionApi(APIView):
+    """submit (owner), approve / reject / retire (reviewer, not the submitter)."""
+
+    required_capability = Cap.MODEL_READ  # the service checks the right for each action
+
+    class InputSerializer(StrictSerializer):
+        comment = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
+
+    @extend_schema(request=InputSerializer, responses=VersionDetailSerializer, summary="Move a version through review")
+    def post(self, request: Request, name: str, version: int, action: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        found = selectors.version_get(actor=actor, name=name, version=version)
+        moved = registry.model_version_transition(
+            actor=actor, version=found, action=action, comment=data.validated_data["comment"]
+        )
+        return Response(VersionDetailSerializer(moved).data)
+
+
+class AliasMoveApi(APIView):
+    required_capability = Cap.MODEL_REGISTER
+
+    class InputSerializer(StrictSerializer):
+        version = serializers.IntegerField(min_value=1)
+
+    @extend_schema(request=InputSerializer, summary="Point an alias (production, staging) at an approved version")
+    def put(self, request: Request, name: str, alias: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        version = selectors.version_get(actor=actor, name=name, version=data.validated_data["version"])
+        moved = registry.alias_move(actor=actor, model=version.model, alias=alias, version=version)
+        return Response({"model": name, "alias": moved.name, "version": version.version})
+
+
+class PredictionOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+    request_id = serializers.CharField()
+    status = serializers.CharField()
+    predictions = serializers.ListField(child=serializers.DictField())
+    device = serializers.CharField()
+    compute_ms = serializers.FloatField(allow_null=True)
+    receipt = serializers.DictField(allow_null=True)
+
+
+class PredictApi(APIView):
+    """`{name}` is `name` (the production alias), `name@alias` or `name@3`."""
+
+    required_capability = Cap.MODEL_PREDICT
+
+    class InputSerializer(StrictSerializer):
+        inputs = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+        subject = serializers.CharField(required=False, allow_blank=True, max_length=200, default="",
+                                        help_text="the data subject these inputs are about (for erasure)")
+
+    @extend_schema(request=InputSerializer, responses=PredictionOutputSerializer, summary="Predict")
+    def post(self, request: Request, name: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        version = selectors.version_resolve_for_serving(actor=actor, ref=name)
+        prediction = predictions.prediction_create(
+            actor=actor, version=version, inputs=data.validated_data["inputs"],
+            subject=data.validated_data["subject"], request_id=getattr(request._request, "request_id", ""),
+        )
+        return Response(predictions.prediction_wait(prediction=prediction))
+
+
+class PredictionDetailApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    @extend_schema(responses=PredictionOutputSerializer, summary="A stored prediction")
+    def get(self, request: Request, pk: int) -> Response:
+        prediction = selectors.prediction_get(actor=actor_of(request), pk=pk)
+        return Response(predictions.prediction_response(prediction))
+
+
+class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="model_version.model.name")
+    version = serializers.IntegerField(source="model_version.version")
+    input_name = serializers.CharField()
+    status = serializers.CharField()
+    rows_total = serializers.IntegerField()
+    rows_done = serializers.IntegerField()
+    cancel_requested = serializers.BooleanField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class JobListCreateApi(APIView):
+    required_capability = {"GET": Cap.MODEL_READ, "POST": Cap.MODEL_PREDICT}
+
+    class InputSerializer(StrictSerializer):
+        file = serializers.FileField(help_text="CSV (a 'text' column, or one column per feature) or JSON lines")
+
+    @extend_schema(responses=JobSerializer(many=True), summary="Batch jobs of a model")
+    def get(self, request: Request, name: str) -> Response:
+        model_name = name.split("@", 1)[0]
+        found = selectors.job_list(actor=actor_of(request)).filter(model_version__model__name=model_name)
+        return Response(JobSerializer(found[:200], many=True).data)
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={202: JobSerializer},
+                   summary="Start a batch job")
+    def post(self, request: Request, name: str) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        version = selectors.version_resolve_for_serving(actor=actor, ref=name)
+        upload = data.validated_data["file"]
+        job = jobs.batch_job_create(actor=actor, version=version, upload=upload, name=upload.name or "upload")
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    @extend_schema(responses=JobSerializer, summary="A batch job's status and progress")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(JobSerializer(selectors.job_get(actor=actor_of(request), pk=pk)).data)
+
+
+class JobCancelApi(APIView):
+    required_capability = Cap.MODEL_PREDICT
+
+    @extend_schema(request=None, responses=JobSerializer, summary="Cancel a batch job")
+    def post(self, request: Request, pk: int) -> Response:
+        actor = actor_of(request)
+        job = jobs.batch_job_cancel(actor=actor, job=selectors.job_get(actor=actor, pk=pk))
+        return Response(JobSerializer(job).data)
+
+
+class JobResultsApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    @extend_schema(responses={(200, "text/csv"): bytes}, summary="A finished job's results (CSV)")
+    def get(self, request: Request, pk: int) -> Any:
+        job = selectors.job_get(actor=actor_of(request), pk=pk)
+        if job.status != JobStatus.DONE:
+            from inference.exceptions import JobNotCancellable
+
+            raise JobNotCancellable(f"The job is {job.status}; results exist once it is done.")
+        return FileResponse(default_storage.open(job.result_path, "rb"), as_attachment=True,
+                             filename=f"job-{job.pk}-results.csv", content_type="text/csv")

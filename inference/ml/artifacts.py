@@ -1,0 +1,164 @@
+"""Model archives: checked before anything is kept, unpacked without surprises."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+MAX_MEMBERS = 2000
+ZIP_MAGIC = b"PK\x03\x04"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class ArchiveError(ValueError):
+    """The archive is unsafe or unusable; the message says why, for a person."""
+
+
+def sha256_stream(handle: BinaryIO, chunk: int = 1 << 20) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    while block := handle.read(chunk):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return sha256_stream(handle)[0]
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str  # normalised relative POSIX path
+    size: int
+
+
+def _safe_name(name: str) -> str:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or any(part == ".." for part in path.parts) or name.startswith("/"):
+        raise ArchiveError(f"the archive entry {name!r} points outside the archive")
+    parts = [p for p in path.parts if p not in ("", ".")]
+    return "/".join(parts)
+
+
+def _members(archive: Path) -> Iterator[tuple[Member, object]]:
+    with archive.open("rb") as handle:
+        magic = handle.read(4)
+    if magic.startswith(ZIP_MAGIC):
+        with zipfile.ZipFile(archive) as bundle:
+            for info in bundle.infolist():
+                mode = info.external_attr >> 16
+                if stat.S_ISLNK(mode):
+                    raise ArchiveError(f"the archive entry {info.filename!r} is a link; links are not allowed")
+                if info.is_dir():
+                    continue
+                yield Member(_safe_name(info.filename), info.file_size), info
+    elif magic.startswith(GZIP_MAGIC):
+        with tarfile.open(archive, "r:gz") as bundle:
+            for info in bundle:
+                if info.issym() or info.islnk():
+                    raise ArchiveError(f"the archive entry {info.name!r} is a link; links are not allowed")
+                if info.isdir():
+                    continue
+                if not info.isfile():
+                    raise ArchiveError(f"the archive entry {info.name!r} is not a regular file")
+                yield Member(_safe_name(info.name), info.size), info
+    else:
+        raise ArchiveError("the upload is neither a .zip nor a .tar.gz archive")
+
+
+def list_members(archive: Path, *, max_unpacked_bytes: int) -> list[Member]:
+    """Lists an archive's files, refusing traversal, links, bombs and odd entries."""
+    members: list[Member] = []
+    total = 0
+    try:
+        for member, _ in _members(archive):
+            members.append(member)
+            total += member.size
+            if len(members) > MAX_MEMBERS:
+                raise ArchiveError(f"the archive holds more than {MAX_MEMBERS} files")
+            if total > max_unpacked_bytes:
+                raise ArchiveError(f"the archive unpacks to more than {max_unpacked_bytes} bytes")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchiveError(f"the archive is damaged: {exc}") from None
+    return members
+
+
+def common_root(members: list[Member]) -> str:
+    """The folder every file sits in, if the archive wraps its files in one (as `zip -r dir` does)."""
+    firsts = {m.name.split("/", 1)[0] for m in members}
+    if len(firsts) == 1 and all("/" in m.name for m in members):
+        return firsts.pop() + "/"
+    return ""
+
+
+def extract(archive: Path, destination: Path, *, max_unpacked_bytes: int) -> None:
+    """Unpacks into `destination` (created), flattening one wrapping folder, with nothing unsafe."""
+    members = list_members(archive, max_unpacked_bytes=max_unpacked_bytes)
+    root = common_root(members)
+    destination.mkdir(parents=True, exist_ok=True)
+    with archive.open("rb") as handle:
+        magic = handle.read(4)
+    if magic.startswith(ZIP_MAGIC):
+        with zipfile.ZipFile(archive) as bundle:
+            for info in bundle.infolist():
+                if info.is_dir():
+                    continue
+                name = _safe_name(info.filename)[len(root):]
+                _write(destination / name, bundle.open(info))
+    else:
+        with tarfile.open(archive, "r:gz") as bundle:
+            for info in bundle:
+                if not info.isfile():
+                    continue
+                name = _safe_name(info.name)[len(root):]
+                source = bundle.extractfile(info)
+                assert source is not None
+                _write(destination / name, source)
+
+
+def _write(target: Path, source: BinaryIO) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with source, target.open("wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+
+
+def pack_directory(folder: Path) -> bytes:
+    """A .zip of a model folder (for models Steward builds itself)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                bundle.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def unpack_cached(archive: Path, cache_dir: Path, sha256: str, *, max_unpacked_bytes: int) -> Path:
+    """The unpacked folder for an archive of known hash, unpacked once per machine.
+
+    Unpacks to a temporary folder and renames it into place, so that concurrent workers never
+    see half a model.
+    """
+    target = cache_dir / sha256
+    if target.is_dir():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}-", dir=cache_dir))
+    try:
+        extract(archive, temporary, max_unpacked_bytes=max_unpacked_bytes)
+        os.rename(temporary, target)
+    except OSError:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if not target.is_dir():
+            raise
+    return target

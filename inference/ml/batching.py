@@ -1,0 +1,89 @@
+"""Dynamic batching: concurrent requests for one model are answered by one forward pass.
+
+Requests queue up; a thread takes the first, waits at most `max_wait_s` for others, and runs the
+model once on up to `max_batch` rows. A request larger than `max_batch` runs in slices.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+BatchFn = Callable[[list[Any]], Sequence[Any]]
+
+
+class DynamicBatcher:
+    def __init__(self, fn: BatchFn, *, max_batch: int = 32, max_wait_s: float = 0.005, name: str = "") -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.fn = fn
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: queue.Queue[tuple[list[Any], Future[list[Any]]]] = queue.Queue()
+        self._closed = False
+        self.batches_run = 0
+        self.rows_run = 0
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, items: list[Any], timeout: float | None = None) -> list[Any]:
+        """Runs `items` in a shared batch; blocks until their results are ready."""
+        if self._closed:
+            raise RuntimeError("the batcher is closed")
+        if not items:
+            return []
+        future: Future[list[Any]] = Future()
+        self._queue.put((list(items), future))
+        return future.result(timeout=timeout)
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(([], Future()))
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if self._closed and not first[0]:
+                return
+            pending = [first]
+            rows = len(first[0])
+            deadline = time.monotonic() + self.max_wait_s
+            while rows < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if not item[0]:  # close() sentinel
+                    self._queue.put(item)
+                    break
+                pending.append(item)
+                rows += len(item[0])
+            self._run(pending)
+
+    def _run(self, pending: list[tuple[list[Any], Future[list[Any]]]]) -> None:
+        flat = [row for items, _ in pending for row in items]
+        try:
+            results: list[Any] = []
+            for start in range(0, len(flat), self.max_batch):
+                chunk = flat[start : start + self.max_batch]
+                out = list(self.fn(chunk))
+                if len(out) != len(chunk):
+                    raise RuntimeError(f"the model returned {len(out)} results for {len(chunk)} rows")
+                results.extend(out)
+                self.batches_run += 1
+                self.rows_run += len(chunk)
+        except BaseException as exc:  # every waiting request learns of the failure
+            for _, future in pending:
+                future.set_exception(exc)
+            return
+        offset = 0
+        for items, future in pending:
+            future.set_result(results[offset : offset + len(items)])
+            offset += len(items)

@@ -1,0 +1,150 @@
+"""Input schemas of tabular models: validation of feature dicts and their encoding to vectors."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class InputError(ValueError):
+    """An input does not fit the model; `errors` maps a row (and field) to a message."""
+
+    def __init__(self, message: str, errors: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+def check_schema(schema: Any) -> dict[str, Any]:
+    """Validates a tabular schema document; returns it normalised."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("features"), list) or not schema["features"]:
+        raise InputError("the schema needs a non-empty 'features' list")
+    seen = set()
+    for feature in schema["features"]:
+        name = feature.get("name") if isinstance(feature, dict) else None
+        if not isinstance(name, str) or not name or name in seen:
+            raise InputError(f"every feature needs a unique name (got {name!r})")
+        seen.add(name)
+        kind = feature.get("type")
+        if kind == "number":
+            for key in ("mean", "std"):
+                if not isinstance(feature.get(key), (int, float)):
+                    raise InputError(f"number feature {name!r} needs '{key}' for its encoding")
+            if feature["std"] <= 0:
+                raise InputError(f"number feature {name!r} needs a positive 'std'")
+        elif kind == "category":
+            values = feature.get("values")
+            if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                raise InputError(f"category feature {name!r} needs a list of string 'values'")
+        else:
+            raise InputError(f"feature {name!r} has type {kind!r}; use 'number' or 'category'")
+    labels = schema.get("labels")
+    if not isinstance(labels, list) or len(labels) < 2:
+        raise InputError("the schema needs 'labels', two or more")
+    return schema
+
+
+def encoded_width(schema: dict[str, Any]) -> int:
+    return sum(1 if f["type"] == "number" else len(f["values"]) for f in schema["features"])
+
+
+def validate_row(schema: dict[str, Any], row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise InputError("expected an object of features", {"_": "not an object"})
+    names = {f["name"] for f in schema["features"]}
+    errors: dict[str, str] = {}
+    for unknown in sorted(set(row) - names):
+        errors[unknown] = "unknown feature"
+    clean: dict[str, Any] = {}
+    for feature in schema["features"]:
+        name = feature["name"]
+        if name not in row:
+            errors[name] = "missing"
+            continue
+        value = row[name]
+        if feature["type"] == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                errors[name] = "must be a finite number"
+                continue
+            low, high = feature.get("min"), feature.get("max")
+            if (low is not None and value < low) or (high is not None and value > high):
+                errors[name] = f"must be between {low} and {high}"
+                continue
+            clean[name] = float(value)
+        else:
+            if value not in feature["values"]:
+                shown = ", ".join(feature["values"][:8]) + ("…" if len(feature["values"]) > 8 else "")
+                errors[name] = f"must be one of: {shown}"
+                continue
+            clean[name] = value
+    if errors:
+        raise InputError("the features do not fit the model's schema", errors)
+    return clean
+
+
+def encode_rows(schema: dict[str, Any], rows: list[dict[str, Any]]) -> Any:
+    import numpy as np
+
+    matrix = np.zeros((len(rows), encoded_width(schema)), dtype=np.float32)
+    for r, row in enumerate(rows):
+        col = 0
+        for feature in schema["features"]:
+            if feature["type"] == "number":
+                matrix[r, col] = (row[feature["name"]] - feature["mean"]) / feature["std"]
+                col += 1
+            else:
+                matrix[r, col + feature["values"].index(row[feature["name"]])] = 1.0
+                col += len(feature["values"])
+    return matrix
+
+
+def example_row(schema: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for feature in schema["features"]:
+        if feature["type"] == "number":
+            value = feature["mean"]
+            low, high = feature.get("min"), feature.get("max")
+            value = max(low, value) if low is not None else value
+            value = min(high, value) if high is not None else value
+            row[feature["name"]] = value
+        else:
+            row[feature["name"]] = feature["values"][0]
+    return row
+
+
+TEXT_MAX_CHARS = 5000
+
+
+def validate_text_inputs(inputs: list[Any]) -> list[str]:
+    """Texts as strings, or as {"text": ...} objects; each non-empty and not too long."""
+    errors: dict[str, str] = {}
+    texts: list[str] = []
+    for i, item in enumerate(inputs):
+        text = item.get("text") if isinstance(item, dict) and set(item) == {"text"} else item
+        if not isinstance(text, str) or not text.strip():
+            errors[str(i)] = 'expected a non-empty text (a string, or {"text": ...})'
+        elif len(text) > TEXT_MAX_CHARS:
+            errors[str(i)] = f"longer than {TEXT_MAX_CHARS} characters"
+        else:
+            texts.append(text)
+    if errors:
+        raise InputError("some inputs are not texts this model can read", errors)
+    return texts
+
+
+def validate_tabular_inputs(schema: dict[str, Any], inputs: list[Any]) -> list[dict[str, Any]]:
+    rows, errors = [], {}
+    for i, item in enumerate(inputs):
+        try:
+            rows.append(validate_row(schema, item))
+        except InputError as exc:
+            errors[str(i)] = exc.errors
+    if errors:
+        raise InputError("some inputs do not fit the model's input schema", errors)
+    return rows
+
+
+def validate_inputs(task: str, schema: dict[str, Any], inputs: list[Any]) -> list[Any]:
+    """Checks inputs without loading the model (the web process runs this before queueing)."""
+    if task == "text-classification":
+        return validate_text_inputs(inputs)
+    return validate_tabular_inputs(schema, inputs)

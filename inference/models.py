@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from portal.accounts.models import ApiToken, Organization
+
+
+class Task(models.TextChoices):
+    TEXT = "text-classification"
+    TABULAR = "tabular-classification"
+
+
+class VersionStatus(models.TextChoices):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+
+
+class RegisteredModel(models.Model):
+    """A named model of an organisation; what it does changes only through its versions."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="models")
+    name = models.SlugField(max_length=60)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="model_name_unique")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    task = models.CharField(max_length=32, choices=Task.choices)
+    framework = models.CharField(max_length=32)
+    labels = models.JSONField(default=list)
+    input_schema = models.JSONField(default=dict, blank=True)
+    artifact = models.CharField(max_length=300, help_text="path in the artifact storage")
+    artifact_sha256 = models.CharField(max_length=64)
+    artifact_size = models.BigIntegerField()
+    card = models.JSONField(default=dict, help_text="the model card")
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="model_version_unique")]
+        ordering = ["model__name", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.version}"
+
+    @property
+    def organization_id(self) -> int:
+        return self.model.organization_id
+
+    @property
+    def is_servable(self) -> bool:
+        return self.status == VersionStatus.APPROVED
+
+
+class ModelTransition(models.Model):
+    """One step of a version's lifecycle: who moved it, when and why."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+
+class ModelAlias(models.Model):
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
+    name = models.SlugField(max_length=30)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="alias_unique")]
+
+
+class PredictionStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Prediction(models.Model):
+    """One prediction request (one or more input rows) and its outputs.
+
+    The raw inputs are kept here, in the tenant's own table (erasable), so that the prediction
+    can be explained later; the audit log holds only their salted commitment and redacted form.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    request_id = models.CharField(max_length=64, blank=True)
+    inputs = models.JSONField()
+    outputs = models.JSONField(null=True, blank=True)
+    rows = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
+    error = models.TextField(blank=True)
+    device = models.CharField(max_length=60, blank=True)
+    compute_ms = models.FloatField(null=True, blank=True)
+    audit_index = models.BigIntegerField(null=True, blank=True)
+    audit_leaf_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class BatchJob(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    input_name = models.CharField(max_length=200)
+    input_path = models.CharField(max_length=300)
+    input_format = models.CharField(max_length=8)  # csv | jsonl
+    result_path = models.CharField(max_length=300, blank=True)
+    rows_total = models.PositiveIntegerField()
+    rows_done = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class UsageDaily(models.Model):
+    """Metering per organisation, token (null: the organisation's total) and UTC day."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    day = models.DateField()
+    requests = models.PositiveIntegerField(default=0)
+    rows = models.PositiveIntegerField(default=0)
+    compute_ms = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "token", "day"], name="usage_token_day"),
+            models.UniqueConstraint(
+                fields=["organization", "day"], condition=Q(token__isnull=True), name="usage_org_day"
+            ),
+        ]

@@ -1,0 +1,95 @@
+"""What a worker process holds: loaded models (LRU, memory-bounded) each with its batcher.
+
+Artifacts are fetched through Django's storage (a folder, or S3 in production), checked against
+their SHA-256 before loading, and unpacked once per machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from inference.exceptions import ArtifactMismatch
+from inference.ml import artifacts
+from inference.ml.batching import DynamicBatcher
+from inference.ml.cache import ModelCache
+from inference.ml.device import best_device
+from inference.ml.predictors import Predictor, predictor_class
+from inference.models import ModelVersion
+
+logger = logging.getLogger("steward.inference")
+
+
+@dataclass
+class LoadedModel:
+    predictor: Predictor
+    batcher: DynamicBatcher
+
+
+def artifact_folder(version: ModelVersion) -> Path:
+    """The unpacked artifact of a version on this machine, after checking its SHA-256."""
+    cache_dir = Path(settings.ARTIFACT_CACHE_DIR)
+    unpacked = cache_dir / version.artifact_sha256
+    if unpacked.is_dir():
+        return unpacked
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".download-") as temporary:
+        with default_storage.open(version.artifact, "rb") as source:
+            digest, _ = artifacts.sha256_stream(_Tee(source, temporary))
+        temporary.flush()
+        if digest != version.artifact_sha256:
+            raise ArtifactMismatch(
+                f"The artifact of {version} does not match its recorded SHA-256; refusing to load it."
+            )
+        return artifacts.unpack_cached(
+            Path(temporary.name), cache_dir, digest, max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES
+        )
+
+
+class _Tee:
+    def __init__(self, source: Any, sink: Any) -> None:
+        self.source, self.sink = source, sink
+
+    def read(self, n: int = -1) -> bytes:
+        block = self.source.read(n)
+        self.sink.write(block)
+        return block  # type: ignore[no-any-return]
+
+
+def _load(version: ModelVersion) -> LoadedModel:
+    folder = artifact_folder(version)
+    predictor = predictor_class(version.task)()
+    device = best_device()
+    predictor.load(folder, device)
+    logger.info("loaded %s (%s) on %s", version, version.task, device)
+    batcher = DynamicBatcher(
+        predictor.predict_proba,
+        max_batch=settings.BATCH_MAX_SIZE,
+        max_wait_s=settings.BATCH_MAX_WAIT_MS / 1000,
+        name=str(version),
+    )
+    return LoadedModel(predictor=predictor, batcher=batcher)
+
+
+_cache: ModelCache[LoadedModel] | None = None
+
+
+def model_cache() -> ModelCache[LoadedModel]:
+    global _cache
+    if _cache is None:
+        _cache = ModelCache(
+            max_bytes=settings.MODEL_CACHE_MAX_MB * 2**20,
+            size_of=lambda loaded: loaded.predictor.memory_bytes(),
+            on_evict=lambda loaded: loaded.batcher.close(),
+        )
+    return _cache
+
+
+def loaded_model(version: ModelVersion) -> LoadedModel:
+    return model_cache().get(f"{version.pk}:{version.artifact_sha256}", lambda: _load(version))

@@ -1,0 +1,229 @@
+"""Batch jobs: a CSV or JSON-lines upload predicted row by row on the workers, with progress."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from datetime import timedelta
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from audit.log.services import AuditActor, audit_record
+from inference.exceptions import InvalidInput, JobNotCancellable
+from inference.ml.schema import InputError, validate_inputs
+from inference.models import BatchJob, JobStatus, ModelVersion
+from inference.services.usage import quota_release, quota_reserve, usage_record
+from inference.services.workers import serving_queue
+from portal.accounts.actor import Actor
+
+logger = logging.getLogger("steward.inference")
+CHUNK = 64
+
+
+def _parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list[Any], str]:
+    raw = upload.read(settings.JOB_MAX_BYTES + 1)
+    if len(raw) > settings.JOB_MAX_BYTES:
+        raise InvalidInput(f"The file is larger than the limit of {settings.JOB_MAX_BYTES} bytes.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput("The file is not UTF-8 text.") from None
+    fmt = "jsonl" if name.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv"
+    rows: list[Any] = []
+    if fmt == "jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InvalidInput(f"Line {number} is not JSON: {exc.msg}.") from None
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames:
+            raise InvalidInput("The CSV file has no header row.")
+        if version.task == "text-classification":
+            if "text" not in reader.fieldnames:
+                raise InvalidInput("The CSV file needs a 'text' column.")
+            rows = [{"text": r["text"]} for r in reader]
+        else:
+            kinds = {f["name"]: f["type"] for f in version.input_schema["features"]}
+            missing = sorted(set(kinds) - set(reader.fieldnames))
+            if missing:
+                raise InvalidInput(f"The CSV file lacks the columns {', '.join(missing)}.")
+            for number, record in enumerate(reader, start=2):
+                row: dict[str, Any] = {}
+                for feature, kind in kinds.items():
+                    value = (record.get(feature) or "").strip()
+                    if kind == "number":
+                        try:
+                            row[feature] = float(value)
+                        except ValueError:
+                            raise InvalidInput(f"Line {number}: {feature} is not a number ({value!r}).") from None
+                    else:
+                        row[feature] = value
+                rows.append(row)
+    if not rows:
+        raise InvalidInput("The file holds no rows.")
+    if len(rows) > settings.JOB_MAX_ROWS:
+        raise InvalidInput(f"A job holds at most {settings.JOB_MAX_ROWS} rows; this file has {len(rows)}.")
+    return rows, fmt
+
+
+def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, name: str) -> BatchJob:
+    """Checks every row of the upload, reserves quota, stores the rows and queues the job."""
+    rows, fmt = _parse(upload, name, version)
+    try:
+        clean = validate_inputs(version.task, version.input_schema, rows)
+    except InputError as exc:
+        first = dict(list(exc.errors.items())[:10])
+        raise InvalidInput(f"{exc} (first rows with errors shown).", details={"rows": first}) from None
+    if serving_queue() is None:
+        from inference.exceptions import WorkerUnavailable
+
+        raise WorkerUnavailable("No inference worker is running; the job was not created.")
+    body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in clean).encode()
+    stored = default_storage.save(f"jobs/{actor.organization.pk}/input.jsonl", ContentFile(body))
+    try:
+        with transaction.atomic():
+            quota_reserve(organization=actor.organization, rows=len(clean))
+            job = BatchJob.objects.create(
+                organization=actor.organization, model_version=version, created_by=actor.user,
+                token=actor.token, input_name=name[:200], input_path=stored, input_format=fmt,
+                rows_total=len(clean),
+            )
+            audit_record(
+                action="job.created", actor=actor.audit_actor, organization_id=actor.organization.pk,
+                target_type="inference.BatchJob", target_id=job.pk,
+                payload={"model": version.model.name, "version": version.version, "rows": len(clean),
+                         "file": name[:200]},
+            )
+            from inference.tasks import batch_job_run_task
+
+            job_id = job.pk
+            transaction.on_commit(lambda: batch_job_run_task.apply_async((job_id,), queue=serving_queue() or "cpu"))
+    except BaseException:
+        default_storage.delete(stored)
+        raise
+    return job
+
+
+def batch_job_run(*, job_id: int) -> None:
+    """Runs a job in chunks through the model's batcher; checks for cancellation between chunks."""
+    now = timezone.now()
+    claimed = BatchJob.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0
+    )
+    if claimed != 1:
+        return  # redelivered, cancelled or done
+    job = BatchJob.objects.select_related("model_version__model", "created_by", "token").get(pk=job_id)
+    from inference.ml.predictors import predictions_from_proba
+    from inference.runtime import loaded_model
+
+    loaded = loaded_model(job.model_version)
+    with default_storage.open(job.input_path, "rb") as handle:
+        rows = [json.loads(line) for line in handle.read().decode().splitlines() if line.strip()]
+    labels = loaded.predictor.labels
+    out = io.StringIO()
+    writer = csv.writer(out)
+    input_columns = ["text"] if job.model_version.task == "text-classification" else list(rows[0])
+    writer.writerow(["row", *input_columns, "label", *[f"score_{label}" for label in labels]])
+    compute_ms = 0.0
+    import time
+
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        began = time.perf_counter()
+        proba = loaded.batcher.submit(chunk)
+        compute_ms += (time.perf_counter() - began) * 1000
+        for offset, (row, prediction) in enumerate(zip(chunk, predictions_from_proba(labels, proba), strict=True)):
+            values = [row] if isinstance(row, str) else [row[c] for c in input_columns]
+            writer.writerow([start + offset, *values, prediction.label, *[prediction.scores[x] for x in labels]])
+        done = start + len(chunk)
+        still_running = BatchJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, cancel_requested=False).update(
+            rows_done=done, heartbeat_at=timezone.now()
+        )
+        if not still_running:
+            _job_finish_cancelled(job_id=job_id, rows_done=start)
+            return
+    result = default_storage.save(f"jobs/{job.organization_id}/result-{job_id}.csv", ContentFile(out.getvalue().encode()))
+    with transaction.atomic():
+        BatchJob.objects.filter(pk=job_id).update(
+            status=JobStatus.DONE, result_path=result, rows_done=len(rows), finished_at=timezone.now()
+        )
+        usage_record(organization_id=job.organization_id, token=job.token, rows=len(rows), compute_ms=compute_ms)
+        audit_record(
+            action="job.completed", actor=AuditActor.system("inference worker"), organization_id=job.organization_id,
+            target_type="inference.BatchJob", target_id=job_id,
+            payload={"rows": len(rows), "model": job.model_version.model.name, "version": job.model_version.version},
+        )
+
+
+def _job_finish_cancelled(*, job_id: int, rows_done: int) -> None:
+    with transaction.atomic():
+        job = BatchJob.objects.select_for_update().get(pk=job_id)
+        if job.status in (JobStatus.DONE, JobStatus.FAILED):
+            return
+        job.status = JobStatus.CANCELLED
+        job.rows_done = rows_done
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "rows_done", "finished_at"])
+        quota_release(organization_id=job.organization_id, rows=job.rows_total - rows_done)
+        audit_record(
+            action="job.cancelled", actor=AuditActor.system("inference worker"), organization_id=job.organization_id,
+            target_type="inference.BatchJob", target_id=job_id, payload={"rows_done": rows_done},
+        )
+
+
+@transaction.atomic
+def batch_job_cancel(*, actor: Actor, job: BatchJob) -> BatchJob:
+    job = BatchJob.objects.select_for_update().get(pk=job.pk)
+    if job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+        raise JobNotCancellable(f"The job is {job.status}; only a pending or running job can be cancelled.")
+    job.cancel_requested = True
+    job.save(update_fields=["cancel_requested"])
+    audit_record(
+        action="job.cancel_requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
+        target_type="inference.BatchJob", target_id=job.pk, payload={"status": job.status},
+    )
+    if job.status == JobStatus.PENDING:
+        BatchJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)  # let the finisher settle it
+        _job_finish_cancelled(job_id=job.pk, rows_done=0)
+    job.refresh_from_db()
+    return job
+
+
+def batch_job_mark_failed(*, job_id: int, error: str) -> None:
+    with transaction.atomic():
+        job = BatchJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+            return
+        job.status = JobStatus.FAILED
+        job.error = error[:2000]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        quota_release(organization_id=job.organization_id, rows=job.rows_total - job.rows_done)
+        audit_record(
+            action="job.failed", actor=AuditActor.system("inference worker"), organization_id=job.organization_id,
+            target_type="inference.BatchJob", target_id=job_id, payload={"error": error[:500]},
+        )
+
+
+def batch_job_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) -> int:
+    """Requeues jobs whose worker stopped beating (a crash or a restart): they start over."""
+    from inference.tasks import batch_job_run_task
+
+    cutoff = timezone.now() - stale_after
+    stuck = list(BatchJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True))
+    for job_id in stuck:
+        if BatchJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=JobStatus.PENDING, rows_done=0
+        ):
+            batch_job_run_task.apply_async((job_id,), queue=serving_queue() or "cpu")
+    return len(stuck)

@@ -1,0 +1,166 @@
+"""Predictions: admitted and queued by the web process, computed on a worker, receipted."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.log.services import AuditActor, audit_record
+from inference.exceptions import InvalidInput, PredictionTimeout, WorkerUnavailable
+from inference.ml.schema import InputError, validate_inputs
+from inference.models import ModelVersion, Prediction, PredictionStatus
+from inference.services.usage import quota_release, quota_reserve, usage_record
+from inference.services.workers import serving_queue
+from portal.accounts.actor import Actor
+
+logger = logging.getLogger("steward.inference")
+
+
+def prediction_inputs_check(*, version: ModelVersion, inputs: list[Any]) -> list[Any]:
+    if not inputs:
+        raise InvalidInput("Send at least one input.")
+    if len(inputs) > settings.PREDICT_MAX_ROWS:
+        raise InvalidInput(
+            f"At most {settings.PREDICT_MAX_ROWS} inputs per request; use a batch job for more."
+        )
+    try:
+        return validate_inputs(version.task, version.input_schema, inputs)
+    except InputError as exc:
+        raise InvalidInput(f"{exc}.", details={"inputs": exc.errors}) from None
+
+
+def prediction_create(
+    *, actor: Actor, version: ModelVersion, inputs: list[Any], subject: str = "", request_id: str = ""
+) -> Prediction:
+    """Admits a prediction: checks inputs, reserves quota, stores it pending, queues it.
+
+    Raises:
+        InvalidInput: inputs do not fit the model (400).
+        QuotaExceeded: the organisation's daily rows are spent (429).
+        WorkerUnavailable: no inference worker is alive (503).
+    """
+    clean = prediction_inputs_check(version=version, inputs=inputs)
+    queue = serving_queue()
+    if queue is None:
+        raise WorkerUnavailable("No inference worker is running; try again shortly or tell an admin.")
+    with transaction.atomic():
+        quota_reserve(organization=actor.organization, rows=len(clean))
+        prediction = Prediction.objects.create(
+            organization=actor.organization, model_version=version, requested_by=actor.user,
+            token=actor.token, request_id=request_id, inputs={"rows": clean, "subject": subject},
+            rows=len(clean),
+        )
+        from inference.tasks import prediction_run_task
+
+        prediction_id, task_id = prediction.pk, uuid.uuid4().hex
+        transaction.on_commit(
+            lambda: prediction_run_task.apply_async((prediction_id,), queue=queue, task_id=task_id)
+        )
+    prediction.task_id = task_id  # type: ignore[attr-defined]
+    return prediction
+
+
+def prediction_wait(*, prediction: Prediction) -> dict[str, Any]:
+    """Waits for a worker's answer; 504 (and the prediction marked failed) past the timeout."""
+    from portal.celery import app
+
+    result = app.AsyncResult(prediction.task_id)  # type: ignore[attr-defined]
+    try:
+        answer = result.get(timeout=settings.PREDICT_TIMEOUT_SECONDS, interval=0.005, propagate=True)
+    except CeleryTimeout:
+        prediction_mark_failed(prediction_id=prediction.pk, error="timed out waiting for a worker")
+        raise PredictionTimeout(
+            f"No worker answered within {settings.PREDICT_TIMEOUT_SECONDS} s; the request was not served."
+        ) from None
+    finally:
+        result.forget()
+    if answer is None:  # the worker found it already failed (e.g. timed out, then redelivered)
+        raise PredictionTimeout("The prediction was not served in time.")
+    return answer  # type: ignore[no-any-return]
+
+
+def prediction_response(prediction: Prediction) -> dict[str, Any]:
+    version = prediction.model_version
+    return {
+        "id": prediction.pk,
+        "model": version.model.name,
+        "version": version.version,
+        "request_id": prediction.request_id,
+        "status": prediction.status,
+        "predictions": prediction.outputs or [],
+        "device": prediction.device,
+        "compute_ms": prediction.compute_ms,
+        "receipt": {"index": prediction.audit_index, "leaf_hash": prediction.audit_leaf_hash}
+        if prediction.audit_index is not None else None,
+    }
+
+
+def _actor_of(prediction: Prediction) -> AuditActor:
+    if prediction.token_id:
+        return AuditActor(type="token", id=str(prediction.token_id), label=f"{prediction.requested_by.username} via token")
+    return AuditActor(type="user", id=str(prediction.requested_by_id), label=prediction.requested_by.username)
+
+
+def prediction_run(*, prediction_id: int) -> dict[str, Any] | None:
+    """Computes a prediction on this worker (the task's body). A redelivered task is a no-op."""
+    claimed = Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.PENDING).update(
+        status=PredictionStatus.RUNNING
+    )
+    prediction = Prediction.objects.select_related("model_version__model", "requested_by", "token").get(pk=prediction_id)
+    if claimed != 1:
+        return prediction_response(prediction) if prediction.status == PredictionStatus.DONE else None
+    from inference.ml.predictors import predictions_from_proba
+    from inference.runtime import loaded_model
+
+    version = prediction.model_version
+    started = time.perf_counter()
+    loaded = loaded_model(version)
+    rows = prediction.inputs["rows"]
+    proba = loaded.batcher.submit(rows, timeout=settings.PREDICT_TIMEOUT_SECONDS)
+    outputs = [p.__dict__ for p in predictions_from_proba(loaded.predictor.labels, proba)]
+    compute_ms = round((time.perf_counter() - started) * 1000, 3)
+    with transaction.atomic():
+        receipt = audit_record(
+            action="prediction.completed", actor=_actor_of(prediction),
+            organization_id=prediction.organization_id, target_type="inference.Prediction",
+            target_id=prediction.pk, request_id=prediction.request_id,
+            payload={"model": version.model.name, "version": version.version, "inputs": rows,
+                     "outputs": outputs, "latency_ms": compute_ms, "device": loaded.predictor.device},
+            subject=prediction.inputs.get("subject") or None,
+        )
+        prediction.outputs = outputs
+        prediction.status = PredictionStatus.DONE
+        prediction.compute_ms = compute_ms
+        prediction.device = loaded.predictor.device
+        prediction.audit_index = receipt.index
+        prediction.audit_leaf_hash = receipt.leaf_hash
+        prediction.finished_at = timezone.now()
+        prediction.save(update_fields=["outputs", "status", "compute_ms", "device", "audit_index",
+                                       "audit_leaf_hash", "finished_at"])
+        usage_record(organization_id=prediction.organization_id, token=prediction.token, rows=prediction.rows,
+                     compute_ms=compute_ms)
+    return prediction_response(prediction)
+
+
+def prediction_mark_failed(*, prediction_id: int, error: str) -> None:
+    """A prediction that will not be served: marked failed, its quota given back, and logged."""
+    with transaction.atomic():
+        updated = Prediction.objects.filter(
+            pk=prediction_id, status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]
+        ).update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+        if not updated:
+            return
+        prediction = Prediction.objects.select_related("requested_by").get(pk=prediction_id)
+        quota_release(organization_id=prediction.organization_id, rows=prediction.rows)
+        audit_record(
+            action="prediction.failed", actor=_actor_of(prediction), organization_id=prediction.organization_id,
+            target_type="inference.Prediction", target_id=prediction.pk, request_id=prediction.request_id,
+            payload={"error": error[:500]},
+        )

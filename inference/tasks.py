@@ -1,0 +1,40 @@
+"""Thin tasks (STYLE.md C4): take ids, call a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+
+
+def _prediction_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    from inference.services.predictions import prediction_mark_failed
+
+    prediction_mark_failed(prediction_id=args[0], error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(bind=True, acks_late=True, on_failure=_prediction_failed)
+def prediction_run_task(self: Task, prediction_id: int) -> dict[str, Any] | None:
+    from inference.services.predictions import prediction_run
+
+    return prediction_run(prediction_id=prediction_id)
+
+
+def _job_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    from inference.services.jobs import batch_job_mark_failed
+
+    batch_job_mark_failed(job_id=args[0], error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_job_failed)
+def batch_job_run_task(self: Task, job_id: int) -> None:
+    from inference.services.jobs import batch_job_run
+
+    batch_job_run(job_id=job_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def batch_job_requeue_stuck_task() -> None:
+    from inference.services.jobs import batch_job_requeue_stuck
+
+    batch_job_requeue_stuck()

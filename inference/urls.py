@@ -1,0 +1,18 @@
+from django.urls import path, re_path
+
+from inference import apis
+
+urlpatterns = [
+    path("models", apis.ModelListRegisterApi.as_view(), name="api-models"),
+    path("models/<slug:name>", apis.ModelDetailApi.as_view(), name="api-model"),
+    path("models/<slug:name>/versions/<int:version>", apis.VersionDetailApi.as_view(), name="api-version"),
+    re_path(r"^models/(?P<name>[-\w]+)/versions/(?P<version>\d+)/(?P<action>submit|approve|reject|retire)$",
+            apis.VersionTransitionApi.as_view(), name="api-version-transition"),
+    path("models/<slug:name>/aliases/<slug:alias>", apis.AliasMoveApi.as_view(), name="api-alias"),
+    re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/predict$", apis.PredictApi.as_view(), name="api-predict"),
+    re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/jobs$", apis.JobListCreateApi.as_view(), name="api-jobs"),
+    path("predictions/<int:pk>", apis.PredictionDetailApi.as_view(), name="api-prediction"),
+    path("jobs/<int:pk>", apis.JobDetailApi.as_view(), name="api-job"),
+    path("jobs/<int:pk>/cancel", apis.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("jobs/<int:pk>/results", apis.JobResultsApi.as_view(), name="api-job-results"),
+]
