@@ -24,6 +24,7 @@ setup: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py setup_demo
+	$(PY) manage.py build_demo_models
 
 run: setup
 	$(PY) manage.py serve

@@ -80,6 +80,9 @@ def version_resolve_for_serving(*, actor: Actor, ref: str) -> ModelVersion:
         if alias is None:
             raise ModelNotFound(f"Model {name!r} has no alias {pointer!r}.")
         version = alias.version
+    if not version.is_servable and not _sees_unapproved(actor):
+        # Consumers do not learn that unapproved versions exist.
+        raise ModelNotFound(f"Model {name!r} has no servable version {pointer}.")
     if not version.is_servable:
         raise ModelNotServable(
             f"{name}@{version.version} is {version.status}; only approved versions serve predictions."

@@ -151,7 +151,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "steward",
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "steward"),
         }
     }
 else:
@@ -160,6 +160,7 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(DATA_DIR / "cache"),
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "steward"),
         }
     }
 

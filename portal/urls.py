@@ -19,5 +19,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("audit/", include("audit.console.ui_urls")),
+    path("", include("inference.ui.urls")),
     path("", include("portal.ui.urls")),
 ]

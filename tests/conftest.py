@@ -14,7 +14,8 @@ from tests.worker import CeleryWorker, start_worker
 
 # The cache outlives a test run (a file cache, or Redis): a fresh prefix per run keeps rate-limit
 # and lock-out counters of earlier runs (whose ids repeat) out of this one.
-settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
+# The worker processes that tests start inherit it through the environment.
+os.environ["CACHE_KEY_PREFIX"] = settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
 
 # Tests serve static files from the finders, not from a collected (hashed) manifest.
 settings.STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"

@@ -77,7 +77,7 @@ def validate_row(schema: dict[str, Any], row: Any) -> dict[str, Any]:
                 continue
             clean[name] = value
     if errors:
-        raise InputError("the features do not fit the model's schema", errors)
+        raise InputError("The features do not fit the model's schema", errors)
     return clean
 
 
@@ -127,7 +127,7 @@ def validate_text_inputs(inputs: list[Any]) -> list[str]:
         else:
             texts.append(text)
     if errors:
-        raise InputError("some inputs are not texts this model can read", errors)
+        raise InputError("Some inputs are not texts this model can read", errors)
     return texts
 
 
@@ -139,7 +139,7 @@ def validate_tabular_inputs(schema: dict[str, Any], inputs: list[Any]) -> list[d
         except InputError as exc:
             errors[str(i)] = exc.errors
     if errors:
-        raise InputError("some inputs do not fit the model's input schema", errors)
+        raise InputError("Some inputs do not fit the model's input schema", errors)
     return rows
 
 

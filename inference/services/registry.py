@@ -210,6 +210,8 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
 @transaction.atomic
 def alias_move(*, actor: Actor, model: RegisteredModel, alias: str, version: ModelVersion) -> ModelAlias:
     _require(actor, Cap.MODEL_REGISTER, "move aliases")
+    # Read the status under lock: a retirement racing this move must not leave an alias on it.
+    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
     if version.model_id != model.pk:
         raise IllegalTransition(f"{version} is not a version of {model.name}.")
     if not version.is_servable:

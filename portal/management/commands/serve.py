@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-        parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "2")))
+        parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "32")))
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
@@ -37,7 +37,9 @@ class Command(BaseCommand):
             "--access-logfile", "-", "--log-level", settings.LOG_LEVEL.lower(),
         ]
         worker = [
-            python, "-m", "celery", "-A", "portal", "worker", "--beat",
+            # Threads, not processes: one copy of each model per worker, and concurrent requests
+            # meet in its dynamic batcher. torch releases the GIL while it computes.
+            python, "-m", "celery", "-A", "portal", "worker", "--beat", "--pool", "threads",
             "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"),
             "--queues", os.environ.get("WORKER_QUEUES", "default,cpu"),
             "--concurrency", str(options["worker_concurrency"]),

@@ -1,0 +1,15 @@
+from django.urls import path, re_path
+
+from inference.ui import views
+
+urlpatterns = [
+    path("models/", views.model_list, name="models"),
+    path("models/register/", views.model_register, name="model-register"),
+    path("models/<slug:name>/", views.model_detail, name="model-detail"),
+    path("models/<slug:name>/versions/<int:version>/", views.version_action, name="version-action"),
+    re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/$", views.playground, name="playground"),
+    re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/predict/$", views.playground_predict, name="playground-predict"),
+    path("jobs/", views.job_list, name="jobs"),
+    path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
+    path("usage/card/", views.usage_card, name="usage-card"),
+]

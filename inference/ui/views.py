@@ -1,0 +1,239 @@
+"""The browser pages of models and serving; they call the same services as the REST API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from inference import selectors
+from inference.models import BatchJob, JobStatus, ModelVersion, Task, UsageDaily, VersionStatus
+from inference.services import jobs, predictions, registry
+from inference.services.usage import today
+from portal.accounts.roles import Cap
+from portal.exceptions import PortalError
+from portal.ui.views import member_required
+
+
+def _forbidden(request: HttpRequest, what: str) -> HttpResponse:
+    return render(request, "portal/forbidden.html", {"what": what}, status=403)
+
+
+@member_required
+def model_list(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    return render(request, "inference/model_list.html", {"models": selectors.model_list(actor=actor)})
+
+
+class RegisterForm(forms.Form):
+    name = forms.SlugField(max_length=60, help_text="lower-case letters, digits and dashes")
+    task = forms.ChoiceField(choices=Task.choices)
+    archive = forms.FileField(help_text=".zip or .tar.gz: a Hugging Face folder, or model.pt + schema.json")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    intended_use = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    out_of_scope_uses = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    training_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    evaluation_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    metrics = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    limitations = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    ethical_considerations = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    owner = forms.CharField(required=False)
+
+
+@member_required
+def model_register(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.MODEL_REGISTER):
+        return _forbidden(request, "register models")
+    form = RegisterForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        card = {f: data[f] for f in registry.CARD_FIELDS}
+        try:
+            version = registry.model_version_register(
+                actor=actor, name=data["name"], task=data["task"], archive=data["archive"], card=card,
+                description=data["description"],
+            )
+        except PortalError as exc:
+            form.add_error("archive", exc.message)
+        else:
+            messages.success(request, f"Registered {version} as a draft. Submit it for review when its card is complete.")
+            return redirect("model-detail", name=version.model.name)
+    return render(request, "inference/model_register.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@member_required
+def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    try:
+        model = selectors.model_get(actor=actor, name=name)
+    except PortalError:
+        return render(request, "inference/missing.html", {"name": name}, status=404)
+    versions = list(model.versions.all())
+    chosen = versions[0]
+    wanted = request.GET.get("v", "")
+    for version in versions:
+        if str(version.version) == wanted:
+            chosen = version
+    aliases = {alias.name: alias.version.version for alias in model.aliases.all()}
+    context = {
+        "model": model,
+        "versions": versions,
+        "version": chosen,
+        "aliases": aliases,
+        "card_rows": [(f.replace("_", " ").capitalize(), chosen.card.get(f, "")) for f in registry.CARD_FIELDS],
+        "transitions": chosen.transitions.select_related("actor"),
+        "can_review": actor.can(Cap.MODEL_REVIEW) and chosen.status == VersionStatus.SUBMITTED
+        and chosen.submitted_by_id != actor.user.pk,
+        "can_submit": actor.can(Cap.MODEL_REGISTER) and chosen.status in (VersionStatus.DRAFT, VersionStatus.REJECTED),
+        "can_alias": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.APPROVED,
+        "can_retire": actor.can(Cap.MODEL_REVIEW) and chosen.status == VersionStatus.APPROVED,
+        "self_submitted": chosen.submitted_by_id == actor.user.pk,
+    }
+    return render(request, "inference/model_detail.html", context)
+
+
+@member_required
+@require_POST
+def version_action(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    action = request.POST.get("action", "")
+    try:
+        found = selectors.version_get(actor=actor, name=name, version=version)
+        if action == "alias":
+            registry.alias_move(actor=actor, model=found.model, alias=request.POST.get("alias") or "production",
+                                version=found)
+            messages.success(request, f"{request.POST.get('alias') or 'production'} now points at {found}.")
+        elif action in ("submit", "approve", "reject", "retire"):
+            registry.model_version_transition(actor=actor, version=found, action=action,
+                                              comment=request.POST.get("comment", ""))
+            messages.success(request, f"{found}: {action} done.")
+        else:
+            messages.error(request, "Unknown action.")
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"/models/{name}/?v={version}")
+
+
+def _feature_fields(version: ModelVersion) -> list[dict[str, Any]]:
+    return list(version.input_schema.get("features", []))
+
+
+@member_required
+def playground(request: HttpRequest, name: str) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    try:
+        version = selectors.version_resolve_for_serving(actor=actor, ref=name)
+    except PortalError as exc:
+        return render(request, "inference/missing.html", {"name": name, "why": exc.message}, status=404)
+    return render(request, "inference/playground.html", {
+        "version": version, "features": _feature_fields(version), "can_predict": actor.can(Cap.MODEL_PREDICT),
+    })
+
+
+@member_required
+@require_POST
+def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.MODEL_PREDICT):
+        return _forbidden(request, "call models")
+    error, result, version = "", None, None
+    try:
+        version = selectors.version_resolve_for_serving(actor=actor, ref=name)
+        if version.task == Task.TEXT:
+            inputs: list[Any] = [request.POST.get("text", "")]
+        else:
+            row: dict[str, Any] = {}
+            for feature in _feature_fields(version):
+                raw = request.POST.get(feature["name"], "")
+                if feature["type"] == "number":
+                    try:
+                        row[feature["name"]] = float(raw)
+                    except ValueError:
+                        row[feature["name"]] = raw
+                else:
+                    row[feature["name"]] = raw
+            inputs = [row]
+        prediction = predictions.prediction_create(
+            actor=actor, version=version, inputs=inputs, request_id=getattr(request, "request_id", "")
+        )
+        result = predictions.prediction_wait(prediction=prediction)
+    except PortalError as exc:
+        error = exc.message
+        details = exc.details.get("inputs") if isinstance(exc.details, dict) else None
+        if details:
+            error += " " + json.dumps(details)
+    return render(request, "inference/_prediction.html", {"result": result, "error": error, "version": version},
+                  status=200 if result else 400)
+
+
+class JobForm(forms.Form):
+    model = forms.ChoiceField()
+    file = forms.FileField(help_text="CSV with a 'text' column (text models) or one column per feature; or JSON lines")
+
+    def __init__(self, *args: Any, model_names: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [(n, n) for n in model_names]
+
+
+@member_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    names = sorted({v.model.name for v in selectors.version_list_visible(actor=actor).select_related("model")
+                    .filter(status=VersionStatus.APPROVED, aliases__name="production")})
+    form = JobForm(request.POST or None, request.FILES or None, model_names=names)
+    if request.method == "POST":
+        if not actor.can(Cap.MODEL_PREDICT):
+            return _forbidden(request, "run batch jobs")
+        if form.is_valid():
+            try:
+                version = selectors.version_resolve_for_serving(actor=actor, ref=form.cleaned_data["model"])
+                upload = form.cleaned_data["file"]
+                job = jobs.batch_job_create(actor=actor, version=version, upload=upload, name=upload.name)
+            except PortalError as exc:
+                form.add_error("file", exc.message)
+            else:
+                messages.success(request, f"Job {job.pk} queued: {job.rows_total} rows.")
+                return redirect("jobs")
+    context = {"form": form, "jobs": selectors.job_list(actor=actor)[:50], "can_predict": actor.can(Cap.MODEL_PREDICT)}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "inference/_job_rows.html", context)
+    return render(request, "inference/job_list.html", context, status=400 if form.errors else 200)
+
+
+@member_required
+@require_POST
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    try:
+        jobs.batch_job_cancel(actor=actor, job=selectors.job_get(actor=actor, pk=pk))
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect("jobs")
+
+
+def usage_today(*, organization_id: int) -> dict[str, Any]:
+    row = UsageDaily.objects.filter(organization_id=organization_id, token__isnull=True, day=today()).first()
+    return {
+        "requests": row.requests if row else 0,
+        "rows": row.rows if row else 0,
+        "compute_s": round((row.compute_ms if row else 0) / 1000, 2),
+        "running_jobs": BatchJob.objects.filter(organization_id=organization_id, status=JobStatus.RUNNING).count(),
+    }
+
+
+@member_required
+def usage_card(request: HttpRequest) -> HttpResponse:
+    """The dashboard's usage card (loaded in place by the dashboard)."""
+    actor = request.actor  # type: ignore[attr-defined]
+    context = {
+        "usage": usage_today(organization_id=actor.organization.pk),
+        "quota": actor.organization.daily_row_quota,
+        "model_count": selectors.model_list(actor=actor).count(),
+    }
+    return render(request, "inference/_usage_card.html", context)

@@ -1,0 +1,141 @@
+"""Serving end to end: the REST API, a real Celery worker process, receipts in the audit log."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.log.exports import public_key_pem
+from audit.log.models import LogEntry
+from audit.log.services import checkpoint_create
+from audit.log.signing import load_public_key
+from audit.log.verifier import verify_inclusion_document
+from inference.models import Prediction, UsageDaily
+from tests.inference.conftest import serve_model
+from tests.portal.accounts.factories import OrganizationFactory, token_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+ROW = {"income": 90, "region": "north"}
+
+
+def client(served, role="consumer", **token_kwargs) -> APIClient:
+    api = APIClient()
+    actor = served.actors[role]
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(actor.user, served.org, role, **token_kwargs).secret}")
+    return api
+
+
+def test_consumer_predicts_with_a_verifiable_receipt(celery_worker, tabular) -> None:
+    # when
+    response = client(tabular).post("/api/v1/models/credit/predict", {"inputs": [ROW, {"income": 10, "region": "south"}]}, format="json")
+    # then
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert [p["label"] for p in body["predictions"]] == ["grant", "deny"]
+    assert body["version"] == 1 and body["request_id"] == response["X-Request-ID"]
+    assert abs(sum(body["predictions"][0]["scores"].values()) - 1) < 1e-5
+    entry = LogEntry.objects.get(index=body["receipt"]["index"])
+    assert entry.action == "prediction.completed" and entry.leaf_hash == body["receipt"]["leaf_hash"]
+    assert entry.payload["outputs"][0]["label"] == "grant" and entry.request_id == body["request_id"]
+    # and the receipt proves inclusion once a checkpoint covers it
+    checkpoint_create()
+    proof = client(tabular).get(f"/api/v1/audit/proofs/inclusion?index={body['receipt']['index']}").json()
+    assert verify_inclusion_document(proof, load_public_key(public_key_pem())) is None
+    usage = UsageDaily.objects.get(organization=tabular.org, token__isnull=True)
+    assert usage.rows == 2 and usage.requests == 1 and usage.compute_ms > 0
+
+
+def test_versions_and_aliases_resolve(celery_worker, tabular) -> None:
+    api = client(tabular)
+    assert api.post("/api/v1/models/credit@1/predict", {"inputs": [ROW]}, format="json").status_code == 200
+    assert api.post("/api/v1/models/credit@production/predict", {"inputs": [ROW]}, format="json").status_code == 200
+    missing = api.post("/api/v1/models/credit@staging/predict", {"inputs": [ROW]}, format="json")
+    assert missing.status_code == 404 and "staging" in missing.json()["error"]["message"]
+
+
+def test_real_sentiment_model_serves(celery_worker, sentiment_bytes) -> None:
+    served = serve_model(OrganizationFactory(), name="sentiment", task="text-classification", archive=sentiment_bytes)
+    response = client(served).post(
+        "/api/v1/models/sentiment/predict",
+        {"inputs": ["a gorgeous, witty and moving film", "dull, lifeless and far too long"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert [p["label"] for p in response.json()["predictions"]] == ["POSITIVE", "NEGATIVE"]
+
+
+def test_bad_inputs_get_400_and_nothing_is_stored(celery_worker, tabular) -> None:
+    api = client(tabular)
+    cases = [
+        {"inputs": [{"income": "high", "region": "north"}]},
+        {"inputs": []},
+        {"inputs": [ROW] * 65},
+        {"inputs": [ROW], "temperature": 2},
+        {"inputs": "not a list"},
+    ]
+    for body in cases:
+        response = api.post("/api/v1/models/credit/predict", body, format="json")
+        assert response.status_code == 400, (body, response.content)
+        assert response.json()["error"]["message"]
+    assert not Prediction.objects.exists()
+
+
+def test_tenants_and_roles(celery_worker, tabular, tmp_path) -> None:
+    other = serve_model(OrganizationFactory(), name="other-credit", task="tabular-classification",
+                        archive=__import__("tests.inference.factories", fromlist=["x"]).tiny_tabular_archive(tmp_path / "o"))
+    api = client(tabular)
+    assert api.post("/api/v1/models/other-credit/predict", {"inputs": [ROW]}, format="json").status_code == 404
+    assert client(tabular, "auditor").post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json").status_code == 403
+    prediction = client(other).post("/api/v1/models/other-credit/predict", {"inputs": [ROW]}, format="json").json()
+    assert api.get(f"/api/v1/predictions/{prediction['id']}").status_code == 404
+
+
+def test_daily_quota_gives_429_and_is_not_overspent(celery_worker, tabular) -> None:
+    tabular.org.daily_row_quota = 3
+    tabular.org.save()
+    api = client(tabular)
+    assert api.post("/api/v1/models/credit/predict", {"inputs": [ROW, ROW]}, format="json").status_code == 200
+    over = api.post("/api/v1/models/credit/predict", {"inputs": [ROW, ROW]}, format="json")
+    assert over.status_code == 429 and "quota" in over.json()["error"]["message"]
+    assert api.post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json").status_code == 200
+    assert UsageDaily.objects.get(organization=tabular.org, token__isnull=True).rows == 3
+
+
+def test_unapproved_version_does_not_serve(celery_worker, tabular, tmp_path) -> None:
+    from tests.inference.factories import tiny_tabular_archive
+
+    owner = client(tabular, "owner")
+    with open(tmp_path / "a.zip", "wb") as handle:
+        handle.write(tiny_tabular_archive(tmp_path / "v2"))
+    with open(tmp_path / "a.zip", "rb") as handle:
+        created = owner.post("/api/v1/models", {"name": "credit", "task": "tabular-classification",
+                                                  "archive": handle}, format="multipart")
+    assert created.status_code == 201, created.content
+    response = client(tabular).post("/api/v1/models/credit@2/predict", {"inputs": [ROW]}, format="json")
+    assert response.status_code == 404  # consumers do not even see drafts
+    response = owner.post("/api/v1/models/credit@2/predict", {"inputs": [ROW]}, format="json")
+    assert response.status_code == 409 and "draft" in response.json()["error"]["message"]
+
+
+def test_timeout_gives_504_and_marks_the_prediction_failed(celery_worker, tabular, settings) -> None:
+    settings.PREDICT_TIMEOUT_SECONDS = 0.001
+    response = client(tabular).post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json")
+    assert response.status_code == 504 and "answered" in response.json()["error"]["message"]
+    assert Prediction.objects.get().status in ("failed", "done")  # the worker may still finish it
+    assert LogEntry.objects.filter(action="prediction.failed").exists() or Prediction.objects.get().status == "done"
+
+
+def test_no_worker_gives_503(tabular, settings) -> None:
+    # given: a cache where no worker has beaten (a fresh key prefix)
+    from django.core.cache import cache
+
+    cache.key_prefix = "no-workers-here"
+    try:
+        response = client(tabular).post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json")
+    finally:
+        cache.key_prefix = settings.CACHES["default"]["KEY_PREFIX"]
+    assert response.status_code == 503 and "worker" in response.json()["error"]["message"]
+    assert not Prediction.objects.exists()

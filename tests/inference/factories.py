@@ -1,0 +1,58 @@
+"""Models for tests: a tiny tabular TorchScript model made on the spot, and the real sentiment model."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from inference.ml import artifacts
+
+TINY_SCHEMA = {
+    "features": [
+        {"name": "income", "type": "number", "min": 0, "max": 1000, "mean": 50.0, "std": 20.0},
+        {"name": "region", "type": "category", "values": ["north", "south"]},
+    ],
+    "labels": ["deny", "grant"],
+}
+
+CARD = {
+    "intended_use": "tests",
+    "out_of_scope_uses": "everything else",
+    "training_data": "none: weights set by hand",
+    "evaluation_data": "none",
+    "limitations": "a toy",
+    "ethical_considerations": "none, a toy",
+    "owner": "tests",
+}
+
+
+def tiny_tabular_archive(folder: Path, *, bias: float = 0.0) -> bytes:
+    """A TorchScript model whose grant score rises with income: deterministic, instant to load."""
+    import torch
+
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-2.0, 0.0, 0.0], [2.0, 0.0, 0.0]]))
+        model.bias.copy_(torch.tensor([0.0, bias]))
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(model).save(str(folder / "model.pt"))
+    (folder / "schema.json").write_text(json.dumps(TINY_SCHEMA))
+    return artifacts.pack_directory(folder)
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in files.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def sentiment_archive() -> bytes:
+    """The demo sentiment model with real MiniLM weights (built once per checkout, then cached)."""
+    from inference.demo import SENTIMENT, build_cached
+
+    folder, _ = build_cached(SENTIMENT, progress=lambda *a: None)
+    return artifacts.pack_directory(folder)
