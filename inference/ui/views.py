@@ -168,8 +168,8 @@ def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
         details = exc.details.get("inputs") if isinstance(exc.details, dict) else None
         if details:
             error += " " + json.dumps(details)
-    return render(request, "inference/_prediction.html", {"result": result, "error": error, "version": version},
-                  status=200 if result else 400)
+    # 200 either way: htmx swaps only successful responses, and the error is this fragment's content.
+    return render(request, "inference/_prediction.html", {"result": result, "error": error, "version": version})
 
 
 class JobForm(forms.Form):
