@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install setup run test lint typecheck clean bench-audit
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ typecheck: $(STAMP)
 
 bench-audit: $(STAMP)
 	$(PY) bench/audit_bench.py
+
+bench-serving: $(STAMP)
+	$(PY) bench/serving_bench.py
 
 clean:
 	rm -rf var/cache var/broker var/test-* .pytest_cache

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -133,7 +133,12 @@ class AliasMoveApi(APIView):
     class InputSerializer(StrictSerializer):
         version = serializers.IntegerField(min_value=1)
 
-    @extend_schema(request=InputSerializer, summary="Point an alias (production, staging) at an approved version")
+    @extend_schema(
+        request=InputSerializer,
+        responses=inline_serializer("AliasMoved", {"model": serializers.CharField(), "alias": serializers.CharField(),
+                                                   "version": serializers.IntegerField()}),
+        summary="Point an alias (production, staging) at an approved version",
+    )
     def put(self, request: Request, name: str, alias: str) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
