@@ -93,3 +93,14 @@ def model_cache() -> ModelCache[LoadedModel]:
 
 def loaded_model(version: ModelVersion) -> LoadedModel:
     return model_cache().get(f"{version.pk}:{version.artifact_sha256}", lambda: _load(version))
+
+
+_finisher: DynamicBatcher | None = None
+
+
+def prediction_finisher(finish_many: Any) -> DynamicBatcher:
+    """The worker's one batcher for finishing predictions (their writes, in one transaction)."""
+    global _finisher
+    if _finisher is None:
+        _finisher = DynamicBatcher(finish_many, max_batch=64, max_wait_s=0.002, name="finisher")
+    return _finisher

@@ -8,3 +8,4 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import openapi  # noqa: F401  (registers the schema extensions)
+        from portal import workers  # noqa: F401  (worker start-up: device log, heartbeat)

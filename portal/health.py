@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from portal.celery import app as celery_app
+from portal.workers import HEARTBEAT_TTL, worker_beats
 
 
 def _database() -> dict[str, Any]:
@@ -30,12 +31,11 @@ def _broker() -> dict[str, Any]:
 
 
 def _worker() -> dict[str, Any]:
-    replies = celery_app.control.ping(timeout=settings.HEALTH_WORKER_TIMEOUT, limit=1)
-    if not replies:
-        raise RuntimeError(
-            f"no worker answered within {settings.HEALTH_WORKER_TIMEOUT:g} s"
-        )
-    return {"workers": sorted(name for reply in replies for name in reply)}
+    # Workers beat into the cache every few seconds (portal.workers); a silent one is down.
+    beats = worker_beats()
+    if not beats:
+        raise RuntimeError(f"no worker has beaten in the last {HEARTBEAT_TTL} s")
+    return {"workers": sorted({b["hostname"] for b in beats.values()}), "queues": sorted(beats)}
 
 
 def _check(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -165,19 +165,11 @@ else:
     }
 
 # --- Celery -------------------------------------------------------------------------------
-BROKER_DIR = DATA_DIR / "broker"
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+CELERY_BROKER_URL = REDIS_URL or f"sqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}"
+if not REDIS_URL:
+    CELERY_BROKER_TRANSPORT = "portal.broker:EmbeddedTransport"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
-    {}
-    if REDIS_URL
-    else {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "control_folder": str(BROKER_DIR / "control"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "store_processed": False,
-        "polling_interval": 0.05,
-    }
+    {} if REDIS_URL else {"connect_args": {"timeout": 30}}
 )
 CELERY_RESULT_BACKEND = REDIS_URL or f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
 CELERY_RESULT_EXPIRES = 3600

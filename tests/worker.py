@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from portal.celery import app
+from portal.workers import worker_beats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,9 @@ def start_worker(queues: str = "default,cpu", timeout: float = 60.0) -> CeleryWo
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the Celery worker exited at start:\n{worker.log()[-3000:]}")
-        if app.control.ping(destination=[hostname], timeout=0.5):
+        beats = worker_beats()
+        if any(beat.get("hostname") == hostname for beat in beats.values()):
             return worker
+        time.sleep(0.2)
     worker.stop()
     raise RuntimeError(f"the Celery worker did not answer within {timeout} s:\n{worker.log()[-3000:]}")

@@ -20,7 +20,7 @@ from inference.exceptions import InvalidInput, JobNotCancellable
 from inference.ml.schema import InputError, validate_inputs
 from inference.models import BatchJob, JobStatus, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
-from inference.services.workers import serving_queue
+from portal.workers import serving_queue
 from portal.accounts.actor import Actor
 
 logger = logging.getLogger("steward.inference")

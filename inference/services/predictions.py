@@ -17,7 +17,7 @@ from inference.exceptions import InvalidInput, PredictionTimeout, WorkerUnavaila
 from inference.ml.schema import InputError, validate_inputs
 from inference.models import ModelVersion, Prediction, PredictionStatus
 from inference.services.usage import quota_release, quota_reserve, usage_record
-from inference.services.workers import serving_queue
+from portal.workers import serving_queue
 from portal.accounts.actor import Actor
 
 logger = logging.getLogger("steward.inference")
@@ -109,7 +109,11 @@ def _actor_of(prediction: Prediction) -> AuditActor:
 
 
 def prediction_run(*, prediction_id: int) -> dict[str, Any] | None:
-    """Computes a prediction on this worker (the task's body). A redelivered task is a no-op."""
+    """Computes a prediction on this worker (the task's body). A redelivered task is a no-op.
+
+    The model runs in the model's dynamic batch; the bookkeeping (outputs, receipt in the audit
+    log, metering) runs in a second batch, one transaction for all predictions finished together.
+    """
     claimed = Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.PENDING).update(
         status=PredictionStatus.RUNNING
     )
@@ -117,36 +121,65 @@ def prediction_run(*, prediction_id: int) -> dict[str, Any] | None:
     if claimed != 1:
         return prediction_response(prediction) if prediction.status == PredictionStatus.DONE else None
     from inference.ml.predictors import predictions_from_proba
-    from inference.runtime import loaded_model
+    from inference.runtime import loaded_model, prediction_finisher
 
-    version = prediction.model_version
     started = time.perf_counter()
-    loaded = loaded_model(version)
-    rows = prediction.inputs["rows"]
-    proba = loaded.batcher.submit(rows, timeout=settings.PREDICT_TIMEOUT_SECONDS)
+    loaded = loaded_model(prediction.model_version)
+    proba = loaded.batcher.submit(prediction.inputs["rows"], timeout=settings.PREDICT_TIMEOUT_SECONDS)
     outputs = [p.__dict__ for p in predictions_from_proba(loaded.predictor.labels, proba)]
     compute_ms = round((time.perf_counter() - started) * 1000, 3)
+    finished = _Finished(prediction, outputs, compute_ms, loaded.predictor.device)
+    return prediction_finisher(prediction_finish_many).submit([finished], timeout=settings.PREDICT_TIMEOUT_SECONDS)[0]  # type: ignore[no-any-return]
+
+
+class _Finished:
+    __slots__ = ("compute_ms", "device", "outputs", "prediction")
+
+    def __init__(self, prediction: Prediction, outputs: list[dict[str, Any]], compute_ms: float, device: str) -> None:
+        self.prediction, self.outputs, self.compute_ms, self.device = prediction, outputs, compute_ms, device
+
+
+def prediction_finish_many(items: list[_Finished]) -> list[dict[str, Any]]:
+    """Stores outputs, appends the receipts and meters usage for a batch, in one transaction."""
+    from django.db import close_old_connections
+
+    from audit.log.services import AuditRecord, audit_record_many
+
+    close_old_connections()  # this runs on the finisher's own thread, outside any request
+    now = timezone.now()
     with transaction.atomic():
-        receipt = audit_record(
-            action="prediction.completed", actor=_actor_of(prediction),
-            organization_id=prediction.organization_id, target_type="inference.Prediction",
-            target_id=prediction.pk, request_id=prediction.request_id,
-            payload={"model": version.model.name, "version": version.version, "inputs": rows,
-                     "outputs": outputs, "latency_ms": compute_ms, "device": loaded.predictor.device},
-            subject=prediction.inputs.get("subject") or None,
+        receipts = audit_record_many([
+            AuditRecord(
+                action="prediction.completed", actor=_actor_of(item.prediction),
+                organization_id=item.prediction.organization_id, target_type="inference.Prediction",
+                target_id=item.prediction.pk, request_id=item.prediction.request_id,
+                payload={"model": item.prediction.model_version.model.name,
+                         "version": item.prediction.model_version.version,
+                         "inputs": item.prediction.inputs["rows"], "outputs": item.outputs,
+                         "latency_ms": item.compute_ms, "device": item.device},
+                subject=item.prediction.inputs.get("subject") or None,
+            )
+            for item in items
+        ])
+        for item, receipt in zip(items, receipts, strict=True):
+            p = item.prediction
+            p.outputs, p.status, p.compute_ms, p.device = item.outputs, PredictionStatus.DONE, item.compute_ms, item.device
+            p.audit_index, p.audit_leaf_hash, p.finished_at = receipt.index, receipt.leaf_hash, now
+        Prediction.objects.bulk_update(
+            [item.prediction for item in items],
+            ["outputs", "status", "compute_ms", "device", "audit_index", "audit_leaf_hash", "finished_at"],
         )
-        prediction.outputs = outputs
-        prediction.status = PredictionStatus.DONE
-        prediction.compute_ms = compute_ms
-        prediction.device = loaded.predictor.device
-        prediction.audit_index = receipt.index
-        prediction.audit_leaf_hash = receipt.leaf_hash
-        prediction.finished_at = timezone.now()
-        prediction.save(update_fields=["outputs", "status", "compute_ms", "device", "audit_index",
-                                       "audit_leaf_hash", "finished_at"])
-        usage_record(organization_id=prediction.organization_id, token=prediction.token, rows=prediction.rows,
-                     compute_ms=compute_ms)
-    return prediction_response(prediction)
+        metered: dict[tuple[int, int | None], list[Any]] = {}
+        for item in items:
+            key = (item.prediction.organization_id, item.prediction.token_id)
+            entry = metered.setdefault(key, [item.prediction.token, 0, 0, 0.0])
+            entry[1] += 1
+            entry[2] += item.prediction.rows
+            entry[3] += item.compute_ms
+        for (organization_id, _), (token, requests, rows, compute_ms) in metered.items():
+            usage_record(organization_id=organization_id, token=token, rows=rows, compute_ms=compute_ms,
+                         requests=requests)
+    return [prediction_response(item.prediction) for item in items]
 
 
 def prediction_mark_failed(*, prediction_id: int, error: str) -> None:

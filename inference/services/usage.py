@@ -60,15 +60,19 @@ def quota_release(*, organization_id: int, rows: int) -> None:
     )
 
 
-def usage_record(*, organization_id: int, token: ApiToken | None, rows: int, compute_ms: float) -> None:
+def usage_record(
+    *, organization_id: int, token: ApiToken | None, rows: int, compute_ms: float, requests: int = 1
+) -> None:
     """Meters served work: per token (or the user's own calls), and compute on the organisation."""
     day = today()
     token_id = token.pk if token else None
     if token_id is not None:
         per_token = UsageDaily.objects.filter(organization_id=organization_id, token_id=token_id, day=day)
-        if not per_token.update(requests=F("requests") + 1, rows=F("rows") + rows, compute_ms=F("compute_ms") + compute_ms):
+        changes = {"requests": F("requests") + requests, "rows": F("rows") + rows,
+                   "compute_ms": F("compute_ms") + compute_ms}
+        if not per_token.update(**changes):
             _row(organization_id, token_id, day)
-            per_token.update(requests=F("requests") + 1, rows=F("rows") + rows, compute_ms=F("compute_ms") + compute_ms)
+            per_token.update(**changes)
     UsageDaily.objects.filter(organization_id=organization_id, token__isnull=True, day=day).update(
         compute_ms=F("compute_ms") + compute_ms
     )

@@ -1,0 +1,83 @@
+"""Which queues have a live worker: workers beat into the cache, the web reads it.
+
+A request for a queue without a live worker gets 503 at once instead of waiting for a timeout,
+and /healthz reports the same thing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.cache import cache
+
+HEARTBEAT_TTL = 15
+QUEUES = ("default", "cpu", "gpu")
+
+
+def _key(queue: str) -> str:
+    return f"worker-heartbeat:{queue}"
+
+
+def worker_heartbeat(*, queues: list[str], device: str, hostname: str) -> None:
+    now = time.time()
+    beat = {"at": now, "device": device, "hostname": hostname}
+    cache.set_many({_key(q): beat for q in queues}, timeout=HEARTBEAT_TTL)
+
+
+def worker_beats() -> dict[str, dict[str, Any]]:
+    found = cache.get_many([_key(q) for q in QUEUES])
+    return {key.split(":", 1)[1]: value for key, value in found.items()}
+
+
+def worker_alive(*, queue: str) -> bool:
+    return cache.get(_key(queue)) is not None
+
+
+def serving_queue() -> str | None:
+    """The GPU pool where a GPU worker is alive, else the CPU pool; None when neither is."""
+    for queue in ("gpu", "cpu"):
+        if worker_alive(queue=queue):
+            return queue
+    return None
+
+
+# --- the worker side -----------------------------------------------------------------------
+import logging  # noqa: E402
+import threading  # noqa: E402
+
+from celery.signals import worker_ready, worker_shutdown  # noqa: E402
+
+logger = logging.getLogger("steward.worker")
+_stop = threading.Event()
+
+
+def device_description() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+@worker_ready.connect
+def _worker_ready(sender: Any = None, **kwargs: Any) -> None:
+    queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
+    hostname = getattr(sender, "hostname", "") or "worker"
+    device = device_description()
+    logger.info("worker %s ready on %s, queues %s", hostname, device, ", ".join(queues))
+
+    def beat() -> None:
+        while not _stop.is_set():
+            try:
+                worker_heartbeat(queues=queues, device=device, hostname=hostname)
+            except Exception:  # the cache may blink; the next beat tries again
+                logger.warning("worker heartbeat failed", exc_info=True)
+            _stop.wait(HEARTBEAT_TTL / 3)
+
+    threading.Thread(target=beat, name="worker-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _worker_shutdown(**kwargs: Any) -> None:
+    _stop.set()
