@@ -14,3 +14,10 @@ from kombu.transport.sqlalchemy import Transport as SQLAlchemyTransport
 
 class EmbeddedTransport(SQLAlchemyTransport):
     polling_interval = 0.01
+
+
+def register() -> None:
+    """Makes `steward-sqla+sqlite:///...` broker URLs use this transport."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES.setdefault("stewardsqla", "portal.broker:EmbeddedTransport")
