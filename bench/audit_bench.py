@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import p50, write_section  # noqa: E402
+from bench.common import p50, write_section
 
 DATABASE = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/steward_bench")
 TOTAL = int(os.environ.get("BENCH_AUDIT_ENTRIES", "1000000"))

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import ROOT, p50, write_section  # noqa: E402
+from bench.common import ROOT, p50, write_section
 
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/steward_bench_serving")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
@@ -33,7 +33,7 @@ C1_REQUESTS = int(os.environ.get("BENCH_C1_REQUESTS", "150"))
 
 
 def text_of_64_tokens(tokenizer) -> str:
-    words = "the film is a quiet , patient and often moving portrait of a family that never quite says what it means".split()
+    words = ["the", "film", "is", "a", "quiet", ",", "patient", "and", "often", "moving", "portrait", "of", "a", "family", "that", "never", "quite", "says", "what", "it", "means"]
     text, i = "", 0
     while len(tokenizer(text)["input_ids"]) < 64:
         text = (text + " " + words[i % len(words)]).strip()

@@ -102,5 +102,5 @@ def prediction_finisher(finish_many: Any) -> DynamicBatcher:
     """The worker's one batcher for finishing predictions (their writes, in one transaction)."""
     global _finisher
     if _finisher is None:
-        _finisher = DynamicBatcher(finish_many, max_batch=64, max_wait_s=0.0, name="finisher")
+        _finisher = DynamicBatcher(finish_many, max_batch=64, max_wait_s=0.002, name="finisher")
     return _finisher

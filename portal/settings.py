@@ -165,7 +165,7 @@ else:
     }
 
 # --- Celery -------------------------------------------------------------------------------
-# stewardsqla: kombu's SQLAlchemy transport polling every 10 ms (portal/broker.py).
+# stewardsqla: kombu's SQLAlchemy transport polling every 50 ms (portal/broker.py).
 CELERY_BROKER_URL = REDIS_URL or f"stewardsqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {} if REDIS_URL else {"connect_args": {"timeout": 30}}
@@ -278,8 +278,9 @@ MODEL_CACHE_MAX_MB = env_int("MODEL_CACHE_MAX_MB", default=2048, minimum=16)
 PREDICT_MAX_ROWS = env_int("PREDICT_MAX_ROWS", default=64, minimum=1)
 PREDICT_TIMEOUT_SECONDS = env_float("PREDICT_TIMEOUT_SECONDS", default=30.0, minimum=0.1)
 BATCH_MAX_SIZE = env_int("BATCH_MAX_SIZE", default=32, minimum=1)
-# 0: no added wait; requests that arrive while a batch runs form the next one.
-BATCH_MAX_WAIT_MS = env_float("BATCH_MAX_WAIT_MS", default=0.0, minimum=0.0)
+# Measured (bench-serving): 5 ms of waiting for company doubles c32 throughput over 0 ms, for
+# a few ms more at concurrency 1.
+BATCH_MAX_WAIT_MS = env_float("BATCH_MAX_WAIT_MS", default=5.0, minimum=0.0)
 JOB_MAX_ROWS = env_int("JOB_MAX_ROWS", default=100_000, minimum=1)
 JOB_MAX_BYTES = env_int("JOB_MAX_BYTES", default=50 * 2**20, minimum=1024)
 

@@ -17,7 +17,7 @@ from audit.log.signing import key_id, load_public_key
 from audit.log.tasks import log_verify_task
 from audit.log.verifier import verify_inclusion_document
 from portal.accounts.roles import Cap
-from portal.ui.views import member_required
+from portal.ui.views import forbidden, member_required
 
 PAGE = 50
 
@@ -33,7 +33,7 @@ class SearchForm(forms.Form):
 
 
 def _forbidden(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/forbidden.html", {"what": "read the audit log"}, status=403)
+    return forbidden(request, "read the audit log")
 
 
 @member_required

@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from audit.log import merkle
 from audit.log.exceptions import ProofUnavailable
 from audit.log.models import Checkpoint, LogEntry, LogHead, MerkleNode
-from audit.log.services import checkpoint_signed, entry_fields
+from audit.log.services import checkpoint_signed
 
 
 def entry_list(

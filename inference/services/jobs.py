@@ -20,8 +20,8 @@ from inference.exceptions import InvalidInput, JobNotCancellable
 from inference.ml.schema import InputError, validate_inputs
 from inference.models import BatchJob, JobStatus, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
-from portal.workers import serving_queue
 from portal.accounts.actor import Actor
+from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
 CHUNK = 64

@@ -17,8 +17,8 @@ from inference.exceptions import InvalidInput, PredictionTimeout, WorkerUnavaila
 from inference.ml.schema import InputError, validate_inputs
 from inference.models import ModelVersion, Prediction, PredictionStatus
 from inference.services.usage import quota_release, quota_reserve, usage_record
-from portal.workers import serving_queue
 from portal.accounts.actor import Actor
+from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
 

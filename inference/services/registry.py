@@ -124,7 +124,7 @@ def _version_store(*, actor: Actor, name: str, task: str, path: Path, sha256: st
     stored_name = ""
     try:
         with transaction.atomic():
-            model, created = RegisteredModel.objects.select_for_update().get_or_create(
+            model, _created = RegisteredModel.objects.select_for_update().get_or_create(
                 organization=actor.organization, name=name,
                 defaults={"created_by": actor.user, "description": description},
             )

@@ -17,11 +17,7 @@ from inference.services import jobs, predictions, registry
 from inference.services.usage import today
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import member_required
-
-
-def _forbidden(request: HttpRequest, what: str) -> HttpResponse:
-    return render(request, "portal/forbidden.html", {"what": what}, status=403)
+from portal.ui.views import forbidden, member_required
 
 
 @member_required
@@ -49,7 +45,7 @@ class RegisterForm(forms.Form):
 def model_register(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     if not actor.can(Cap.MODEL_REGISTER):
-        return _forbidden(request, "register models")
+        return forbidden(request, "register models")
     form = RegisterForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -141,7 +137,7 @@ def playground(request: HttpRequest, name: str) -> HttpResponse:
 def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     if not actor.can(Cap.MODEL_PREDICT):
-        return _forbidden(request, "call models")
+        return forbidden(request, "call models")
     error, result, version = "", None, None
     try:
         version = selectors.version_resolve_for_serving(actor=actor, ref=name)
@@ -189,7 +185,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     form = JobForm(request.POST or None, request.FILES or None, model_names=names)
     if request.method == "POST":
         if not actor.can(Cap.MODEL_PREDICT):
-            return _forbidden(request, "run batch jobs")
+            return forbidden(request, "run batch jobs")
         if form.is_valid():
             try:
                 version = selectors.version_resolve_for_serving(actor=actor, ref=form.cleaned_data["model"])

@@ -25,7 +25,7 @@ from portal.accounts.models import ApiToken, Membership, Organization, User
 from portal.accounts.roles import Cap, Role, role_within
 from portal.exceptions import Forbidden
 
-TOKEN_PREFIX = "stw_"
+TOKEN_PREFIX = "stw_"  # noqa: S105  (a public prefix, not a secret)
 
 
 def _hash_key(key: str) -> str:

@@ -36,6 +36,11 @@ def member_required(view: Any) -> Any:
     return wrapper
 
 
+def forbidden(request: HttpRequest, what: str) -> HttpResponse:
+    """The page for a member whose role does not allow `what` (403)."""
+    return render(request, "portal/forbidden.html", {"what": what}, status=403)
+
+
 @member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -113,7 +118,7 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 def members(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     if not actor.can("org.manage"):
-        return render(request, "portal/forbidden.html", {"what": "manage members"}, status=403)
+        return forbidden(request, "manage members")
     if request.method == "POST":
         try:
             membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["membership"]))

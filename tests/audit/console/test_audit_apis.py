@@ -47,7 +47,7 @@ def other_entry(org) -> LogEntry:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_only_auditors_and_admins_read_the_log(orgs, role) -> None:
-    own, other, users, _ = orgs
+    own, _other, users, _ = orgs
     response = client_for(users[role], own).get("/api/v1/audit/entries")
     assert response.status_code == (200 if role in ("auditor", "admin") else 403)
 
@@ -106,7 +106,7 @@ def test_consistency_proof(orgs) -> None:
 
 
 def test_export_verifies_offline_and_is_audited(orgs, tmp_path) -> None:
-    own, other, users, _ = orgs
+    own, _other, users, _ = orgs
     session = APIClient()
     session.force_login(users["auditor"])
     response = session.get("/api/v1/audit/export")

@@ -12,7 +12,6 @@ from inference.exceptions import IllegalTransition, IncompleteCard, InvalidArchi
 from inference.models import ModelVersion, RegisteredModel
 from inference.services.registry import alias_move, model_version_register, model_version_transition
 from portal.accounts.actor import actor_for_membership
-from portal.accounts.roles import Role
 from portal.exceptions import Forbidden
 from tests.inference.factories import CARD, tiny_tabular_archive, zip_of
 from tests.portal.accounts.factories import OrganizationFactory, member
