@@ -67,12 +67,42 @@ def verify_log(
     *,
     stop_at_first: bool = True,
 ) -> Report:
+    """Checks every entry (content, payload, order) and the tree against every checkpoint."""
     report = Report()
-    expected_key = signing.key_id(public_key)
 
     def fail(kind: str, index: int | None, message: str) -> bool:
         report.faults.append(Fault(kind, index, message))
         return stop_at_first
+
+    ordered = _checked_checkpoints(checkpoints, public_key, fail)
+    if ordered is None:
+        return report
+    leaves = _entry_leaves(entries, report, fail)
+    _fold(leaves, ordered, report, fail)
+    return report
+
+
+def verify_leaves(
+    leaves: Iterable[bytes],
+    checkpoints: Iterable[signing.SignedCheckpoint],
+    public_key: Ed25519PublicKey,
+    report: Report,
+) -> Report:
+    """The tree part alone, over leaves whose entries were checked elsewhere (in parallel)."""
+
+    def fail(kind: str, index: int | None, message: str) -> bool:
+        report.faults.append(Fault(kind, index, message))
+        return True
+
+    ordered = _checked_checkpoints(checkpoints, public_key, fail)
+    if ordered is not None and not report.faults:
+        _fold(iter(leaves), ordered, report, fail)
+    return report
+
+
+def _checked_checkpoints(checkpoints: Iterable[signing.SignedCheckpoint], public_key: Ed25519PublicKey,
+                         fail: Any) -> list[signing.SignedCheckpoint] | None:
+    expected_key = signing.key_id(public_key)
 
     ordered: list[signing.SignedCheckpoint] = []
     last_size = -1
@@ -80,34 +110,31 @@ def verify_log(
         if cp.key_id != expected_key:
             if fail("unknown_key", None, f"checkpoint of size {cp.tree_size} is signed by key "
                     f"{cp.key_id}, not by the log's key {expected_key}"):
-                return report
+                return None
             continue
         if not signing.verify(public_key, cp):
             if fail("bad_signature", None, f"checkpoint of size {cp.tree_size} ({cp.time}) has "
                     "a signature that does not verify: forged or altered"):
-                return report
+                return None
             continue
         if cp.tree_size < last_size:
             if fail("checkpoint_order", None, f"checkpoint of size {cp.tree_size} follows one of "
                     f"size {last_size}: a log never shrinks"):
-                return report
+                return None
         last_size = max(last_size, cp.tree_size)
         ordered.append(cp)
     ordered.sort(key=lambda c: c.tree_size)
-    report.checkpoints_verified = len(ordered)
-    pending = iter(ordered)
-    next_cp = next(pending, None)
-    while next_cp is not None and next_cp.tree_size == 0:
-        next_cp = next(pending, None)
-    last_checked_size = 0
+    return ordered
 
-    frontier: merkle.Frontier = []
+
+def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any) -> Iterator[bytes]:
+    """Checks each entry and yields its leaf hash; stops at the first fault."""
     position = 0
     for item in entries:
         index = item.get("index")
         if not isinstance(index, int):
             if fail("malformed", position, "an entry has no integer index"):
-                return report
+                return
             continue
         if index != position:
             if index < position:
@@ -115,7 +142,7 @@ def verify_log(
             else:
                 kind, why = "missing_entry", f"entries {position}..{index - 1} are missing"
             if fail(kind, position, why + " (deleted, inserted or reordered entries)"):
-                return report
+                return
         fields = item.get("fields")
         stored = item.get("leaf_hash")
         if fields is not None:
@@ -125,21 +152,21 @@ def verify_log(
             except (ValueError, TypeError) as exc:
                 leaf = b""
                 if fail("malformed", index, f"entry cannot be encoded: {exc}"):
-                    return report
+                    return
             if fields.get("index") != index:
                 if fail("index_mismatch", index, f"entry at position {index} says it is "
                         f"{fields.get('index')}: moved or inserted"):
-                    return report
+                    return
             if stored is not None and stored != leaf.hex():
                 if fail("entry_modified", index, "the entry's content does not hash to its "
                         "leaf hash: a field was changed"):
-                    return report
+                    return
             if item.get("erased"):
                 report.erased_entries += 1
             elif _payload_hash(item.get("payload")) != fields.get("payload_sha256"):
                 if fail("payload_modified", index, "the stored payload does not match the "
                         "hash the entry commits to"):
-                    return report
+                    return
         else:
             try:
                 leaf = bytes.fromhex(str(stored))
@@ -148,24 +175,40 @@ def verify_log(
             except ValueError:
                 leaf = b""
                 if fail("malformed", index, "a stub entry has no valid leaf hash"):
-                    return report
+                    return
+        position += 1
+        yield leaf
+
+
+def _fold(leaves: Iterator[bytes], ordered: list[signing.SignedCheckpoint], report: Report, fail: Any) -> None:
+    """Folds the leaves into the tree and compares the root at each checkpoint's size."""
+    report.checkpoints_verified = len(ordered)
+    pending = iter(ordered)
+    next_cp = next(pending, None)
+    while next_cp is not None and next_cp.tree_size == 0:
+        next_cp = next(pending, None)
+    last_checked_size = 0
+    frontier: merkle.Frontier = []
+    position = 0
+    for leaf in leaves:
         merkle.frontier_push(frontier, leaf)
         position += 1
-        report.entries = position
         while next_cp is not None and next_cp.tree_size == position:
             root = merkle.frontier_root(frontier).hex()
             if root != next_cp.root_hash:
                 if fail("root_mismatch", last_checked_size, "the entries do not hash to the root "
                         f"signed at size {next_cp.tree_size} ({next_cp.time}): an entry in "
                         f"{last_checked_size}..{position - 1} was changed, added or removed"):
-                    return report
+                    return
             last_checked_size = position
             next_cp = next(pending, None)
+    report.entries = max(report.entries, position)
+    if report.faults:
+        return
     if next_cp is not None:
         fail("truncated", position, f"a checkpoint signs {next_cp.tree_size} entries but the log "
              f"has {position}: the log was truncated")
     report.root = merkle.frontier_root(frontier).hex()
-    return report
 
 
 def checkpoints_from_dicts(items: Iterable[dict[str, Any]]) -> Iterator[signing.SignedCheckpoint]:

@@ -167,3 +167,22 @@ class DatabaseTamperTests:
         assert LogEntry.objects.get(index=receipt.index).payload == {"entries": erased, "count": len(erased)}
         run = log_verify()
         assert run.ok, run.summary
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the parallel path reads PostgreSQL")
+def test_parallel_verification_agrees_and_finds_the_first_fault(monkeypatch) -> None:
+    # given: a log long enough to be split between processes
+    import audit.log.services as services
+
+    monkeypatch.setattr(services, "PARALLEL_VERIFY_FROM", 10)
+    build_log(40, checkpoint_every=9)
+    # when / then: the same verdict as the single-process verifier
+    run = log_verify()
+    assert run.ok and run.entries == 40 and run.checkpoints >= 4, run.summary
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_log_logentry DISABLE TRIGGER audit_log_entry_guard")
+        cursor.execute("UPDATE audit_log_logentry SET target_id = 'x' WHERE index IN (27, 33)")
+        cursor.execute("ALTER TABLE audit_log_logentry ENABLE TRIGGER audit_log_entry_guard")
+    run = log_verify()
+    assert (run.ok, run.fault_kind, run.fault_index) == (False, "entry_modified", 27)
