@@ -282,10 +282,10 @@ def log_verify() -> VerificationRun:
     """Verifies the whole log against every checkpoint; stores and returns the outcome."""
     import time
 
+    from django.db import connection
+
     from audit.log import signing, verifier
     from audit.log.selectors import entries_for_verification
-
-    from django.db import connection
 
     started = time.perf_counter()
     run = VerificationRun.objects.create(started_at=timezone.now())

@@ -64,7 +64,7 @@ class ArchiveTests:
             artifacts.list_members(path, max_unpacked_bytes=1_000_000)
 
     def test_not_an_archive(self, tmp_path) -> None:
-        with pytest.raises(artifacts.ArchiveError, match="neither a .zip nor a .tar.gz"):
+        with pytest.raises(artifacts.ArchiveError, match=r"neither a \.zip nor a \.tar\.gz"):
             artifacts.list_members(write(tmp_path, b"hello"), max_unpacked_bytes=10)
 
     def test_damaged_archive(self, tmp_path) -> None:
