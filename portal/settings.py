@@ -291,11 +291,28 @@ HEALTH_WORKER_TIMEOUT = env_float("HEALTH_WORKER_TIMEOUT", default=2.0, minimum=
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "portal" / "static"]
+# Model artifacts go through Django's storage API: a local folder by default, an S3-compatible
+# bucket (AWS, MinIO, Ceph) when ARTIFACT_S3_BUCKET is set, so that workers on other hosts can
+# load them (needs the `s3` extra: django-storages and boto3).
+ARTIFACT_S3_BUCKET = env_str("ARTIFACT_S3_BUCKET")
+_artifact_storage: dict[str, object] = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ARTIFACT_S3_BUCKET,
+            "endpoint_url": env_str("ARTIFACT_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("ARTIFACT_S3_REGION") or None,
+            "access_key": env_secret("ARTIFACT_S3_ACCESS_KEY"),
+            "secret_key": env_secret("ARTIFACT_S3_SECRET_KEY"),
+            "default_acl": None,
+            "file_overwrite": False,
+        },
+    }
+    if ARTIFACT_S3_BUCKET
+    else {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(ARTIFACT_DIR)}}
+)
 STORAGES = {
-    "default": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(ARTIFACT_DIR)},
-    },
+    "default": _artifact_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
