@@ -32,7 +32,7 @@ class Command(BaseCommand):
             python, "-m", "gunicorn", "portal.wsgi:application",
             "--bind", f"{options['host']}:{options['port']}",
             "--workers", str(options["web_workers"]),
-            "--worker-class", "gthread", "--threads", "8",
+            "--worker-class", "gthread", "--threads", os.environ.get("WEB_THREADS", "8"),
             "--timeout", "120", "--graceful-timeout", "20",
             "--access-logfile", "-", "--log-level", settings.LOG_LEVEL.lower(),
         ]
