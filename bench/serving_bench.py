@@ -185,9 +185,12 @@ def main() -> None:
     ensure_pg()
     from audit.log.signing import generate_private_pem
 
+    production = {"DATABASE_URL": PG, "REDIS_URL": REDIS, "SECRET_KEY": secrets.token_urlsafe(50),
+                  "AUDIT_SIGNING_KEY": generate_private_pem()}
     configs = {
-        "redis": Portal("redis", {"DATABASE_URL": PG, "REDIS_URL": REDIS, "SECRET_KEY": secrets.token_urlsafe(50),
-                                  "AUDIT_SIGNING_KEY": generate_private_pem()}, 8731),
+        "redis": Portal("redis", production, 8731),
+        "redis, 2 worker processes": Portal("redis2", {**production, "WORKER_PROCESSES": "2",
+                                                       "WORKER_CONCURRENCY": "16"}, 8733),
         "embedded": Portal("embedded", {"DATABASE_URL": "", "REDIS_URL": ""}, 8732),
     }
     for key in ("DATABASE_URL", "REDIS_URL"):

@@ -43,10 +43,20 @@ class Command(BaseCommand):
             "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"),
             "--queues", os.environ.get("WORKER_QUEUES", "default,cpu"),
             "--concurrency", str(options["worker_concurrency"]),
-            "--hostname", f"worker@{os.uname().nodename}",
             "--loglevel", settings.LOG_LEVEL,
         ]
-        processes = {"worker": subprocess.Popen(worker), "web": subprocess.Popen(web)}
+        # Several worker processes split the cores between them (torch threads each), so that
+        # Celery's per-task work in one process's main thread does not cap throughput.
+        count = int(os.environ.get("WORKER_PROCESSES", "1"))
+        threads = max(1, (os.cpu_count() or 1) // count)
+        processes: dict[str, subprocess.Popen[bytes]] = {}
+        for n in range(count):
+            command = [*worker, "--hostname", f"worker{n}@{os.uname().nodename}"]
+            if n:  # one beat scheduler is enough
+                command.remove("--beat")
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+            processes[f"worker{n}"] = subprocess.Popen(command, env=env)
+        processes["web"] = subprocess.Popen(web)
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(self.style.SUCCESS(f"Steward is starting at {url}  (Ctrl-C stops it)"))
 
