@@ -185,8 +185,10 @@ def main() -> None:
     ensure_pg()
     from audit.log.signing import generate_private_pem
 
+    # The two production-like portals share one database, so they share its artifact store too.
     production = {"DATABASE_URL": PG, "REDIS_URL": REDIS, "SECRET_KEY": secrets.token_urlsafe(50),
-                  "AUDIT_SIGNING_KEY": generate_private_pem()}
+                  "AUDIT_SIGNING_KEY": generate_private_pem(),
+                  "ARTIFACT_DIR": tempfile.mkdtemp(prefix="steward-bench-artifacts-")}
     configs = {
         "redis": Portal("redis", production, 8731),
         "redis, 2 worker processes": Portal("redis2", {**production, "WORKER_PROCESSES": "2",
