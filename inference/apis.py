@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference import selectors
-from inference.exceptions import InvalidInput
+from inference.exceptions import InvalidInput, JobNotFinished
 from inference.models import JobStatus, Task
 from inference.services import jobs, predictions, registry
 from portal.accounts.roles import Cap
@@ -255,8 +255,6 @@ class JobResultsApi(APIView):
     def get(self, request: Request, pk: int) -> Any:
         job = selectors.job_get(actor=actor_of(request), pk=pk)
         if job.status != JobStatus.DONE:
-            from inference.exceptions import JobNotCancellable
-
-            raise JobNotCancellable(f"The job is {job.status}; results exist once it is done.")
+            raise JobNotFinished(f"The job is {job.status}; results exist once it is done.")
         return FileResponse(default_storage.open(job.result_path, "rb"), as_attachment=True,
                              filename=f"job-{job.pk}-results.csv", content_type="text/csv")

@@ -57,3 +57,7 @@ class ArtifactMismatch(PortalError):
 
 class JobNotCancellable(Conflict):
     code = "job_not_cancellable"
+
+
+class JobNotFinished(Conflict):
+    code = "job_not_finished"

@@ -99,7 +99,8 @@ def test_cancel_pending_and_running(celery_worker, tabular) -> None:
     assert job.status == "cancelled" and job.rows_done < 3000
     again = api.post(f"/api/v1/jobs/{created['id']}/cancel")
     assert again.status_code == 409
-    assert api.get(f"/api/v1/jobs/{created['id']}/results").status_code == 409
+    results = api.get(f"/api/v1/jobs/{created['id']}/results")
+    assert results.status_code == 409 and results.json()["error"]["code"] == "job_not_finished"
     # the unserved rows went back to the quota
     assert UsageDaily.objects.get(organization=tabular.org, token__isnull=True).rows == job.rows_done
 
