@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check portal inference audit tests bench
 
 typecheck: $(STAMP)
-	$(PY) -m mypy portal audit
+	$(PY) -m mypy portal audit inference
 
 bench-audit: $(STAMP)
 	$(PY) bench/audit_bench.py

@@ -41,7 +41,7 @@ def artifact_folder(version: ModelVersion) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".download-") as temporary:
         with default_storage.open(version.artifact, "rb") as source:
-            digest, _ = artifacts.sha256_stream(_Tee(source, temporary))
+            digest, _ = artifacts.sha256_stream(_Tee(source, temporary))  # type: ignore[arg-type]
         temporary.flush()
         if digest != version.artifact_sha256:
             raise ArtifactMismatch(

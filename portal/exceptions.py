@@ -125,10 +125,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else str(exc)
     if isinstance(exc, drf.ParseError):
         message = f"The request body could not be parsed: {exc.detail}"
-    details: dict[str, Any] = {}
-    if isinstance(exc, drf.Throttled) and exc.wait is not None:
-        details = {"retry_after_seconds": int(exc.wait) + 1}
-    response.data = error_body(code, message, details)
+    extra: dict[str, Any] = {}
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, drf.Throttled) and wait is not None:
+        extra = {"retry_after_seconds": int(wait) + 1}
+    response.data = error_body(code, message, extra)
     return response
 
 

@@ -131,7 +131,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": env_str("SQLITE_PATH") or DATA_DIR / "steward.sqlite3",
+            "NAME": env_str("SQLITE_PATH") or str(DATA_DIR / "steward.sqlite3"),
             "OPTIONS": {
                 # IMMEDIATE: a writer takes the lock when its transaction starts, so two writers
                 # never deadlock upgrading read locks (the audit log sequences entries this way).
@@ -139,7 +139,7 @@ else:
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            "TEST": {"NAME": DATA_DIR / "test-steward.sqlite3"},
+            "TEST": {"NAME": str(DATA_DIR / "test-steward.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -270,13 +270,15 @@ class ErasureCreateApi(APIView):
 class RedactionRuleApi(APIView):
     required_capability = Cap.ORG_MANAGE
 
+    # `label` shadows Field.label for the type checker only: DRF's metaclass moves declared
+    # fields off the class.
     class InputSerializer(StrictSerializer):
-        label = serializers.CharField(max_length=32)
+        label = serializers.CharField(max_length=32)  # type: ignore[assignment]
         pattern = serializers.CharField(max_length=500)
 
     class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
         id = serializers.IntegerField()
-        label = serializers.CharField()
+        label = serializers.CharField()  # type: ignore[assignment]
         pattern = serializers.CharField()
         created_at = serializers.DateTimeField()
 

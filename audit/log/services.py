@@ -153,9 +153,11 @@ def _append(records: list[AuditRecord]) -> list[Receipt]:
     bound_request_id = current_request_id.get()
 
     size, frontier = _head_locked()
-    rows, nodes, receipts = [], [], []
+    rows: list[Any] = []
+    nodes: list[tuple[int, int, str]] = []
+    receipts: list[Receipt] = []
     for offset, (record, raw, redacted, salt) in enumerate(prepared):
-        fields = {
+        fields: dict[str, Any] = {
             "v": entry.FORMAT_VERSION,
             "index": size + offset,
             "time": stamp,
@@ -226,9 +228,11 @@ def _write(now: datetime, rows: list[Any], nodes: list[tuple[int, int, str]], si
         params += [f["index"], now, f["org"], f["actor_type"], f["actor_id"], f["actor_label"], f["action"],
                    f["target_type"], f["target_id"], f["request_id"], entry.canonical_json(redacted).decode(),
                    f["payload_sha256"], f["commitment"], salt, subject, leaf]
-    sql = f"WITH e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS}) VALUES {', '.join(values)})"
+    # Only constant column names and %s placeholders are formatted in; every value is a parameter.
+    sql = f"WITH e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS}) VALUES {', '.join(values)})"  # noqa: S608
     if nodes:
-        sql += f", n AS (INSERT INTO audit_log_merklenode (level, position, hash) VALUES {', '.join(['(%s, %s, %s)'] * len(nodes))})"
+        placeholders = ", ".join(["(%s, %s, %s)"] * len(nodes))
+        sql += f", n AS (INSERT INTO audit_log_merklenode (level, position, hash) VALUES {placeholders})"  # noqa: S608
         params += [value for node in nodes for value in node]
     sql += " UPDATE audit_log_loghead SET size = %s, frontier = %s::jsonb, updated_at = %s WHERE id = 1"
     params += [size, json.dumps(frontier), now]

@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 MAX_MEMBERS = 2000
 ZIP_MAGIC = b"PK\x03\x04"
@@ -24,7 +24,7 @@ class ArchiveError(ValueError):
     """The archive is unsafe or unusable; the message says why, for a person."""
 
 
-def sha256_stream(handle: BinaryIO, chunk: int = 1 << 20) -> tuple[str, int]:
+def sha256_stream(handle: IO[bytes] | BinaryIO, chunk: int = 1 << 20) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     while block := handle.read(chunk):
         digest.update(block)
@@ -55,24 +55,23 @@ def _members(archive: Path) -> Iterator[tuple[Member, object]]:
     with archive.open("rb") as handle:
         magic = handle.read(4)
     if magic.startswith(ZIP_MAGIC):
-        with zipfile.ZipFile(archive) as bundle:
-            for info in bundle.infolist():
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    raise ArchiveError(f"the archive entry {info.filename!r} is a link; links are not allowed")
-                if info.is_dir():
+        with zipfile.ZipFile(archive) as zipped:
+            for zinfo in zipped.infolist():
+                if stat.S_ISLNK(zinfo.external_attr >> 16):
+                    raise ArchiveError(f"the archive entry {zinfo.filename!r} is a link; links are not allowed")
+                if zinfo.is_dir():
                     continue
-                yield Member(_safe_name(info.filename), info.file_size), info
+                yield Member(_safe_name(zinfo.filename), zinfo.file_size), zinfo
     elif magic.startswith(GZIP_MAGIC):
-        with tarfile.open(archive, "r:gz") as bundle:
-            for info in bundle:
-                if info.issym() or info.islnk():
-                    raise ArchiveError(f"the archive entry {info.name!r} is a link; links are not allowed")
-                if info.isdir():
+        with tarfile.open(archive, "r:gz") as tarred:
+            for tinfo in tarred:
+                if tinfo.issym() or tinfo.islnk():
+                    raise ArchiveError(f"the archive entry {tinfo.name!r} is a link; links are not allowed")
+                if tinfo.isdir():
                     continue
-                if not info.isfile():
-                    raise ArchiveError(f"the archive entry {info.name!r} is not a regular file")
-                yield Member(_safe_name(info.name), info.size), info
+                if not tinfo.isfile():
+                    raise ArchiveError(f"the archive entry {tinfo.name!r} is not a regular file")
+                yield Member(_safe_name(tinfo.name), tinfo.size), tinfo
     else:
         raise ArchiveError("the upload is neither a .zip nor a .tar.gz archive")
 
@@ -110,24 +109,22 @@ def extract(archive: Path, destination: Path, *, max_unpacked_bytes: int) -> Non
     with archive.open("rb") as handle:
         magic = handle.read(4)
     if magic.startswith(ZIP_MAGIC):
-        with zipfile.ZipFile(archive) as bundle:
-            for info in bundle.infolist():
-                if info.is_dir():
+        with zipfile.ZipFile(archive) as zipped:
+            for zinfo in zipped.infolist():
+                if zinfo.is_dir():
                     continue
-                name = _safe_name(info.filename)[len(root):]
-                _write(destination / name, bundle.open(info))
+                _write(destination / _safe_name(zinfo.filename)[len(root):], zipped.open(zinfo))
     else:
-        with tarfile.open(archive, "r:gz") as bundle:
-            for info in bundle:
-                if not info.isfile():
+        with tarfile.open(archive, "r:gz") as tarred:
+            for tinfo in tarred:
+                if not tinfo.isfile():
                     continue
-                name = _safe_name(info.name)[len(root):]
-                source = bundle.extractfile(info)
+                source = tarred.extractfile(tinfo)
                 assert source is not None
-                _write(destination / name, source)
+                _write(destination / _safe_name(tinfo.name)[len(root):], source)
 
 
-def _write(target: Path, source: BinaryIO) -> None:
+def _write(target: Path, source: IO[bytes]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with source, target.open("wb") as out:
         shutil.copyfileobj(source, out, 1 << 20)

@@ -174,7 +174,9 @@ class JobForm(forms.Form):
 
     def __init__(self, *args: Any, model_names: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].choices = [(n, n) for n in model_names]
+        field = self.fields["model"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(n, n) for n in model_names]
 
 
 @member_required

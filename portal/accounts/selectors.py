@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from portal.accounts.actor import Actor
-from portal.accounts.models import ApiToken, Membership, Organization, User
+from portal.accounts.models import ApiToken, ApiTokenQuerySet, Membership, Organization, User
 from portal.accounts.roles import Cap
 from portal.exceptions import NotFound
 
@@ -43,8 +43,8 @@ def membership_get_for_actor(*, actor: Actor, pk: int) -> Membership:
     return membership
 
 
-def token_list_for_actor(*, actor: Actor) -> QuerySet[ApiToken]:
-    tokens = ApiToken.objects.filter(organization=actor.organization).select_related("user")
+def token_list_for_actor(*, actor: Actor) -> ApiTokenQuerySet:
+    tokens: ApiTokenQuerySet = ApiToken.objects.filter(organization=actor.organization).select_related("user")  # type: ignore[assignment]
     if not actor.can(Cap.TOKEN_MANAGE_ANY):
         tokens = tokens.filter(user=actor.user)
     return tokens

@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.validators import MaxValueValidator
 
 from portal.accounts import lockout
 from portal.accounts.roles import Role
@@ -48,5 +49,10 @@ class TokenCreateForm(forms.Form):
 
     def __init__(self, *args: Any, allowed_roles: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [(r, r) for r in allowed_roles]
-        self.fields["expires_in_days"].max_value = settings.API_TOKEN_MAX_DAYS
+        role = self.fields["role"]
+        assert isinstance(role, forms.ChoiceField)
+        role.choices = [(r, r) for r in allowed_roles]
+        days = self.fields["expires_in_days"]
+        assert isinstance(days, forms.IntegerField)
+        days.max_value = settings.API_TOKEN_MAX_DAYS
+        days.validators.append(MaxValueValidator(settings.API_TOKEN_MAX_DAYS))
