@@ -2,6 +2,9 @@
 
 Requests queue up; a thread takes the first, waits at most `max_wait_s` for others, and runs the
 model once on up to `max_batch` rows. A request larger than `max_batch` runs in slices.
+
+The wait is adaptive: it is spent only when the previous batch held more than one request. A lone
+caller (concurrency 1) never waits for company that is not coming; under load, batches fill.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class DynamicBatcher:
         self._closed = False
         self.batches_run = 0
         self.rows_run = 0
+        self._last_requests = 0
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -51,13 +55,13 @@ class DynamicBatcher:
                 return
             pending = [first]
             rows = len(first[0])
-            deadline = time.monotonic() + self.max_wait_s
+            wait = self.max_wait_s if self._last_requests > 1 else 0.0
+            deadline = time.monotonic() + wait
             while rows < self.max_batch:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    # What is already queued joins at once; only then is there a wait, if any.
+                    item = self._queue.get_nowait() if remaining <= 0 else self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
                 if not item[0]:  # close() sentinel
@@ -65,6 +69,7 @@ class DynamicBatcher:
                     break
                 pending.append(item)
                 rows += len(item[0])
+            self._last_requests = len(pending)
             self._run(pending)
 
     def _run(self, pending: list[tuple[list[Any], Future[list[Any]]]]) -> None:

@@ -99,3 +99,33 @@ class ModelCacheTests:
         for t in threads:
             t.join()
         assert len(count) == 1
+
+
+class AdaptiveWaitTests:
+    def test_a_lone_caller_does_not_wait_for_company(self) -> None:
+        batcher = DynamicBatcher(lambda rows: rows, max_batch=32, max_wait_s=0.5)
+        batcher.submit([1])  # the first batch: one request
+        began = time.monotonic()
+        assert batcher.submit([2]) == [2]
+        assert time.monotonic() - began < 0.25  # not the 0.5 s wait
+
+    def test_queued_requests_join_without_a_wait(self) -> None:
+        calls: list[int] = []
+        gate = threading.Event()
+
+        def model(rows):
+            gate.wait()
+            calls.append(len(rows))
+            return rows
+
+        batcher = DynamicBatcher(model, max_batch=32, max_wait_s=0.0)
+        threads = [threading.Thread(target=batcher.submit, args=([i],)) for i in range(6)]
+        threads[0].start()
+        time.sleep(0.05)  # the first runs, blocked on the gate ...
+        for t in threads[1:]:
+            t.start()
+        time.sleep(0.05)  # ... and five queue behind it
+        gate.set()
+        for t in threads:
+            t.join()
+        assert calls[0] == 1 and sum(calls) == 6 and len(calls) == 2
