@@ -38,3 +38,10 @@ def batch_job_requeue_stuck_task() -> None:
     from inference.services.jobs import batch_job_requeue_stuck
 
     batch_job_requeue_stuck()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def prediction_fail_stuck_task() -> None:
+    from inference.services.predictions import prediction_fail_stuck
+
+    prediction_fail_stuck()

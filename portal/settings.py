@@ -187,6 +187,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "audit-verify": {"task": "audit.log.tasks.log_verify_task", "schedule": 3600.0},
     "jobs-requeue-stuck": {"task": "inference.tasks.batch_job_requeue_stuck_task", "schedule": 60.0},
+    "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
 }
 CELERY_TASK_ROUTES = {"audit.*": {"queue": "default"}}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.

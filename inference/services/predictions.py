@@ -197,3 +197,22 @@ def prediction_mark_failed(*, prediction_id: int, error: str) -> None:
             target_type="inference.Prediction", target_id=prediction.pk, request_id=prediction.request_id,
             payload={"error": error[:500]},
         )
+
+
+def prediction_fail_stuck(*, older_than_seconds: float = 600) -> int:
+    """Fails predictions left pending or running by a web and worker that both went away.
+
+    The web marks a prediction failed when it stops waiting; this sweeper covers the case where
+    nobody was left to wait (the periodic task runs it every minute).
+    """
+    from datetime import timedelta
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stuck = list(
+        Prediction.objects.filter(
+            status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING], created_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    for prediction_id in stuck:
+        prediction_mark_failed(prediction_id=prediction_id, error="abandoned: no worker finished it in time")
+    return len(stuck)
