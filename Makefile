@@ -49,4 +49,4 @@ bench-serving: $(STAMP)
 	$(PY) bench/serving_bench.py
 
 clean:
-	rm -rf var/cache var/broker var/test-* .pytest_cache
+	rm -rf var/cache var/broker.sqlite3 var/celery-results.sqlite3 var/test var/test-* .pytest_cache

@@ -4,7 +4,7 @@ One run, one machine, 64-token inputs:
 - raw: the model in-process at its best batch size (the limit), and one row alone;
 - portal: HTTP end to end (gunicorn, token auth, quota, Celery worker with dynamic batching,
   audit receipt) at concurrency 1 and 32, with Redis (+PostgreSQL) and with the embedded default
-  (SQLite + filesystem broker).
+  (SQLite database and broker).
 
 Prints last: `serving: c32 throughput portal/raw = X.XX, c1 p50 overhead = Y ms (redis)`.
 """

@@ -1,7 +1,7 @@
 """The one settings module of Steward (STYLE.md C7).
 
 Production behaviour is switched by environment variables, never by another settings file.
-With no variables at all, Steward runs on the *embedded default*: an SQLite file, a filesystem
+With no variables at all, Steward runs on the *embedded default*: an SQLite file, an SQLite
 Celery broker and a file cache under the data folder, so that a fresh checkout runs with no server
 to install. DATABASE_URL (PostgreSQL) and REDIS_URL (broker and cache) switch to production
 services. `.env.example` lists every variable.

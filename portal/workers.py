@@ -6,9 +6,12 @@ and /healthz reports the same thing.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any
 
+from celery.signals import worker_ready, worker_shutdown
 from django.core.cache import cache
 
 HEARTBEAT_TTL = 15
@@ -43,11 +46,6 @@ def serving_queue() -> str | None:
 
 
 # --- the worker side -----------------------------------------------------------------------
-import logging  # noqa: E402
-import threading  # noqa: E402
-
-from celery.signals import worker_ready, worker_shutdown  # noqa: E402
-
 logger = logging.getLogger("steward.worker")
 _stop = threading.Event()
 
