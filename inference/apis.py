@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference import selectors
-from inference.exceptions import InvalidInput, JobNotFinished
+from inference.exceptions import InvalidInput, JobNotFinished, JobResultsGone
 from inference.models import JobStatus, Task
 from inference.services import jobs, predictions, registry
 from portal.accounts.roles import Cap
@@ -256,5 +256,11 @@ class JobResultsApi(APIView):
         job = selectors.job_get(actor=actor_of(request), pk=pk)
         if job.status != JobStatus.DONE:
             raise JobNotFinished(f"The job is {job.status}; results exist once it is done.")
-        return FileResponse(default_storage.open(job.result_path, "rb"), as_attachment=True,
-                             filename=f"job-{job.pk}-results.csv", content_type="text/csv")
+        try:
+            handle = default_storage.open(job.result_path, "rb")
+        except FileNotFoundError:
+            raise JobResultsGone(
+                f"The results of job {job.pk} are no longer in the artifact store; run the job again."
+            ) from None
+        return FileResponse(handle, as_attachment=True, filename=f"job-{job.pk}-results.csv",
+                            content_type="text/csv")

@@ -59,5 +59,10 @@ class JobNotCancellable(Conflict):
     code = "job_not_cancellable"
 
 
+class JobResultsGone(PortalError):
+    status_code = 410
+    code = "job_results_gone"
+
+
 class JobNotFinished(Conflict):
     code = "job_not_finished"

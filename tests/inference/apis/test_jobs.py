@@ -119,3 +119,15 @@ def test_stuck_job_is_requeued_and_finishes(celery_worker, tabular) -> None:
     assert batch_job_requeue_stuck() == 1
     # then
     assert wait_for(created["id"], {"done"}).rows_done == 10
+
+
+def test_results_missing_from_storage_get_410_not_a_crash(celery_worker, tabular) -> None:
+    from django.core.files.storage import default_storage
+
+    api = client(tabular)
+    created = api.post("/api/v1/models/credit/jobs", {"file": csv_file([{"income": 5, "region": "north"}])}, format="multipart")
+    job = wait_for(created.json()["id"], {"done"})
+    default_storage.delete(job.result_path)  # purged, or the store lost it
+    response = api.get(f"/api/v1/jobs/{job.pk}/results")
+    assert response.status_code == 410
+    assert response.json()["error"]["code"] == "job_results_gone"
