@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from tests.inference.factories import Served, sentiment_archive, serve_model, tiny_tabular_archive
+from tests.portal.accounts.factories import OrganizationFactory
 from tests.worker import CeleryWorker, start_worker
 
 # The cache outlives a test run (a file cache, or Redis): a fresh prefix per run keeps rate-limit
@@ -51,3 +53,16 @@ def celery_worker(django_db_setup, django_db_blocker) -> Iterator[CeleryWorker]:
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def tabular(db, tmp_path) -> Served:
+    """A tiny tabular model served in organisation `bank`, one member per role."""
+    return serve_model(OrganizationFactory(slug="bank"), name="credit", task="tabular-classification",
+                       archive=tiny_tabular_archive(tmp_path / "tiny"))
+
+
+@pytest.fixture(scope="session")
+def sentiment_bytes() -> bytes:
+    """The demo sentiment model with real MiniLM weights (built once per checkout)."""
+    return sentiment_archive()

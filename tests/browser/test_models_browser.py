@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.test_accounts_browser import SHOTS, sign_in
-from tests.inference.conftest import serve_model
-from tests.inference.factories import CARD, tiny_tabular_archive
+from tests.inference.factories import CARD, serve_model, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -5,9 +5,16 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from inference.ml import artifacts
+from inference.models import ModelVersion
+from inference.services.registry import alias_move, model_version_register, model_version_transition
+from portal.accounts.actor import Actor, actor_for_membership
+from portal.accounts.models import Organization
+from portal.accounts.roles import Role
+from tests.portal.accounts.factories import member
 
 TINY_SCHEMA = {
     "features": [
@@ -56,3 +63,21 @@ def sentiment_archive() -> bytes:
 
     folder, _ = build_cached(SENTIMENT, progress=lambda *a: None)
     return artifacts.pack_directory(folder)
+
+
+@dataclass
+class Served:
+    org: Organization
+    actors: dict[str, Actor]
+    version: ModelVersion
+
+
+def serve_model(org: Organization, *, name: str, task: str, archive: bytes) -> Served:
+    """A model registered, approved and aliased production, with one member per role."""
+    actors = {role.value: actor_for_membership(member(role, org), org, role) for role in Role}
+    version = model_version_register(actor=actors["owner"], name=name, task=task, archive=io.BytesIO(archive), card=CARD)
+    model_version_transition(actor=actors["owner"], version=version, action="submit")
+    model_version_transition(actor=actors["reviewer"], version=version, action="approve", comment="ok")
+    alias_move(actor=actors["owner"], model=version.model, alias="production", version=version)
+    version.refresh_from_db()
+    return Served(org=org, actors=actors, version=version)

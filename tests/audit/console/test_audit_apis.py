@@ -87,6 +87,12 @@ def test_any_member_proves_a_receipt_of_their_organisation(orgs, role) -> None:
     assert foreign.status_code == 404
 
 
+def test_verification_before_any_run_is_404(orgs) -> None:
+    own, _, users, _ = orgs
+    response = client_for(users["auditor"], own).get("/api/v1/audit/verification")
+    assert response.status_code == 404 and "not been verified" in response.json()["error"]["message"]
+
+
 def test_uncovered_entry_has_no_proof_yet(orgs) -> None:
     own, _, users, _ = orgs
     client = client_for(users["auditor"], own)  # creating this token appended an entry
@@ -152,10 +158,12 @@ def test_verification_runs_on_a_real_worker(celery_worker) -> None:
     checkpoint_create()
     client = APIClient()
     client.force_login(auditor)
-    assert client.get("/api/v1/audit/verification").status_code == 404
+    # Other tests may have queued verifications too: wait for one started after this request.
+    before = VerificationRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     assert client.post("/api/v1/audit/verification").status_code == 202
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not VerificationRun.objects.filter(ok__isnull=False).exists():
+    while time.monotonic() < deadline and not VerificationRun.objects.filter(pk__gt=before, ok__isnull=False).exists():
         time.sleep(0.2)
+    assert VerificationRun.objects.filter(pk__gt=before, ok__isnull=False).exists(), "no verification ran"
     body = client.get("/api/v1/audit/verification").json()
     assert body["ok"] is True and body["entries"] >= 1 and body["checkpoints"] >= 1, body

@@ -13,7 +13,7 @@ from audit.log.services import checkpoint_create
 from audit.log.signing import load_public_key
 from audit.log.verifier import verify_inclusion_document
 from inference.models import Prediction, UsageDaily
-from tests.inference.conftest import serve_model
+from tests.inference.factories import serve_model
 from tests.portal.accounts.factories import OrganizationFactory, token_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -1,0 +1,150 @@
+"""Every REST endpoint of the product x every role x own / other organisation, in one table.
+
+The accounts endpoints have their own, finer matrix (tests/portal/accounts/test_api_matrix.py);
+this one covers the registry, serving, jobs and the audit log. For the roles a row allows, the
+answer is anything but 401/403 (a 409 for a version in the wrong state still proves the right);
+for the others, 403. Another organisation's objects are 404 for everyone, never the object.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from rest_framework.test import APIClient
+
+from audit.log.models import LogEntry
+from audit.log.services import checkpoint_create
+from inference.models import BatchJob, Prediction
+from portal.accounts.roles import Role
+from tests.inference.factories import Served
+from tests.portal.accounts.factories import OrganizationFactory, member, token_for
+
+ROLES = [r.value for r in Role]
+EVERYONE = set(ROLES)
+PREDICTORS = {"consumer", "owner", "reviewer", "admin"}
+REGISTRARS = {"owner", "admin"}
+REVIEWERS = {"reviewer", "admin"}
+AUDITORS = {"auditor", "admin"}
+ADMINS = {"admin"}
+ROW = {"income": 90, "region": "north"}
+
+# (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry
+CASES = [
+    ("models-list", "get", "/api/v1/models", None, EVERYONE),
+    ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
+    ("model", "get", "/api/v1/models/credit", None, EVERYONE),
+    ("version", "get", "/api/v1/models/credit/versions/1", None, EVERYONE),
+    ("version-submit", "post", "/api/v1/models/credit/versions/1/submit", {}, REGISTRARS),
+    ("version-approve", "post", "/api/v1/models/credit/versions/1/approve", {}, REVIEWERS),
+    ("version-reject", "post", "/api/v1/models/credit/versions/1/reject", {"comment": "x"}, REVIEWERS),
+    ("version-retire", "post", "/api/v1/models/credit/versions/1/retire", {}, REVIEWERS),
+    ("alias-move", "put", "/api/v1/models/credit/aliases/production", {"version": 1}, REGISTRARS),
+    ("predict", "post", "/api/v1/models/credit/predict", {"inputs": [ROW]}, PREDICTORS),
+    ("jobs-list", "get", "/api/v1/models/credit/jobs", None, EVERYONE),
+    ("jobs-create", "post", "/api/v1/models/credit/jobs", {}, PREDICTORS),
+    ("prediction", "get", "/api/v1/predictions/{p}", None, EVERYONE),
+    ("job", "get", "/api/v1/jobs/{j}", None, EVERYONE),
+    ("job-cancel", "post", "/api/v1/jobs/{j}/cancel", {}, PREDICTORS),
+    ("job-results", "get", "/api/v1/jobs/{j}/results", None, EVERYONE),
+    ("audit-entries", "get", "/api/v1/audit/entries", None, AUDITORS),
+    ("audit-entry", "get", "/api/v1/audit/entries/{e}", None, AUDITORS),
+    ("audit-inclusion", "get", "/api/v1/audit/proofs/inclusion?index={e}", None, EVERYONE),
+    ("audit-consistency", "get", "/api/v1/audit/proofs/consistency?first=1&second=2", None, EVERYONE),
+    ("audit-checkpoints", "get", "/api/v1/audit/checkpoints", None, EVERYONE),
+    ("audit-checkpoint-create", "post", "/api/v1/audit/checkpoints", {}, AUDITORS),
+    ("audit-public-key", "get", "/api/v1/audit/public-key", None, EVERYONE),
+    ("audit-verification", "get", "/api/v1/audit/verification", None, AUDITORS),
+    ("audit-verify", "post", "/api/v1/audit/verification", {}, AUDITORS),
+    ("audit-export", "get", "/api/v1/audit/export", None, AUDITORS),
+    ("audit-erasure", "post", "/api/v1/audit/erasures", {"subject": "someone"}, ADMINS),
+    ("audit-redaction-rules", "get", "/api/v1/audit/redaction-rules", None, ADMINS),
+    ("audit-redaction-rule-add", "post", "/api/v1/audit/redaction-rules", {"label": "X", "pattern": "X-\\d+"}, ADMINS),
+]
+
+# Objects of an organisation: another organisation's members get 404 on these.
+OBJECT_CASES = [c for c in CASES if c[0] in {
+    "model", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
+    "audit-inclusion",
+}]
+
+
+def objects_of(served: Served) -> dict[str, int]:
+    consumer = served.actors["consumer"].user
+    prediction = Prediction.objects.create(
+        organization=served.org, model_version=served.version, requested_by=consumer,
+        inputs={"rows": [ROW], "subject": ""}, rows=1, status="done", outputs=[],
+    )
+    result = default_storage.save("jobs/matrix-result.csv", ContentFile(b"row,label\n0,grant\n"))
+    job = BatchJob.objects.create(
+        organization=served.org, model_version=served.version, created_by=consumer, input_name="x.csv",
+        input_path="jobs/x.jsonl", input_format="csv", rows_total=1, rows_done=1, status="done",
+        result_path=result,
+    )
+    entry = LogEntry.objects.filter(organization_id=served.org.pk).order_by("index").first()
+    checkpoint_create(force=True)
+    return {"p": prediction.pk, "j": job.pk, "e": entry.index}
+
+
+def bearer(user, org, role: str) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user, org, role).secret}")
+    return api
+
+
+def call(api: APIClient, method: str, path: str, body):
+    if body is None:
+        return getattr(api, method)(path)
+    return getattr(api, method)(path, body, format="json")
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("name", "method", "path", "body", "allowed"), CASES, ids=[c[0] for c in CASES])
+def test_own_organisation(tabular, role, name, method, path, body, allowed) -> None:
+    # given
+    ids = objects_of(tabular)
+    api = bearer(tabular.actors[role].user, tabular.org, role)
+    # when
+    response = call(api, method, path.format(**ids), body)
+    # then
+    if role in allowed:
+        assert response.status_code not in (401, 403), (name, role, response.content)
+    else:
+        assert response.status_code == 403, (name, role, response.status_code, response.content)
+        assert response.json()["error"]["code"] in {"forbidden", "token_cannot_manage_tokens"}
+
+
+@pytest.mark.parametrize(("name", "method", "path", "body", "allowed"), OBJECT_CASES, ids=[c[0] for c in OBJECT_CASES])
+def test_other_organisation_gets_404(tabular, name, method, path, body, allowed) -> None:
+    # given: an admin of another organisation (every right there, none here)
+    ids = objects_of(tabular)
+    other = OrganizationFactory()
+    stranger = member(Role.ADMIN, other)
+    # when
+    response = call(bearer(stranger, other, "admin"), method, path.format(**ids), body)
+    # then
+    assert response.status_code == 404, (name, response.status_code, response.content)
+    assert "credit" not in response.content.decode().replace("'credit'", "")  # nothing of the object
+
+
+ACCOUNTS_ROUTES = {"api-me", "api-organizations", "api-members", "api-member", "api-tokens", "api-token"}
+
+
+def api_route_names(patterns: list[URLPattern | URLResolver], prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for pattern in patterns:
+        path = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            names |= api_route_names(pattern.url_patterns, path)
+        elif path.startswith("api/v1/") and pattern.name:
+            names.add(pattern.name)
+    return names
+
+
+def test_every_api_route_is_in_a_matrix() -> None:
+    """A new endpoint must get a row in a rights table (this one, or the accounts one)."""
+    covered = {resolve(path.split("?")[0].replace("{p}", "1").replace("{j}", "1").replace("{e}", "1")).url_name
+               for _, _, path, _, _ in CASES} | ACCOUNTS_ROUTES
+    missing = api_route_names(get_resolver().url_patterns) - covered
+    assert not missing, f"endpoints without a rights row: {sorted(missing)}"
