@@ -13,6 +13,10 @@ class IllegalTransition(Conflict):
     code = "illegal_transition"
 
 
+class ApprovalBlocked(Conflict):
+    code = "approval_blocked"
+
+
 class SelfReview(Forbidden):
     code = "self_review"
     message = "A version must be reviewed by someone other than the person who submitted it."

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "portal",
     "portal.accounts",
     "inference",
+    "audit.fairness",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +189,7 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify": {"task": "audit.log.tasks.log_verify_task", "schedule": 3600.0},
     "jobs-requeue-stuck": {"task": "inference.tasks.batch_job_requeue_stuck_task", "schedule": 60.0},
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
+    "bias-reports-requeue-stuck": {"task": "audit.fairness.tasks.bias_report_requeue_stuck_task", "schedule": 60.0},
 }
 CELERY_TASK_ROUTES = {"audit.*": {"queue": "default"}}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.
@@ -239,6 +241,8 @@ API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", default=365, minimum=1)
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # `?format=` is ours (downloads choose JSON or CSV), not a renderer switch.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -284,6 +288,11 @@ BATCH_MAX_SIZE = env_int("BATCH_MAX_SIZE", default=32, minimum=1)
 BATCH_MAX_WAIT_MS = env_float("BATCH_MAX_WAIT_MS", default=5.0, minimum=0.0)
 JOB_MAX_ROWS = env_int("JOB_MAX_ROWS", default=100_000, minimum=1)
 JOB_MAX_BYTES = env_int("JOB_MAX_BYTES", default=50 * 2**20, minimum=1024)
+
+# --- bias reports -------------------------------------------------------------------------
+BIAS_MAX_BYTES = env_int("BIAS_MAX_BYTES", default=20 * 2**20, minimum=1024)
+BIAS_MAX_ROWS = env_int("BIAS_MAX_ROWS", default=100_000, minimum=10)
+BIAS_MAX_TEXT_ROWS = env_int("BIAS_MAX_TEXT_ROWS", default=20_000, minimum=10)  # templates x terms
 
 # --- health -------------------------------------------------------------------------------
 HEALTH_WORKER_TIMEOUT = env_float("HEALTH_WORKER_TIMEOUT", default=2.0, minimum=0.1)

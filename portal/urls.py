@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("portal.accounts.urls")),
     path("audit/", include("audit.console.urls")),
     path("", include("inference.urls")),
+    path("", include("audit.fairness.urls")),
 ]
 
 urlpatterns = [
@@ -19,6 +20,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("audit/", include("audit.console.ui_urls")),
+    path("", include("audit.fairness.ui.urls")),
     path("", include("inference.ui.urls")),
     path("", include("portal.ui.urls")),
 ]

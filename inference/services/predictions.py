@@ -216,3 +216,24 @@ def prediction_fail_stuck(*, older_than_seconds: float = 600) -> int:
     for prediction_id in stuck:
         prediction_mark_failed(prediction_id=prediction_id, error="abandoned: no worker finished it in time")
     return len(stuck)
+
+
+def rows_predict_proba(
+    *, version: ModelVersion, rows: list[Any], chunk: int = 256, progress: Any = None
+) -> Any:
+    """Class probabilities (rows x labels) for already validated rows, on this worker's model.
+
+    For evidence that runs on the workers (bias reports, global explanations): the rows go through
+    the model's own batcher, so they share the model with live traffic instead of loading a copy.
+    """
+    import numpy as np
+
+    from inference.runtime import loaded_model
+
+    loaded = loaded_model(version)
+    parts = []
+    for start in range(0, len(rows), chunk):
+        parts.append(loaded.batcher.submit(rows[start : start + chunk], timeout=settings.PREDICT_TIMEOUT_SECONDS * 4))
+        if progress:
+            progress(min(start + chunk, len(rows)), len(rows))
+    return np.concatenate(parts) if parts else np.zeros((0, len(version.labels)))

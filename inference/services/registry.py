@@ -15,7 +15,9 @@ from django.db import transaction
 from django.db.models import Max
 
 from audit.log.services import audit_record
+from inference.evidence import version_evidence
 from inference.exceptions import (
+    ApprovalBlocked,
     ArchiveTooLarge,
     IllegalTransition,
     IncompleteCard,
@@ -180,6 +182,12 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
         )
     if action in ("approve", "reject") and version.submitted_by_id == actor.user.pk:
         raise SelfReview()
+    if action == "approve":
+        blocking = [e for e in version_evidence(version) if e.blocks_approval]
+        if blocking:
+            raise ApprovalBlocked(
+                " ".join(e.reason for e in blocking), details={"evidence": [e.title for e in blocking]}
+            )
     if action == "reject" and not comment.strip():
         raise IllegalTransition("A rejection needs a comment saying why.")
     if action == "submit":

@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from inference import selectors
+from inference.evidence import version_evidence
 from inference.models import BatchJob, JobStatus, ModelVersion, Task, UsageDaily, VersionStatus
 from inference.services import jobs, predictions, registry
 from inference.services.usage import today
@@ -90,7 +91,9 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_alias": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.APPROVED,
         "can_retire": actor.can(Cap.MODEL_REVIEW) and chosen.status == VersionStatus.APPROVED,
         "self_submitted": chosen.submitted_by_id == actor.user.pk,
+        "evidence": version_evidence(chosen) if actor.can(Cap.REPORT_READ) else [],
     }
+    context["blocking"] = [e for e in context["evidence"] if e.blocks_approval]
     return render(request, "inference/model_detail.html", context)
 
 

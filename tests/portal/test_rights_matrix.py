@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
+from audit.fairness.models import BiasReport
 from audit.log.models import LogEntry
 from audit.log.services import checkpoint_create
 from inference.models import BatchJob, Prediction
@@ -28,9 +29,11 @@ REGISTRARS = {"owner", "admin"}
 REVIEWERS = {"reviewer", "admin"}
 AUDITORS = {"auditor", "admin"}
 ADMINS = {"admin"}
+REPORT_READERS = {"owner", "reviewer", "auditor", "admin"}
+REPORT_CREATORS = {"owner", "reviewer", "admin"}
 ROW = {"income": 90, "region": "north"}
 
-# (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry
+# (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry, {b} a bias report
 CASES = [
     ("models-list", "get", "/api/v1/models", None, EVERYONE),
     ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
@@ -48,6 +51,12 @@ CASES = [
     ("job", "get", "/api/v1/jobs/{j}", None, EVERYONE),
     ("job-cancel", "post", "/api/v1/jobs/{j}/cancel", {}, PREDICTORS),
     ("job-results", "get", "/api/v1/jobs/{j}/results", None, EVERYONE),
+    ("bias-reports", "get", "/api/v1/models/credit/versions/1/bias-reports", None, REPORT_READERS),
+    ("bias-report-create", "post", "/api/v1/models/credit/versions/1/bias-reports", {}, REPORT_CREATORS),
+    ("bias-report", "get", "/api/v1/bias-reports/{b}", None, REPORT_READERS),
+    ("bias-report-download", "get", "/api/v1/bias-reports/{b}/download?format=csv", None, REPORT_READERS),
+    ("fairness-policy", "get", "/api/v1/fairness-policy", None, REPORT_READERS),
+    ("fairness-policy-update", "put", "/api/v1/fairness-policy", {"min_group_size": 20}, ADMINS),
     ("audit-entries", "get", "/api/v1/audit/entries", None, AUDITORS),
     ("audit-entry", "get", "/api/v1/audit/entries/{e}", None, AUDITORS),
     ("audit-inclusion", "get", "/api/v1/audit/proofs/inclusion?index={e}", None, EVERYONE),
@@ -66,7 +75,7 @@ CASES = [
 # Objects of an organisation: another organisation's members get 404 on these.
 OBJECT_CASES = [c for c in CASES if c[0] in {
     "model", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
-    "audit-inclusion",
+    "audit-inclusion", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
 }]
 
 
@@ -82,9 +91,14 @@ def objects_of(served: Served) -> dict[str, int]:
         input_path="jobs/x.jsonl", input_format="csv", rows_total=1, rows_done=1, status="done",
         result_path=result,
     )
+    report = BiasReport.objects.create(
+        organization=served.org, model_version=served.version, number=1, kind="tabular", dataset_name="x.csv",
+        dataset_sha256="0" * 64, dataset_path="bias/x.json", rows_total=1, rows_done=1, status="done",
+        verdict="pass", created_by=consumer, result={"axes": [], "verdict": "pass"},
+    )
     entry = LogEntry.objects.filter(organization_id=served.org.pk).order_by("index").first()
     checkpoint_create(force=True)
-    return {"p": prediction.pk, "j": job.pk, "e": entry.index}
+    return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk}
 
 
 def bearer(user, org, role: str) -> APIClient:
@@ -144,7 +158,8 @@ def api_route_names(patterns: list[URLPattern | URLResolver], prefix: str = "") 
 
 def test_every_api_route_is_in_a_matrix() -> None:
     """A new endpoint must get a row in a rights table (this one, or the accounts one)."""
-    covered = {resolve(path.split("?")[0].replace("{p}", "1").replace("{j}", "1").replace("{e}", "1")).url_name
+    covered = {resolve(path.split("?")[0].replace("{p}", "1").replace("{j}", "1").replace("{e}", "1")
+                       .replace("{b}", "1")).url_name
                for _, _, path, _, _ in CASES} | ACCOUNTS_ROUTES
     missing = api_route_names(get_resolver().url_patterns) - covered
     assert not missing, f"endpoints without a rights row: {sorted(missing)}"

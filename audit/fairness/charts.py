@@ -1,0 +1,102 @@
+"""Server-rendered SVG charts of a bias report: no JavaScript, printable, embeddable in a PDF later.
+
+Each chart has a title and a description for screen readers; the same numbers are in the tables
+under it, so nothing is told by colour alone.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from django.utils.safestring import SafeString, mark_safe
+
+ROW = 26
+LEFT = 190
+WIDTH = 640
+PLOT = WIDTH - LEFT - 60
+
+
+def _svg(height: int, title: str, description: str, body: list[str]) -> SafeString:
+    head = (f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="100%" '
+            f'xmlns="http://www.w3.org/2000/svg" aria-labelledby="t d">'
+            f'<title id="t">{escape(title)}</title><desc id="d">{escape(description)}</desc>')
+    return mark_safe(head + "".join(body) + "</svg>")  # noqa: S308  (every text is escaped above and below)
+
+
+def _axis(x0: float, x1: float, top: int, bottom: int, ticks: list[float], fmt: str,
+          scale: Any) -> list[str]:
+    parts = [f'<line x1="{x0}" y1="{bottom}" x2="{x1}" y2="{bottom}" class="axis"/>']
+    for tick in ticks:
+        x = scale(tick)
+        parts.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{bottom}" class="grid"/>')
+        parts.append(f'<text x="{x}" y="{bottom + 14}" text-anchor="middle" class="tick">{fmt.format(tick)}</text>')
+    return parts
+
+
+def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
+    """Per-group selection rate with 95% whiskers and the four-fifths line (0.8 x the highest rate)."""
+    groups = [g for g in axis["groups"] if not g["too_small"] and g["selection_rate"] is not None]
+    if not groups:
+        return mark_safe("")
+    top = max(max((g["selection_rate_ci95"][1] or g["selection_rate"]) for g in groups), 0.05)
+    limit = min(1.0, round(top * 1.15 + 0.05, 1))
+    height = 30 + ROW * len(groups) + 30
+
+    def scale(value: float) -> float:
+        return round(LEFT + PLOT * value / limit, 1)
+
+    ticks = [limit * i / 4 for i in range(5)]
+    parts = _axis(LEFT, LEFT + PLOT, 20, height - 30, ticks, "{:.2f}", scale)
+    highest = max(g["selection_rate"] for g in groups)
+    line = 0.8 * highest
+    parts.append(f'<line x1="{scale(line)}" y1="14" x2="{scale(line)}" y2="{height - 30}" class="threshold"/>')
+    parts.append(f'<text x="{scale(line) + 4}" y="12" class="tick">four-fifths line {line:.2f}</text>')
+    for i, group in enumerate(groups):
+        y = 24 + i * ROW
+        rate = group["selection_rate"]
+        low, high = group["selection_rate_ci95"]
+        below = rate < line
+        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">'
+                     f'{escape(group["group"])} ({group["count"]})</text>')
+        parts.append(f'<rect x="{LEFT}" y="{y + 3}" width="{max(scale(rate) - LEFT, 1)}" height="14" '
+                     f'class="cbar {"cbar-low" if below else ""}"><title>{escape(group["group"])}: selection rate '
+                     f'{rate:.3f} (95% CI {low:.3f} to {high:.3f}){" below the four-fifths line" if below else ""}</title></rect>')
+        if low is not None and high is not None:
+            parts.append(f'<line x1="{scale(low)}" y1="{y + 10}" x2="{scale(high)}" y2="{y + 10}" class="whisker"/>')
+            for end in (low, high):
+                parts.append(f'<line x1="{scale(end)}" y1="{y + 5}" x2="{scale(end)}" y2="{y + 15}" class="whisker"/>')
+        parts.append(f'<text x="{scale(high or rate) + 4}" y="{y + 13}" class="value">{rate:.3f}{" ▼" if below else ""}</text>')
+    description = "; ".join(f"{g['group']}: {g['selection_rate']:.3f}" for g in groups)
+    return _svg(height, f"Selection rate by {axis['axis']}, with 95% intervals", description, parts)
+
+
+def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
+    """Mean score shift per identity term (sorted), centred on zero, with 95% whiskers."""
+    terms = sorted(per_term, key=lambda r: r["score_shift"] or 0)
+    if not terms:
+        return mark_safe("")
+    reach = max(max(abs(v) for r in terms for v in r["score_shift_ci95"] if v is not None), 0.02)
+    reach = round(reach * 1.1 + 0.005, 3)
+    height = 30 + ROW * len(terms) + 30
+    middle = LEFT + PLOT / 2
+
+    def scale(value: float) -> float:
+        return round(middle + (PLOT / 2) * value / reach, 1)
+
+    parts = _axis(LEFT, LEFT + PLOT, 20, height - 30, [-reach, -reach / 2, 0, reach / 2, reach], "{:+.3f}", scale)
+    parts.append(f'<line x1="{middle}" y1="14" x2="{middle}" y2="{height - 30}" class="threshold"/>')
+    for i, row in enumerate(terms):
+        y = 24 + i * ROW
+        shift = row["score_shift"] or 0
+        low, high = row["score_shift_ci95"]
+        x0, x1 = sorted((middle, scale(shift)))
+        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(row["term"])}</text>')
+        parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" '
+                     f'class="cbar {"cbar-up" if shift > 0 else "cbar-down"}"><title>{escape(row["term"])}: shift '
+                     f'{shift:+.4f} (95% CI {low:+.4f} to {high:+.4f}), flip rate {row["flip_rate"]:.3f}</title></rect>')
+        parts.append(f'<line x1="{scale(low)}" y1="{y + 10}" x2="{scale(high)}" y2="{y + 10}" class="whisker"/>')
+        parts.append(f'<text x="{LEFT + PLOT + 4}" y="{y + 13}" class="value">{shift:+.3f}</text>')
+    description = "; ".join(f"{r['term']}: {r['score_shift']:+.4f}" for r in terms)
+    return _svg(height, "Score shift per identity term against the template average, with 95% intervals",
+                description, parts)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from audit.fairness.exceptions import ReportNotFound
+from audit.fairness.models import BiasReport
+from inference.models import ModelVersion
+from portal.accounts.actor import Actor
+from portal.accounts.roles import Cap
+from portal.exceptions import Forbidden
+
+
+def report_list(*, actor: Actor, version: ModelVersion | None = None) -> QuerySet[BiasReport]:
+    if not actor.can(Cap.REPORT_READ):
+        raise Forbidden(f"Your role ({actor.role}) may not read bias reports.")
+    found = BiasReport.objects.filter(organization=actor.organization).select_related("model_version__model", "created_by")
+    if version is not None:
+        found = found.filter(model_version=version)
+    return found.order_by("-created_at")
+
+
+def report_get(*, actor: Actor, pk: int) -> BiasReport:
+    """A report of the actor's organisation; another organisation's is not found (404)."""
+    found = report_list(actor=actor).filter(pk=pk).first()
+    if found is None:
+        raise ReportNotFound(f"No bias report {pk} in {actor.organization.name}.")
+    return found

@@ -1,0 +1,322 @@
+"""Bias reports: checked and queued by the web process, computed on a worker, stored and logged.
+
+Reads inference only through its selectors and services (STYLE.md C1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.fairness import datasets, metrics
+from audit.fairness.exceptions import InvalidDataset, InvalidPolicy
+from audit.fairness.models import BiasReport, FairnessPolicy, ReportKind, ReportStatus
+from audit.log.services import AuditActor, audit_record
+from inference.evidence import Evidence
+from inference.exceptions import WorkerUnavailable
+from inference.models import ModelVersion
+from portal.accounts.actor import Actor
+from portal.accounts.models import Organization
+from portal.accounts.roles import Cap
+from portal.exceptions import Forbidden
+from portal.workers import serving_queue
+
+logger = logging.getLogger("steward.fairness")
+WORKER = AuditActor.system("inference worker")
+
+
+def _require(actor: Actor, cap: Cap, what: str) -> None:
+    if not actor.can(cap):
+        raise Forbidden(f"Your role ({actor.role}) may not {what}.")
+
+
+# ---------------------------------------------------------------- policy
+
+def policy_for(organization: Organization) -> FairnessPolicy:
+    """The organisation's policy (the defaults until an admin changes them); not saved by reading."""
+    found = FairnessPolicy.objects.filter(organization=organization).first()
+    return found or FairnessPolicy(organization=organization)
+
+
+@transaction.atomic
+def fairness_policy_update(
+    *, actor: Actor, thresholds: dict[str, Any] | None = None, min_group_size: int | None = None,
+    bootstrap_resamples: int | None = None, require_passing_report: bool | None = None,
+) -> FairnessPolicy:
+    _require(actor, Cap.ORG_MANAGE, "change the organisation's fairness policy")
+    policy, _ = FairnessPolicy.objects.select_for_update().get_or_create(organization=actor.organization)
+    before = {"thresholds": policy.thresholds, "min_group_size": policy.min_group_size,
+              "bootstrap_resamples": policy.bootstrap_resamples,
+              "require_passing_report": policy.require_passing_report}
+    if thresholds is not None:
+        try:
+            metrics.thresholds_check(thresholds)
+        except ValueError as exc:
+            raise InvalidPolicy(f"Thresholds: {exc}.") from None
+        policy.thresholds = thresholds
+    if min_group_size is not None:
+        if not 1 <= min_group_size <= 100_000:
+            raise InvalidPolicy("The minimum group size must be between 1 and 100000.")
+        policy.min_group_size = min_group_size
+    if bootstrap_resamples is not None:
+        if not 100 <= bootstrap_resamples <= 10_000:
+            raise InvalidPolicy("Bootstrap resamples must be between 100 and 10000.")
+        policy.bootstrap_resamples = bootstrap_resamples
+    if require_passing_report is not None:
+        policy.require_passing_report = require_passing_report
+    policy.updated_by = actor.user
+    policy.save()
+    audit_record(
+        action="fairness_policy.updated", actor=actor.audit_actor, organization_id=actor.organization.pk,
+        target_type="fairness.FairnessPolicy", target_id=policy.pk,
+        payload={"before": before, "after": {"thresholds": policy.thresholds, "min_group_size": policy.min_group_size,
+                                             "bootstrap_resamples": policy.bootstrap_resamples,
+                                             "require_passing_report": policy.require_passing_report}},
+    )
+    return policy
+
+
+# ---------------------------------------------------------------- creating a report
+
+def bias_report_create(
+    *, actor: Actor, version: ModelVersion, dataset: str = "upload", upload: Any = None, upload_name: str = "",
+    label_column: str = "label", sensitive_columns: list[str] | None = None, favourable_label: str = "",
+    terms: list[str] | None = None, score_label: str = "",
+) -> BiasReport:
+    """Checks the dataset against the model, stores it, and queues the report on a worker.
+
+    Raises:
+        InvalidDataset (400), DatasetTooLarge (413): nothing is stored.
+        WorkerUnavailable (503): no worker to run it.
+    """
+    _require(actor, Cap.REPORT_CREATE, "run bias reports")
+    labels = list(version.labels)
+    if version.task == "tabular-classification":
+        kind = ReportKind.TABULAR
+        favourable = favourable_label or (labels[-1] if labels else "")
+        if dataset == "demo-adult":
+            checked = datasets.demo_adult(schema=version.input_schema, labels=labels)
+        elif dataset == "upload":
+            if upload is None:
+                raise InvalidDataset("Upload an evaluation CSV (or choose a demo dataset).")
+            checked = datasets.tabular_check(
+                datasets.read_limited(upload), name=upload_name or "upload.csv", schema=version.input_schema,
+                labels=labels, label_column=label_column or "label", sensitive_columns=sensitive_columns or [],
+                favourable_label=favourable,
+            )
+        else:
+            raise InvalidDataset(f"Unknown dataset {dataset!r} for a tabular model; use 'upload' or 'demo-adult'.")
+    elif version.task == "text-classification":
+        kind = ReportKind.TEXT
+        score = score_label or (labels[0] if labels else "")
+        if dataset == "demo-identity":
+            checked = datasets.demo_identity(labels=labels, score_label=score)
+        elif dataset == "upload":
+            if upload is None:
+                raise InvalidDataset("Upload a templates CSV (or choose the demo identity templates).")
+            checked = datasets.text_check(datasets.read_limited(upload), name=upload_name or "templates.csv",
+                                          terms=terms or [], labels=labels, score_label=score)
+        else:
+            raise InvalidDataset(f"Unknown dataset {dataset!r} for a text model; use 'upload' or 'demo-identity'.")
+    else:
+        raise InvalidDataset(f"Bias reports are not available for {version.task} models.")
+    policy = policy_for(actor.organization)
+    params = {**checked.params, "dataset": dataset, "min_group_size": policy.min_group_size,
+              "bootstrap_resamples": policy.bootstrap_resamples, "thresholds": policy.thresholds}
+    queue = serving_queue()
+    if queue is None:
+        raise WorkerUnavailable("No inference worker is running; the report was not created.")
+    stored = default_storage.save(
+        f"bias/{actor.organization.pk}/{uuid.uuid4().hex}.json", ContentFile(json.dumps(checked.content).encode())
+    )
+    try:
+        with transaction.atomic():
+            ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+            number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
+            report = BiasReport.objects.create(
+                organization=actor.organization, model_version=version, number=number, kind=kind,
+                dataset_name=checked.name, dataset_sha256=checked.sha256, dataset_path=stored, params=params,
+                rows_total=checked.rows, created_by=actor.user,
+            )
+            audit_record(
+                action="bias_report.requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
+                target_type="fairness.BiasReport", target_id=report.pk,
+                payload={"model": version.model.name, "version": version.version, "report": number,
+                         "kind": kind, "dataset": checked.name, "dataset_sha256": checked.sha256,
+                         "rows": checked.rows},
+            )
+            from audit.fairness.tasks import bias_report_run_task
+
+            report_id = report.pk
+            transaction.on_commit(lambda: bias_report_run_task.apply_async((report_id,), queue=queue))
+    except BaseException:
+        default_storage.delete(stored)
+        raise
+    return report
+
+
+# ---------------------------------------------------------------- running it (worker)
+
+class _Progress:
+    """Writes progress at most every half second (a report's rows are many, the writes few)."""
+
+    def __init__(self, report_id: int) -> None:
+        self.report_id = report_id
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self.last >= 0.5 or done == total:
+            self.last = now
+            BiasReport.objects.filter(pk=self.report_id, status=ReportStatus.RUNNING).update(
+                rows_done=done, heartbeat_at=timezone.now()
+            )
+
+
+def bias_report_run(*, report_id: int) -> None:
+    """Predicts the dataset with the model, computes the report, stores it (the task's body)."""
+    import numpy as np
+    import pandas as pd
+
+    from inference.services.predictions import rows_predict_proba
+
+    now = timezone.now()
+    claimed = BiasReport.objects.filter(pk=report_id, status=ReportStatus.PENDING).update(
+        status=ReportStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0
+    )
+    if claimed != 1:
+        return  # redelivered or already settled
+    report = BiasReport.objects.select_related("model_version__model").get(pk=report_id)
+    version = report.model_version
+    with default_storage.open(report.dataset_path, "rb") as handle:
+        content = json.loads(handle.read())
+    params = report.params
+    rules = metrics.thresholds_check(params.get("thresholds") or {})
+    progress = _Progress(report_id)
+    labels = list(version.labels)
+    if report.kind == ReportKind.TABULAR:
+        proba = rows_predict_proba(version=version, rows=content["rows"], progress=progress)
+        favourable = labels.index(params["favourable_label"])
+        score = proba[:, favourable]
+        predicted = proba.argmax(axis=1) == favourable
+        frame = pd.DataFrame(content["sensitive"])
+        result = metrics.tabular_report(
+            frame, np.array(content["y_true"]), predicted, score, sensitive=params["sensitive_columns"],
+            min_group_size=params["min_group_size"], resamples=params["bootstrap_resamples"], seed=report.pk,
+            thresholds=rules,
+        )
+        result["favourable_label"] = params["favourable_label"]
+    else:
+        templates, terms = content["templates"], content["terms"]
+        sentences = [t.replace(datasets.SLOT, term) for t in templates for term in terms]
+        proba = rows_predict_proba(version=version, rows=sentences, chunk=64, progress=progress)
+        scores = proba[:, labels.index(params["score_label"])].reshape(len(templates), len(terms))
+        result = metrics.identity_report(
+            scores, terms, labels=content["labels"], resamples=params["bootstrap_resamples"], seed=report.pk,
+            thresholds=rules,
+        )
+        result["score_label"] = params["score_label"]
+        result["examples"] = templates[:3]
+    result["model"] = {"name": version.model.name, "version": version.version, "labels": labels,
+                       "artifact_sha256": version.artifact_sha256}
+    result["dataset"] = {"name": report.dataset_name, "sha256": report.dataset_sha256, "rows": report.rows_total}
+    with transaction.atomic():
+        updated = BiasReport.objects.filter(pk=report_id, status=ReportStatus.RUNNING).update(
+            status=ReportStatus.DONE, result=result, verdict=result["verdict"], rows_done=report.rows_total,
+            finished_at=timezone.now(),
+        )
+        if updated:
+            audit_record(
+                action="bias_report.completed", actor=WORKER, organization_id=report.organization_id,
+                target_type="fairness.BiasReport", target_id=report_id,
+                payload={"model": version.model.name, "version": version.version, "report": report.number,
+                         "verdict": result["verdict"], "dataset_sha256": report.dataset_sha256,
+                         "rows": report.rows_total},
+            )
+
+
+def bias_report_mark_failed(*, report_id: int, error: str) -> None:
+    with transaction.atomic():
+        report = BiasReport.objects.select_for_update().filter(pk=report_id).first()
+        if report is None or report.status not in (ReportStatus.PENDING, ReportStatus.RUNNING):
+            return
+        report.status = ReportStatus.FAILED
+        report.error = error[:2000]
+        report.finished_at = timezone.now()
+        report.save(update_fields=["status", "error", "finished_at"])
+        audit_record(
+            action="bias_report.failed", actor=WORKER, organization_id=report.organization_id,
+            target_type="fairness.BiasReport", target_id=report_id, payload={"error": error[:500]},
+        )
+
+
+def bias_report_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) -> int:
+    """Reports whose worker stopped beating (a crash, a restart) start over."""
+    from audit.fairness.tasks import bias_report_run_task
+
+    cutoff = timezone.now() - stale_after
+    stuck = list(BiasReport.objects.filter(status=ReportStatus.RUNNING, heartbeat_at__lt=cutoff)
+                 .values_list("pk", flat=True))
+    for report_id in stuck:
+        if BiasReport.objects.filter(pk=report_id, status=ReportStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=ReportStatus.PENDING, rows_done=0
+        ):
+            bias_report_run_task.apply_async((report_id,), queue=serving_queue() or "cpu")
+    return len(stuck)
+
+
+# ---------------------------------------------------------------- evidence for the registry
+
+def _headline(report: BiasReport) -> str:
+    result = report.result or {}
+    worst_line = ""
+    if report.kind == ReportKind.TABULAR:
+        for axis in result.get("axes", []):
+            for name, d in axis.get("disparities", {}).items():
+                if d["verdict"] == report.verdict and d["value"] is not None:
+                    worst_line = f"{name.replace('_', ' ')} {d['value']:.2f} ({axis['axis']})"
+                    break
+            if worst_line:
+                break
+    else:
+        for name, check in result.get("checks", {}).items():
+            if check["verdict"] == report.verdict and check["value"] is not None:
+                worst_line = f"{name.replace('_', ' ')} {check['value']:.2f}"
+                break
+    return f"{report.verdict}: {worst_line}" if worst_line else report.verdict
+
+
+def bias_evidence(version: ModelVersion) -> Evidence | None:
+    """The latest finished bias report of a version, and whether the policy lets it be approved."""
+    latest = (BiasReport.objects.filter(model_version=version, status=ReportStatus.DONE)
+              .order_by("-number").first())
+    policy = FairnessPolicy.objects.filter(organization_id=version.model.organization_id).first()
+    required = bool(policy and policy.require_passing_report)
+    if latest is None:
+        return Evidence(
+            title="Bias report", summary="none yet",
+            url=reverse("fairness-version", args=[version.model.name, version.version]), blocks_approval=required,
+            reason="This organisation requires a passing bias report before approval; this version has none."
+            if required else "",
+            details={"required": required},
+        )
+    blocks = required and latest.verdict != "pass"
+    return Evidence(
+        title="Bias report", summary=f"#{latest.number} on {latest.dataset_name}: {_headline(latest)}",
+        verdict=latest.verdict, url=reverse("fairness-report", args=[latest.pk]), blocks_approval=blocks,
+        reason=(f"This organisation requires a passing bias report before approval; the latest (#{latest.number}) "
+                f"is {latest.verdict}.") if blocks else "",
+        details={"report": latest.pk, "required": required},
+    )

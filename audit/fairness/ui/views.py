@@ -1,0 +1,136 @@
+"""The browser pages of bias reports; they call the same services as the REST API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from audit.fairness import charts, selectors, services
+from audit.fairness.datasets import DEMO_DATASETS
+from audit.fairness.metrics import DEFAULT_THRESHOLDS, thresholds_check
+from audit.fairness.models import ReportStatus
+from inference import selectors as inference_selectors
+from portal.accounts.roles import Cap
+from portal.exceptions import PortalError
+from portal.ui.views import forbidden, member_required
+
+
+class ReportForm(forms.Form):
+    dataset = forms.ChoiceField(choices=[])
+    file = forms.FileField(required=False, help_text="tabular: evaluation CSV; text: templates CSV")
+    label_column = forms.CharField(required=False, initial="label")
+    sensitive_columns = forms.CharField(required=False, help_text="comma-separated, e.g. sex, race")
+    favourable_label = forms.CharField(required=False, help_text="the model label that is the favourable outcome")
+    terms = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                            help_text="identity terms, one per line or comma-separated")
+    score_label = forms.CharField(required=False, help_text="the model label whose probability is scored")
+
+    def __init__(self, *args: Any, task: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        demo = "demo-adult" if task == "tabular-classification" else "demo-identity"
+        choices = [("upload", "Upload a file"), (demo, DEMO_DATASETS[demo])]
+        self.fields["dataset"].choices = choices  # type: ignore[attr-defined]
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.replace("\r", "").replace("\n", ",").split(",") if t.strip()]
+
+
+@member_required
+def version_reports(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "read bias reports")
+    try:
+        found = inference_selectors.version_get(actor=actor, name=name, version=version)
+    except PortalError:
+        return render(request, "inference/missing.html", {"name": name}, status=404)
+    form = ReportForm(request.POST or None, request.FILES or None, task=found.task)
+    status = 200
+    if request.method == "POST":
+        if not actor.can(Cap.REPORT_CREATE):
+            return forbidden(request, "run bias reports")
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                report = services.bias_report_create(
+                    actor=actor, version=found, dataset=data["dataset"], upload=data["file"],
+                    upload_name=getattr(data["file"], "name", "") or "", label_column=data["label_column"] or "label",
+                    sensitive_columns=_split(data["sensitive_columns"]), favourable_label=data["favourable_label"],
+                    terms=_split(data["terms"]), score_label=data["score_label"],
+                )
+                return redirect("fairness-report", pk=report.pk)
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+        status = 400
+    context = {
+        "version": found, "form": form, "can_create": actor.can(Cap.REPORT_CREATE),
+        "reports": selectors.report_list(actor=actor, version=found),
+    }
+    return render(request, "fairness/version_reports.html", context, status=status)
+
+
+@member_required
+def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "read bias reports")
+    try:
+        report = selectors.report_get(actor=actor, pk=pk)
+    except PortalError:
+        return render(request, "fairness/missing.html", {"pk": pk}, status=404)
+    result = report.result or {}
+    context: dict[str, Any] = {"report": report, "result": result, "running": report.status in
+                               (ReportStatus.PENDING, ReportStatus.RUNNING)}
+    if request.htmx:  # type: ignore[attr-defined]  (the progress card polling)
+        if context["running"]:
+            return render(request, "fairness/_progress.html", context)
+        finished = HttpResponse(status=200)
+        finished["HX-Refresh"] = "true"  # the whole page, now with the report
+        return finished
+    if report.status == ReportStatus.DONE:
+        if report.kind == "tabular":
+            context["axes"] = [{**axis, "chart": charts.selection_rate_chart(axis)} for axis in result["axes"]]
+        else:
+            context["shift_chart"] = charts.identity_shift_chart(result["per_term"])
+    return render(request, "fairness/report.html", context)
+
+
+@member_required
+def policy(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "read the fairness policy")
+    current = services.policy_for(actor.organization)
+    if request.method == "POST":
+        if not actor.can(Cap.ORG_MANAGE):
+            return forbidden(request, "change the fairness policy")
+        try:
+            thresholds: dict[str, dict[str, float]] = {}
+            for name in DEFAULT_THRESHOLDS:
+                for level in ("warn", "fail"):
+                    raw = request.POST.get(f"{name}.{level}", "").strip()
+                    if raw:
+                        thresholds.setdefault(name, {})[level] = float(raw)
+            services.fairness_policy_update(
+                actor=actor, thresholds=thresholds, min_group_size=int(request.POST.get("min_group_size") or 30),
+                bootstrap_resamples=int(request.POST.get("bootstrap_resamples") or 1000),
+                require_passing_report=request.POST.get("require_passing_report") == "on",
+            )
+            messages.success(request, "Fairness policy saved.")
+            return redirect("fairness-policy")
+        except ValueError:
+            messages.error(request, "Thresholds and sizes must be numbers.")
+        except PortalError as exc:
+            messages.error(request, exc.message)
+    effective = thresholds_check(current.thresholds)
+    rows = [{"name": n, "label": n.replace("_", " "), **effective[n]} for n in DEFAULT_THRESHOLDS]
+    return render(request, "fairness/policy.html", {
+        "policy": current, "rows": rows, "can_manage": actor.can(Cap.ORG_MANAGE),
+        "thresholds_json": json.dumps(current.thresholds),
+    }, status=200 if request.method == "GET" else 400)
