@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -13,8 +14,9 @@ from rest_framework.views import APIView
 
 from inference import selectors
 from inference.exceptions import InvalidInput, JobNotFinished, JobResultsGone
+from inference.ml.explain import MAX_EVALS, MIN_EVALS
 from inference.models import JobStatus, Task
-from inference.services import jobs, predictions, registry
+from inference.services import explanations, jobs, predictions, registry
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
 
@@ -169,6 +171,9 @@ class PredictApi(APIView):
         inputs = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
         subject = serializers.CharField(required=False, allow_blank=True, max_length=200, default="",
                                         help_text="the data subject these inputs are about (for erasure)")
+        explain = serializers.BooleanField(required=False, default=False,
+                                           help_text="also explain each input (SHAP); at most 8 inputs")
+        max_evals = serializers.IntegerField(required=False, help_text="the explanation budget (model evaluations)")
 
     @extend_schema(request=InputSerializer, responses=PredictionOutputSerializer, summary="Predict")
     def post(self, request: Request, name: str) -> Response:
@@ -176,11 +181,26 @@ class PredictApi(APIView):
         data.is_valid(raise_exception=True)
         actor = actor_of(request)
         version = selectors.version_resolve_for_serving(actor=actor, ref=name)
+        inputs, explain = data.validated_data["inputs"], data.validated_data["explain"]
+        if explain:
+            if len(inputs) > 8:
+                raise InvalidInput("With explain, send at most 8 inputs; explain more with POST /predictions/{id}/explain.")
+            max_evals = data.validated_data.get("max_evals", settings.EXPLAIN_DEFAULT_EVALS)
+            if not MIN_EVALS <= max_evals <= MAX_EVALS:
+                raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {max_evals}.")
         prediction = predictions.prediction_create(
-            actor=actor, version=version, inputs=data.validated_data["inputs"],
+            actor=actor, version=version, inputs=inputs,
             subject=data.validated_data["subject"], request_id=getattr(request._request, "request_id", ""),
         )
-        return Response(predictions.prediction_wait(prediction=prediction))
+        answer = predictions.prediction_wait(prediction=prediction)
+        if explain:
+            prediction.refresh_from_db()
+            asked = [explanations.explanation_create(actor=actor, prediction=prediction, row=i, max_evals=max_evals)
+                     for i in range(len(inputs))]
+            answer["explanations"] = [
+                explanations.explanation_response(explanations.explanation_wait(explanation=e)) for e in asked
+            ]
+        return Response(answer)
 
 
 class PredictionDetailApi(APIView):
@@ -190,6 +210,39 @@ class PredictionDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         prediction = selectors.prediction_get(actor=actor_of(request), pk=pk)
         return Response(predictions.prediction_response(prediction))
+
+
+class ExplainApi(APIView):
+    required_capability = Cap.MODEL_PREDICT
+
+    class InputSerializer(StrictSerializer):
+        row = serializers.IntegerField(required=False, default=0, help_text="which input of the prediction")
+        max_evals = serializers.IntegerField(required=False, help_text=f"model evaluations, {MIN_EVALS} to {MAX_EVALS}")
+
+    @extend_schema(request=InputSerializer, responses={201: serializers.JSONField(), 202: serializers.JSONField()},
+                   summary="Explain a stored prediction (SHAP); 202 while it is still computing")
+    def post(self, request: Request, pk: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        prediction = selectors.prediction_get(actor=actor, pk=pk)
+        explanation = explanations.explanation_create(
+            actor=actor, prediction=prediction, row=data.validated_data["row"],
+            max_evals=data.validated_data.get("max_evals"),
+        )
+        explanation = explanations.explanation_wait(explanation=explanation)
+        done = explanation.status in ("done", "failed")
+        return Response(explanations.explanation_response(explanation),
+                        status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED)
+
+
+class ExplanationDetailApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    @extend_schema(responses=serializers.JSONField(), summary="An explanation: attributions, base value, residual")
+    def get(self, request: Request, pk: int) -> Response:
+        found = selectors.explanation_get(actor=actor_of(request), pk=pk)
+        return Response(explanations.explanation_response(found))
 
 
 class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]

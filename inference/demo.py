@@ -65,7 +65,7 @@ SENTIMENT = DemoModel(
 INCOME = DemoModel(
     name="income",
     task="tabular-classification",
-    recipe={"epochs": 12, "seed": 0},
+    recipe={"epochs": 12, "seed": 0, "background": 100},
     description="Whether yearly income exceeds $50K (an MLP on UCI Adult).",
     card={
         "intended_use": "A teaching and evaluation model for fairness tooling: predicts whether yearly "

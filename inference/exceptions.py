@@ -70,3 +70,7 @@ class JobResultsGone(PortalError):
 
 class JobNotFinished(Conflict):
     code = "job_not_finished"
+
+
+class NotExplainable(Conflict):
+    code = "not_explainable"

@@ -49,6 +49,9 @@ class ModelVersion(models.Model):
     artifact_size = models.BigIntegerField()
     card = models.JSONField(default=dict, help_text="the model card")
     metrics = models.JSONField(default=dict, blank=True)
+    background_rows = models.PositiveIntegerField(
+        default=0, help_text="tabular: rows of training data in the artifact (background.jsonl) for explanations"
+    )
     status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     submitted_by = models.ForeignKey(
@@ -180,3 +183,31 @@ class UsageDaily(models.Model):
                 fields=["organization", "day"], condition=Q(token__isnull=True), name="usage_org_day"
             ),
         ]
+
+
+class Explanation(models.Model):
+    """SHAP attributions for one row of a stored prediction, with what is needed to check them."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="explanations")
+    row = models.PositiveIntegerField(default=0)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="explanations")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
+    max_evals = models.PositiveIntegerField()
+    method = models.CharField(max_length=32, blank=True)  # exact | partition | permutation
+    label = models.CharField(max_length=200, blank=True)  # the explained (predicted) label
+    result = models.JSONField(null=True, blank=True)  # features, values, base values, output, words
+    residual = models.FloatField(null=True, blank=True)
+    evaluations = models.PositiveIntegerField(default=0)
+    compute_ms = models.FloatField(null=True, blank=True)
+    device = models.CharField(max_length=60, blank=True)
+    error = models.TextField(blank=True)
+    audit_index = models.BigIntegerField(null=True, blank=True)
+    audit_leaf_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -104,3 +104,22 @@ def prediction_finisher(finish_many: Any) -> DynamicBatcher:
     if _finisher is None:
         _finisher = DynamicBatcher(finish_many, max_batch=64, max_wait_s=0.002, name="finisher")
     return _finisher
+
+
+_explainers: dict[str, Any] = {}
+
+
+def explainer_for(version: ModelVersion) -> tuple[Any, str]:
+    """The explainer of a loaded model (built once per model in this process), and the device."""
+    from inference.ml.explain import TabularExplainer, TextExplainer
+
+    loaded = loaded_model(version)
+    key = f"{version.pk}:{version.artifact_sha256}"
+    explainer = _explainers.get(key)
+    if explainer is None or explainer.predictor is not loaded.predictor:  # reloaded after an eviction
+        if version.task == "text-classification":
+            explainer = TextExplainer(loaded.predictor)
+        else:
+            explainer = TabularExplainer(loaded.predictor, loaded.predictor.background)  # type: ignore[attr-defined]
+        _explainers[key] = explainer
+    return explainer, loaded.predictor.device

@@ -9,6 +9,7 @@ from django.db.models import Prefetch, QuerySet
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
     BatchJob,
+    Explanation,
     ModelAlias,
     ModelVersion,
     Prediction,
@@ -109,4 +110,12 @@ def job_get(*, actor: Actor, pk: int) -> BatchJob:
     found = job_list(actor=actor).filter(pk=pk).first()
     if found is None:
         raise NotFound("No such job in this organisation.")
+    return found
+
+
+def explanation_get(*, actor: Actor, pk: int) -> Explanation:
+    found = (Explanation.objects.filter(organization=actor.organization, pk=pk)
+             .select_related("model_version__model", "prediction").first())
+    if found is None:
+        raise NotFound("No such explanation in this organisation.")
     return found

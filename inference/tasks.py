@@ -45,3 +45,16 @@ def prediction_fail_stuck_task() -> None:
     from inference.services.predictions import prediction_fail_stuck
 
     prediction_fail_stuck()
+
+
+def _explanation_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    from inference.services.explanations import explanation_mark_failed
+
+    explanation_mark_failed(explanation_id=args[0], error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(bind=True, acks_late=True, on_failure=_explanation_failed)
+def explanation_run_task(self: Task, explanation_id: int) -> None:
+    from inference.services.explanations import explanation_run
+
+    explanation_run(explanation_id=explanation_id)

@@ -282,6 +282,9 @@ MODEL_MAX_UNPACKED_BYTES = env_int("MODEL_MAX_UNPACKED_BYTES", default=2 * 2**30
 MODEL_CACHE_MAX_MB = env_int("MODEL_CACHE_MAX_MB", default=2048, minimum=16)
 PREDICT_MAX_ROWS = env_int("PREDICT_MAX_ROWS", default=64, minimum=1)
 PREDICT_TIMEOUT_SECONDS = env_float("PREDICT_TIMEOUT_SECONDS", default=30.0, minimum=0.1)
+EXPLAIN_WAIT_SECONDS = env_float("EXPLAIN_WAIT_SECONDS", default=60.0, minimum=0.0)  # then 202 and poll
+EXPLAIN_DEFAULT_EVALS = env_int("EXPLAIN_DEFAULT_EVALS", default=500, minimum=16)
+EXPLAIN_MAX_TOKENS = env_int("EXPLAIN_MAX_TOKENS", default=128, minimum=8)
 BATCH_MAX_SIZE = env_int("BATCH_MAX_SIZE", default=32, minimum=1)
 # Measured (bench-serving): 5 ms of waiting for company doubles c32 throughput over 0 ms, for
 # a few ms more at concurrency 1.

@@ -14,7 +14,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from django.core.cache import cache
 
-HEARTBEAT_TTL = 15
+HEARTBEAT_TTL = 30  # a worker busy compiling (numba, on its first explanation) may not beat for seconds
 QUEUES = ("default", "cpu", "gpu")
 
 

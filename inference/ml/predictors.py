@@ -40,6 +40,7 @@ class ArtifactInfo:
     labels: list[str]
     input_schema: dict[str, Any] = field(default_factory=dict)
     example_output: dict[str, Any] = field(default_factory=dict)
+    background_rows: int = 0  # tabular: rows of training data shipped for explanations
 
 
 class Predictor(Protocol):
@@ -150,6 +151,14 @@ class TextClassifier:
         logits = self.logits(self.encode(list(inputs)))
         return torch.softmax(logits, dim=-1).cpu().numpy()
 
+    def proba_from_ids(self, ids: Any) -> Any:
+        """Probabilities for rows of token ids of one length (masked variants of one text): no padding."""
+        import torch
+
+        batch = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+        logits = self.logits({"input_ids": batch, "attention_mask": torch.ones_like(batch)})
+        return torch.softmax(logits.double(), dim=-1).cpu().numpy()
+
     def memory_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
@@ -168,10 +177,13 @@ class TabularClassifier:
     task: ClassVar[str] = "tabular-classification"
     framework: ClassVar[str] = "torchscript"
 
+    BACKGROUND_MAX_ROWS: ClassVar[int] = 1000
+
     def __init__(self) -> None:
         self.labels: list[str] = []
         self.device = "cpu"
         self.schema: dict[str, Any] = {}
+        self.background: list[dict[str, Any]] = []
 
     @staticmethod
     def check_files(folder: Path) -> dict[str, Any]:
@@ -193,6 +205,23 @@ class TabularClassifier:
         except Exception as exc:  # torch raises many kinds for a file that is not TorchScript
             raise InputError(f"model.pt is not a loadable TorchScript module: {exc}") from None
         self.device = device
+        self.background = self.read_background(folder)
+
+    def read_background(self, folder: Path) -> list[dict[str, Any]]:
+        """background.jsonl: rows of the training data that SHAP explanations compare against (optional)."""
+        path = folder / "background.jsonl"
+        if not path.is_file():
+            return []
+        try:
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise InputError(f"background.jsonl is not JSON lines: {exc}") from None
+        if not 1 <= len(rows) <= self.BACKGROUND_MAX_ROWS:
+            raise InputError(f"background.jsonl needs 1 to {self.BACKGROUND_MAX_ROWS} rows; it has {len(rows)}")
+        try:
+            return validate_tabular_inputs(self.schema, rows)
+        except InputError as exc:
+            raise InputError(f"background.jsonl does not fit schema.json: {exc}") from None
 
     def validate(self, inputs: list[Any]) -> list[dict[str, Any]]:
         return validate_tabular_inputs(self.schema, inputs)
@@ -223,7 +252,8 @@ class TabularClassifier:
                 f"the model returns {proba.shape[1]} scores for {len(predictor.labels)} labels"
             )
         example = predictions_from_proba(predictor.labels, proba)[0]
-        return ArtifactInfo(cls.task, cls.framework, predictor.labels, predictor.schema, example.__dict__)
+        return ArtifactInfo(cls.task, cls.framework, predictor.labels, predictor.schema, example.__dict__,
+                            background_rows=len(predictor.background))
 
 
 register_predictor(TextClassifier.task, TextClassifier)  # type: ignore[arg-type]

@@ -153,7 +153,7 @@ def income_schema(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> di
 
 
 def build_income(out: Path, train_path: Path, test_path: Path, *, epochs: int = 12, seed: int = 0,
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 background: int = 100, progress: Progress | None = None) -> dict[str, Any]:
     """Trains the income MLP; saves model.pt (TorchScript) and schema.json; returns test metrics."""
     import numpy as np
     import torch
@@ -189,5 +189,9 @@ def build_income(out: Path, train_path: Path, test_path: Path, *, epochs: int = 
     out.mkdir(parents=True, exist_ok=True)
     torch.jit.script(model).save(str(out / "model.pt"))
     (out / "schema.json").write_text(json.dumps(schema, indent=1))
+    # A background sample of the training data for SHAP explanations, drawn with the seed.
+    picked = random.Random(seed).sample(train, background)
+    features = [name for name, _ in INCOME_FEATURES]
+    (out / "background.jsonl").write_text("".join(json.dumps({f: r[f] for f in features}) + "\n" for r in picked))
     return {"adult_test_accuracy": round(float((predicted == y_test).mean()), 4),
             "adult_test_examples": len(test), "train_examples": len(train), "epochs": epochs}

@@ -139,6 +139,7 @@ def _version_store(*, actor: Actor, name: str, task: str, path: Path, sha256: st
                 model=model, version=number, task=task, framework=info.framework, labels=info.labels,
                 input_schema=info.input_schema, artifact=stored_name, artifact_sha256=sha256,
                 artifact_size=size, card=card, metrics=metrics, created_by=actor.user,
+                background_rows=info.background_rows,
             )
             ModelTransition.objects.create(version=version, to_status=VersionStatus.DRAFT, actor=actor.user,
                                            comment="registered")

@@ -46,6 +46,8 @@ def tiny_tabular_archive(folder: Path, *, bias: float = 0.0) -> bytes:
     folder.mkdir(parents=True, exist_ok=True)
     torch.jit.script(model).save(str(folder / "model.pt"))
     (folder / "schema.json").write_text(json.dumps(TINY_SCHEMA))
+    background = [{"income": float(i * 7 % 100), "region": "north" if i % 2 else "south"} for i in range(20)]
+    (folder / "background.jsonl").write_text("".join(json.dumps(row) + "\n" for row in background))
     return artifacts.pack_directory(folder)
 
 

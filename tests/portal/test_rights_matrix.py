@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from audit.fairness.models import BiasReport
 from audit.log.models import LogEntry
 from audit.log.services import checkpoint_create
-from inference.models import BatchJob, Prediction
+from inference.models import BatchJob, Explanation, Prediction
 from portal.accounts.roles import Role
 from tests.inference.factories import Served
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
@@ -45,6 +45,8 @@ CASES = [
     ("version-retire", "post", "/api/v1/models/credit/versions/1/retire", {}, REVIEWERS),
     ("alias-move", "put", "/api/v1/models/credit/aliases/production", {"version": 1}, REGISTRARS),
     ("predict", "post", "/api/v1/models/credit/predict", {"inputs": [ROW]}, PREDICTORS),
+    ("explain", "post", "/api/v1/predictions/{p}/explain", {"max_evals": 1}, PREDICTORS),
+    ("explanation", "get", "/api/v1/explanations/{x}", None, EVERYONE),
     ("jobs-list", "get", "/api/v1/models/credit/jobs", None, EVERYONE),
     ("jobs-create", "post", "/api/v1/models/credit/jobs", {}, PREDICTORS),
     ("prediction", "get", "/api/v1/predictions/{p}", None, EVERYONE),
@@ -75,7 +77,7 @@ CASES = [
 # Objects of an organisation: another organisation's members get 404 on these.
 OBJECT_CASES = [c for c in CASES if c[0] in {
     "model", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
-    "audit-inclusion", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
+    "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
 }]
 
 
@@ -98,7 +100,13 @@ def objects_of(served: Served) -> dict[str, int]:
     )
     entry = LogEntry.objects.filter(organization_id=served.org.pk).order_by("index").first()
     checkpoint_create(force=True)
-    return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk}
+    explanation = Explanation.objects.create(
+        organization=served.org, prediction=prediction, model_version=served.version, requested_by=consumer,
+        max_evals=100, status="done", method="exact", label="grant",
+        result={"labels": ["deny", "grant"], "base_values": [0.5, 0.5], "output": [0.5, 0.5], "features": [],
+                "values": []},
+    )
+    return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk, "x": explanation.pk}
 
 
 def bearer(user, org, role: str) -> APIClient:
@@ -159,7 +167,7 @@ def api_route_names(patterns: list[URLPattern | URLResolver], prefix: str = "") 
 def test_every_api_route_is_in_a_matrix() -> None:
     """A new endpoint must get a row in a rights table (this one, or the accounts one)."""
     covered = {resolve(path.split("?")[0].replace("{p}", "1").replace("{j}", "1").replace("{e}", "1")
-                       .replace("{b}", "1")).url_name
+                       .replace("{b}", "1").replace("{x}", "1")).url_name
                for _, _, path, _, _ in CASES} | ACCOUNTS_ROUTES
     missing = api_route_names(get_resolver().url_patterns) - covered
     assert not missing, f"endpoints without a rights row: {sorted(missing)}"

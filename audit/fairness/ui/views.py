@@ -87,7 +87,7 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     result = report.result or {}
     context: dict[str, Any] = {"report": report, "result": result, "running": report.status in
                                (ReportStatus.PENDING, ReportStatus.RUNNING)}
-    if request.htmx:  # type: ignore[attr-defined]  (the progress card polling)
+    if request.htmx:  # type: ignore[attr-defined]  # the progress card polling
         if context["running"]:
             return render(request, "fairness/_progress.html", context)
         finished = HttpResponse(status=200)

@@ -1,0 +1,151 @@
+"""Explanations: asked for by the web process, computed on a worker next to the model, receipted."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.log.services import AuditActor, audit_record
+from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
+from inference.ml.explain import MAX_EVALS, MIN_EVALS, summary
+from inference.models import Explanation, Prediction, PredictionStatus
+from portal.accounts.actor import Actor
+from portal.workers import serving_queue
+
+WORKER = AuditActor.system("inference worker")
+
+
+def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, max_evals: int | None = None) -> Explanation:
+    """Checks that the row can be explained within the budget and queues it on the prediction's model.
+
+    Raises:
+        InvalidInput (400): a row that does not exist, a budget outside [MIN_EVALS, MAX_EVALS], text too long.
+        NotExplainable (409): the prediction did not finish, or the model lacks what explaining needs.
+        WorkerUnavailable (503).
+    """
+    budget = settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals
+    if not MIN_EVALS <= budget <= MAX_EVALS:
+        raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.")
+    if prediction.status != PredictionStatus.DONE:
+        raise NotExplainable(f"Prediction {prediction.pk} is {prediction.status}; only a finished one can be explained.")
+    rows = prediction.inputs.get("rows", [])
+    if not rows:
+        raise NotExplainable(f"The inputs of prediction {prediction.pk} were erased; it can no longer be explained.")
+    if not 0 <= row < len(rows):
+        raise InvalidInput(f"Prediction {prediction.pk} has rows 0 to {len(rows) - 1}; there is no row {row}.")
+    version = prediction.model_version
+    if version.task == "tabular-classification" and version.background_rows == 0:
+        raise NotExplainable(
+            f"{version} has no background sample (background.jsonl in its archive), which SHAP needs to explain "
+            "a tabular model; register a version with one."
+        )
+    if version.task == "text-classification" and len(str(rows[row]).split()) > settings.EXPLAIN_MAX_TOKENS:
+        raise InvalidInput(f"The text is longer than {settings.EXPLAIN_MAX_TOKENS} words, the most that is explained.")
+    queue = serving_queue()
+    if queue is None:
+        raise WorkerUnavailable("No inference worker is running; try again shortly.")
+    with transaction.atomic():
+        explanation = Explanation.objects.create(
+            organization=actor.organization, prediction=prediction, row=row, model_version=version,
+            requested_by=actor.user, token=actor.token, max_evals=budget,
+        )
+        audit_record(
+            action="explanation.requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
+            target_type="inference.Explanation", target_id=explanation.pk,
+            payload={"prediction": prediction.pk, "row": row, "max_evals": budget, "model": version.model.name,
+                     "version": version.version},
+        )
+        from inference.tasks import explanation_run_task
+
+        explanation_id, task_id = explanation.pk, uuid.uuid4().hex
+        transaction.on_commit(lambda: explanation_run_task.apply_async((explanation_id,), queue=queue, task_id=task_id))
+    explanation.task_id = task_id  # type: ignore[attr-defined]
+    return explanation
+
+
+def explanation_wait(*, explanation: Explanation, timeout: float | None = None) -> Explanation:
+    """Waits for the worker up to `timeout` (EXPLAIN_WAIT_SECONDS); returns the explanation as it is then."""
+    from portal.celery import app
+
+    result = app.AsyncResult(explanation.task_id)  # type: ignore[attr-defined]
+    try:
+        result.get(timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout, interval=0.02, propagate=False)
+        result.forget()
+    except CeleryTimeout:
+        pass  # still running: the caller answers 202 and the client polls
+    explanation.refresh_from_db()
+    return explanation
+
+
+def explanation_response(explanation: Explanation) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": explanation.pk, "prediction": explanation.prediction_id, "row": explanation.row,
+        "status": explanation.status, "model": explanation.model_version.model.name,
+        "version": explanation.model_version.version, "max_evals": explanation.max_evals,
+        "url": reverse("api-explanation", args=[explanation.pk]),
+    }
+    if explanation.status == PredictionStatus.DONE and explanation.result:
+        result = explanation.result
+        body.update({
+            "method": explanation.method, "label": explanation.label, "labels": result["labels"],
+            "evaluations": explanation.evaluations, "base_values": result["base_values"], "output": result["output"],
+            "residual": explanation.residual, "features": result["features"], "values": result["values"],
+            "words": result.get("words", []), "feature_values": result.get("feature_values", []),
+            "summary": result.get("summary", ""), "compute_ms": explanation.compute_ms, "device": explanation.device,
+            "receipt": {"index": explanation.audit_index, "leaf_hash": explanation.audit_leaf_hash},
+        })
+    elif explanation.status == PredictionStatus.FAILED:
+        body["error"] = explanation.error
+    return body
+
+
+def explanation_run(*, explanation_id: int) -> None:
+    """Computes an explanation on this worker (the task's body); a redelivered task is a no-op."""
+    claimed = Explanation.objects.filter(pk=explanation_id, status=PredictionStatus.PENDING).update(
+        status=PredictionStatus.RUNNING
+    )
+    if claimed != 1:
+        return
+    explanation = Explanation.objects.select_related("prediction", "model_version__model").get(pk=explanation_id)
+    from inference.runtime import explainer_for
+
+    began = time.perf_counter()
+    explainer, device = explainer_for(explanation.model_version)
+    row = explanation.prediction.inputs["rows"][explanation.row]
+    explained = explainer.explain(row, max_evals=explanation.max_evals)
+    result = explained.as_dict()
+    result["summary"] = summary(explained)
+    compute_ms = round((time.perf_counter() - began) * 1000, 3)
+    with transaction.atomic():
+        receipt = audit_record(
+            action="explanation.completed", actor=WORKER, organization_id=explanation.organization_id,
+            target_type="inference.Explanation", target_id=explanation_id,
+            payload={"prediction": explanation.prediction_id, "row": explanation.row, "method": explained.method,
+                     "max_evals": explained.max_evals, "label": explained.label, "residual": explained.residual,
+                     "evaluations": explained.evaluations, "summary": result["summary"]},
+        )
+        Explanation.objects.filter(pk=explanation_id).update(
+            status=PredictionStatus.DONE, method=explained.method, label=explained.label, result=result,
+            residual=explained.residual, evaluations=explained.evaluations, compute_ms=compute_ms, device=device,
+            audit_index=receipt.index, audit_leaf_hash=receipt.leaf_hash, finished_at=timezone.now(),
+        )
+
+
+def explanation_mark_failed(*, explanation_id: int, error: str) -> None:
+    with transaction.atomic():
+        updated = Explanation.objects.filter(
+            pk=explanation_id, status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]
+        ).update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+        if updated:
+            explanation = Explanation.objects.get(pk=explanation_id)
+            audit_record(
+                action="explanation.failed", actor=WORKER, organization_id=explanation.organization_id,
+                target_type="inference.Explanation", target_id=explanation_id, payload={"error": error[:500]},
+            )

@@ -1,0 +1,114 @@
+"""Explanations through the REST API on a real worker: stored, receipted, refused clearly when they cannot be."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+from audit.log.models import LogEntry
+from inference.models import Explanation
+from inference.services.registry import alias_move, model_version_register, model_version_transition
+from tests.inference.factories import CARD, TINY_SCHEMA, serve_model, zip_of
+from tests.portal.accounts.factories import OrganizationFactory, member, token_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def client(served, role="consumer") -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(served.actors[role].user, served.org, role).secret}")
+    return api
+
+
+def predict(api, rows, **extra):
+    response = api.post("/api/v1/models/credit/predict", {"inputs": rows, **extra}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_explain_a_stored_prediction(celery_worker, tabular) -> None:
+    api = client(tabular)
+    prediction = predict(api, [{"income": 90, "region": "north"}, {"income": 10, "region": "south"}])
+    response = api.post(f"/api/v1/predictions/{prediction['id']}/explain", {"row": 1, "max_evals": 100},
+                        format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "done" and body["method"] == "exact" and body["label"] == "deny"
+    assert body["features"] == ["income", "region"] and body["feature_values"] == [10, "south"]
+    assert body["residual"] < 1e-6
+    label = body["labels"].index(body["label"])
+    total = body["base_values"][label] + sum(v[label] for v in body["values"])
+    assert total == pytest.approx(body["output"][label], abs=1e-6)
+    assert body["output"][label] == pytest.approx(prediction["predictions"][1]["scores"]["deny"], abs=1e-5)
+    assert "pushed towards deny: 'income = 10" in body["summary"]
+    # stored, linked to its prediction, receipted in the log
+    stored = Explanation.objects.get(pk=body["id"])
+    assert stored.prediction_id == prediction["id"] and stored.row == 1
+    entry = LogEntry.objects.get(index=body["receipt"]["index"])
+    assert entry.action == "explanation.completed"
+    again = api.get(f"/api/v1/explanations/{body['id']}").json()
+    assert again["values"] == body["values"]
+
+
+def test_predict_with_explain(celery_worker, tabular) -> None:
+    answer = predict(client(tabular), [{"income": 70, "region": "south"}], explain=True, max_evals=64)
+    assert len(answer["explanations"]) == 1
+    explanation = answer["explanations"][0]
+    assert explanation["status"] == "done" and explanation["label"] == answer["predictions"][0]["label"]
+    assert explanation["residual"] < 1e-6
+
+
+def test_text_explanation_on_the_real_model(celery_worker, db, sentiment_bytes) -> None:
+    served = serve_model(OrganizationFactory(slug="reviews"), name="sentiment", task="text-classification",
+                         archive=sentiment_bytes)
+    api = client(served)
+    response = api.post("/api/v1/models/sentiment/predict",
+                        {"inputs": ["a dull and boring film"], "explain": True}, format="json")
+    assert response.status_code == 200, response.content
+    explanation = response.json()["explanations"][0]
+    assert explanation["label"] == "NEGATIVE" and explanation["method"] == "exact"
+    assert [w["word"] for w in explanation["words"]] == ["a", "dull", "and", "boring", "film"]
+    top = max(explanation["words"], key=lambda w: w["value"])["word"]
+    assert top in ("dull", "boring") and explanation["residual"] < 1e-6
+    assert "pushed towards NEGATIVE" in explanation["summary"]
+
+
+def test_bad_requests_are_refused_and_nothing_is_stored(celery_worker, tabular, tmp_path) -> None:
+    api = client(tabular)
+    prediction = predict(api, [{"income": 90, "region": "north"}])
+    cases = [
+        (f"/api/v1/predictions/{prediction['id']}/explain", {"max_evals": 5}, 400, "between"),
+        (f"/api/v1/predictions/{prediction['id']}/explain", {"max_evals": 10**6}, 400, "between"),
+        (f"/api/v1/predictions/{prediction['id']}/explain", {"row": 3}, 400, "no row 3"),
+        ("/api/v1/predictions/999999/explain", {}, 404, "No such prediction"),
+    ]
+    for path, body, status, needle in cases:
+        response = api.post(path, body, format="json")
+        assert response.status_code == status, (path, body, response.content)
+        assert needle in response.json()["error"]["message"]
+    # another tenant's prediction is not found
+    other = OrganizationFactory()
+    stranger = APIClient()
+    stranger.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(member('admin', other), other, 'admin').secret}")
+    assert stranger.post(f"/api/v1/predictions/{prediction['id']}/explain", {}, format="json").status_code == 404
+    # a tabular model without a background sample cannot be explained
+    import torch
+
+    model = torch.nn.Linear(3, 2)
+    (tmp_path / "m").mkdir()
+    torch.jit.script(model).save(str(tmp_path / "m" / "model.pt"))
+    archive = zip_of({"model.pt": (tmp_path / "m" / "model.pt").read_bytes(),
+                      "schema.json": json.dumps(TINY_SCHEMA).encode()})
+    version = model_version_register(actor=tabular.actors["owner"], name="credit", task="tabular-classification",
+                                     archive=io.BytesIO(archive), card=CARD)
+    model_version_transition(actor=tabular.actors["owner"], version=version, action="submit")
+    model_version_transition(actor=tabular.actors["reviewer"], version=version, action="approve", comment="ok")
+    alias_move(actor=tabular.actors["owner"], model=version.model, alias="production", version=version)
+    bare = predict(api, [{"income": 90, "region": "north"}])
+    refused = api.post(f"/api/v1/predictions/{bare['id']}/explain", {}, format="json")
+    assert refused.status_code == 409 and "background" in refused.json()["error"]["message"]
+    assert Explanation.objects.count() == 0
+    assert not LogEntry.objects.filter(action="explanation.requested").exists()
