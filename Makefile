@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-serving: $(STAMP)
 
 bench-bias: $(STAMP)
 	$(PY) bench/bias_bench.py
+
+bench-explain: $(STAMP)
+	$(PY) bench/explain_bench.py
 
 clean:
 	rm -rf var/cache var/broker.sqlite3 var/celery-results.sqlite3 var/test var/test-* .pytest_cache

@@ -245,3 +245,27 @@ def test_policy_api_checks_its_input(tabular) -> None:
     assert LogEntry.objects.filter(action="fairness_policy.updated").count() == 1
     assert client(tabular, "owner").put("/api/v1/fairness-policy", {"min_group_size": 5},
                                         format="json").status_code == 403
+
+
+def test_demo_adult_report_on_the_demo_income_model(celery_worker, db) -> None:
+    """The shipped Adult test set through the real demo income model: sex, race and sex x race."""
+    from inference.demo import INCOME, build_cached
+    from inference.ml import artifacts
+
+    folder, _ = build_cached(INCOME, progress=lambda *a: None)
+    served = serve_model(OrganizationFactory(slug="census"), name="income", task="tabular-classification",
+                         archive=artifacts.pack_directory(folder))
+    created = client(served).post("/api/v1/models/income/versions/1/bias-reports", {"dataset": "demo-adult"},
+                                  format="json")
+    assert created.status_code == 202, created.content
+    report = wait_for(created.json()["id"], timeout=180)
+    assert report.status == "done", report.error
+    assert report.rows_total == 16281
+    axes = {a["axis"]: a for a in report.result["axes"]}
+    assert set(axes) == {"sex", "race", "sex x race"}
+    assert {g["group"] for g in axes["sex"]["groups"]} == {"Male", "Female"}
+    assert len(axes["sex x race"]["groups"]) == 10 and all(g["count"] >= 30 or g["too_small"]
+                                                           for g in axes["sex x race"]["groups"])
+    # the model selects women far less often: the four-fifths rule fails on sex
+    assert axes["sex"]["four_fifths_rule"]["passes"] is False
+    assert axes["sex"]["four_fifths_rule"]["lowest_group"] == "Female"
