@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -219,7 +220,7 @@ class ExplainApi(APIView):
         row = serializers.IntegerField(required=False, default=0, help_text="which input of the prediction")
         max_evals = serializers.IntegerField(required=False, help_text=f"model evaluations, {MIN_EVALS} to {MAX_EVALS}")
 
-    @extend_schema(request=InputSerializer, responses={201: serializers.JSONField(), 202: serializers.JSONField()},
+    @extend_schema(request=InputSerializer, responses={201: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
                    summary="Explain a stored prediction (SHAP); 202 while it is still computing")
     def post(self, request: Request, pk: int) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -239,7 +240,7 @@ class ExplainApi(APIView):
 class ExplanationDetailApi(APIView):
     required_capability = Cap.MODEL_READ
 
-    @extend_schema(responses=serializers.JSONField(), summary="An explanation: attributions, base value, residual")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="An explanation: attributions, base value, residual")
     def get(self, request: Request, pk: int) -> Response:
         found = selectors.explanation_get(actor=actor_of(request), pk=pk)
         return Response(explanations.explanation_response(found))

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -60,6 +60,7 @@ def _names(value: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+@extend_schema_field({"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]})
 class NameListField(serializers.Field):  # type: ignore[type-arg]
     """A list of names: a JSON list, or one string separated by commas or new lines (forms, multipart)."""
 
