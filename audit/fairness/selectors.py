@@ -7,12 +7,10 @@ from audit.fairness.models import BiasReport
 from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.exceptions import Forbidden
 
 
 def report_list(*, actor: Actor, version: ModelVersion | None = None) -> QuerySet[BiasReport]:
-    if not actor.can(Cap.REPORT_READ):
-        raise Forbidden(f"Your role ({actor.role}) may not read bias reports.")
+    actor.require(Cap.REPORT_READ, "read bias reports")
     found = BiasReport.objects.filter(organization=actor.organization).select_related("model_version__model", "created_by")
     if version is not None:
         found = found.filter(model_version=version)

@@ -28,16 +28,11 @@ from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
-from portal.exceptions import Forbidden
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.fairness")
 WORKER = AuditActor.system("inference worker")
 
-
-def _require(actor: Actor, cap: Cap, what: str) -> None:
-    if not actor.can(cap):
-        raise Forbidden(f"Your role ({actor.role}) may not {what}.")
 
 
 # ---------------------------------------------------------------- policy
@@ -53,7 +48,7 @@ def fairness_policy_update(
     *, actor: Actor, thresholds: dict[str, Any] | None = None, min_group_size: int | None = None,
     bootstrap_resamples: int | None = None, require_passing_report: bool | None = None,
 ) -> FairnessPolicy:
-    _require(actor, Cap.ORG_MANAGE, "change the organisation's fairness policy")
+    actor.require(Cap.ORG_MANAGE, "change the organisation's fairness policy")
     policy, _ = FairnessPolicy.objects.select_for_update().get_or_create(organization=actor.organization)
     before = {"thresholds": policy.thresholds, "min_group_size": policy.min_group_size,
               "bootstrap_resamples": policy.bootstrap_resamples,
@@ -99,7 +94,7 @@ def bias_report_create(
         InvalidDataset (400), DatasetTooLarge (413): nothing is stored.
         WorkerUnavailable (503): no worker to run it.
     """
-    _require(actor, Cap.REPORT_CREATE, "run bias reports")
+    actor.require(Cap.REPORT_CREATE, "run bias reports")
     labels = list(version.labels)
     if version.task == "tabular-classification":
         kind = ReportKind.TABULAR

@@ -30,7 +30,6 @@ from inference.ml.schema import InputError
 from inference.models import ModelAlias, ModelTransition, ModelVersion, RegisteredModel, Task, VersionStatus
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.exceptions import Forbidden
 
 logger = logging.getLogger("steward.inference")
 
@@ -47,10 +46,6 @@ CARD_FIELDS = [
 CARD_REQUIRED_TO_SUBMIT = ["intended_use", "out_of_scope_uses", "training_data", "limitations",
                            "ethical_considerations", "owner"]
 
-
-def _require(actor: Actor, cap: Cap, what: str) -> None:
-    if not actor.can(cap):
-        raise Forbidden(f"Your role ({actor.role.value}) cannot {what}.")
 
 
 def card_clean(card: Any) -> dict[str, Any]:
@@ -97,7 +92,7 @@ def model_version_register(
     holding the files its task needs; the model must load and run one example. Otherwise a
     clear error, and nothing is stored.
     """
-    _require(actor, Cap.MODEL_REGISTER, "register models")
+    actor.require(Cap.MODEL_REGISTER, "register models")
     if task not in Task.values:
         raise InvalidArchive(f"Unknown task {task!r}; use one of {', '.join(Task.values)}.")
     card = card_clean(card or {})
@@ -174,7 +169,7 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
         IncompleteCard: submitting without the card fields a reviewer needs.
     """
     sources, target, cap = _ALLOWED[action]
-    _require(actor, cap, f"{action} model versions")
+    actor.require(cap, f"{action} model versions")
     version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
     if version.status not in sources:
         raise IllegalTransition(
@@ -218,7 +213,7 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
 
 @transaction.atomic
 def alias_move(*, actor: Actor, model: RegisteredModel, alias: str, version: ModelVersion) -> ModelAlias:
-    _require(actor, Cap.MODEL_REGISTER, "move aliases")
+    actor.require(Cap.MODEL_REGISTER, "move aliases")
     # Read the status under lock: a retirement racing this move must not leave an alias on it.
     version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
     if version.model_id != model.pk:

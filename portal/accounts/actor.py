@@ -20,6 +20,13 @@ class Actor:
     def can(self, cap: Cap) -> bool:
         return cap in self.capabilities
 
+    def require(self, cap: Cap, what: str) -> None:
+        """Raises Forbidden (403) with the role and `what` it may not do, unless the actor can."""
+        if cap not in self.capabilities:
+            from portal.exceptions import Forbidden
+
+            raise Forbidden(f"Your role ({self.role.value}) cannot {what}.")
+
     @property
     def audit_actor(self) -> AuditActor:
         if self.token is not None:
