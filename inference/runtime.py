@@ -30,6 +30,7 @@ logger = logging.getLogger("steward.inference")
 class LoadedModel:
     predictor: Predictor
     batcher: DynamicBatcher
+    explainer: Any = None  # built on the first explanation; evicted with the model
 
 
 def artifact_folder(version: ModelVersion) -> Path:
@@ -106,20 +107,14 @@ def prediction_finisher(finish_many: Any) -> DynamicBatcher:
     return _finisher
 
 
-_explainers: dict[str, Any] = {}
-
-
 def explainer_for(version: ModelVersion) -> tuple[Any, str]:
-    """The explainer of a loaded model (built once per model in this process), and the device."""
+    """The explainer of a loaded model (built once, kept with it in the cache), and the device."""
     from inference.ml.explain import TabularExplainer, TextExplainer
 
     loaded = loaded_model(version)
-    key = f"{version.pk}:{version.artifact_sha256}"
-    explainer = _explainers.get(key)
-    if explainer is None or explainer.predictor is not loaded.predictor:  # reloaded after an eviction
+    if loaded.explainer is None:
         if version.task == "text-classification":
-            explainer = TextExplainer(loaded.predictor)
+            loaded.explainer = TextExplainer(loaded.predictor)
         else:
-            explainer = TabularExplainer(loaded.predictor, loaded.predictor.background)  # type: ignore[attr-defined]
-        _explainers[key] = explainer
-    return explainer, loaded.predictor.device
+            loaded.explainer = TabularExplainer(loaded.predictor, loaded.predictor.background)  # type: ignore[attr-defined]
+    return loaded.explainer, loaded.predictor.device

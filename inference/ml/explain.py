@@ -165,6 +165,10 @@ class TabularExplainer:
         self.masker = shap.maskers.Independent(self.background, max_samples=len(self.background))
         self.model = _Counted(self.proba_from_codes)
         self.seed = seed
+        if self.method == "exact":
+            self.explainer = shap.explainers.Exact(self.model, self.masker)
+        else:
+            self.explainer = shap.explainers.Permutation(self.model, self.masker, seed=seed)
 
     def codes(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """Rows as numbers: a number feature as itself, a category as its index in the schema."""
@@ -195,19 +199,15 @@ class TabularExplainer:
         return "exact" if len(self.features) <= EXACT_MAX_FEATURES else "permutation"
 
     def explain(self, row: dict[str, Any], *, max_evals: int = 500) -> Explained:
-        import shap
-
         began = time.perf_counter()
         self.model.rows = 0
         x = self.codes([row])
         output = self.model(x)[0]
         if self.method == "exact":
-            explainer = shap.explainers.Exact(self.model, self.masker)
-            result = explainer(x, silent=True)[0]
+            result = self.explainer(x, silent=True)[0]
             budget = 2 ** len(self.features)
         else:
-            explainer = shap.explainers.Permutation(self.model, self.masker, seed=self.seed)
-            result = explainer(x, max_evals=max_evals, silent=True)[0]
+            result = self.explainer(x, max_evals=max_evals, silent=True)[0]
             budget = max_evals
         values = np.asarray(result.values, dtype=np.float64)
         base = np.asarray(result.base_values, dtype=np.float64)
