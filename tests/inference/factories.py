@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from rest_framework.test import APIClient
 
 from inference.ml import artifacts
 from inference.models import ModelVersion
@@ -14,7 +17,7 @@ from inference.services.registry import alias_move, model_version_register, mode
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.models import Organization
 from portal.accounts.roles import Role
-from tests.portal.accounts.factories import member
+from tests.portal.accounts.factories import member, token_for
 
 TINY_SCHEMA = {
     "features": [
@@ -83,3 +86,21 @@ def serve_model(org: Organization, *, name: str, task: str, archive: bytes) -> S
     alias_move(actor=actors["owner"], model=version.model, alias="production", version=version)
     version.refresh_from_db()
     return Served(org=org, actors=actors, version=version)
+
+
+def bearer_client(served: Served, role: str = "consumer") -> APIClient:
+    """An API client with a fresh token of the served organisation's member in `role`."""
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(served.actors[role].user, served.org, role).secret}")
+    return api
+
+
+def csv_upload(rows: list[dict], name: str = "rows.csv") -> io.BytesIO:
+    """Rows as an uploaded CSV file (header from the first row's keys)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    data = io.BytesIO(buffer.getvalue().encode())
+    data.name = name
+    return data

@@ -16,26 +16,18 @@ from rest_framework.test import APIClient
 from audit.fairness.models import BiasReport, FairnessPolicy
 from audit.log.models import LogEntry
 from inference.services.registry import model_version_register, model_version_transition
-from tests.inference.factories import CARD, serve_model
-from tests.portal.accounts.factories import OrganizationFactory, token_for
+from tests.inference.factories import CARD, bearer_client, csv_upload, serve_model
+from tests.portal.accounts.factories import OrganizationFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def client(served, role="owner") -> APIClient:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(served.actors[role].user, served.org, role).secret}")
-    return api
+    return bearer_client(served, role)
 
 
 def csv_file(rows: list[dict], name: str = "eval.csv") -> io.BytesIO:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    data = io.BytesIO(buffer.getvalue().encode())
-    data.name = name
-    return data
+    return csv_upload(rows, name)
 
 
 def evaluation_rows(n: int = 240, *, biased: bool = True) -> list[dict]:
@@ -127,14 +119,6 @@ def test_text_report_on_the_real_sentiment_model(celery_worker, db, sentiment_by
     assert result["overall_auc"] is not None and result["verdict"] in ("pass", "warn", "fail")
 
 
-@pytest.mark.parametrize(("body", "status", "needle"), [
-    ({"label_column": "missing_col", "sensitive_columns": "group"}, 400, "lacks the column"),
-    ({"label_column": "outcome", "sensitive_columns": "nope"}, 400, "nope"),
-    ({"label_column": "outcome", "sensitive_columns": ""}, 400, "sensitive column"),
-    ({"label_column": "region", "sensitive_columns": "group"}, 400, "not one of"),
-    ({"label_column": "outcome", "sensitive_columns": "group", "favourable_label": "maybe"}, 400, "favourable"),
-    ({"dataset": "demo-identity"}, 400, "Unknown dataset"),
-])
 def stored_datasets() -> set[str]:
     if not default_storage.exists("bias"):
         return set()
@@ -144,6 +128,14 @@ def stored_datasets() -> set[str]:
     return found
 
 
+@pytest.mark.parametrize(("body", "status", "needle"), [
+    ({"label_column": "missing_col", "sensitive_columns": "group"}, 400, "lacks the column"),
+    ({"label_column": "outcome", "sensitive_columns": "nope"}, 400, "nope"),
+    ({"label_column": "outcome", "sensitive_columns": ""}, 400, "sensitive column"),
+    ({"label_column": "region", "sensitive_columns": "group"}, 400, "not one of"),
+    ({"label_column": "outcome", "sensitive_columns": "group", "favourable_label": "maybe"}, 400, "favourable"),
+    ({"dataset": "demo-identity"}, 400, "Unknown dataset"),
+])
 def test_bad_input_is_refused_and_nothing_is_kept(tabular, body, status, needle) -> None:
     before = stored_datasets()
     payload = {"file": csv_file(evaluation_rows(40)), **body}

@@ -11,16 +11,14 @@ from rest_framework.test import APIClient
 from audit.log.models import LogEntry
 from inference.models import Explanation
 from inference.services.registry import alias_move, model_version_register, model_version_transition
-from tests.inference.factories import CARD, TINY_SCHEMA, serve_model, zip_of
+from tests.inference.factories import CARD, TINY_SCHEMA, bearer_client, serve_model, zip_of
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def client(served, role="consumer") -> APIClient:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(served.actors[role].user, served.org, role).secret}")
-    return api
+    return bearer_client(served, role)
 
 
 def predict(api, rows, **extra):

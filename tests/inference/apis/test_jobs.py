@@ -13,25 +13,17 @@ from rest_framework.test import APIClient
 from audit.log.models import LogEntry
 from inference.models import BatchJob, UsageDaily
 from inference.services.jobs import batch_job_requeue_stuck
-from tests.portal.accounts.factories import token_for
+from tests.inference.factories import bearer_client, csv_upload
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def client(served, role="consumer") -> APIClient:
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(served.actors[role].user, served.org, role).secret}")
-    return api
+    return bearer_client(served, role)
 
 
 def csv_file(rows: list[dict], name: str = "rows.csv") -> io.BytesIO:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    data = io.BytesIO(buffer.getvalue().encode())
-    data.name = name
-    return data
+    return csv_upload(rows, name)
 
 
 def wait_for(job_id: int, statuses: set[str], timeout: float = 60) -> BatchJob:
