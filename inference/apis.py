@@ -16,8 +16,8 @@ from rest_framework.views import APIView
 from inference import selectors
 from inference.exceptions import InvalidInput, JobNotFinished, JobResultsGone
 from inference.ml.explain import MAX_EVALS, MIN_EVALS
-from inference.models import JobStatus, Task
-from inference.services import explanations, jobs, predictions, registry
+from inference.models import GlobalSource, JobStatus, Task
+from inference.services import explanations, global_explanations, jobs, predictions, registry
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
 
@@ -244,6 +244,54 @@ class ExplanationDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         found = selectors.explanation_get(actor=actor_of(request), pk=pk)
         return Response(explanations.explanation_response(found))
+
+
+class GlobalExplanationListCreateApi(APIView):
+    required_capability = {"GET": Cap.REPORT_READ, "POST": Cap.REPORT_CREATE}
+
+    class InputSerializer(StrictSerializer):
+        dataset = serializers.ChoiceField(
+            choices=GlobalSource.values, default=GlobalSource.UPLOAD,
+            help_text="upload (send `file`), predictions (the latest rows the version served) or demo "
+            "(the shipped evaluation set of the demo models)",
+        )
+        file = serializers.FileField(required=False, help_text="CSV ('text' column, or one column per feature) "
+                                     "or JSON lines, as for batch jobs")
+        sample_size = serializers.IntegerField(required=False, help_text="rows explained (a seeded draw); "
+                                               "default 40 for text, 200 for tabular")
+        max_evals = serializers.IntegerField(required=False, help_text=f"per row, {MIN_EVALS} to {MAX_EVALS}")
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Global explanations of a model version")
+    def get(self, request: Request, name: str, version: int) -> Response:
+        actor = actor_of(request)
+        found = selectors.version_get(actor=actor, name=name, version=version)
+        return Response([global_explanations.global_explanation_response(job)
+                         for job in selectors.global_explanation_list(actor=actor, version=found)])
+
+    @extend_schema(request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
+                   responses={202: OpenApiTypes.OBJECT},
+                   summary="Compute a global explanation (mean |SHAP| over a sample; a job on the workers)")
+    def post(self, request: Request, name: str, version: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        found = selectors.version_get(actor=actor, name=name, version=version)
+        upload = data.validated_data.get("file")
+        job = global_explanations.global_explanation_create(
+            actor=actor, version=found, source=data.validated_data["dataset"], upload=upload,
+            upload_name=getattr(upload, "name", "") or "", sample_size=data.validated_data.get("sample_size"),
+            max_evals=data.validated_data.get("max_evals"),
+        )
+        return Response(global_explanations.global_explanation_response(job), status=status.HTTP_202_ACCEPTED)
+
+
+class GlobalExplanationDetailApi(APIView):
+    required_capability = Cap.REPORT_READ
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A global explanation: progress, then the ranking")
+    def get(self, request: Request, pk: int) -> Response:
+        found = selectors.global_explanation_get(actor=actor_of(request), pk=pk)
+        return Response(global_explanations.global_explanation_response(found))
 
 
 class JobSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -5,3 +5,9 @@ class InferenceConfig(AppConfig):
     name = "inference"
     label = "inference"
     verbose_name = "Models and serving"
+
+    def ready(self) -> None:
+        from inference.evidence import register_evidence_provider
+        from inference.services.global_explanations import explanation_evidence
+
+        register_evidence_provider("global_explanation", explanation_evidence)

@@ -211,3 +211,42 @@ class Explanation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class GlobalSource(models.TextChoices):
+    UPLOAD = "upload"  # an evaluation file (CSV or JSON lines, as for batch jobs)
+    PREDICTIONS = "predictions"  # the latest rows this version served (inputs not erased)
+    DEMO = "demo"  # the shipped evaluation set of a demo model (SST-2 dev, Adult test)
+
+
+class GlobalExplanation(models.Model):
+    """Mean |SHAP| per feature (tabular) or per word (text) over an evaluation sample; numbered per version."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="global_explanations")
+    number = models.PositiveIntegerField()
+    source = models.CharField(max_length=16, choices=GlobalSource.choices)
+    dataset_name = models.CharField(max_length=200)
+    dataset_sha256 = models.CharField(max_length=64)
+    dataset_path = models.CharField(max_length=300)
+    max_evals = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
+    rows_total = models.PositiveIntegerField()
+    rows_done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)  # method, ranking, residual, evaluations
+    error = models.TextField(blank=True)
+    device = models.CharField(max_length=60, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "number"], name="global_explanation_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"global explanation {self.number} of {self.model_version}"

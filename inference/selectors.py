@@ -10,6 +10,7 @@ from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
     BatchJob,
     Explanation,
+    GlobalExplanation,
     ModelAlias,
     ModelVersion,
     Prediction,
@@ -118,4 +119,17 @@ def explanation_get(*, actor: Actor, pk: int) -> Explanation:
              .select_related("model_version__model", "prediction").first())
     if found is None:
         raise NotFound("No such explanation in this organisation.")
+    return found
+
+
+def global_explanation_list(*, actor: Actor, version: ModelVersion) -> QuerySet[GlobalExplanation]:
+    return (GlobalExplanation.objects.filter(organization=actor.organization, model_version=version)
+            .select_related("model_version__model").order_by("-number"))
+
+
+def global_explanation_get(*, actor: Actor, pk: int) -> GlobalExplanation:
+    found = (GlobalExplanation.objects.filter(organization=actor.organization, pk=pk)
+             .select_related("model_version__model", "created_by").first())
+    if found is None:
+        raise NotFound("No such global explanation in this organisation.")
     return found

@@ -58,3 +58,23 @@ def explanation_run_task(self: Task, explanation_id: int) -> None:
     from inference.services.explanations import explanation_run
 
     explanation_run(explanation_id=explanation_id)
+
+
+def _global_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    from inference.services.global_explanations import global_explanation_mark_failed
+
+    global_explanation_mark_failed(job_id=args[0], error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_global_failed)
+def global_explanation_run_task(self: Task, job_id: int) -> None:
+    from inference.services.global_explanations import global_explanation_run
+
+    global_explanation_run(job_id=job_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def global_explanation_requeue_stuck_task() -> None:
+    from inference.services.global_explanations import global_explanation_requeue_stuck
+
+    global_explanation_requeue_stuck()

@@ -190,6 +190,9 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-requeue-stuck": {"task": "inference.tasks.batch_job_requeue_stuck_task", "schedule": 60.0},
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
     "bias-reports-requeue-stuck": {"task": "audit.fairness.tasks.bias_report_requeue_stuck_task", "schedule": 60.0},
+    "global-explanations-requeue-stuck": {
+        "task": "inference.tasks.global_explanation_requeue_stuck_task", "schedule": 60.0,
+    },
 }
 CELERY_TASK_ROUTES = {"audit.*": {"queue": "default"}}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.
@@ -285,6 +288,8 @@ PREDICT_TIMEOUT_SECONDS = env_float("PREDICT_TIMEOUT_SECONDS", default=30.0, min
 EXPLAIN_WAIT_SECONDS = env_float("EXPLAIN_WAIT_SECONDS", default=60.0, minimum=0.0)  # then 202 and poll
 EXPLAIN_DEFAULT_EVALS = env_int("EXPLAIN_DEFAULT_EVALS", default=500, minimum=16)
 EXPLAIN_MAX_TOKENS = env_int("EXPLAIN_MAX_TOKENS", default=128, minimum=8)
+# Global explanations: how many rows of an evaluation sample are explained, at most.
+GLOBAL_EXPLAIN_MAX_ROWS = env_int("GLOBAL_EXPLAIN_MAX_ROWS", default=1000, minimum=1)
 BATCH_MAX_SIZE = env_int("BATCH_MAX_SIZE", default=32, minimum=1)
 # Measured (bench-serving): 5 ms of waiting for company doubles c32 throughput over 0 ms, for
 # a few ms more at concurrency 1.

@@ -1,8 +1,4 @@
-"""Server-rendered SVG charts of a bias report: no JavaScript, printable, embeddable in a PDF later.
-
-Each chart has a title and a description for screen readers; the same numbers are in the tables
-under it, so nothing is told by colour alone.
-"""
+"""The charts of a bias report (drawn by portal.ui.svg; the same numbers are in the tables under them)."""
 
 from __future__ import annotations
 
@@ -11,27 +7,12 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
+from portal.ui.svg import WIDTH, svg
+from portal.ui.svg import axis as draw_axis
+
 ROW = 26
 LEFT = 190
-WIDTH = 640
 PLOT = WIDTH - LEFT - 60
-
-
-def _svg(height: int, title: str, description: str, body: list[str]) -> SafeString:
-    head = (f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="100%" '
-            f'xmlns="http://www.w3.org/2000/svg" aria-labelledby="t d">'
-            f'<title id="t">{escape(title)}</title><desc id="d">{escape(description)}</desc>')
-    return mark_safe(head + "".join(body) + "</svg>")  # noqa: S308  (every text is escaped above and below)
-
-
-def _axis(x0: float, x1: float, top: int, bottom: int, ticks: list[float], fmt: str,
-          scale: Any) -> list[str]:
-    parts = [f'<line x1="{x0}" y1="{bottom}" x2="{x1}" y2="{bottom}" class="axis"/>']
-    for tick in ticks:
-        x = scale(tick)
-        parts.append(f'<line x1="{x}" y1="{top}" x2="{x}" y2="{bottom}" class="grid"/>')
-        parts.append(f'<text x="{x}" y="{bottom + 14}" text-anchor="middle" class="tick">{fmt.format(tick)}</text>')
-    return parts
 
 
 def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
@@ -47,7 +28,7 @@ def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
         return round(LEFT + PLOT * value / limit, 1)
 
     ticks = [limit * i / 4 for i in range(5)]
-    parts = _axis(LEFT, LEFT + PLOT, 20, height - 30, ticks, "{:.2f}", scale)
+    parts = draw_axis(LEFT, LEFT + PLOT, 20, height - 30, ticks, "{:.2f}", scale)
     highest = max(g["selection_rate"] for g in groups)
     line = 0.8 * highest
     parts.append(f'<line x1="{scale(line)}" y1="14" x2="{scale(line)}" y2="{height - 30}" class="threshold"/>')
@@ -68,7 +49,7 @@ def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
                 parts.append(f'<line x1="{scale(end)}" y1="{y + 5}" x2="{scale(end)}" y2="{y + 15}" class="whisker"/>')
         parts.append(f'<text x="{scale(high or rate) + 4}" y="{y + 13}" class="value">{rate:.3f}{" ▼" if below else ""}</text>')
     description = "; ".join(f"{g['group']}: {g['selection_rate']:.3f}" for g in groups)
-    return _svg(height, f"Selection rate by {axis['axis']}, with 95% intervals", description, parts)
+    return svg(height, f"Selection rate by {axis['axis']}, with 95% intervals", description, parts)
 
 
 def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
@@ -84,7 +65,7 @@ def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
     def scale(value: float) -> float:
         return round(middle + (PLOT / 2) * value / reach, 1)
 
-    parts = _axis(LEFT, LEFT + PLOT, 20, height - 30, [-reach, -reach / 2, 0, reach / 2, reach], "{:+.3f}", scale)
+    parts = draw_axis(LEFT, LEFT + PLOT, 20, height - 30, [-reach, -reach / 2, 0, reach / 2, reach], "{:+.3f}", scale)
     parts.append(f'<line x1="{middle}" y1="14" x2="{middle}" y2="{height - 30}" class="threshold"/>')
     for i, row in enumerate(terms):
         y = 24 + i * ROW
@@ -98,5 +79,5 @@ def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
         parts.append(f'<line x1="{scale(low)}" y1="{y + 10}" x2="{scale(high)}" y2="{y + 10}" class="whisker"/>')
         parts.append(f'<text x="{LEFT + PLOT + 4}" y="{y + 13}" class="value">{shift:+.3f}</text>')
     description = "; ".join(f"{r['term']}: {r['score_shift']:+.4f}" for r in terms)
-    return _svg(height, "Score shift per identity term against the template average, with 95% intervals",
+    return svg(height, "Score shift per identity term against the template average, with 95% intervals",
                 description, parts)

@@ -239,3 +239,58 @@ def summary(explained: Explained, *, top: int = 3) -> str:
     if down:
         parts.append(f"towards {against}: " + ", ".join(f"'{n}'" for n in down))
     return "; ".join(parts) or "no input feature moved the score"
+
+
+def _word_key(word: str) -> str:
+    return word.strip(".,;:!?\"'()[]{}-").lower()
+
+
+def global_ranking(explained: list[Explained], *, top: int = 50) -> dict[str, Any]:
+    """Mean |SHAP| over a sample: per feature (tabular) or per word (text), towards each row's predicted label.
+
+    A word absent from a row counts 0 for that row, so a word's figure is its mean |attribution| over the
+    whole sample (what shap's global bar plot shows); `occurrences` says in how many rows it appears and
+    `mean_signed` which way it pushes on average (positive: towards the label the model predicted).
+    """
+    if not explained:
+        raise ValueError("no explanations to aggregate")
+    n = len(explained)
+    totals: dict[str, list[float]] = {}  # name -> [sum |v|, sum v, rows seen]
+    order: list[str] = []
+    for item in explained:
+        label = item.labels.index(item.label)
+        if item.words:
+            pairs = [(_word_key(w["word"]), float(w["value"])) for w in item.words]
+        else:
+            pairs = [(name, float(v[label])) for name, v in zip(item.features, item.values, strict=True)]
+        seen: set[str] = set()
+        for name, value in pairs:
+            if not name:
+                continue
+            if name not in totals:
+                totals[name] = [0.0, 0.0, 0.0]
+                order.append(name)
+            totals[name][0] += abs(value)
+            totals[name][1] += value
+            if name not in seen:
+                totals[name][2] += 1
+                seen.add(name)
+    ranked = sorted(order, key=lambda name: -totals[name][0])
+    kind = "word" if explained[0].words else "feature"
+    predicted: dict[str, int] = {}
+    for item in explained:
+        predicted[item.label] = predicted.get(item.label, 0) + 1
+    return {
+        "kind": kind,
+        "rows": n,
+        "methods": sorted({item.method for item in explained}),
+        "evaluations": sum(item.evaluations for item in explained),
+        "max_residual": max(item.residual for item in explained),
+        "predicted": predicted,
+        "distinct": len(order),
+        "ranking": [
+            {"name": name, "mean_abs": totals[name][0] / n, "mean_signed": totals[name][1] / n,
+             "occurrences": int(totals[name][2])}
+            for name in ranked[:top]
+        ],
+    }

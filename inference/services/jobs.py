@@ -27,7 +27,7 @@ logger = logging.getLogger("steward.inference")
 CHUNK = 64
 
 
-def _parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list[Any], str]:
+def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list[Any], str]:
     raw = upload.read(settings.JOB_MAX_BYTES + 1)
     if len(raw) > settings.JOB_MAX_BYTES:
         raise InvalidInput(f"The file is larger than the limit of {settings.JOB_MAX_BYTES} bytes.")
@@ -78,7 +78,7 @@ def _parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list[Any
 
 def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, name: str) -> BatchJob:
     """Checks every row of the upload, reserves quota, stores the rows and queues the job."""
-    rows, fmt = _parse(upload, name, version)
+    rows, fmt = rows_parse(upload, name, version)
     try:
         clean = validate_inputs(version.task, version.input_schema, rows)
     except InputError as exc:

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from inference.ui import views
+from inference.ui import explanations, views
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
@@ -9,6 +9,12 @@ urlpatterns = [
     path("models/<slug:name>/versions/<int:version>/", views.version_action, name="version-action"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/$", views.playground, name="playground"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/predict/$", views.playground_predict, name="playground-predict"),
+    path("models/<slug:name>/versions/<int:version>/global-explanations/", explanations.global_explanation_create,
+         name="global-explanation-create"),
+    path("predictions/<int:pk>/", explanations.prediction_detail, name="prediction"),
+    path("predictions/<int:pk>/explain/", explanations.prediction_explain, name="prediction-explain"),
+    path("explanations/<int:pk>/", explanations.explanation_detail, name="explanation"),
+    path("global-explanations/<int:pk>/", explanations.global_explanation_detail, name="global-explanation"),
     path("jobs/", views.job_list, name="jobs"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("usage/card/", views.usage_card, name="usage-card"),

@@ -16,6 +16,7 @@ from inference.evidence import version_evidence
 from inference.models import BatchJob, JobStatus, ModelVersion, Task, UsageDaily, VersionStatus
 from inference.services import jobs, predictions, registry
 from inference.services.usage import today
+from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
 from portal.ui.views import forbidden, member_required
@@ -94,6 +95,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "evidence": version_evidence(chosen) if actor.can(Cap.REPORT_READ) else [],
     }
     context["blocking"] = [e for e in context["evidence"] if e.blocks_approval]
+    context.update(card_section(actor=actor, version=chosen))
     return render(request, "inference/model_detail.html", context)
 
 

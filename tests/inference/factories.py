@@ -104,3 +104,15 @@ def csv_upload(rows: list[dict], name: str = "rows.csv") -> io.BytesIO:
     data = io.BytesIO(buffer.getvalue().encode())
     data.name = name
     return data
+
+
+def stored_files(prefix: str) -> set[str]:
+    """The files under `prefix/<organisation>/` in the artifact storage (to check nothing was left behind)."""
+    from django.core.files.storage import default_storage
+
+    if not default_storage.exists(prefix):
+        return set()
+    found = set()
+    for folder in default_storage.listdir(prefix)[0]:
+        found |= {f"{folder}/{name}" for name in default_storage.listdir(f"{prefix}/{folder}")[1]}
+    return found

@@ -8,6 +8,8 @@ for the others, 403. Another organisation's objects are 404 for everyone, never 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -17,7 +19,7 @@ from rest_framework.test import APIClient
 from audit.fairness.models import BiasReport
 from audit.log.models import LogEntry
 from audit.log.services import checkpoint_create
-from inference.models import BatchJob, Explanation, Prediction
+from inference.models import BatchJob, Explanation, GlobalExplanation, Prediction
 from portal.accounts.roles import Role
 from tests.inference.factories import Served
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
@@ -33,7 +35,8 @@ REPORT_READERS = {"owner", "reviewer", "auditor", "admin"}
 REPORT_CREATORS = {"owner", "reviewer", "admin"}
 ROW = {"income": 90, "region": "north"}
 
-# (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry, {b} a bias report
+# (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry, {b} a bias report,
+# {x} an explanation, {g} a global explanation
 CASES = [
     ("models-list", "get", "/api/v1/models", None, EVERYONE),
     ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
@@ -57,6 +60,10 @@ CASES = [
     ("bias-report-create", "post", "/api/v1/models/credit/versions/1/bias-reports", {}, REPORT_CREATORS),
     ("bias-report", "get", "/api/v1/bias-reports/{b}", None, REPORT_READERS),
     ("bias-report-download", "get", "/api/v1/bias-reports/{b}/download?format=csv", None, REPORT_READERS),
+    ("global-explanations", "get", "/api/v1/models/credit/versions/1/global-explanations", None, REPORT_READERS),
+    ("global-explanation-create", "post", "/api/v1/models/credit/versions/1/global-explanations",
+     {"dataset": "predictions"}, REPORT_CREATORS),
+    ("global-explanation", "get", "/api/v1/global-explanations/{g}", None, REPORT_READERS),
     ("fairness-policy", "get", "/api/v1/fairness-policy", None, REPORT_READERS),
     ("fairness-policy-update", "put", "/api/v1/fairness-policy", {"min_group_size": 20}, ADMINS),
     ("audit-entries", "get", "/api/v1/audit/entries", None, AUDITORS),
@@ -78,6 +85,7 @@ CASES = [
 OBJECT_CASES = [c for c in CASES if c[0] in {
     "model", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
+    "global-explanations", "global-explanation-create", "global-explanation",
 }]
 
 
@@ -106,7 +114,15 @@ def objects_of(served: Served) -> dict[str, int]:
         result={"labels": ["deny", "grant"], "base_values": [0.5, 0.5], "output": [0.5, 0.5], "features": [],
                 "values": []},
     )
-    return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk, "x": explanation.pk}
+    global_explanation = GlobalExplanation.objects.create(
+        organization=served.org, model_version=served.version, number=1, source="upload", dataset_name="x.csv",
+        dataset_sha256="0" * 64, dataset_path="explanations/x.json", max_evals=100, rows_total=1, rows_done=1,
+        status="done", created_by=consumer,
+        result={"kind": "feature", "rows": 1, "methods": ["exact"], "evaluations": 4, "max_residual": 0.0,
+                "predicted": {"grant": 1}, "distinct": 0, "ranking": []},
+    )
+    return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk, "x": explanation.pk,
+            "g": global_explanation.pk}
 
 
 def bearer(user, org, role: str) -> APIClient:
@@ -166,8 +182,7 @@ def api_route_names(patterns: list[URLPattern | URLResolver], prefix: str = "") 
 
 def test_every_api_route_is_in_a_matrix() -> None:
     """A new endpoint must get a row in a rights table (this one, or the accounts one)."""
-    covered = {resolve(path.split("?")[0].replace("{p}", "1").replace("{j}", "1").replace("{e}", "1")
-                       .replace("{b}", "1").replace("{x}", "1")).url_name
+    covered = {resolve(re.sub(r"\{\w\}", "1", path.split("?")[0])).url_name
                for _, _, path, _, _ in CASES} | ACCOUNTS_ROUTES
     missing = api_route_names(get_resolver().url_patterns) - covered
     assert not missing, f"endpoints without a rights row: {sorted(missing)}"

@@ -9,14 +9,13 @@ import time
 
 import numpy as np
 import pytest
-from django.core.files.storage import default_storage
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from rest_framework.test import APIClient
 
 from audit.fairness.models import BiasReport, FairnessPolicy
 from audit.log.models import LogEntry
 from inference.services.registry import model_version_register, model_version_transition
-from tests.inference.factories import CARD, bearer_client, csv_upload, serve_model
+from tests.inference.factories import CARD, bearer_client, csv_upload, serve_model, stored_files
 from tests.portal.accounts.factories import OrganizationFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -119,15 +118,6 @@ def test_text_report_on_the_real_sentiment_model(celery_worker, db, sentiment_by
     assert result["overall_auc"] is not None and result["verdict"] in ("pass", "warn", "fail")
 
 
-def stored_datasets() -> set[str]:
-    if not default_storage.exists("bias"):
-        return set()
-    found = set()
-    for folder in default_storage.listdir("bias")[0]:
-        found |= {f"{folder}/{name}" for name in default_storage.listdir(f"bias/{folder}")[1]}
-    return found
-
-
 @pytest.mark.parametrize(("body", "status", "needle"), [
     ({"label_column": "missing_col", "sensitive_columns": "group"}, 400, "lacks the column"),
     ({"label_column": "outcome", "sensitive_columns": "nope"}, 400, "nope"),
@@ -137,12 +127,12 @@ def stored_datasets() -> set[str]:
     ({"dataset": "demo-identity"}, 400, "Unknown dataset"),
 ])
 def test_bad_input_is_refused_and_nothing_is_kept(tabular, body, status, needle) -> None:
-    before = stored_datasets()
+    before = stored_files("bias")
     payload = {"file": csv_file(evaluation_rows(40)), **body}
     response = client(tabular).post("/api/v1/models/credit/versions/1/bias-reports", payload, format="multipart")
     assert response.status_code == status, response.content
     assert needle in response.json()["error"]["message"]
-    assert BiasReport.objects.count() == 0 and stored_datasets() == before
+    assert BiasReport.objects.count() == 0 and stored_files("bias") == before
     assert not LogEntry.objects.filter(action="bias_report.requested").exists()
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from inference.ml.explain import TabularExplainer, TextExplainer, summary
+from inference.ml.explain import Explained, TabularExplainer, TextExplainer, global_ranking, summary
 from inference.ml.predictors import TabularClassifier, TextClassifier
 
 SHORT = ["a dull , boring film", "the acting is wonderful", "not bad at all", "I hated every minute of it",
@@ -116,3 +116,39 @@ def test_tabular_exact_values_match_interventional_shapley_by_hand(tmp_path) -> 
     assert values[1, 1] == pytest.approx(phi_region, abs=1e-6)  # the tiny model ignores region
     assert explained.feature_values == [80.0, "south"]
     assert "income = 80.0" in summary(explained)
+
+
+def _explained(label: str, features: list[str], values: list[list[float]], words: list | None = None):
+    return Explained(method="exact", max_evals=64, evaluations=4, labels=["deny", "grant"], label=label,
+                     features=features, values=values, base_values=[0.5, 0.5], output=[0.5, 0.5], residual=1e-9,
+                     seconds=0.0, words=words or [])
+
+
+def test_global_ranking_is_the_mean_absolute_value_towards_each_predicted_label() -> None:
+    # given: two rows, one predicted grant, one deny (values: features x labels)
+    rows = [
+        _explained("grant", ["income", "region"], [[-0.3, 0.3], [0.05, -0.05]]),
+        _explained("deny", ["income", "region"], [[0.2, -0.2], [-0.1, 0.1]]),
+    ]
+    # when
+    result = global_ranking(rows)
+    # then: |0.3| and |0.2| average to 0.25; the signed mean is towards each row's own label
+    assert [r["name"] for r in result["ranking"]] == ["income", "region"]
+    income, region = result["ranking"]
+    assert income["mean_abs"] == pytest.approx(0.25) and income["mean_signed"] == pytest.approx(0.25)
+    assert region["mean_abs"] == pytest.approx(0.075) and region["mean_signed"] == pytest.approx(-0.075)
+    assert result["predicted"] == {"grant": 1, "deny": 1} and result["rows"] == 2 and result["kind"] == "feature"
+
+
+def test_global_ranking_merges_words_and_counts_absent_words_as_zero() -> None:
+    rows = [
+        _explained("deny", [], [], words=[{"word": "Dull,", "value": 0.4}, {"word": "dull", "value": 0.2}]),
+        _explained("deny", [], [], words=[{"word": "film", "value": -0.1}, {"word": "...", "value": 0.3}]),
+    ]
+    result = global_ranking(rows)
+    ranked = {r["name"]: r for r in result["ranking"]}
+    assert set(ranked) == {"dull", "film"}  # punctuation-only tokens are not words
+    assert ranked["dull"]["mean_abs"] == pytest.approx(0.3) and ranked["dull"]["occurrences"] == 1
+    assert ranked["film"]["mean_abs"] == pytest.approx(0.05) and result["kind"] == "word"
+    with pytest.raises(ValueError):
+        global_ranking([])

@@ -1,0 +1,250 @@
+"""Global explanations: mean |SHAP| over an evaluation sample, computed as a job on a worker.
+
+The sample is explained row by row with the same explainer as local explanations (so each row's
+attributions are additive to its output, residual checked), and aggregated by
+`inference.ml.explain.global_ranking`. The job writes its progress as it goes, is numbered per
+version, is requeued if its worker stops beating, and leaves entries in the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.log.services import AuditActor, audit_record
+from inference.evidence import Evidence
+from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
+from inference.ml.explain import MAX_EVALS, MIN_EVALS, Explained, global_ranking
+from inference.ml.schema import InputError, validate_inputs
+from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Prediction, PredictionStatus, Task
+from inference.services.jobs import rows_parse
+from portal.accounts.actor import Actor
+from portal.accounts.roles import Cap
+from portal.workers import serving_queue
+
+WORKER = AuditActor.system("inference worker")
+DATA = Path(settings.BASE_DIR) / "data"
+DEFAULT_SAMPLE = {Task.TEXT: 40, Task.TABULAR: 200}
+DEFAULT_EVALS = {Task.TEXT: 200, Task.TABULAR: 500}
+
+
+def _demo_rows(version: ModelVersion) -> tuple[list[Any], str, str]:
+    """The shipped evaluation set that fits the version: SST-2 dev (text) or the Adult test set (tabular)."""
+    from inference.ml.training import read_adult, read_sst2
+
+    if version.task == Task.TEXT:
+        path = DATA / "sst2" / "dev.tsv"
+        return [text for text, _ in read_sst2(path)], "SST-2 dev sentences", hashlib.sha256(path.read_bytes()).hexdigest()
+    path = DATA / "adult" / "adult.test"
+    names = [f["name"] for f in version.input_schema.get("features", [])]
+    rows = read_adult(path)
+    if not names or not all(name in rows[0] for name in names):
+        raise InvalidInput(f"The demo evaluation set (UCI Adult) does not have the features of {version}; upload one.")
+    return [{name: row[name] for name in names} for row in rows], "UCI Adult test set", \
+        hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _served_rows(version: ModelVersion, limit: int) -> list[Any]:
+    rows: list[Any] = []
+    for inputs in (Prediction.objects.filter(model_version=version, status=PredictionStatus.DONE)
+                   .order_by("-created_at").values_list("inputs", flat=True).iterator()):
+        rows.extend((inputs or {}).get("rows", []))
+        if len(rows) >= limit:
+            break
+    return rows[:limit]
+
+
+def global_explanation_create(
+    *, actor: Actor, version: ModelVersion, source: str = GlobalSource.UPLOAD, upload: BinaryIO | None = None,
+    upload_name: str = "", sample_size: int | None = None, max_evals: int | None = None,
+) -> GlobalExplanation:
+    """Draws the sample, stores it, queues the job.
+
+    Raises:
+        InvalidInput (400): an unknown source, an empty or invalid sample, a size or budget out of range.
+        NotExplainable (409): a tabular version without a background sample.
+        WorkerUnavailable (503). Nothing is stored on any of them.
+    """
+    actor.require(Cap.REPORT_CREATE, "compute global explanations")
+    task = Task(version.task)
+    size = DEFAULT_SAMPLE[task] if sample_size is None else sample_size
+    if not 1 <= size <= settings.GLOBAL_EXPLAIN_MAX_ROWS:
+        raise InvalidInput(f"sample_size must be between 1 and {settings.GLOBAL_EXPLAIN_MAX_ROWS}; got {size}.")
+    budget = DEFAULT_EVALS[task] if max_evals is None else max_evals
+    if not MIN_EVALS <= budget <= MAX_EVALS:
+        raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.")
+    if task == Task.TABULAR and version.background_rows == 0:
+        raise NotExplainable(f"{version} has no background sample (background.jsonl in its archive), which SHAP "
+                             "needs to explain a tabular model; register a version with one.")
+    if source == GlobalSource.UPLOAD:
+        if upload is None:
+            raise InvalidInput("Upload an evaluation file (CSV or JSON lines), or choose another source.")
+        rows, _ = rows_parse(upload, upload_name or "sample.csv", version)
+        name = (upload_name or "upload")[:200]
+        upload.seek(0)
+        digest = hashlib.sha256(upload.read()).hexdigest()
+    elif source == GlobalSource.PREDICTIONS:
+        rows = _served_rows(version, size)
+        if not rows:
+            raise InvalidInput(f"{version} has served no prediction whose inputs are kept; upload a sample instead.")
+        name = f"latest {len(rows)} rows served by v{version.version}"
+        digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    elif source == GlobalSource.DEMO:
+        rows, name, digest = _demo_rows(version)
+    else:
+        raise InvalidInput(f"Unknown source {source!r}; use one of {', '.join(GlobalSource.values)}.")
+    try:
+        clean = validate_inputs(version.task, version.input_schema, rows)
+    except InputError as exc:
+        first = dict(list(exc.errors.items())[:10])
+        raise InvalidInput(f"{exc} (first rows with errors shown).", details={"rows": first}) from None
+    if task == Task.TEXT:
+        longest = settings.EXPLAIN_MAX_TOKENS
+        clean = [text for text in clean if len(str(text).split()) <= longest]
+        if not clean:
+            raise InvalidInput(f"Every text of the sample is longer than {longest} words, the most that is explained.")
+    if len(clean) > size:  # a seeded draw: the same sample for the same data and size
+        clean = random.Random(0).sample(clean, size)  # noqa: S311  (sampling, not secrets)
+    queue = serving_queue()
+    if queue is None:
+        raise WorkerUnavailable("No inference worker is running; the global explanation was not created.")
+    stored = default_storage.save(f"explanations/{actor.organization.pk}/{uuid.uuid4().hex}.json",
+                                  ContentFile(json.dumps(clean).encode()))
+    try:
+        with transaction.atomic():
+            ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+            number = (GlobalExplanation.objects.filter(model_version=version)
+                      .aggregate(n=Max("number"))["n"] or 0) + 1
+            job = GlobalExplanation.objects.create(
+                organization=actor.organization, model_version=version, number=number, source=source,
+                dataset_name=name, dataset_sha256=digest, dataset_path=stored, max_evals=budget,
+                rows_total=len(clean), created_by=actor.user,
+            )
+            audit_record(
+                action="global_explanation.requested", actor=actor.audit_actor,
+                organization_id=actor.organization.pk, target_type="inference.GlobalExplanation", target_id=job.pk,
+                payload={"model": version.model.name, "version": version.version, "number": number, "source": source,
+                         "dataset": name, "dataset_sha256": digest, "rows": len(clean), "max_evals": budget},
+            )
+            from inference.tasks import global_explanation_run_task
+
+            job_id = job.pk
+            transaction.on_commit(lambda: global_explanation_run_task.apply_async((job_id,), queue=queue))
+    except BaseException:
+        default_storage.delete(stored)
+        raise
+    return job
+
+
+def global_explanation_run(*, job_id: int) -> None:
+    """Explains every row of the sample and aggregates (the task's body); a redelivered task is a no-op."""
+    now = timezone.now()
+    claimed = GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.PENDING).update(
+        status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0
+    )
+    if claimed != 1:
+        return
+    job = GlobalExplanation.objects.select_related("model_version__model").get(pk=job_id)
+    with default_storage.open(job.dataset_path, "rb") as handle:
+        rows = json.loads(handle.read())
+    from inference.runtime import explainer_for
+
+    explainer, device = explainer_for(job.model_version)
+    explained: list[Explained] = []
+    last = time.monotonic()
+    for number, row in enumerate(rows, start=1):
+        explained.append(explainer.explain(row, max_evals=job.max_evals))
+        if time.monotonic() - last >= 0.5 or number == len(rows):
+            last = time.monotonic()
+            GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.RUNNING).update(
+                rows_done=number, heartbeat_at=timezone.now()
+            )
+    result = global_ranking(explained)
+    result["max_evals"] = job.max_evals
+    version = job.model_version
+    with transaction.atomic():
+        updated = GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.RUNNING).update(
+            status=PredictionStatus.DONE, result=result, rows_done=len(rows), device=device,
+            finished_at=timezone.now(),
+        )
+        if updated:
+            audit_record(
+                action="global_explanation.completed", actor=WORKER, organization_id=job.organization_id,
+                target_type="inference.GlobalExplanation", target_id=job_id,
+                payload={"model": version.model.name, "version": version.version, "number": job.number,
+                         "rows": len(rows), "dataset_sha256": job.dataset_sha256,
+                         "max_residual": result["max_residual"],
+                         "top": [item["name"] for item in result["ranking"][:10]]},
+            )
+
+
+def global_explanation_mark_failed(*, job_id: int, error: str) -> None:
+    with transaction.atomic():
+        updated = GlobalExplanation.objects.filter(
+            pk=job_id, status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]
+        ).update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+        if updated:
+            job = GlobalExplanation.objects.get(pk=job_id)
+            audit_record(
+                action="global_explanation.failed", actor=WORKER, organization_id=job.organization_id,
+                target_type="inference.GlobalExplanation", target_id=job_id, payload={"error": error[:500]},
+            )
+
+
+def global_explanation_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) -> int:
+    """Jobs whose worker stopped beating (a crash, a restart) start over."""
+    from inference.tasks import global_explanation_run_task
+
+    cutoff = timezone.now() - stale_after
+    stuck = list(GlobalExplanation.objects.filter(status=PredictionStatus.RUNNING, heartbeat_at__lt=cutoff)
+                 .values_list("pk", flat=True))
+    for job_id in stuck:
+        if GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.RUNNING,
+                                            heartbeat_at__lt=cutoff).update(status=PredictionStatus.PENDING):
+            global_explanation_run_task.apply_async((job_id,), queue=serving_queue() or "cpu")
+    return len(stuck)
+
+
+def global_explanation_response(job: GlobalExplanation) -> dict[str, Any]:
+    version = job.model_version
+    body: dict[str, Any] = {
+        "id": job.pk, "number": job.number, "model": version.model.name, "version": version.version,
+        "status": job.status, "source": job.source, "dataset": job.dataset_name, "dataset_sha256": job.dataset_sha256,
+        "max_evals": job.max_evals, "rows_total": job.rows_total, "rows_done": job.rows_done,
+        "created_at": job.created_at.isoformat(), "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "url": reverse("api-global-explanation", args=[job.pk]),
+    }
+    if job.status == PredictionStatus.DONE and job.result:
+        body.update({"device": job.device, **job.result})
+    elif job.status == PredictionStatus.FAILED:
+        body["error"] = job.error
+    return body
+
+
+def explanation_evidence(version: ModelVersion) -> Evidence | None:
+    """The latest global explanation of a version, for its card (it never blocks approval)."""
+    latest = (GlobalExplanation.objects.filter(model_version=version, status=PredictionStatus.DONE)
+              .order_by("-number").first())
+    if latest is None:
+        return Evidence(title="Global explanation", summary="none yet",
+                        url=reverse("model-detail", args=[version.model.name]) + f"?v={version.version}#explanations")
+    top = ", ".join(f"'{item['name']}'" for item in (latest.result or {}).get("ranking", [])[:5])
+    return Evidence(
+        title="Global explanation",
+        summary=f"#{latest.number} over {latest.rows_total} rows of {latest.dataset_name}: most influential {top}",
+        url=reverse("global-explanation", args=[latest.pk]), details={"global_explanation": latest.pk},
+    )

@@ -1,0 +1,110 @@
+"""The pictures of explanations: a heat map over the words, a waterfall over features, a global bar chart.
+
+Colour says the direction (orange: towards the explained label, blue: away from it), and never alone:
+every word carries its value on hover and in the table under it, and the heat map underlines
+pushes towards the label solidly and pushes away with dots.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from django.utils.safestring import SafeString, mark_safe
+
+from portal.ui.svg import WIDTH, axis, svg
+
+ROW = 24
+LEFT = 210
+PLOT = WIDTH - LEFT - 70
+TOWARDS, AWAY = (214, 96, 32), (44, 110, 180)  # orange, blue: readable by the common colour-blindnesses
+
+
+def _tint(value: float, reach: float) -> str:
+    rgb = TOWARDS if value > 0 else AWAY
+    alpha = 0.0 if reach <= 0 else min(abs(value) / reach, 1.0) * 0.75
+    return f"rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {alpha:.2f})"
+
+
+def word_heat_map(words: list[dict[str, Any]], label: str) -> SafeString:
+    """The text as it was written, each word tinted by its attribution towards `label`."""
+    reach = max((abs(w["value"]) for w in words), default=0.0)
+    spans = []
+    for word in words:
+        value = float(word["value"])
+        direction = "towards" if value > 0 else "away from" if value < 0 else "neutral to"
+        kind = "pos" if value > 0 else "neg" if value < 0 else "zero"
+        spans.append(
+            f'<span class="w {kind}" style="background: {_tint(value, reach)}" tabindex="0" '
+            f'title="{escape(word["word"])}: {value:+.4f} ({direction} {escape(label)})">{escape(word["word"])}</span>'
+        )
+    return mark_safe(" ".join(spans))  # noqa: S308  (words and label escaped above)
+
+
+def waterfall(explanation: dict[str, Any], *, top: int = 12) -> SafeString:
+    """From the base value to the model's output for the explained label, one bar per feature."""
+    labels = explanation["labels"]
+    index = labels.index(explanation["label"])
+    base, output = explanation["base_values"][index], explanation["output"][index]
+    items = [(f"{name} = {value}", v[index]) for name, value, v in
+             zip(explanation["features"], explanation.get("feature_values") or [""] * len(explanation["features"]),
+                 explanation["values"], strict=True)]
+    items.sort(key=lambda item: -abs(item[1]))
+    if len(items) > top:
+        rest = sum(v for _, v in items[top - 1:])
+        items = [*items[: top - 1], (f"{len(items) - top + 1} other features", rest)]
+    running = [base]
+    for _, value in items:
+        running.append(running[-1] + value)
+    low, high = min(*running, 0.0), max(*running, output)
+    span = (high - low) or 1.0
+    low, high = low - 0.05 * span, high + 0.05 * span
+    height = 30 + ROW * (len(items) + 2) + 30
+
+    def scale(value: float) -> float:
+        return round(LEFT + PLOT * (value - low) / (high - low), 1)
+
+    ticks = [low + (high - low) * i / 4 for i in range(5)]
+    parts = axis(LEFT, LEFT + PLOT, 20, height - 30, ticks, "{:.2f}", scale)
+    parts.append(f'<line x1="{scale(base)}" y1="16" x2="{scale(base)}" y2="{height - 30}" class="threshold"/>')
+    parts.append(f'<text x="{LEFT - 8}" y="{24 + 13}" text-anchor="end" class="label">base value E[f(x)]</text>')
+    parts.append(f'<text x="{scale(base) + 4}" y="{24 + 13}" class="value">{base:.3f}</text>')
+    for i, (name, value) in enumerate(items):
+        y = 24 + (i + 1) * ROW
+        x0, x1 = sorted((scale(running[i]), scale(running[i + 1])))
+        direction = "towards" if value > 0 else "away from"
+        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(name[:34])}</text>')
+        parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" '
+                     f'class="cbar {"xbar-up" if value > 0 else "xbar-down"}"><title>{escape(name)}: {value:+.4f} '
+                     f'({direction} {escape(explanation["label"])})</title></rect>')
+        parts.append(f'<text x="{max(x1, x0 + 1) + 4}" y="{y + 13}" class="value">{value:+.3f}</text>')
+    y = 24 + (len(items) + 1) * ROW
+    parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">'
+                 f'output f(x) for {escape(explanation["label"])}</text>')
+    parts.append(f'<line x1="{scale(output)}" y1="{y}" x2="{scale(output)}" y2="{y + 18}" class="whisker"/>')
+    parts.append(f'<text x="{scale(output) + 4}" y="{y + 13}" class="value">{output:.3f}</text>')
+    description = f"base {base:.4f}; " + "; ".join(f"{n}: {v:+.4f}" for n, v in items) + f"; output {output:.4f}"
+    return svg(height, f"How each feature moved the probability of {explanation['label']}", description, parts)
+
+
+def global_bars(ranking: list[dict[str, Any]], *, kind: str, top: int = 15) -> SafeString:
+    """Mean |SHAP| per feature or word, largest first."""
+    rows = ranking[:top]
+    if not rows:
+        return mark_safe("")
+    reach = max(r["mean_abs"] for r in rows) or 1.0
+    height = 30 + ROW * len(rows) + 30
+
+    def scale(value: float) -> float:
+        return round(LEFT + PLOT * value / (reach * 1.1), 1)
+
+    parts = axis(LEFT, LEFT + PLOT, 20, height - 30, [reach * 1.1 * i / 4 for i in range(5)], "{:.3f}", scale)
+    for i, row in enumerate(rows):
+        y = 24 + i * ROW
+        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(row["name"][:34])}</text>')
+        parts.append(f'<rect x="{LEFT}" y="{y + 3}" width="{max(scale(row["mean_abs"]) - LEFT, 1)}" height="14" '
+                     f'class="cbar"><title>{escape(row["name"])}: mean |SHAP| {row["mean_abs"]:.4f}, '
+                     f'in {row["occurrences"]} rows</title></rect>')
+        parts.append(f'<text x="{scale(row["mean_abs"]) + 4}" y="{y + 13}" class="value">{row["mean_abs"]:.3f}</text>')
+    description = "; ".join(f"{r['name']}: {r['mean_abs']:.4f}" for r in rows)
+    return svg(height, f"Mean |SHAP| per {kind} over the sample", description, parts)
