@@ -59,10 +59,6 @@ class ArtifactMismatch(PortalError):
     code = "artifact_mismatch"
 
 
-class JobNotCancellable(Conflict):
-    code = "job_not_cancellable"
-
-
 class JobResultsGone(PortalError):
     status_code = 410
     code = "job_results_gone"
@@ -74,3 +70,24 @@ class JobNotFinished(Conflict):
 
 class NotExplainable(Conflict):
     code = "not_explainable"
+
+
+class InvalidDataset(PortalError):
+    code = "invalid_dataset"
+
+
+class NotTrainable(Conflict):
+    code = "not_trainable"
+
+
+class BudgetExceeded(Conflict):
+    code = "privacy_budget_exceeded"
+
+
+class JobNotCancellable(Conflict):
+    code = "job_not_cancellable"
+
+
+class SecureModeUnavailable(PortalError):
+    status_code = 503
+    code = "secure_mode_unavailable"

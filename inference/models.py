@@ -52,6 +52,7 @@ class ModelVersion(models.Model):
     background_rows = models.PositiveIntegerField(
         default=0, help_text="tabular: rows of training data in the artifact (background.jsonl) for explanations"
     )
+    privacy = models.JSONField(default=dict, blank=True, help_text="the DP guarantee of a privately fine-tuned version")
     status = models.CharField(max_length=16, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     submitted_by = models.ForeignKey(
@@ -250,3 +251,94 @@ class GlobalExplanation(models.Model):
 
     def __str__(self) -> str:
         return f"global explanation {self.number} of {self.model_version}"
+
+
+class TrainingDataset(models.Model):
+    """Records an organisation may fine-tune on, under a privacy budget its data owner set.
+
+    The rows are stored (artifact storage) but never shown back nor logged; a fixed, seeded tenth is
+    held out of every run to measure accuracy.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="training_datasets")
+    name = models.CharField(max_length=200)
+    path = models.CharField(max_length=300)
+    sha256 = models.CharField(max_length=64)
+    train_rows = models.PositiveIntegerField()
+    holdout_rows = models.PositiveIntegerField()
+    epsilon_cap = models.FloatField()
+    delta_cap = models.FloatField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"dataset {self.name}"
+
+
+class FineTuneStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class FineTuneJob(models.Model):
+    """A DP-SGD fine-tuning run of a base version on a dataset; its result is a new draft version."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="jobs")
+    base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    result_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
+                                       related_name="+")
+    plan = models.JSONField()  # inference.ml.private.Plan: targets, hyper-parameters, noise, sample rate, steps
+    status = models.CharField(max_length=16, choices=FineTuneStatus.choices, default=FineTuneStatus.PENDING)
+    steps_done = models.PositiveIntegerField(default=0)
+    epoch = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True)
+    epsilon_spent = models.FloatField(default=0.0)
+    checkpoint_path = models.CharField(max_length=300, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    result = models.JSONField(null=True, blank=True)  # accuracies, seconds, device
+    error = models.TextField(blank=True)
+    device = models.CharField(max_length=60, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class LedgerState(models.TextChoices):
+    RESERVED = "reserved"  # a job that may still spend up to its plan
+    SETTLED = "settled"  # what the job spent, for good; the rest of its reservation released
+
+
+class PrivacyLedgerEntry(models.Model):
+    """One run's claim on a dataset's budget: (noise multiplier, sample rate, steps), composed under RDP."""
+
+    dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="ledger")
+    job = models.OneToOneField(FineTuneJob, on_delete=models.PROTECT, related_name="ledger_entry")
+    state = models.CharField(max_length=16, choices=LedgerState.choices, default=LedgerState.RESERVED)
+    noise_multiplier = models.FloatField()
+    sample_rate = models.FloatField()
+    steps_reserved = models.PositiveIntegerField()
+    steps_spent = models.PositiveIntegerField(default=0)
+    epsilon_planned = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    @property
+    def steps_counted(self) -> int:
+        """Steps held against the budget: the whole plan while reserved, what was spent once settled."""
+        return self.steps_reserved if self.state == LedgerState.RESERVED else self.steps_spent

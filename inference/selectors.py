@@ -10,11 +10,13 @@ from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
     BatchJob,
     Explanation,
+    FineTuneJob,
     GlobalExplanation,
     ModelAlias,
     ModelVersion,
     Prediction,
     RegisteredModel,
+    TrainingDataset,
     VersionStatus,
 )
 from portal.accounts.actor import Actor
@@ -132,4 +134,28 @@ def global_explanation_get(*, actor: Actor, pk: int) -> GlobalExplanation:
              .select_related("model_version__model", "created_by").first())
     if found is None:
         raise NotFound("No such global explanation in this organisation.")
+    return found
+
+
+def dataset_list(*, actor: Actor) -> QuerySet[TrainingDataset]:
+    return (TrainingDataset.objects.filter(organization=actor.organization)
+            .select_related("model", "created_by").prefetch_related("ledger"))
+
+
+def dataset_get(*, actor: Actor, pk: int) -> TrainingDataset:
+    found = dataset_list(actor=actor).filter(pk=pk).first()
+    if found is None:
+        raise NotFound("No such training dataset in this organisation.")
+    return found
+
+
+def finetune_list(*, actor: Actor) -> QuerySet[FineTuneJob]:
+    return FineTuneJob.objects.filter(organization=actor.organization).select_related(
+        "base_version__model", "result_version", "dataset")
+
+
+def finetune_get(*, actor: Actor, pk: int) -> FineTuneJob:
+    found = finetune_list(actor=actor).filter(pk=pk).first()
+    if found is None:
+        raise NotFound("No such fine-tuning job in this organisation.")
     return found

@@ -78,3 +78,23 @@ def global_explanation_requeue_stuck_task() -> None:
     from inference.services.global_explanations import global_explanation_requeue_stuck
 
     global_explanation_requeue_stuck()
+
+
+def _finetune_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    from inference.services.finetuning import finetune_mark_failed
+
+    finetune_mark_failed(job_id=args[0], error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_finetune_failed)
+def finetune_run_task(self: Task, job_id: int) -> None:
+    from inference.services.finetuning import finetune_run
+
+    finetune_run(job_id=job_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def finetune_requeue_stuck_task() -> None:
+    from inference.services.finetuning import finetune_requeue_stuck
+
+    finetune_requeue_stuck()

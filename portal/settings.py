@@ -190,6 +190,7 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-requeue-stuck": {"task": "inference.tasks.batch_job_requeue_stuck_task", "schedule": 60.0},
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
     "bias-reports-requeue-stuck": {"task": "audit.fairness.tasks.bias_report_requeue_stuck_task", "schedule": 60.0},
+    "finetune-requeue-stuck": {"task": "inference.tasks.finetune_requeue_stuck_task", "schedule": 60.0},
     "global-explanations-requeue-stuck": {
         "task": "inference.tasks.global_explanation_requeue_stuck_task", "schedule": 60.0,
     },
@@ -288,6 +289,12 @@ PREDICT_TIMEOUT_SECONDS = env_float("PREDICT_TIMEOUT_SECONDS", default=30.0, min
 EXPLAIN_WAIT_SECONDS = env_float("EXPLAIN_WAIT_SECONDS", default=60.0, minimum=0.0)  # then 202 and poll
 EXPLAIN_DEFAULT_EVALS = env_int("EXPLAIN_DEFAULT_EVALS", default=500, minimum=16)
 EXPLAIN_MAX_TOKENS = env_int("EXPLAIN_MAX_TOKENS", default=128, minimum=8)
+# Private fine-tuning. secure_mode (cryptographically strong noise; Opacus needs torchcsprng for it)
+# is on in production; the embedded default runs without it, as Opacus's own examples do.
+DP_SECURE_MODE = env_bool("DP_SECURE_MODE", default=not EMBEDDED)
+FINETUNE_MAX_BYTES = env_int("FINETUNE_MAX_BYTES", default=50 * 2**20, minimum=1024)
+FINETUNE_MAX_ROWS = env_int("FINETUNE_MAX_ROWS", default=200_000, minimum=20)
+FINETUNE_CHECKPOINT_SECONDS = env_float("FINETUNE_CHECKPOINT_SECONDS", default=60.0, minimum=0.0)
 # Global explanations: how many rows of an evaluation sample are explained, at most.
 GLOBAL_EXPLAIN_MAX_ROWS = env_int("GLOBAL_EXPLAIN_MAX_ROWS", default=1000, minimum=1)
 BATCH_MAX_SIZE = env_int("BATCH_MAX_SIZE", default=32, minimum=1)

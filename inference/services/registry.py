@@ -85,6 +85,7 @@ def model_version_register(
     card: dict[str, Any] | None = None,
     description: str = "",
     metrics: dict[str, Any] | None = None,
+    privacy: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Registers a new draft version from an uploaded archive, checked before anything is kept.
 
@@ -108,14 +109,15 @@ def model_version_register(
             raise InvalidArchive(str(exc), details=getattr(exc, "errors", {}) or {}) from None
         return _version_store(
             actor=actor, name=name, task=task, path=path, sha256=sha256, size=size, info=info,
-            card=card, description=description, metrics=metrics or {},
+            card=card, description=description, metrics=metrics or {}, privacy=privacy or {},
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _version_store(*, actor: Actor, name: str, task: str, path: Path, sha256: str, size: int,
-                   info: Any, card: dict[str, Any], description: str, metrics: dict[str, Any]) -> ModelVersion:
+                   info: Any, card: dict[str, Any], description: str, metrics: dict[str, Any],
+                   privacy: dict[str, Any]) -> ModelVersion:
     with path.open("rb") as handle:
         suffix = ".zip" if handle.read(2) == b"PK" else ".tar.gz"
     stored_name = ""
@@ -134,7 +136,7 @@ def _version_store(*, actor: Actor, name: str, task: str, path: Path, sha256: st
                 model=model, version=number, task=task, framework=info.framework, labels=info.labels,
                 input_schema=info.input_schema, artifact=stored_name, artifact_sha256=sha256,
                 artifact_size=size, card=card, metrics=metrics, created_by=actor.user,
-                background_rows=info.background_rows,
+                background_rows=info.background_rows, privacy=privacy,
             )
             ModelTransition.objects.create(version=version, to_status=VersionStatus.DRAFT, actor=actor.user,
                                            comment="registered")

@@ -1,0 +1,295 @@
+"""Differentially private fine-tuning (DP-SGD with Opacus) and its privacy accounting: plain Python and torch.
+
+Accounting: Rényi DP (Opacus's RDPAccountant) for the subsampled Gaussian mechanism with Poisson
+sampling. A run is the triple (noise multiplier sigma, sample rate q, steps); the runs on one
+dataset compose by adding their RDP curves order by order (what the accountant does over its
+history), then one conversion to (epsilon, delta) at the dataset's delta. That is tighter than adding
+the runs' epsilons, and it is the same arithmetic Opacus uses inside one run.
+
+Training: the whole text encoder is fine-tuned (every parameter, not only the head), with ghost
+clipping (`grad_sample_mode="ghost"`: per-sample gradient norms without per-sample gradients, about
+5x less memory than materialising them). BERT-style models get `position_ids` and
+`token_type_ids` as explicit B x L tensors, which Opacus needs to hook the embeddings. The loop
+checkpoints the model, the optimizer and the accountant, so a retried task resumes where it
+stopped instead of spending the budget twice.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACCOUNTANT = "rdp"
+MAX_LENGTH = 64
+
+
+class NotTrainable(Exception):
+    """The model cannot be trained with Opacus (said before anything runs)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will spend: fixed before it starts, reserved in the ledger."""
+
+    target_epsilon: float
+    target_delta: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    max_grad_norm: float
+    rows: int  # training rows (the held-out rows are not among them)
+    sample_rate: float
+    steps: int
+    noise_multiplier: float
+    accountant: str = ACCOUNTANT
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_run(*, target_epsilon: float, target_delta: float, rows: int, epochs: int, batch_size: int,
+             learning_rate: float, max_grad_norm: float) -> Plan:
+    """The noise multiplier that reaches (target_epsilon, target_delta) after `epochs` of Poisson-sampled steps.
+
+    The sample rate and step count are Opacus's own for this loader (q = 1 / ceil(rows / batch_size),
+    ceil(rows / batch_size) steps per epoch), so the noise is what `make_private_with_epsilon` picks.
+    """
+    from opacus.accountants.utils import get_noise_multiplier
+
+    per_epoch = math.ceil(rows / batch_size)
+    sample_rate = 1 / per_epoch
+    sigma = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=target_delta, sample_rate=sample_rate,
+                                 epochs=epochs, accountant=ACCOUNTANT)
+    return Plan(target_epsilon=target_epsilon, target_delta=target_delta, epochs=epochs, batch_size=batch_size,
+                learning_rate=learning_rate, max_grad_norm=max_grad_norm, rows=rows, sample_rate=sample_rate,
+                steps=epochs * per_epoch, noise_multiplier=float(sigma))
+
+
+def rdp_curve(runs: list[tuple[float, float, int]]) -> Any:
+    """The summed RDP of runs (noise multiplier, sample rate, steps) at the accountant's orders: composition."""
+    import numpy as np
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis.rdp import compute_rdp
+
+    total = np.zeros(len(RDPAccountant.DEFAULT_ALPHAS))
+    for sigma, q, steps in runs:
+        if steps > 0:
+            total = total + np.asarray(compute_rdp(q=q, noise_multiplier=sigma, steps=steps,
+                                                   orders=RDPAccountant.DEFAULT_ALPHAS))
+    return total
+
+
+def epsilon_of(curve: Any, delta: float) -> float:
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    if not curve.any():
+        return 0.0
+    epsilon, _ = get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=curve, delta=delta)
+    return float(epsilon)
+
+
+def composed_epsilon(runs: list[tuple[float, float, int]], delta: float) -> float:
+    """Epsilon at `delta` of several runs on the same data, each (noise multiplier, sample rate, steps).
+
+    The same arithmetic as Opacus's RDPAccountant over a history of these runs.
+    """
+    return epsilon_of(rdp_curve(runs), delta)
+
+
+@dataclass
+class Checkpoint:
+    """Everything a resumed run needs; `steps` of them are spent."""
+
+    steps: int
+    model_state: dict[str, Any]
+    optimizer_state: dict[str, Any]
+    accountant_state: dict[str, Any]
+    loss: float
+    rng: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    step: int
+    steps: int
+    epoch: int
+    loss: float
+    epsilon: float
+
+
+@dataclass
+class Outcome:
+    steps: int  # steps taken in all (with those of the runs it resumed)
+    epsilon: float  # spent, from the accountant
+    stopped: bool  # cancelled before the last step
+    noise_multiplier: float
+    final_loss: float
+    seconds: float
+
+
+def secure_rng_available() -> bool:
+    """Opacus's secure_mode draws its noise from torchcsprng."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchcsprng") is not None
+
+
+def encode_texts(tokenizer: Any, texts: list[str], *, max_length: int = MAX_LENGTH) -> dict[str, Any]:
+    """Token ids padded to one length, with position and token-type ids as explicit, contiguous B x L tensors."""
+    import torch
+
+    batch = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    n, length = batch["input_ids"].shape
+    return {
+        "input_ids": batch["input_ids"].contiguous(),
+        "attention_mask": batch["attention_mask"].contiguous(),
+        "token_type_ids": torch.zeros((n, length), dtype=torch.long).contiguous(),
+        "position_ids": torch.arange(length, dtype=torch.long).unsqueeze(0).expand(n, length).contiguous(),
+    }
+
+
+def load_text_model(folder: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    check_trainable(model)
+    return tokenizer, model
+
+
+def check_trainable(model: Any) -> None:
+    """Refuses a model with layers Opacus cannot compute per-sample gradients for (its own validator)."""
+    from opacus.validators import ModuleValidator
+
+    training = model.training
+    model.train()  # the validator also checks the mode; only the layers matter here
+    errors = ModuleValidator.validate(model, strict=False)
+    model.train(training)
+    if errors:
+        raise NotTrainable("Opacus cannot train this model: " + "; ".join(str(e) for e in errors[:3]))
+
+
+def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_mode: bool,
+                 grad_sample_mode: str = "ghost", seed: int = 0) -> tuple[Any, Any, Any, Any, Any]:
+    """Opacus's make_private_with_epsilon with Poisson sampling; returns engine, model, optimizer, criterion, loader."""
+    import torch
+    from opacus import PrivacyEngine
+
+    engine = PrivacyEngine(accountant=ACCOUNTANT, secure_mode=secure_mode)
+    generator = None if secure_mode else torch.Generator().manual_seed(seed)
+    made = engine.make_private_with_epsilon(
+        module=model, optimizer=optimizer, data_loader=loader, criterion=torch.nn.CrossEntropyLoss(),
+        target_epsilon=plan.target_epsilon, target_delta=plan.target_delta, epochs=plan.epochs,
+        max_grad_norm=plan.max_grad_norm, poisson_sampling=True, grad_sample_mode=grad_sample_mode,
+        noise_generator=generator,
+    )
+    if grad_sample_mode == "ghost":
+        private_model, private_optimizer, criterion, private_loader = made
+    else:
+        private_model, private_optimizer, private_loader = made
+        criterion = torch.nn.CrossEntropyLoss()
+    if abs(private_optimizer.noise_multiplier - plan.noise_multiplier) > 1e-9:
+        raise RuntimeError(f"Opacus chose noise {private_optimizer.noise_multiplier}, the plan {plan.noise_multiplier}")
+    return engine, private_model, private_optimizer, criterion, private_loader
+
+
+def train_text(
+    model: Any, tokenizer: Any, texts: list[str], labels: list[int], plan: Plan, *, device: str = "cpu",
+    secure_mode: bool = False, seed: int = 0, resume: Checkpoint | None = None,
+    checkpoint: Callable[[Checkpoint], None] | None = None, checkpoint_every: float = 30.0,
+    progress: Callable[[Progress], None] | None = None, report_every: float = 1.0,
+    should_stop: Callable[[], bool] | None = None, max_length: int = MAX_LENGTH,
+) -> Outcome:
+    """DP-SGD fine-tuning of every parameter of a sequence classifier, `plan.steps` optimizer steps in all."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    began = time.perf_counter()
+    torch.manual_seed(seed)
+    random.seed(seed)
+    encoded = encode_texts(tokenizer, texts, max_length=max_length)
+    data = TensorDataset(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
+                         encoded["position_ids"], torch.tensor(labels, dtype=torch.long))
+    loader = DataLoader(data, batch_size=plan.batch_size)
+    model.to(device)
+    model.train()
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)  # the whole encoder, not only the head
+    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.learning_rate, weight_decay=0.0)
+    done = 0
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+        optimizer.load_state_dict(resume.optimizer_state)
+        done = resume.steps
+        torch.manual_seed(seed + done)  # a fresh stream: the resumed steps must not replay the same batches
+    engine, private_model, private_optimizer, criterion, private_loader = make_private(
+        model, optimizer, loader, plan, secure_mode=secure_mode, seed=seed + done,
+    )
+    if resume is not None:
+        engine.accountant.load_state_dict(resume.accountant_state)
+    loss_value, last_save, last_report = float("nan"), time.monotonic(), 0.0
+    stopped = False
+
+    def save() -> None:
+        if checkpoint is not None:
+            checkpoint(Checkpoint(steps=done, model_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                                  optimizer_state=optimizer.state_dict(), accountant_state=engine.accountant.state_dict(),
+                                  loss=loss_value))
+
+    while done < plan.steps and not stopped:
+        for batch in private_loader:
+            if done >= plan.steps:
+                break
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            input_ids, attention, token_types, positions, target = (t.to(device) for t in batch)
+            private_optimizer.zero_grad(set_to_none=True)
+            logits = private_model(input_ids=input_ids, attention_mask=attention, token_type_ids=token_types,
+                                   position_ids=positions).logits
+            loss = criterion(logits, target)
+            loss.backward()
+            private_optimizer.step()  # noise added and the step counted by the accountant, even for an empty batch
+            if len(target):
+                loss_value = float(loss.detach())
+            done += 1
+            now = time.monotonic()
+            if now - last_save >= checkpoint_every:
+                last_save = now
+                save()
+            if progress is not None and (now - last_report >= report_every or done == plan.steps):
+                last_report = now
+                epoch = 1 + (done - 1) * plan.batch_size // max(plan.rows, 1)
+                progress(Progress(step=done, steps=plan.steps, epoch=min(epoch, plan.epochs), loss=loss_value,
+                                  epsilon=float(engine.accountant.get_epsilon(plan.target_delta))))
+    save()
+    model.eval()
+    cleanup = getattr(private_model, "_close", None)
+    if callable(cleanup):
+        cleanup()
+    return Outcome(steps=done, epsilon=float(engine.accountant.get_epsilon(plan.target_delta)) if done else 0.0,
+                   stopped=stopped, noise_multiplier=plan.noise_multiplier, final_loss=loss_value,
+                   seconds=time.perf_counter() - began)
+
+
+def accuracy(model: Any, tokenizer: Any, texts: list[str], labels: list[int], *, device: str = "cpu",
+             batch_size: int = 64, max_length: int = MAX_LENGTH) -> float:
+    import torch
+
+    if not texts:
+        return float("nan")
+    model.to(device)
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            encoded = encode_texts(tokenizer, texts[start:start + batch_size], max_length=max_length)
+            logits = model(**{k: v.to(device) for k, v in encoded.items()}).logits
+            correct += int((logits.argmax(dim=1).cpu() == torch.tensor(labels[start:start + batch_size])).sum())
+    return correct / len(texts)

@@ -1,0 +1,119 @@
+"""DP-SGD: the accountant against Opacus's pinned values, composition, per-sample norms, resuming without spending twice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inference.ml import private
+from inference.ml.training import minilm_folder
+
+TEXTS = ["a dull and boring film", "wonderful acting", "I hated it", "a moving, funny film", "not bad",
+         "the plot is thin", "gorgeous", "a waste of time"]
+LABELS = [0, 1, 0, 1, 1, 0, 1, 0]
+
+
+def test_the_accountant_gives_opacus_pinned_value() -> None:
+    # Opacus's own test (tests/accountants_test.py): sigma 1.5, q 0.04, 2,250 steps, delta 1e-5
+    assert private.composed_epsilon([(1.5, 0.04, 2250)], 1e-5) == pytest.approx(7.32911117143, abs=1e-8)
+
+
+def test_runs_compose_under_rdp_tighter_than_adding_epsilons() -> None:
+    from opacus.accountants import RDPAccountant
+
+    halves = private.composed_epsilon([(1.5, 0.04, 1125), (1.5, 0.04, 1125)], 1e-5)
+    assert halves == pytest.approx(private.composed_epsilon([(1.5, 0.04, 2250)], 1e-5), rel=1e-12)
+    assert halves < 2 * private.composed_epsilon([(1.5, 0.04, 1125)], 1e-5)
+    mixed = [(1.0, 0.01, 300), (0.8, 0.02, 150)]
+    accountant = RDPAccountant()
+    accountant.history = list(mixed)
+    assert private.composed_epsilon(mixed, 1e-5) == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+    assert private.composed_epsilon([], 1e-5) == 0.0
+
+
+def test_a_plan_spends_its_target_and_no_more() -> None:
+    plan = private.plan_run(target_epsilon=3.0, target_delta=1e-5, rows=1000, epochs=2, batch_size=25,
+                            learning_rate=1e-3, max_grad_norm=1.0)
+    assert plan.sample_rate == pytest.approx(1 / 40) and plan.steps == 80
+    spent = private.composed_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.steps)], 1e-5)
+    assert 3.0 - 0.05 <= spent <= 3.0
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """The real MiniLM encoder with a fresh two-label head; dropout off, so one forward serves both sides."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = minilm_folder()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(folder), num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return AutoTokenizer.from_pretrained(str(folder)), model
+
+
+def test_per_sample_gradient_norms_of_the_training_path_match_a_per_example_reference(minilm) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    tokenizer, model = minilm
+    texts, labels = TEXTS[:4], torch.tensor(LABELS[:4])
+    encoded = private.encode_texts(tokenizer, texts, max_length=16)
+    # reference: one example at a time, the plain gradient of its loss over every parameter
+    model.train()
+    reference = []
+    for i in range(len(texts)):
+        model.zero_grad()
+        logits = model(**{k: v[i : i + 1] for k, v in encoded.items()}).logits
+        torch.nn.functional.cross_entropy(logits, labels[i : i + 1]).backward()
+        reference.append(torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.grad is not None)))
+    model.zero_grad()
+    # the training path: Opacus with ghost clipping, as train_text wraps it
+    plan = private.plan_run(target_epsilon=8, target_delta=1e-5, rows=4, epochs=1, batch_size=4,
+                            learning_rate=1e-3, max_grad_norm=1e6)
+    data = TensorDataset(*encoded.values(), labels)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    _, wrapped, dp_optimizer, criterion, _ = private.make_private(model, optimizer, DataLoader(data, batch_size=4),
+                                                                   plan, secure_mode=False)
+    logits = wrapped(**encoded).logits
+    criterion(logits, labels).backward()
+    norms = wrapped.per_sample_gradient_norms
+    assert torch.allclose(norms, torch.stack(reference), rtol=1e-3, atol=1e-5), (norms, reference)
+    wrapped._close()
+
+
+def _tiny_bert():
+    """A two-layer BERT on MiniLM's tokenizer: the accounting test is about steps, not weights."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    return tokenizer, BertForSequenceClassification(config)
+
+
+def test_a_resumed_run_spends_no_more_than_one_run() -> None:
+    texts, labels = TEXTS * 4, LABELS * 4
+    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
+                            learning_rate=1e-3, max_grad_norm=1.0)
+    assert plan.steps == 8
+    # an uninterrupted run
+    tokenizer, model = _tiny_bert()
+    whole = private.train_text(model, tokenizer, texts, labels, plan, max_length=16)
+    # a run whose worker dies after step 3, resumed from its checkpoint by another
+    saved: list[private.Checkpoint] = []
+    seen = {"steps": 0}
+
+    def crash_after_three(progress: private.Progress) -> None:
+        seen["steps"] = progress.step
+        if progress.step == 3:
+            raise RuntimeError("worker lost")
+
+    tokenizer, model = _tiny_bert()
+    with pytest.raises(RuntimeError):
+        private.train_text(model, tokenizer, texts, labels, plan, max_length=16, checkpoint=saved.append,
+                           checkpoint_every=0.0, progress=crash_after_three, report_every=0.0)
+    assert saved and saved[-1].steps == 3
+    tokenizer, model = _tiny_bert()
+    resumed = private.train_text(model, tokenizer, texts, labels, plan, max_length=16, resume=saved[-1])
+    assert resumed.steps == whole.steps == plan.steps
+    assert resumed.epsilon == pytest.approx(whole.epsilon, rel=1e-12)
+    assert resumed.epsilon <= plan.target_epsilon
