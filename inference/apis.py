@@ -304,7 +304,8 @@ class TrainingDatasetListCreateApi(APIView):
         epsilon_cap = serializers.FloatField(help_text="the most privacy loss all runs together may spend")
         delta_cap = serializers.FloatField(help_text="the delta every run's epsilon is stated at; below 1/rows")
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Training datasets, with their privacy budgets")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Training datasets, with their privacy budgets",
+                   operation_id="training_datasets_list")
     def get(self, request: Request) -> Response:
         return Response([finetuning.dataset_response(d) for d in selectors.dataset_list(actor=actor_of(request))])
 
@@ -345,7 +346,8 @@ class FineTuneListCreateApi(APIView):
         learning_rate = serializers.FloatField(required=False, help_text="AdamW; default 5e-4")
         max_grad_norm = serializers.FloatField(required=False, help_text="per-sample clipping norm; default 1.0")
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Private fine-tuning jobs")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Private fine-tuning jobs",
+                   operation_id="fine_tunes_list")
     def get(self, request: Request) -> Response:
         return Response([finetuning.job_response(j) for j in selectors.finetune_list(actor=actor_of(request))[:100]])
 

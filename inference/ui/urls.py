@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from inference.ui import explanations, views
+from inference.ui import explanations, privacy, views
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
@@ -15,6 +15,10 @@ urlpatterns = [
     path("predictions/<int:pk>/explain/", explanations.prediction_explain, name="prediction-explain"),
     path("explanations/<int:pk>/", explanations.explanation_detail, name="explanation"),
     path("global-explanations/<int:pk>/", explanations.global_explanation_detail, name="global-explanation"),
+    path("privacy/", privacy.privacy_home, name="privacy"),
+    path("privacy/datasets/<int:pk>/", privacy.dataset_detail, name="privacy-dataset"),
+    path("fine-tunes/<int:pk>/", privacy.finetune_detail, name="fine-tune"),
+    path("fine-tunes/<int:pk>/cancel/", privacy.finetune_cancel, name="fine-tune-cancel"),
     path("jobs/", views.job_list, name="jobs"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("usage/card/", views.usage_card, name="usage-card"),

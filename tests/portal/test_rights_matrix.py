@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from audit.fairness.models import BiasReport
 from audit.log.models import LogEntry
 from audit.log.services import checkpoint_create
-from inference.models import BatchJob, Explanation, GlobalExplanation, Prediction
+from inference.models import BatchJob, Explanation, FineTuneJob, GlobalExplanation, Prediction, TrainingDataset
 from portal.accounts.roles import Role
 from tests.inference.factories import Served
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
@@ -36,7 +36,7 @@ REPORT_CREATORS = {"owner", "reviewer", "admin"}
 ROW = {"income": 90, "region": "north"}
 
 # (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry, {b} a bias report,
-# {x} an explanation, {g} a global explanation
+# {x} an explanation, {g} a global explanation, {d} a training dataset, {f} a fine-tuning job
 CASES = [
     ("models-list", "get", "/api/v1/models", None, EVERYONE),
     ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
@@ -64,6 +64,13 @@ CASES = [
     ("global-explanation-create", "post", "/api/v1/models/credit/versions/1/global-explanations",
      {"dataset": "predictions"}, REPORT_CREATORS),
     ("global-explanation", "get", "/api/v1/global-explanations/{g}", None, REPORT_READERS),
+    ("training-datasets", "get", "/api/v1/training-datasets", None, REPORT_READERS),
+    ("training-dataset-create", "post", "/api/v1/training-datasets", {}, REGISTRARS),
+    ("training-dataset", "get", "/api/v1/training-datasets/{d}", None, REPORT_READERS),
+    ("fine-tunes", "get", "/api/v1/fine-tunes", None, REPORT_READERS),
+    ("fine-tune-create", "post", "/api/v1/fine-tunes", {}, REGISTRARS),
+    ("fine-tune", "get", "/api/v1/fine-tunes/{f}", None, REPORT_READERS),
+    ("fine-tune-cancel", "post", "/api/v1/fine-tunes/{f}/cancel", {}, REGISTRARS),
     ("fairness-policy", "get", "/api/v1/fairness-policy", None, REPORT_READERS),
     ("fairness-policy-update", "put", "/api/v1/fairness-policy", {"min_group_size": 20}, ADMINS),
     ("audit-entries", "get", "/api/v1/audit/entries", None, AUDITORS),
@@ -85,7 +92,8 @@ CASES = [
 OBJECT_CASES = [c for c in CASES if c[0] in {
     "model", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
-    "global-explanations", "global-explanation-create", "global-explanation",
+    "global-explanations", "global-explanation-create", "global-explanation", "training-dataset", "fine-tune",
+    "fine-tune-cancel",
 }]
 
 
@@ -121,8 +129,14 @@ def objects_of(served: Served) -> dict[str, int]:
         result={"kind": "feature", "rows": 1, "methods": ["exact"], "evaluations": 4, "max_residual": 0.0,
                 "predicted": {"grant": 1}, "distinct": 0, "ranking": []},
     )
+    dataset = TrainingDataset.objects.create(
+        organization=served.org, model=served.version.model, name="x.csv", path="training/x.json", sha256="0" * 64,
+        train_rows=90, holdout_rows=10, epsilon_cap=8, delta_cap=1e-5, created_by=consumer,
+    )
+    finetune = FineTuneJob.objects.create(organization=served.org, dataset=dataset, base_version=served.version,
+                                          plan={"steps": 1}, status="done", created_by=consumer)
     return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk, "x": explanation.pk,
-            "g": global_explanation.pk}
+            "g": global_explanation.pk, "d": dataset.pk, "f": finetune.pk}
 
 
 def bearer(user, org, role: str) -> APIClient:

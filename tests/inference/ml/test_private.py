@@ -70,7 +70,7 @@ def test_per_sample_gradient_norms_of_the_training_path_match_a_per_example_refe
                             learning_rate=1e-3, max_grad_norm=1e6)
     data = TensorDataset(*encoded.values(), labels)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    _, wrapped, dp_optimizer, criterion, _ = private.make_private(model, optimizer, DataLoader(data, batch_size=4),
+    _, wrapped, _, criterion, _ = private.make_private(model, optimizer, DataLoader(data, batch_size=4),
                                                                    plan, secure_mode=False)
     logits = wrapped(**encoded).logits
     criterion(logits, labels).backward()

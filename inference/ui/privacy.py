@@ -1,0 +1,142 @@
+"""The browser pages of private fine-tuning: datasets and their budgets, the ledger, jobs with live progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from inference import selectors
+from inference.models import FineTuneStatus, Task, VersionStatus
+from inference.services import finetuning
+from portal.accounts.roles import Cap
+from portal.exceptions import PortalError
+from portal.ui.views import forbidden, member_required
+
+
+class DatasetForm(forms.Form):
+    model = forms.ChoiceField(help_text="the text model the records are for")
+    file = forms.FileField(help_text="CSV with columns text and label; the rows are never shown back")
+    epsilon_cap = forms.FloatField(min_value=0.01, max_value=50, initial=8.0, help_text="all runs together")
+    delta_cap = forms.FloatField(min_value=0, max_value=1e-3, initial=1e-5, help_text="below 1/rows")
+
+    def __init__(self, *args: Any, model_names: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["model"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(n, n) for n in model_names]
+
+
+class FineTuneForm(forms.Form):
+    base_version = forms.TypedChoiceField(coerce=int)
+    target_epsilon = forms.FloatField(min_value=0.01, initial=4.0)
+    epochs = forms.IntegerField(min_value=1, max_value=50, initial=finetuning.DEFAULTS["epochs"])
+    batch_size = forms.IntegerField(min_value=1, initial=finetuning.DEFAULTS["batch_size"])
+    learning_rate = forms.FloatField(initial=finetuning.DEFAULTS["learning_rate"])
+    max_grad_norm = forms.FloatField(initial=finetuning.DEFAULTS["max_grad_norm"])
+
+    def __init__(self, *args: Any, versions: list[int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["base_version"]
+        assert isinstance(field, forms.TypedChoiceField)
+        field.choices = [(v, f"v{v}") for v in versions]
+
+
+def _text_models(actor: Any) -> list[str]:
+    return sorted({v.model.name for v in selectors.version_list_visible(actor=actor).select_related("model")
+                   .filter(task=Task.TEXT)})
+
+
+@member_required
+def privacy_home(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "see training datasets")
+    form = DatasetForm(request.POST or None, request.FILES or None, model_names=_text_models(actor))
+    if request.method == "POST":
+        if not actor.can(Cap.MODEL_REGISTER):
+            return forbidden(request, "upload training data")
+        if form.is_valid():
+            try:
+                upload = form.cleaned_data["file"]
+                dataset = finetuning.dataset_create(
+                    actor=actor, model=selectors.model_get(actor=actor, name=form.cleaned_data["model"]),
+                    upload=upload, name=upload.name, epsilon_cap=form.cleaned_data["epsilon_cap"],
+                    delta_cap=form.cleaned_data["delta_cap"],
+                )
+            except PortalError as exc:
+                form.add_error("file", exc.message)
+            else:
+                messages.success(request, f"Stored {dataset.name}: {dataset.train_rows} training rows, "
+                                          f"{dataset.holdout_rows} held out.")
+                return redirect("privacy-dataset", pk=dataset.pk)
+    datasets = [(d, finetuning.budget_summary(d)) for d in selectors.dataset_list(actor=actor)]
+    return render(request, "inference/privacy.html", {
+        "form": form, "datasets": datasets, "jobs": selectors.finetune_list(actor=actor)[:50],
+        "can_upload": actor.can(Cap.MODEL_REGISTER),
+    }, status=400 if form.errors else 200)
+
+
+@member_required
+def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "see training datasets")
+    try:
+        dataset = selectors.dataset_get(actor=actor, pk=pk)
+    except PortalError:
+        return render(request, "inference/missing.html", {"name": f"dataset {pk}"}, status=404)
+    versions = [v.version for v in dataset.model.versions.exclude(status=VersionStatus.RETIRED).order_by("-version")]
+    form = FineTuneForm(request.POST or None, versions=versions, initial={"base_version": versions[0] if versions else None})
+    if request.method == "POST":
+        if not actor.can(Cap.MODEL_REGISTER):
+            return forbidden(request, "fine-tune models")
+        if form.is_valid():
+            data = dict(form.cleaned_data)
+            try:
+                base = selectors.version_get(actor=actor, name=dataset.model.name, version=data.pop("base_version"))
+                job = finetuning.finetune_create(actor=actor, dataset=dataset, base_version=base, **data)
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+            else:
+                return redirect("fine-tune", pk=job.pk)
+    return render(request, "inference/privacy_dataset.html", {
+        "dataset": dataset, "budget": finetuning.budget_summary(dataset), "ledger": dataset.ledger.all(),
+        "form": form, "can_train": actor.can(Cap.MODEL_REGISTER),
+    }, status=400 if form.errors else 200)
+
+
+@member_required
+def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "see fine-tuning jobs")
+    try:
+        job = selectors.finetune_get(actor=actor, pk=pk)
+    except PortalError:
+        return render(request, "inference/missing.html", {"name": f"fine-tuning job {pk}"}, status=404)
+    running = job.status in (FineTuneStatus.PENDING, FineTuneStatus.RUNNING)
+    context = {"job": job, "body": finetuning.job_response(job), "running": running,
+               "can_cancel": running and actor.can(Cap.MODEL_REGISTER)}
+    if request.htmx and not running:  # type: ignore[attr-defined]
+        finished = HttpResponse(status=200)
+        finished["HX-Refresh"] = "true"
+        return finished
+    template = "inference/_finetune_progress.html" if request.htmx else "inference/finetune.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@member_required
+@require_POST
+def finetune_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    try:
+        finetuning.finetune_cancel(actor=actor, job=selectors.finetune_get(actor=actor, pk=pk))
+        messages.success(request, "Cancelling: the run stops at its next step; what it did not spend is released.")
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect("fine-tune", pk=pk)
