@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-dp
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench-bias: $(STAMP)
 
 bench-explain: $(STAMP)
 	$(PY) bench/explain_bench.py
+
+bench-dp: $(STAMP)
+	$(PY) bench/dp_bench.py
 
 clean:
 	rm -rf var/cache var/broker.sqlite3 var/celery-results.sqlite3 var/test var/test-* .pytest_cache
