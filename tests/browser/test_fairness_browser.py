@@ -35,7 +35,7 @@ def test_owner_runs_a_bias_report_and_the_reviewer_sees_the_gate(page, celery_wo
     page.goto("/models/credit/?v=2")
     evidence = page.inner_text("[data-testid=evidence]")
     assert "bias report" in evidence.lower() and "none yet" in evidence and "blocks approval" in evidence
-    page.click("[data-testid=evidence] >> text=none yet")
+    page.click("[data-testid=evidence] tr:has-text('Bias report') >> text=none yet")
     page.set_input_files("#id_file", str(data))
     page.fill("#id_label_column", "outcome")
     page.fill("#id_sensitive_columns", "group")
