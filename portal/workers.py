@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
@@ -43,6 +44,25 @@ def serving_queue() -> str | None:
         if worker_alive(queue=queue):
             return queue
     return None
+
+
+def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[str, Any] | None = None) -> int:
+    """Puts back on a queue the jobs of `model` whose worker stopped beating (a crash, a restart).
+
+    A job is RUNNING with a `heartbeat_at` older than `stale_after`; it becomes PENDING again (with
+    `reset` applied), claimed by one conditional UPDATE so that two sweepers never requeue it twice,
+    and `task` is sent with its id. Returns how many were found.
+    """
+    from django.utils import timezone
+
+    cutoff = timezone.now() - stale_after
+    stuck = list(model.objects.filter(status="running", heartbeat_at__lt=cutoff).values_list("pk", flat=True))
+    for pk in stuck:
+        if model.objects.filter(pk=pk, status="running", heartbeat_at__lt=cutoff).update(
+            status="pending", **(reset or {})
+        ):
+            task.apply_async((pk,), queue=serving_queue() or "cpu")
+    return len(stuck)
 
 
 # --- the worker side -----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
-from portal.workers import serving_queue
+from portal.workers import requeue_stale, serving_queue
 
 logger = logging.getLogger("steward.fairness")
 WORKER = AuditActor.system("inference worker")
@@ -261,16 +261,7 @@ def bias_report_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) 
     """Reports whose worker stopped beating (a crash, a restart) start over."""
     from audit.fairness.tasks import bias_report_run_task
 
-    cutoff = timezone.now() - stale_after
-    stuck = list(BiasReport.objects.filter(status=ReportStatus.RUNNING, heartbeat_at__lt=cutoff)
-                 .values_list("pk", flat=True))
-    for report_id in stuck:
-        if BiasReport.objects.filter(pk=report_id, status=ReportStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=ReportStatus.PENDING, rows_done=0
-        ):
-            bias_report_run_task.apply_async((report_id,), queue=serving_queue() or "cpu")
-    return len(stuck)
-
+    return requeue_stale(BiasReport, bias_report_run_task, stale_after=stale_after, reset={"rows_done": 0})
 
 # ---------------------------------------------------------------- evidence for the registry
 

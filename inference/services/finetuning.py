@@ -49,7 +49,7 @@ from inference.models import (
 )
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
-from portal.workers import serving_queue
+from portal.workers import requeue_stale, serving_queue
 
 WORKER = AuditActor.system("training worker")
 EPSILON_RANGE = (0.01, 50.0)  # beyond 50, "private" says nothing a reader could rely on
@@ -458,16 +458,7 @@ def finetune_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=3)) -> 
     """Jobs whose worker stopped beating resume on another from their last checkpoint."""
     from inference.tasks import finetune_run_task
 
-    cutoff = timezone.now() - stale_after
-    stuck = list(FineTuneJob.objects.filter(status=FineTuneStatus.RUNNING, heartbeat_at__lt=cutoff)
-                 .values_list("pk", flat=True))
-    for job_id in stuck:
-        if FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=FineTuneStatus.PENDING
-        ):
-            finetune_run_task.apply_async((job_id,), queue=serving_queue() or "cpu")
-    return len(stuck)
-
+    return requeue_stale(FineTuneJob, finetune_run_task, stale_after=stale_after)
 
 def job_response(job: FineTuneJob) -> dict[str, Any]:
     plan = job.plan

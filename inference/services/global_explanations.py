@@ -34,7 +34,7 @@ from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Pred
 from inference.services.jobs import rows_parse
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.workers import serving_queue
+from portal.workers import requeue_stale, serving_queue
 
 WORKER = AuditActor.system("inference worker")
 DATA = Path(settings.BASE_DIR) / "data"
@@ -209,15 +209,7 @@ def global_explanation_requeue_stuck(*, stale_after: timedelta = timedelta(minut
     """Jobs whose worker stopped beating (a crash, a restart) start over."""
     from inference.tasks import global_explanation_run_task
 
-    cutoff = timezone.now() - stale_after
-    stuck = list(GlobalExplanation.objects.filter(status=PredictionStatus.RUNNING, heartbeat_at__lt=cutoff)
-                 .values_list("pk", flat=True))
-    for job_id in stuck:
-        if GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.RUNNING,
-                                            heartbeat_at__lt=cutoff).update(status=PredictionStatus.PENDING):
-            global_explanation_run_task.apply_async((job_id,), queue=serving_queue() or "cpu")
-    return len(stuck)
-
+    return requeue_stale(GlobalExplanation, global_explanation_run_task, stale_after=stale_after)
 
 def global_explanation_response(job: GlobalExplanation) -> dict[str, Any]:
     version = job.model_version

@@ -21,7 +21,7 @@ from inference.ml.schema import InputError, validate_inputs
 from inference.models import BatchJob, JobStatus, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
-from portal.workers import serving_queue
+from portal.workers import requeue_stale, serving_queue
 
 logger = logging.getLogger("steward.inference")
 CHUNK = 64
@@ -219,11 +219,4 @@ def batch_job_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) ->
     """Requeues jobs whose worker stopped beating (a crash or a restart): they start over."""
     from inference.tasks import batch_job_run_task
 
-    cutoff = timezone.now() - stale_after
-    stuck = list(BatchJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True))
-    for job_id in stuck:
-        if BatchJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=JobStatus.PENDING, rows_done=0
-        ):
-            batch_job_run_task.apply_async((job_id,), queue=serving_queue() or "cpu")
-    return len(stuck)
+    return requeue_stale(BatchJob, batch_job_run_task, stale_after=stale_after, reset={"rows_done": 0})
