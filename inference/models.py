@@ -279,14 +279,6 @@ class TrainingDataset(models.Model):
         return f"dataset {self.name}"
 
 
-class FineTuneStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
 class FineTuneJob(models.Model):
     """A DP-SGD fine-tuning run of a base version on a dataset; its result is a new draft version."""
 
@@ -296,7 +288,7 @@ class FineTuneJob(models.Model):
     result_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
                                        related_name="+")
     plan = models.JSONField()  # inference.ml.private.Plan: targets, hyper-parameters, noise, sample rate, steps
-    status = models.CharField(max_length=16, choices=FineTuneStatus.choices, default=FineTuneStatus.PENDING)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     steps_done = models.PositiveIntegerField(default=0)
     epoch = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)

@@ -39,7 +39,7 @@ from inference.exceptions import (
 from inference.ml import private
 from inference.models import (
     FineTuneJob,
-    FineTuneStatus,
+    JobStatus,
     LedgerState,
     ModelVersion,
     PrivacyLedgerEntry,
@@ -293,11 +293,11 @@ def finetune_cancel(*, actor: Actor, job: FineTuneJob) -> FineTuneJob:
     actor.require(Cap.MODEL_REGISTER, "cancel fine-tuning")
     with transaction.atomic():
         locked = FineTuneJob.objects.select_for_update().get(pk=job.pk)
-        if locked.status not in (FineTuneStatus.PENDING, FineTuneStatus.RUNNING):
+        if locked.status not in (JobStatus.PENDING, JobStatus.RUNNING):
             raise JobNotCancellable(f"Job {job.pk} is {locked.status}; only a pending or running job can be cancelled.")
         locked.cancel_requested = True
-        if locked.status == FineTuneStatus.PENDING:  # never started: nothing spent
-            locked.status, locked.finished_at = FineTuneStatus.CANCELLED, timezone.now()
+        if locked.status == JobStatus.PENDING:  # never started: nothing spent
+            locked.status, locked.finished_at = JobStatus.CANCELLED, timezone.now()
             privacy_settle(job=locked, steps_spent=0)
         locked.save(update_fields=["cancel_requested", "status", "finished_at"])
         audit_record(action="finetune.cancel_requested", actor=actor.audit_actor, organization_id=job.organization_id,
@@ -313,7 +313,7 @@ class _Hooks:
         self.path = job.checkpoint_path or f"training/{job.organization_id}/job-{job.pk}-checkpoint.pt"
 
     def progress(self, p: private.Progress) -> None:
-        FineTuneJob.objects.filter(pk=self.job.pk, status=FineTuneStatus.RUNNING).update(
+        FineTuneJob.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).update(
             steps_done=p.step, epoch=p.epoch, loss=p.loss, epsilon_spent=p.epsilon, heartbeat_at=timezone.now()
         )
 
@@ -347,8 +347,8 @@ class _Hooks:
 def finetune_run(*, job_id: int) -> None:
     """Trains (resuming from a checkpoint if a worker died), registers the result as a draft version."""
     now = timezone.now()
-    claimed = FineTuneJob.objects.filter(pk=job_id, status=FineTuneStatus.PENDING, cancel_requested=False).update(
-        status=FineTuneStatus.RUNNING, heartbeat_at=now
+    claimed = FineTuneJob.objects.filter(pk=job_id, status=JobStatus.PENDING, cancel_requested=False).update(
+        status=JobStatus.RUNNING, heartbeat_at=now
     )
     if claimed != 1:
         return
@@ -375,7 +375,7 @@ def finetune_run(*, job_id: int) -> None:
     if outcome.stopped:
         with transaction.atomic():
             FineTuneJob.objects.filter(pk=job_id).update(
-                status=FineTuneStatus.CANCELLED, steps_done=outcome.steps, epsilon_spent=outcome.epsilon,
+                status=JobStatus.CANCELLED, steps_done=outcome.steps, epsilon_spent=outcome.epsilon,
                 finished_at=timezone.now(), device=device,
             )
             privacy_settle(job=job, steps_spent=outcome.steps)
@@ -427,7 +427,7 @@ def _register_result(*, job: FineTuneJob, plan: private.Plan, outcome: private.O
                 privacy=guarantee,
             )
             FineTuneJob.objects.filter(pk=job.pk).update(
-                status=FineTuneStatus.DONE, result_version=version, steps_done=outcome.steps,
+                status=JobStatus.DONE, result_version=version, steps_done=outcome.steps,
                 epsilon_spent=outcome.epsilon, finished_at=timezone.now(), device=device,
                 result={"accuracy": accuracy, "base_accuracy": base_accuracy, "seconds": outcome.seconds,
                         "final_loss": outcome.final_loss},
@@ -443,9 +443,9 @@ def _register_result(*, job: FineTuneJob, plan: private.Plan, outcome: private.O
 def finetune_mark_failed(*, job_id: int, error: str) -> None:
     with transaction.atomic():
         job = FineTuneJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status not in (FineTuneStatus.PENDING, FineTuneStatus.RUNNING):
+        if job is None or job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
             return
-        job.status, job.error, job.finished_at = FineTuneStatus.FAILED, error[:2000], timezone.now()
+        job.status, job.error, job.finished_at = JobStatus.FAILED, error[:2000], timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
         privacy_settle(job=job, steps_spent=job.steps_done)
         audit_record(action="finetune.failed", actor=WORKER, organization_id=job.organization_id,

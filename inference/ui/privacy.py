@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from inference import selectors
-from inference.models import FineTuneStatus, Task, VersionStatus
+from inference.models import JobStatus, Task, VersionStatus
 from inference.services import finetuning
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
@@ -119,7 +119,7 @@ def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
         job = selectors.finetune_get(actor=actor, pk=pk)
     except PortalError:
         return render(request, "inference/missing.html", {"name": f"fine-tuning job {pk}"}, status=404)
-    running = job.status in (FineTuneStatus.PENDING, FineTuneStatus.RUNNING)
+    running = job.status in (JobStatus.PENDING, JobStatus.RUNNING)
     context = {"job": job, "body": finetuning.job_response(job), "running": running,
                "can_cancel": running and actor.can(Cap.MODEL_REGISTER)}
     if request.htmx and not running:  # type: ignore[attr-defined]
