@@ -18,7 +18,7 @@ from inference.services import explanations, global_explanations, predictions
 from inference.ui import charts
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, member_required
+from portal.ui.views import forbidden, htmx_progress, member_required
 
 RUNNING = (PredictionStatus.PENDING, PredictionStatus.RUNNING)
 
@@ -26,17 +26,6 @@ RUNNING = (PredictionStatus.PENDING, PredictionStatus.RUNNING)
 def _missing(request: HttpRequest, what: str) -> HttpResponse:
     return render(request, "inference/missing.html", {"name": what, "why": f"There is no {what} in this organisation."},
                   status=404)
-
-
-def _polled(request: HttpRequest, running: bool, template: str, context: dict[str, Any]) -> HttpResponse | None:
-    """htmx polls the progress card: the card while running, then a refresh of the whole page."""
-    if not request.htmx:  # type: ignore[attr-defined]
-        return None
-    if running:
-        return render(request, template, context)
-    finished = HttpResponse(status=200)
-    finished["HX-Refresh"] = "true"
-    return finished
 
 
 @member_required
@@ -91,7 +80,8 @@ def explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return _missing(request, f"explanation {pk}")
     body = explanations.explanation_response(explanation)
     context: dict[str, Any] = {"explanation": explanation, "body": body, "running": explanation.status in RUNNING}
-    polled = _polled(request, context["running"], "inference/_explanation_progress.html", context)
+    polled = htmx_progress(request, running=context["running"], template="inference/_explanation_progress.html",
+                           context=context)
     if polled is not None:
         return polled
     if explanation.status == PredictionStatus.DONE:
@@ -159,7 +149,8 @@ def global_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except PortalError:
         return _missing(request, f"global explanation {pk}")
     context: dict[str, Any] = {"job": job, "result": job.result or {}, "running": job.status in RUNNING}
-    polled = _polled(request, context["running"], "inference/_global_progress.html", context)
+    polled = htmx_progress(request, running=context["running"], template="inference/_global_progress.html",
+                           context=context)
     if polled is not None:
         return polled
     if job.status == PredictionStatus.DONE and job.result:

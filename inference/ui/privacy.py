@@ -15,7 +15,7 @@ from inference.models import JobStatus, Task, VersionStatus
 from inference.services import finetuning
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, member_required
+from portal.ui.views import forbidden, htmx_progress, member_required
 
 
 class DatasetForm(forms.Form):
@@ -122,12 +122,8 @@ def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
     running = job.status in (JobStatus.PENDING, JobStatus.RUNNING)
     context = {"job": job, "body": finetuning.job_response(job), "running": running,
                "can_cancel": running and actor.can(Cap.MODEL_REGISTER)}
-    if request.htmx and not running:  # type: ignore[attr-defined]
-        finished = HttpResponse(status=200)
-        finished["HX-Refresh"] = "true"
-        return finished
-    template = "inference/_finetune_progress.html" if request.htmx else "inference/finetune.html"  # type: ignore[attr-defined]
-    return render(request, template, context)
+    polled = htmx_progress(request, running=running, template="inference/_finetune_progress.html", context=context)
+    return polled or render(request, "inference/finetune.html", context)
 
 
 @member_required

@@ -41,6 +41,18 @@ def forbidden(request: HttpRequest, what: str) -> HttpResponse:
     return render(request, "portal/forbidden.html", {"what": what}, status=403)
 
 
+def htmx_progress(request: HttpRequest, *, running: bool, template: str, context: dict[str, Any]) -> HttpResponse | None:
+    """Answers htmx polling a job's progress card: the card while the job runs, then a refresh of the
+    whole page (which then shows the result); None for an ordinary request, which renders the page."""
+    if not request.htmx:  # type: ignore[attr-defined]
+        return None
+    if running:
+        return render(request, template, context)
+    finished = HttpResponse(status=200)  # htmx swaps only 2xx; the header does the work
+    finished["HX-Refresh"] = "true"
+    return finished
+
+
 @member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from audit.fairness.models import ReportStatus
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, member_required
+from portal.ui.views import forbidden, htmx_progress, member_required
 
 
 class ReportForm(forms.Form):
@@ -87,12 +87,9 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     result = report.result or {}
     context: dict[str, Any] = {"report": report, "result": result, "running": report.status in
                                (ReportStatus.PENDING, ReportStatus.RUNNING)}
-    if request.htmx:  # type: ignore[attr-defined]  # the progress card polling
-        if context["running"]:
-            return render(request, "fairness/_progress.html", context)
-        finished = HttpResponse(status=200)
-        finished["HX-Refresh"] = "true"  # the whole page, now with the report
-        return finished
+    polled = htmx_progress(request, running=context["running"], template="fairness/_progress.html", context=context)
+    if polled is not None:
+        return polled
     if report.status == ReportStatus.DONE:
         if report.kind == "tabular":
             context["axes"] = [{**axis, "chart": charts.selection_rate_chart(axis)} for axis in result["axes"]]
