@@ -10,7 +10,6 @@ the steps it took; a run that a new worker resumes from its checkpoint spends it
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import random
@@ -47,6 +46,7 @@ from inference.models import (
     Task,
     TrainingDataset,
 )
+from inference.services.jobs import upload_text
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
 from portal.workers import requeue_stale, serving_queue
@@ -73,14 +73,9 @@ def _budget_check(epsilon: float, delta: float, rows: int) -> None:
                              "allows a record to be disclosed outright.")
 
 
-def _read_rows(upload: BinaryIO, labels: list[str]) -> list[tuple[str, int]]:
-    raw = upload.read(settings.FINETUNE_MAX_BYTES + 1)
-    if len(raw) > settings.FINETUNE_MAX_BYTES:
-        raise InvalidDataset(f"The file is larger than the limit of {settings.FINETUNE_MAX_BYTES} bytes.")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidDataset("The file is not UTF-8 text.") from None
+def _read_rows(upload: BinaryIO, labels: list[str]) -> tuple[list[tuple[str, int]], str]:
+    """(text, label index) rows of a `text,label` CSV, and the file's SHA-256."""
+    text, digest = upload_text(upload, max_bytes=settings.FINETUNE_MAX_BYTES, error=InvalidDataset)
     reader = csv.DictReader(io.StringIO(text))
     missing = {"text", "label"} - set(reader.fieldnames or [])
     if missing:
@@ -101,7 +96,7 @@ def _read_rows(upload: BinaryIO, labels: list[str]) -> list[tuple[str, int]]:
         raise InvalidDataset(f"A training set needs at least {MIN_ROWS} rows; this one has {len(rows)}.")
     if len(rows) > settings.FINETUNE_MAX_ROWS:
         raise InvalidDataset(f"A training set holds at most {settings.FINETUNE_MAX_ROWS} rows; this one has {len(rows)}.")
-    return rows
+    return rows, digest
 
 
 def dataset_create(*, actor: Actor, model: RegisteredModel, upload: BinaryIO, name: str, epsilon_cap: float,
@@ -112,11 +107,9 @@ def dataset_create(*, actor: Actor, model: RegisteredModel, upload: BinaryIO, na
     if latest is None or latest.task != Task.TEXT:
         raise NotTrainable(f"{model.name} is not a text classifier; private fine-tuning trains text models "
                            "(Hugging Face sequence classifiers).")
-    rows = _read_rows(upload, list(latest.labels))
+    rows, digest = _read_rows(upload, list(latest.labels))
     holdout = max(1, round(len(rows) * HOLDOUT))
     _budget_check(epsilon_cap, delta_cap, len(rows) - holdout)
-    upload.seek(0)
-    digest = hashlib.sha256(upload.read()).hexdigest()
     order = list(range(len(rows)))
     random.Random(0).shuffle(order)  # noqa: S311  (a fixed split, not a secret)
     held = set(order[:holdout])

@@ -29,9 +29,8 @@ from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
 from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
 from inference.ml.explain import MAX_EVALS, MIN_EVALS, Explained, global_ranking
-from inference.ml.schema import InputError, validate_inputs
 from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Prediction, PredictionStatus, Task
-from inference.services.jobs import rows_parse
+from inference.services.jobs import rows_parse, rows_validate
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.workers import requeue_stale, serving_queue
@@ -93,10 +92,8 @@ def global_explanation_create(
     if source == GlobalSource.UPLOAD:
         if upload is None:
             raise InvalidInput("Upload an evaluation file (CSV or JSON lines), or choose another source.")
-        rows, _ = rows_parse(upload, upload_name or "sample.csv", version)
+        rows, _, digest = rows_parse(upload, upload_name or "sample.csv", version)
         name = (upload_name or "upload")[:200]
-        upload.seek(0)
-        digest = hashlib.sha256(upload.read()).hexdigest()
     elif source == GlobalSource.PREDICTIONS:
         rows = _served_rows(version, size)
         if not rows:
@@ -107,11 +104,7 @@ def global_explanation_create(
         rows, name, digest = _demo_rows(version)
     else:
         raise InvalidInput(f"Unknown source {source!r}; use one of {', '.join(GlobalSource.values)}.")
-    try:
-        clean = validate_inputs(version.task, version.input_schema, rows)
-    except InputError as exc:
-        first = dict(list(exc.errors.items())[:10])
-        raise InvalidInput(f"{exc} (first rows with errors shown).", details={"rows": first}) from None
+    clean = rows_validate(version, rows)
     if task == Task.TEXT:
         longest = settings.EXPLAIN_MAX_TOKENS
         clean = [text for text in clean if len(str(text).split()) <= longest]

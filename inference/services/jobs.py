@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -21,20 +22,27 @@ from inference.ml.schema import InputError, validate_inputs
 from inference.models import BatchJob, JobStatus, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
+from portal.exceptions import PortalError
 from portal.workers import requeue_stale, serving_queue
 
 logger = logging.getLogger("steward.inference")
 CHUNK = 64
 
 
-def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list[Any], str]:
-    raw = upload.read(settings.JOB_MAX_BYTES + 1)
-    if len(raw) > settings.JOB_MAX_BYTES:
-        raise InvalidInput(f"The file is larger than the limit of {settings.JOB_MAX_BYTES} bytes.")
+def upload_text(upload: BinaryIO, *, max_bytes: int, error: type[PortalError] = InvalidInput) -> tuple[str, str]:
+    """An uploaded file read once, within `max_bytes`, as UTF-8 text; with its SHA-256."""
+    raw = upload.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise error(f"The file is larger than the limit of {max_bytes} bytes.")
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig"), hashlib.sha256(raw).hexdigest()
     except UnicodeDecodeError:
-        raise InvalidInput("The file is not UTF-8 text.") from None
+        raise error("The file is not UTF-8 text.") from None
+
+
+def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list[Any], str, str]:
+    """The rows of a CSV or JSON-lines upload for `version` (not yet validated); the format; the file's SHA-256."""
+    text, digest = upload_text(upload, max_bytes=settings.JOB_MAX_BYTES)
     fmt = "jsonl" if name.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv"
     rows: list[Any] = []
     if fmt == "jsonl":
@@ -73,17 +81,22 @@ def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list
         raise InvalidInput("The file holds no rows.")
     if len(rows) > settings.JOB_MAX_ROWS:
         raise InvalidInput(f"A job holds at most {settings.JOB_MAX_ROWS} rows; this file has {len(rows)}.")
-    return rows, fmt
+    return rows, fmt, digest
+
+
+def rows_validate(version: ModelVersion, rows: list[Any]) -> list[Any]:
+    """The rows checked against the version's input schema; the first ten rows with errors said on failure."""
+    try:
+        return validate_inputs(version.task, version.input_schema, rows)
+    except InputError as exc:
+        first = dict(list(exc.errors.items())[:10])
+        raise InvalidInput(f"{exc} (first rows with errors shown).", details={"rows": first}) from None
 
 
 def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, name: str) -> BatchJob:
     """Checks every row of the upload, reserves quota, stores the rows and queues the job."""
-    rows, fmt = rows_parse(upload, name, version)
-    try:
-        clean = validate_inputs(version.task, version.input_schema, rows)
-    except InputError as exc:
-        first = dict(list(exc.errors.items())[:10])
-        raise InvalidInput(f"{exc} (first rows with errors shown).", details={"rows": first}) from None
+    rows, fmt, _ = rows_parse(upload, name, version)
+    clean = rows_validate(version, rows)
     if serving_queue() is None:
         from inference.exceptions import WorkerUnavailable
 
