@@ -163,6 +163,17 @@ def load_text_model(folder: Path) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def check_folder(folder: Path) -> None:
+    """Checks a Hugging Face classifier's layers from its config alone: built on the meta device, no weights read."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(str(folder))
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    check_trainable(model)
+
+
 def check_trainable(model: Any) -> None:
     """Refuses a model with layers Opacus cannot compute per-sample gradients for (its own validator)."""
     from opacus.validators import ModuleValidator

@@ -222,14 +222,14 @@ def privacy_settle(*, job: FineTuneJob, steps_spent: int) -> None:
 # ---------------------------------------------------------------- jobs
 
 def _trainability_check(version: ModelVersion) -> None:
-    """Loads the base model here, before anything runs, and asks Opacus's validator about its layers."""
+    """Asks Opacus's validator about the base model's layers before anything runs (its config, not its weights)."""
     if version.task != Task.TEXT:
         raise NotTrainable(f"{version} is a {version.task} model (TorchScript); Opacus needs the model's own "
                            "layers to compute per-sample gradients, so only Hugging Face text classifiers are trained.")
     from inference.runtime import artifact_folder
 
     try:
-        private.load_text_model(artifact_folder(version))
+        private.check_folder(artifact_folder(version))
     except private.NotTrainable as exc:
         raise NotTrainable(str(exc)) from None
 
