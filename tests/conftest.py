@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import uuid
@@ -18,6 +19,12 @@ from tests.worker import CeleryWorker, start_worker
 # and lock-out counters of earlier runs (whose ids repeat) out of this one.
 # The worker processes that tests start inherit it through the environment.
 os.environ["CACHE_KEY_PREFIX"] = settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
+
+# Opacus's secure_mode needs torchcsprng, which these machines lack; the suite trains without it,
+# in this process and in the worker processes it starts (a test checks the refusal when it is on).
+if importlib.util.find_spec("torchcsprng") is None:
+    os.environ["DP_SECURE_MODE"] = "0"
+    settings.DP_SECURE_MODE = False
 
 # Tests serve static files from the finders, not from a collected (hashed) manifest.
 settings.STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"

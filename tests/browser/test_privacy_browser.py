@@ -13,8 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 
 
 def test_owner_fine_tunes_privately_and_the_card_states_the_guarantee(page, celery_worker, sentiment_bytes,
-                                                                      tmp_path, settings) -> None:
-    settings.DP_SECURE_MODE = False
+                                                                      tmp_path) -> None:
     served = serve_model(OrganizationFactory(name="Clinic"), name="sentiment", task="text-classification",
                          archive=sentiment_bytes)
     data = tmp_path / "notes.csv"

@@ -38,8 +38,7 @@ def upload(api, rows, **extra):
     return api.post("/api/v1/training-datasets", body, format="multipart")
 
 
-def test_fine_tune_end_to_end(celery_worker, sentiment, settings) -> None:
-    settings.DP_SECURE_MODE = False  # no torchcsprng on this machine (a test below checks the refusal)
+def test_fine_tune_end_to_end(celery_worker, sentiment) -> None:
     owner = bearer_client(sentiment, "owner")
     created = upload(owner, sst2_rows(70))
     assert created.status_code == 201, created.content
@@ -83,8 +82,7 @@ def test_fine_tune_end_to_end(celery_worker, sentiment, settings) -> None:
     assert FineTuneJob.objects.count() == 1
 
 
-def test_cancelling_releases_only_what_was_not_spent(celery_worker, sentiment, settings) -> None:
-    settings.DP_SECURE_MODE = False
+def test_cancelling_releases_only_what_was_not_spent(celery_worker, sentiment) -> None:
     owner = bearer_client(sentiment, "owner")
     dataset = upload(owner, sst2_rows(200)).json()
     job = owner.post("/api/v1/fine-tunes", {"dataset": dataset["id"], "model": "sentiment", "base_version": 1,
