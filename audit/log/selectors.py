@@ -163,3 +163,20 @@ def entries_for_verification(*, chunk_size: int = 20_000) -> Iterator[dict[str, 
             "erased": erased_at is not None,
             "leaf_hash": leaf_hash,
         }
+
+
+def entries_for_targets(*, organization_id: int, targets: list[tuple[str, list[str]]]) -> list[LogEntry]:
+    """An organisation's entries about any of `targets` ((target type, [ids]) pairs), in log order."""
+    if not targets:
+        return []
+    about = Q()
+    for target_type, ids in targets:
+        about |= Q(target_type=target_type, target_id__in=ids)
+    return list(LogEntry.objects.filter(Q(organization_id=organization_id) & about).order_by("index"))
+
+
+def verification_latest() -> Any:
+    """The latest finished verification of the whole log (None before the first)."""
+    from audit.log.models import VerificationRun
+
+    return VerificationRun.objects.exclude(finished_at=None).order_by("-started_at").first()

@@ -107,3 +107,21 @@ def verify(public_key: Ed25519PublicKey, checkpoint: SignedCheckpoint) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+# Documents (the manifests of evidence bundles) are signed over a distinct prefix, so that no
+# signature on a document can ever pass for a checkpoint's, or the other way round.
+DOCUMENT_ORIGIN = b"steward.evidence/v1\n"
+
+
+def sign_document(private_key: Ed25519PrivateKey, data: bytes) -> str:
+    """A base64 Ed25519 signature over a document's exact bytes."""
+    return base64.b64encode(private_key.sign(DOCUMENT_ORIGIN + data)).decode()
+
+
+def verify_document(public_key: Ed25519PublicKey, data: bytes, signature: str) -> bool:
+    try:
+        public_key.verify(base64.b64decode(signature, validate=True), DOCUMENT_ORIGIN + data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

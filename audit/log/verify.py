@@ -1,9 +1,11 @@
-"""Standalone verifier of an audit log export. Needs no Django and no database:
+"""Standalone verifier of audit log exports and evidence bundles. Needs no Django and no database:
 
     python -m audit.log.verify EXPORT.zip [--public-key KEY.pem]
 
-Exit status 0 when the export verifies, 1 with the first fault (its index and kind) otherwise,
-2 when the export cannot be read.
+EXPORT is a log export (entries.jsonl, checkpoints.json) or an evidence bundle, such as a
+compliance export (manifest.json, manifest.sig: see audit.log.evidence), zipped or unpacked.
+Exit status 0 when it verifies, 1 with the first fault (its kind, and the index or the file at
+fault) otherwise, 2 when it cannot be read.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from audit.log import signing
+from audit.log import evidence, signing
 from audit.log.verifier import Report, checkpoints_from_dicts, verify_log
 
 
@@ -26,6 +28,11 @@ class Bundle:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.zip = zipfile.ZipFile(path) if path.is_file() else None
+
+    def names(self) -> list[str]:
+        if self.zip is not None:
+            return [info.filename for info in self.zip.infolist() if not info.is_dir()]
+        return [p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()]
 
     def read(self, name: str) -> bytes:
         if self.zip is not None:
@@ -45,9 +52,12 @@ class Bundle:
                         yield json.loads(line)
 
 
-def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> Report:
+def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> Report | evidence.EvidenceReport:
     bundle = Bundle(path)
     key = signing.load_public_key(public_key_pem or bundle.read("public_key.pem"))
+    names = bundle.names()
+    if evidence.MANIFEST in names:
+        return evidence.verify_evidence(bundle.read, names, key)
     checkpoints = list(checkpoints_from_dicts(json.loads(bundle.read("checkpoints.json"))))
     return verify_log(bundle.entries(), checkpoints, key)
 
