@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
@@ -13,8 +15,10 @@ from inference.models import (
     FineTuneJob,
     GlobalExplanation,
     ModelAlias,
+    ModelTransition,
     ModelVersion,
     Prediction,
+    PredictionStatus,
     RegisteredModel,
     TrainingDataset,
     VersionStatus,
@@ -159,3 +163,88 @@ def finetune_get(*, actor: Actor, pk: int) -> FineTuneJob:
     if found is None:
         raise NotFound("No such fine-tuning job in this organisation.")
     return found
+
+
+# ---------------------------------------------------------------- evidence about one version
+# Read by the compliance exports (audit.exports), which were authorised on the version already.
+
+def version_history(*, version: ModelVersion) -> list[ModelTransition]:
+    return list(version.transitions.select_related("actor").order_by("created_at", "id"))
+
+
+def version_aliases(*, version: ModelVersion) -> list[str]:
+    return sorted(version.aliases.values_list("name", flat=True))
+
+
+def version_explanations_done(*, version: ModelVersion) -> QuerySet[Explanation]:
+    return (Explanation.objects.filter(model_version=version, status=PredictionStatus.DONE)
+            .select_related("model_version__model", "prediction").order_by("-created_at"))
+
+
+def version_global_explanation_latest(*, version: ModelVersion) -> GlobalExplanation | None:
+    return (GlobalExplanation.objects.filter(model_version=version, status=PredictionStatus.DONE)
+            .select_related("model_version__model", "created_by").order_by("-number").first())
+
+
+def version_finetune_origin(*, version: ModelVersion) -> FineTuneJob | None:
+    """The private fine-tuning job that produced this version, if one did."""
+    return (FineTuneJob.objects.filter(result_version=version)
+            .select_related("base_version__model", "dataset__model", "dataset__created_by", "result_version")
+            .first())
+
+
+def version_predictions(*, version: ModelVersion, since: datetime, until: datetime) -> QuerySet[Prediction]:
+    return Prediction.objects.filter(model_version=version, created_at__gte=since, created_at__lt=until)
+
+
+def version_serving_statistics(*, version: ModelVersion, since: datetime, until: datetime) -> dict[str, Any]:
+    """Volume, latency (request to answer, and compute) and errors of a version over [since, until)."""
+    import numpy as np
+
+    rows = list(version_predictions(version=version, since=since, until=until).values_list(
+        "created_at", "finished_at", "status", "rows", "compute_ms", "device"))
+    latency = np.array([(f - c).total_seconds() * 1000 for c, f, s, *_ in rows if f is not None and s == "done"])
+    compute = np.array([m for *_, m, _ in rows if m is not None])
+    daily: dict[str, dict[str, int]] = {}
+    devices: dict[str, int] = {}
+    for created, _, status, count, _, device in rows:
+        day = daily.setdefault(created.date().isoformat(), {"requests": 0, "rows": 0, "failed": 0})
+        day["requests"] += 1
+        day["rows"] += count
+        day["failed"] += status == PredictionStatus.FAILED
+        if device:
+            devices[device] = devices.get(device, 0) + 1
+    failed = sum(1 for r in rows if r[2] == PredictionStatus.FAILED)
+
+    def spread(values: Any) -> dict[str, float | None]:
+        if not len(values):
+            return {"p50": None, "p95": None, "p99": None, "max": None}
+        p50, p95, p99 = np.percentile(values, [50, 95, 99])
+        return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2),
+                "max": round(float(values.max()), 2)}
+
+    return {
+        "since": since.isoformat(), "until": until.isoformat(), "requests": len(rows),
+        "rows": sum(r[3] for r in rows), "failed": failed,
+        "unfinished": sum(1 for r in rows if r[2] in (PredictionStatus.PENDING, PredictionStatus.RUNNING)),
+        "error_rate": round(failed / len(rows), 6) if rows else None,
+        "latency_ms": spread(latency), "compute_ms": spread(compute), "devices": devices,
+        "daily": [{"day": day, **counts} for day, counts in sorted(daily.items())],
+    }
+
+
+def version_audit_targets(*, version: ModelVersion, since: datetime, until: datetime,
+                          predictions: int = 100) -> list[tuple[str, list[str]]]:
+    """What the audit log says about a version (in this app) is recorded against these targets: the
+    version, its model (aliases), explanations, fine-tuning, and its latest `predictions` in the period."""
+    targets = [("inference.ModelVersion", [str(version.pk)]), ("inference.RegisteredModel", [str(version.model_id)])]
+    explanations = Explanation.objects.filter(model_version=version).values_list("pk", flat=True)
+    targets.append(("inference.Explanation", [str(pk) for pk in explanations]))
+    globals_ = GlobalExplanation.objects.filter(model_version=version).values_list("pk", flat=True)
+    targets.append(("inference.GlobalExplanation", [str(pk) for pk in globals_]))
+    jobs = FineTuneJob.objects.filter(Q(result_version=version) | Q(base_version=version)).values_list("pk", flat=True)
+    targets.append(("inference.FineTuneJob", [str(pk) for pk in jobs]))
+    recent = (version_predictions(version=version, since=since, until=until)
+              .order_by("-created_at").values_list("pk", flat=True)[:predictions])
+    targets.append(("inference.Prediction", [str(pk) for pk in recent]))
+    return [(kind, ids) for kind, ids in targets if ids]

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "portal.accounts",
     "inference",
     "audit.fairness",
+    "audit.exports",
 ]
 
 MIDDLEWARE = [
@@ -191,6 +192,7 @@ CELERY_BEAT_SCHEDULE = {
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
     "bias-reports-requeue-stuck": {"task": "audit.fairness.tasks.bias_report_requeue_stuck_task", "schedule": 60.0},
     "finetune-requeue-stuck": {"task": "inference.tasks.finetune_requeue_stuck_task", "schedule": 60.0},
+    "exports-requeue-stuck": {"task": "audit.exports.tasks.export_requeue_stuck_task", "schedule": 60.0},
     "global-explanations-requeue-stuck": {
         "task": "inference.tasks.global_explanation_requeue_stuck_task", "schedule": 60.0,
     },

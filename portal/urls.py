@@ -12,6 +12,7 @@ api_v1 = [
     path("audit/", include("audit.console.urls")),
     path("", include("inference.urls")),
     path("", include("audit.fairness.urls")),
+    path("", include("audit.exports.urls")),
 ]
 
 urlpatterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("audit/", include("audit.console.ui_urls")),
     path("", include("audit.fairness.ui.urls")),
+    path("", include("audit.exports.ui.urls")),
     path("", include("inference.ui.urls")),
     path("", include("portal.ui.urls")),
 ]

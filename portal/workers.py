@@ -46,12 +46,13 @@ def serving_queue() -> str | None:
     return None
 
 
-def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[str, Any] | None = None) -> int:
+def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[str, Any] | None = None,
+                  queue: str | None = None) -> int:
     """Puts back on a queue the jobs of `model` whose worker stopped beating (a crash, a restart).
 
     A job is RUNNING with a `heartbeat_at` older than `stale_after`; it becomes PENDING again (with
     `reset` applied), claimed by one conditional UPDATE so that two sweepers never requeue it twice,
-    and `task` is sent with its id. Returns how many were found.
+    and `task` is sent with its id (to `queue`, by default the serving pool). Returns how many were found.
     """
     from django.utils import timezone
 
@@ -61,7 +62,7 @@ def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[
         if model.objects.filter(pk=pk, status="running", heartbeat_at__lt=cutoff).update(
             status="pending", **(reset or {})
         ):
-            task.apply_async((pk,), queue=serving_queue() or "cpu")
+            task.apply_async((pk,), queue=queue or serving_queue() or "cpu")
     return len(stuck)
 
 

@@ -23,3 +23,13 @@ def report_get(*, actor: Actor, pk: int) -> BiasReport:
     if found is None:
         raise ReportNotFound(f"No bias report {pk} in {actor.organization.name}.")
     return found
+
+
+def report_latest_done(*, version: ModelVersion) -> BiasReport | None:
+    """The latest finished report of a version (for exports, authorised on the version already)."""
+    return (BiasReport.objects.filter(model_version=version, status="done")
+            .select_related("model_version__model", "created_by").order_by("-number").first())
+
+
+def report_ids(*, version: ModelVersion) -> list[int]:
+    return list(BiasReport.objects.filter(model_version=version).values_list("pk", flat=True))

@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
+from audit.exports.models import ComplianceExport
 from audit.fairness.models import BiasReport
 from audit.log.models import LogEntry
 from audit.log.services import checkpoint_create
@@ -36,7 +37,7 @@ REPORT_CREATORS = {"owner", "reviewer", "admin"}
 ROW = {"income": 90, "region": "north"}
 
 # (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry, {b} a bias report,
-# {x} an explanation, {g} a global explanation, {d} a training dataset, {f} a fine-tuning job
+# {x} an explanation, {g} a global explanation, {d} a training dataset, {f} a fine-tuning job, {c} a compliance export
 CASES = [
     ("models-list", "get", "/api/v1/models", None, EVERYONE),
     ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
@@ -71,6 +72,12 @@ CASES = [
     ("fine-tune-create", "post", "/api/v1/fine-tunes", {}, REGISTRARS),
     ("fine-tune", "get", "/api/v1/fine-tunes/{f}", None, REPORT_READERS),
     ("fine-tune-cancel", "post", "/api/v1/fine-tunes/{f}/cancel", {}, REGISTRARS),
+    ("exports-of-version", "get", "/api/v1/models/credit/versions/1/exports", None, REPORT_READERS),
+    ("export-create", "post", "/api/v1/models/credit/versions/1/exports", {"period_start": "2099-01-01"}, AUDITORS),
+    ("exports", "get", "/api/v1/exports", None, REPORT_READERS),
+    ("export", "get", "/api/v1/exports/{c}", None, REPORT_READERS),
+    ("export-download", "get", "/api/v1/exports/{c}/download?file=evidence.json", None, REPORT_READERS),
+    ("export-schema", "get", "/api/v1/exports/schema", None, EVERYONE),
     ("fairness-policy", "get", "/api/v1/fairness-policy", None, REPORT_READERS),
     ("fairness-policy-update", "put", "/api/v1/fairness-policy", {"min_group_size": 20}, ADMINS),
     ("audit-entries", "get", "/api/v1/audit/entries", None, AUDITORS),
@@ -93,7 +100,7 @@ OBJECT_CASES = [c for c in CASES if c[0] in {
     "model", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
     "global-explanations", "global-explanation-create", "global-explanation", "training-dataset", "fine-tune",
-    "fine-tune-cancel",
+    "fine-tune-cancel", "exports-of-version", "export-create", "export", "export-download",
 }]
 
 
@@ -135,8 +142,11 @@ def objects_of(served: Served) -> dict[str, int]:
     )
     finetune = FineTuneJob.objects.create(organization=served.org, dataset=dataset, base_version=served.version,
                                           plan={"steps": 1}, status="done", created_by=consumer)
+    export = ComplianceExport.objects.create(
+        organization=served.org, model_version=served.version, number=1, period_start="2026-01-01",
+        period_end="2026-01-31", status="pending", created_by=consumer)
     return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk, "x": explanation.pk,
-            "g": global_explanation.pk, "d": dataset.pk, "f": finetune.pk}
+            "g": global_explanation.pk, "d": dataset.pk, "f": finetune.pk, "c": export.pk}
 
 
 def bearer(user, org, role: str) -> APIClient:

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.exports import document, selectors, services
+from inference import selectors as inference_selectors
+from portal.accounts.roles import Cap
+from portal.api import StrictSerializer, actor_of
+
+MEDIA_TYPES = {".pdf": "application/pdf", ".json": "application/json", ".csv": "text/csv",
+               ".jsonl": "application/x-ndjson", ".pem": "application/x-pem-file", ".txt": "text/plain",
+               ".sig": "application/json"}
+
+
+class ExportListCreateApi(APIView):
+    required_capability = {"GET": Cap.REPORT_READ, "POST": Cap.EXPORT_CREATE}
+
+    class InputSerializer(StrictSerializer):
+        period_start = serializers.DateField(required=False, help_text="serving statistics from this day "
+                                             f"(default: {services.DEFAULT_PERIOD_DAYS} days before the end)")
+        period_end = serializers.DateField(required=False, help_text="to this day, inclusive (default: today)")
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Compliance exports of a model version",
+                   operation_id="exports_of_version_list")
+    def get(self, request: Request, name: str, version: int) -> Response:
+        actor = actor_of(request)
+        found = inference_selectors.version_get(actor=actor, name=name, version=version)
+        return Response([services.export_response(e) for e in selectors.export_list(actor=actor, version=found)])
+
+    @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT},
+                   summary="Generate a compliance export (PDF, JSON, CSV under a signed manifest; a job)")
+    def post(self, request: Request, name: str, version: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        found = inference_selectors.version_get(actor=actor, name=name, version=version)
+        export = services.export_create(actor=actor, version=found, period_start=data.validated_data.get("period_start"),
+                                        period_end=data.validated_data.get("period_end"))
+        return Response(services.export_response(export), status=status.HTTP_202_ACCEPTED)
+
+
+class ExportListApi(APIView):
+    required_capability = Cap.REPORT_READ
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Compliance exports of the organisation",
+                   operation_id="exports_list")
+    def get(self, request: Request) -> Response:
+        return Response([services.export_response(e) for e in selectors.export_list(actor=actor_of(request))[:200]])
+
+
+class ExportDetailApi(APIView):
+    required_capability = Cap.REPORT_READ
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A compliance export: progress, then its files and issues")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(services.export_response(selectors.export_get(actor=actor_of(request), pk=pk)))
+
+
+class ExportDownloadApi(APIView):
+    required_capability = Cap.REPORT_READ
+
+    @extend_schema(
+        parameters=[OpenApiParameter("file", str, description="one file of the bundle by its manifest name "
+                                     "(report.pdf, evidence.json, tables/..., manifest.json); the whole zip if absent")],
+        responses={(200, "application/zip"): bytes, (200, "application/pdf"): bytes, (200, "application/json"): bytes,
+                   (200, "text/csv"): bytes},
+        summary="Download a finished export: the bundle (zip), or one of its files",
+    )
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        export = selectors.export_get(actor=actor_of(request), pk=pk)
+        stem = f"{export.model_version.model.name}-v{export.model_version.version}-export-{export.number}"
+        name = request.query_params.get("file", "")
+        if not name:
+            response = HttpResponse(services.export_bundle(export=export), content_type="application/zip")
+            response["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
+            return response
+        body = services.export_file(export=export, name=name)
+        suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+        response = HttpResponse(body, content_type=MEDIA_TYPES.get(suffix, "application/octet-stream"))
+        disposition = "inline" if suffix == ".pdf" else "attachment"
+        response["Content-Disposition"] = f'{disposition}; filename="{stem}-{name.replace("/", "-")}"'
+        return response
+
+
+class ExportSchemaApi(APIView):
+    """The JSON Schema of evidence.json: public, like the log's key, so anyone can check a document."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[Any] = []
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The JSON Schema of a compliance export's evidence.json")
+    def get(self, request: Request) -> Response:
+        return Response(document.schema())

@@ -1,0 +1,225 @@
+"""The evidence about a model version, gathered from live data into one JSON document.
+
+Reads inference, fairness and the log only through their selectors and response builders
+(STYLE.md C1). The document follows schema/compliance-export.schema.json (published at
+/api/v1/exports/schema); the PDF and the CSV tables are drawn from it and nothing else, so the
+three formats never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.utils import timezone
+
+from audit.exports import mapping
+from audit.fairness import selectors as fairness_selectors
+from audit.fairness.exports import report_document
+from audit.log import selectors as log_selectors
+from inference import selectors as inference_selectors
+from inference.models import ModelVersion
+from inference.services.explanations import explanation_response
+from inference.services.finetuning import dataset_response, job_response
+from inference.services.global_explanations import global_explanation_response
+from inference.services.registry import CARD_FIELDS, CARD_REQUIRED_TO_SUBMIT
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "compliance-export.schema.json"
+SCHEMA_ID = "https://steward.invalid/schemas/compliance-export/1.json"
+LOCAL_SAMPLE = 5  # local explanations shown in full
+RESIDUAL_LIMIT = 1e-6
+ERROR_RATE_LIMIT = 0.01
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """[start 00:00, end + 1 day 00:00) in the portal's time zone."""
+    zone = timezone.get_current_timezone()
+    return (datetime.combine(start, time.min, tzinfo=zone),
+            datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone))
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def audit_targets(version: ModelVersion, *, since: datetime, until: datetime,
+                  export_ids: list[int]) -> list[tuple[str, list[str]]]:
+    """Every target the log records about a version under, this app's and the others'."""
+    targets = inference_selectors.version_audit_targets(version=version, since=since, until=until)
+    reports = fairness_selectors.report_ids(version=version)
+    if reports:
+        targets.append(("fairness.BiasReport", [str(pk) for pk in reports]))
+    if export_ids:
+        targets.append(("exports.ComplianceExport", [str(pk) for pk in export_ids]))
+    return targets
+
+
+def build(*, version: ModelVersion, number: int, period: tuple[date, date], generated_by: str,
+          excerpt: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole document. `excerpt` is the audit entries (as summarised rows) the bundle carries."""
+    model = version.model
+    since, until = period_bounds(*period)
+    card = {name: (version.card or {}).get(name, "") for name in CARD_FIELDS}
+    document: dict[str, Any] = {
+        "$schema": SCHEMA_ID,
+        "schema_version": "1.0",
+        "export": {
+            "number": number, "generated_at": timezone.now().isoformat(), "generated_by": generated_by,
+            "organization": {"name": model.organization.name, "slug": model.organization.slug},
+            "period": {"start": period[0].isoformat(), "end": period[1].isoformat()},
+        },
+        "model": {
+            "name": model.name, "description": model.description, "version": version.version,
+            "task": version.task, "framework": version.framework, "labels": list(version.labels),
+            "input_schema": version.input_schema or {}, "status": version.status,
+            "aliases": inference_selectors.version_aliases(version=version),
+            "artifact": {"sha256": version.artifact_sha256, "bytes": version.artifact_size},
+            "registered_by": version.created_by.username, "registered_at": _when(version.created_at),
+        },
+        "model_card": card,
+        "lifecycle": [
+            {"from": t.from_status, "to": t.to_status, "actor": t.actor.username, "comment": t.comment,
+             "at": _when(t.created_at)}
+            for t in inference_selectors.version_history(version=version)
+        ],
+        "evaluation": {"metrics": dict(version.metrics or {})},
+        "bias_report": _bias(version),
+        "explanations": _explanations(version),
+        "privacy": _privacy(version),
+        "serving": inference_selectors.version_serving_statistics(version=version, since=since, until=until),
+        "audit": _audit(excerpt),
+    }
+    document["issues"] = issues(document)
+    document["regulatory_mapping"] = mapping.evaluate(document)
+    return document
+
+
+def _bias(version: ModelVersion) -> dict[str, Any] | None:
+    report = fairness_selectors.report_latest_done(version=version)
+    if report is None:
+        return None
+    body = report_document(report)
+    headline = body.get("report", {})
+    return {
+        "number": report.number, "kind": report.kind, "verdict": report.verdict,
+        "dataset": {"name": report.dataset_name, "sha256": report.dataset_sha256, "rows": report.rows_total},
+        "created_by": headline.get("created_by"), "finished_at": _when(report.finished_at),
+        "params": report.params, "result": report.result or {},
+    }
+
+
+def _explanations(version: ModelVersion) -> dict[str, Any]:
+    latest = inference_selectors.version_global_explanation_latest(version=version)
+    done = inference_selectors.version_explanations_done(version=version)
+    sample = []
+    for explanation in done[:LOCAL_SAMPLE]:
+        body = explanation_response(explanation)
+        body.pop("url", None)
+        sample.append(body)
+    residuals = [r for r in done.values_list("residual", flat=True) if r is not None]
+    return {
+        "global": _global(latest) if latest else None,
+        "local_total": done.count(),
+        "local_max_residual": max(residuals) if residuals else None,
+        "local_sample": sample,
+    }
+
+
+def _global(job: Any) -> dict[str, Any]:
+    body = global_explanation_response(job)
+    body.pop("url", None)
+    return body
+
+
+def _privacy(version: ModelVersion) -> dict[str, Any] | None:
+    job = inference_selectors.version_finetune_origin(version=version)
+    if job is None and not version.privacy:
+        return None
+    found: dict[str, Any] = {"guarantee": dict(version.privacy or {}), "job": None, "dataset": None}
+    if job is not None:
+        found["job"] = job_response(job)
+        found["dataset"] = dataset_response(job.dataset)
+    return found
+
+
+def _audit(excerpt: list[dict[str, Any]]) -> dict[str, Any]:
+    run = log_selectors.verification_latest()
+    return {
+        "log_size": log_selectors.log_size(),
+        "excerpt_entries": len(excerpt),
+        "excerpt_file": "audit/excerpt.jsonl",
+        "excerpt": excerpt,
+        "verification": None if run is None else {
+            "ok": run.ok, "finished_at": _when(run.finished_at), "entries": run.entries,
+            "checkpoints": run.checkpoints, "summary": run.summary,
+        },
+    }
+
+
+def excerpt_rows(entries: list[Any]) -> list[dict[str, Any]]:
+    """The audit entries as the document lists them (their full form and proofs are in the excerpt file)."""
+    return [{"index": e.index, "time": _when(e.created_at), "actor": e.actor_label or e.actor_type,
+             "action": e.action, "target": f"{e.target_type}:{e.target_id}" if e.target_type else "",
+             "leaf_hash": e.leaf_hash, "erased": e.erased_at is not None} for e in entries]
+
+
+# ---------------------------------------------------------------- what is missing or failing
+
+def issues(document: dict[str, Any]) -> list[dict[str, str]]:
+    """Failed checks and missing evidence, said plainly, most severe first."""
+    found: list[dict[str, str]] = []
+
+    def add(severity: str, area: str, message: str) -> None:
+        found.append({"severity": severity, "area": area, "message": message})
+
+    model = document["model"]
+    if model["status"] != "approved":
+        add("high", "lifecycle", f"The version is {model['status']}: it is not approved for service.")
+    for name, text in document["model_card"].items():
+        if not str(text).strip():
+            severity = "high" if name in CARD_REQUIRED_TO_SUBMIT else "medium"
+            add(severity, "model card", f"The model card has no '{name.replace('_', ' ')}'.")
+    if not document["evaluation"]["metrics"]:
+        add("high", "evaluation", "No evaluation metrics are recorded for this version.")
+    bias = document["bias_report"]
+    if bias is None:
+        add("high", "fairness", "No finished bias report: how the model treats demographic groups is not measured.")
+    elif bias["verdict"] == "fail":
+        add("high", "fairness", f"The latest bias report (#{bias['number']}) fails the organisation's thresholds.")
+    elif bias["verdict"] == "warn":
+        add("medium", "fairness", f"The latest bias report (#{bias['number']}) warns on the organisation's thresholds.")
+    explanations = document["explanations"]
+    if explanations["global"] is None:
+        add("medium", "explanations", "No global explanation: which inputs drive the model is not documented.")
+    if explanations["local_total"] == 0:
+        add("low", "explanations", "No local explanation has been computed for a prediction of this version.")
+    worst = explanations["local_max_residual"]
+    if worst is not None and worst > RESIDUAL_LIMIT:
+        add("medium", "explanations", f"An explanation's residual |base + sum - f(x)| is {worst:.2e}, "
+            f"above {RESIDUAL_LIMIT:.0e}: its attributions do not add up to the output.")
+    privacy = document["privacy"]
+    if privacy is not None:
+        guarantee = privacy["guarantee"]
+        if not guarantee.get("epsilon"):
+            add("high", "privacy", "The version was fine-tuned privately but its guarantee is not recorded.")
+        elif guarantee.get("secure_mode") is False:
+            add("medium", "privacy", "The DP noise was drawn without secure_mode (a non-cryptographic generator).")
+    serving = document["serving"]
+    if serving["requests"] == 0:
+        add("low", "serving", "The version served no request in the chosen period.")
+    elif (serving["error_rate"] or 0) > ERROR_RATE_LIMIT:
+        add("medium", "serving", f"{serving['error_rate']:.1%} of requests failed in the period "
+            f"(more than {ERROR_RATE_LIMIT:.0%}).")
+    verification = document["audit"]["verification"]
+    if verification is None:
+        add("medium", "audit log", "The audit log has not been verified against its checkpoints yet.")
+    elif not verification["ok"]:
+        add("high", "audit log", f"The latest verification of the audit log failed: {verification['summary']}")
+    order = {"high": 0, "medium": 1, "low": 2}
+    return sorted(found, key=lambda item: order[item["severity"]])

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from inference.models import JobStatus
+from portal.accounts.models import Organization
+
+
+class ComplianceExport(models.Model):
+    """One evidence bundle of a model version (PDF, JSON, CSV, signed manifest), numbered per version.
+
+    The bundle itself is in the artifact storage; the row keeps what lists and checks it.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey("inference.ModelVersion", on_delete=models.PROTECT,
+                                      related_name="compliance_exports")
+    number = models.PositiveIntegerField()
+    period_start = models.DateField(help_text="serving statistics from this day (inclusive)")
+    period_end = models.DateField(help_text="serving statistics to this day (inclusive)")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    stage = models.CharField(max_length=60, blank=True)
+    steps_done = models.PositiveSmallIntegerField(default=0)
+    steps_total = models.PositiveSmallIntegerField(default=5)
+    bundle_path = models.CharField(max_length=300, blank=True)
+    bundle_sha256 = models.CharField(max_length=64, blank=True)
+    bundle_bytes = models.BigIntegerField(default=0)
+    files = models.JSONField(default=list, blank=True)  # the manifest's file list
+    issues = models.JSONField(default=list, blank=True)  # open issues found
+    coverage = models.JSONField(default=dict, blank=True)  # Annex IV / NIST items by status
+    audit_index = models.BigIntegerField(null=True, blank=True)
+    audit_leaf_hash = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["model_version", "number"], name="export_number_unique")]
+
+    def __str__(self) -> str:
+        return f"compliance export {self.number} of {self.model_version}"

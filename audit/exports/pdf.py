@@ -1,0 +1,434 @@
+"""The export's PDF report for people, typeset with ReportLab from the JSON document alone.
+
+Fonts are Bitstream Vera, shipped inside ReportLab and embedded in the file (no system package);
+the charts are the portal's own SVG charts (bias report, global explanation), converted by svglib
+with the portal's chart colours. Every chart is followed by the table of its numbers.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+FONT, BOLD, ITALIC = "StewardVera", "StewardVera-Bold", "StewardVera-Italic"
+# The charts get a font of their own: svglib registers a family for each font it draws with, which
+# would otherwise replace the bold face of the text's family.
+CHART_FONT = "StewardChart"
+INK = "#1d2733"
+MUTED = "#5b6778"
+SEVERITY_COLOURS = {"high": "#b3261e", "medium": "#b7791f", "low": "#5b6778"}
+STATUS_COLOURS = {"present": "#1e7b45", "partial": "#b7791f", "missing": "#b3261e"}
+VERDICT_COLOURS = {"pass": "#1e7b45", "warn": "#b7791f", "fail": "#b3261e"}
+CHART_STYLE = (
+    "<style>.axis{stroke:#8a97a8}.grid{stroke:#e7ecf2}.tick{fill:#5b6778;font-size:11px}.label{fill:#1d2733}"
+    ".value{fill:#1d2733}.cbar{fill:#4a78b5}.cbar-low{fill:#c0504d}.cbar-up{fill:#c0504d}.cbar-down{fill:#4a78b5}"
+    ".whisker{stroke:#1d2733;stroke-width:1.2}.threshold{stroke:#b7791f;stroke-dasharray:4 3;stroke-width:1.5}"
+    ".xbar-up{fill:#d66020}.xbar-down{fill:#2c6eb4}text{font-family:StewardChart;font-size:12px}</style>"
+)
+
+
+@cache
+def _fonts() -> frozenset[int]:
+    """Registers the embedded fonts once; returns the code points they can draw."""
+    import reportlab
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    folder = Path(reportlab.__file__).parent / "fonts"
+    regular = TTFont(FONT, str(folder / "Vera.ttf"))
+    for font in (regular, TTFont(BOLD, str(folder / "VeraBd.ttf")), TTFont(ITALIC, str(folder / "VeraIt.ttf")),
+                 TTFont(CHART_FONT, str(folder / "Vera.ttf"))):
+        pdfmetrics.registerFont(font)
+    pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=ITALIC, boldItalic=BOLD)
+    return frozenset(regular.face.charToGlyph)
+
+
+def clean(text: Any) -> str:
+    """Plain text made safe for a Paragraph: markup escaped, characters the font lacks replaced."""
+    drawable = _fonts()
+    value = "" if text is None else str(text)
+    value = "".join(ch if ord(ch) in drawable or ch in "\n\t" else "?" for ch in value)
+    return escape(value).replace("\n", "<br/>")
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+class _Builder:
+    def __init__(self, document: dict[str, Any]) -> None:
+        from reportlab.lib.styles import ParagraphStyle
+
+        _fonts()
+        self.doc = document
+        self.story: list[Any] = []
+        base = ParagraphStyle("body", fontName=FONT, fontSize=9.5, leading=13, textColor=INK, spaceAfter=4)
+        self.styles = {
+            "body": base,
+            "small": ParagraphStyle("small", parent=base, fontSize=8, leading=10.5, textColor=MUTED),
+            "cell": ParagraphStyle("cell", parent=base, fontSize=8, leading=10, spaceAfter=0),
+            "title": ParagraphStyle("title", parent=base, fontName=BOLD, fontSize=22, leading=28, spaceAfter=10),
+            "h1": ParagraphStyle("h1", parent=base, fontName=BOLD, fontSize=15, leading=20, spaceBefore=12,
+                                 spaceAfter=6),
+            "h2": ParagraphStyle("h2", parent=base, fontName=BOLD, fontSize=11.5, leading=15, spaceBefore=8,
+                                 spaceAfter=4),
+        }
+
+    # -- primitives
+    def p(self, text: str, style: str = "body") -> None:
+        from reportlab.platypus import Paragraph
+
+        self.story.append(Paragraph(text, self.styles[style]))
+
+    def heading(self, text: str, level: int = 1) -> None:
+        from reportlab.platypus import Paragraph
+
+        style = "h1" if level == 1 else "h2"
+        para = Paragraph(clean(text), self.styles[style])
+        para._bookmark = (text, level)  # type: ignore[attr-defined]  # picked up by the outline hook
+        self.story.append(para)
+
+    def table(self, header: list[str], rows: list[list[Any]], widths: list[float] | None = None) -> None:
+        from reportlab.lib import colors
+        from reportlab.platypus import Paragraph, Table, TableStyle
+
+        cell = self.styles["cell"]
+        data = [[Paragraph(f"<b>{clean(h)}</b>", cell) for h in header]]
+        for row in rows:
+            data.append([Paragraph(v if isinstance(v, _Markup) else clean(_num(v)), cell) for v in row])
+        table = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
+        style = [
+            ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#c9d2dd")),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef2f7")),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        ]
+        table.setStyle(TableStyle(style))
+        self.story.append(table)
+        self.spacer(6)
+
+    def spacer(self, height: float) -> None:
+        from reportlab.platypus import Spacer
+
+        self.story.append(Spacer(1, height))
+
+    def chart(self, markup: str) -> None:
+        """A portal SVG chart, drawn as vectors at the text width."""
+        from reportlab.lib.units import cm
+        from svglib.svglib import svg2rlg
+
+        if not markup:
+            return
+        try:
+            height = markup.split('viewBox="0 0 ', 1)[1].split('"', 1)[0].split()[1]
+        except IndexError:
+            return
+        drawable = _fonts()
+        text = "".join(ch if ord(ch) in drawable or ch in "\n\t" else "" for ch in markup)
+        text = text.replace('width="100%"', f'width="640" height="{height}"', 1)
+        at = text.find("</desc>")
+        text = text[: at + 7] + CHART_STYLE + text[at + 7:] if at >= 0 else text
+        drawing = svg2rlg(io.BytesIO(text.encode()))
+        if drawing is None:
+            return
+        scale = min(1.0, (17 * cm) / drawing.width)
+        drawing.scale(scale, scale)
+        drawing.width, drawing.height = drawing.width * scale, drawing.height * scale
+        self.story.append(drawing)
+        self.spacer(4)
+
+
+class _Markup(str):
+    """A table cell that is already Paragraph markup (escaped by whoever built it)."""
+
+
+def _status(value: str, colours: dict[str, str]) -> _Markup:
+    return _Markup(f'<font color="{colours.get(value, INK)}"><b>{clean(value)}</b></font>')
+
+
+def _sections(b: _Builder) -> None:
+    from reportlab.lib.units import cm
+    from reportlab.platypus import PageBreak
+
+    doc = b.doc
+    model, export = doc["model"], doc["export"]
+    b.p(f"Technical documentation: {clean(model['name'])} version {model['version']}", "title")
+    b.p(f"{clean(export['organization']['name'])}. Compliance export #{export['number']}, generated "
+        f"{clean(export['generated_at'][:19].replace('T', ' '))} UTC by {clean(export['generated_by'])}, from the live "
+        f"evidence held by Steward. Serving period {export['period']['start']} to {export['period']['end']}.")
+    b.p("Prepared for EU AI Act Art. 11 and Annex IV (technical documentation) and the NIST AI RMF. "
+        "The files of this bundle are listed with their SHA-256 in manifest.json, which is signed with the audit "
+        "log's key and anchored in the log; section 11 says how to verify it offline.", "small")
+    b.table(["model", "version", "task", "status", "aliases", "artifact SHA-256"],
+            [[model["name"], model["version"], model["task"], model["status"], ", ".join(model["aliases"]) or "none",
+              model["artifact"]["sha256"]]], widths=[2.4 * cm, 1.4 * cm, 3.2 * cm, 1.8 * cm, 2 * cm, 6.2 * cm])
+    issues = doc["issues"]
+    counts = {s: sum(1 for i in issues if i["severity"] == s) for s in ("high", "medium", "low")}
+    coverage = {f: {s: sum(1 for r in rows if r["status"] == s) for s in ("present", "partial", "missing")}
+                for f, rows in doc["regulatory_mapping"].items()}
+    b.heading("1. Summary and open issues")
+    b.p(f"{len(issues)} open issue(s): {counts['high']} high, {counts['medium']} medium, {counts['low']} low. "
+        f"Annex IV items: {coverage['eu_ai_act_annex_iv']['present']} present, "
+        f"{coverage['eu_ai_act_annex_iv']['partial']} partial, {coverage['eu_ai_act_annex_iv']['missing']} missing. "
+        f"NIST AI RMF items: {coverage['nist_ai_rmf']['present']} present, {coverage['nist_ai_rmf']['partial']} partial, "
+        f"{coverage['nist_ai_rmf']['missing']} missing.")
+    if issues:
+        b.table(["severity", "area", "issue"],
+                [[_status(i["severity"], SEVERITY_COLOURS), i["area"], i["message"]] for i in issues],
+                widths=[2 * cm, 2.6 * cm, 12.4 * cm])
+    else:
+        b.p("No open issue: every check passed and no evidence is missing.")
+
+    b.heading("2. Model card")
+    b.p(clean(model["description"]))
+    b.table(["field", "text"], [[k.replace("_", " "), v or "(empty)"] for k, v in doc["model_card"].items()],
+            widths=[3.6 * cm, 13.4 * cm])
+    if model["input_schema"].get("features"):
+        b.heading("Input schema", 2)
+        b.table(["feature", "type", "allowed values or range"],
+                [[f["name"], f["type"], ", ".join(map(str, f["values"])) if f.get("values")
+                  else f"{_num(f.get('min'))} to {_num(f.get('max'))}"] for f in model["input_schema"]["features"]],
+                widths=[4 * cm, 2.4 * cm, 10.6 * cm])
+
+    b.heading("3. Lifecycle and approvals")
+    b.p(f"Registered by {clean(model['registered_by'])} on {clean((model['registered_at'] or '')[:10])}. Every "
+        "transition, with who made it, when and why:")
+    b.table(["when (UTC)", "from", "to", "by", "why"],
+            [[t["at"][:19].replace("T", " "), t["from"] or "-", t["to"], t["actor"], t["comment"]]
+             for t in doc["lifecycle"]], widths=[3.2 * cm, 2 * cm, 2 * cm, 2.6 * cm, 7.2 * cm])
+
+    b.heading("4. Evaluation metrics")
+    metrics = doc["evaluation"]["metrics"]
+    if metrics:
+        b.table(["metric", "value"], [[k.replace("_", " "), v] for k, v in metrics.items()], widths=[7 * cm, 5 * cm])
+    else:
+        b.p("No evaluation metrics are recorded for this version.")
+
+    b.heading("5. Bias report")
+    bias = doc["bias_report"]
+    if bias is None:
+        b.p("No bias report has been run on this version.")
+    else:
+        _bias_section(b, bias)
+
+    b.heading("6. Explanations")
+    _explanation_section(b, doc["explanations"], model)
+
+    b.heading("7. Privacy guarantee and training data ledger")
+    _privacy_section(b, doc["privacy"])
+
+    b.heading("8. Serving statistics")
+    s = doc["serving"]
+    rate = "n/a" if s["error_rate"] is None else f"{s['error_rate']:.2%}"
+    b.p(f"From {clean(s['since'][:10])} to {clean(s['until'][:10])} (exclusive): {s['requests']} requests, "
+        f"{s['rows']} rows, {s['failed']} failed, error rate {rate}.")
+    b.table(["", "p50", "p95", "p99", "max"],
+            [["latency, request to answer (ms)", *[s["latency_ms"][k] for k in ("p50", "p95", "p99", "max")]],
+             ["model compute (ms)", *[s["compute_ms"][k] for k in ("p50", "p95", "p99", "max")]]],
+            widths=[6 * cm, 2.5 * cm, 2.5 * cm, 2.5 * cm, 2.5 * cm])
+    if s["devices"]:
+        b.p("Devices: " + clean(", ".join(f"{k} ({v} requests)" for k, v in s["devices"].items())))
+    if s["daily"]:
+        b.table(["day", "requests", "rows", "failed"], [[d["day"], d["requests"], d["rows"], d["failed"]]
+                                                        for d in s["daily"][-62:]], widths=[3 * cm, 3 * cm, 3 * cm, 3 * cm])
+
+    b.heading("9. Audit log")
+    audit = doc["audit"]
+    verification = audit["verification"]
+    b.p(f"The log holds {audit['log_size']} entries. "
+        + ("It has not been verified against its checkpoints yet." if verification is None else
+           f"Latest full verification ({clean((verification['finished_at'] or '')[:19].replace('T', ' '))} UTC): "
+           f"{'passed' if verification['ok'] else 'FAILED'}; {clean(verification['summary'])}"))
+    b.p(f"The {audit['excerpt_entries']} entries about this version follow; each is in "
+        f"{clean(audit['excerpt_file'])} in full, with its inclusion proof against a signed checkpoint.")
+    shown = audit["excerpt"][-200:]
+    if len(audit["excerpt"]) > len(shown):
+        b.p(f"(The last {len(shown)} are listed here.)", "small")
+    b.table(["index", "when (UTC)", "actor", "action", "target"],
+            [[e["index"], e["time"][:19].replace("T", " "), e["actor"], e["action"], e["target"]] for e in shown],
+            widths=[1.4 * cm, 3.2 * cm, 3.6 * cm, 4.4 * cm, 4.4 * cm])
+
+    b.story.append(PageBreak())
+    b.heading("10. Regulatory mapping")
+    for key, title in (("eu_ai_act_annex_iv", "EU AI Act, Annex IV (technical documentation)"),
+                       ("nist_ai_rmf", "NIST AI RMF 1.0 (Govern, Map, Measure, Manage)")):
+        b.heading(title, 2)
+        b.table(["item", "subject", "status", "evidence present", "missing"],
+                [[r["item"], r["title"], _status(r["status"], STATUS_COLOURS), "; ".join(r["evidence"]) or "-",
+                  "; ".join(r["missing"]) or "-"] for r in doc["regulatory_mapping"][key]],
+                widths=[2 * cm, 3.6 * cm, 1.6 * cm, 5.2 * cm, 4.6 * cm])
+
+    b.heading("11. Verifying this bundle")
+    b.p("Every file of the bundle is listed in manifest.json with its SHA-256; manifest.sig is an Ed25519 signature "
+        "of manifest.json by the audit log's key. The manifest's anchor is the log entry that recorded this "
+        "export (the hash of its file list), with an inclusion proof against a signed checkpoint; the audit "
+        "excerpt's entries carry proofs against an earlier signed checkpoint that the anchor's extends. Check it "
+        "offline with the standalone verifier, which needs Python and the cryptography package but no Steward "
+        "database:")
+    b.p("<font name='Courier'>python -m audit.log.verify BUNDLE.zip --public-key steward-audit.pem</font>")
+    b.p("Obtain the public key from the portal (/api/v1/audit/public-key) rather than from the bundle. The verifier "
+        "names the first file that does not match.", "small")
+
+
+def _bias_section(b: _Builder, bias: dict[str, Any]) -> None:
+    from reportlab.lib.units import cm
+
+    from audit.exports.tables import bias_rows
+    from audit.fairness import charts
+
+    result = bias["result"]
+    b.p(f"Report #{bias['number']} ({bias['kind']}) on {clean(bias['dataset']['name'])} "
+        f"({bias['dataset']['rows']} rows, SHA-256 {bias['dataset']['sha256'][:16]}...), finished "
+        f"{clean((bias['finished_at'] or '')[:10])}. Verdict against the organisation's thresholds: "
+        f"{_status(bias['verdict'], VERDICT_COLOURS)}.")
+    if bias["kind"] == "tabular":
+        for axis in result.get("axes", [])[:4]:
+            b.heading(f"By {axis['axis']}", 2)
+            b.chart(str(charts.selection_rate_chart(axis)))
+            b.table(["group", "count", "selection rate", "95% interval", "accuracy", "TPR", "FPR"],
+                    [[g["group"], g["count"], g.get("selection_rate"),
+                      "-" if g.get("selection_rate_ci95") is None or g["selection_rate_ci95"][0] is None else
+                      f"{g['selection_rate_ci95'][0]:.3f} to {g['selection_rate_ci95'][1]:.3f}",
+                      g.get("accuracy"), g.get("true_positive_rate"), g.get("false_positive_rate")]
+                     for g in axis["groups"]], widths=[4 * cm, 1.6 * cm, 2.2 * cm, 3.2 * cm, 2 * cm, 2 * cm, 2 * cm])
+            b.table(["disparity", "value", "95% interval", "verdict"],
+                    [[name.replace("_", " "), d["value"], f"{_num(d['ci95'][0])} to {_num(d['ci95'][1])}",
+                      _status(d["verdict"], VERDICT_COLOURS)]
+                     for name, d in axis["disparities"].items()], widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
+    else:
+        b.chart(str(charts.identity_shift_chart(result.get("per_term", []))))
+        header, rows = bias_rows(bias)
+        b.table(header[:8], [r[:8] for r in rows])
+        checks = result.get("checks", {})
+        if checks:
+            b.table(["check", "value", "verdict"],
+                    [[name.replace("_", " "), c.get("value"),
+                      _status(c["verdict"], VERDICT_COLOURS)]
+                     for name, c in checks.items()], widths=[6 * cm, 3 * cm, 3 * cm])
+
+
+def _explanation_section(b: _Builder, explanations: dict[str, Any], model: dict[str, Any]) -> None:
+    from reportlab.lib.units import cm
+
+    from audit.exports.tables import label_values
+    from inference.ui.charts import global_bars
+
+    latest = explanations["global"]
+    b.heading("Global explanation", 2)
+    if latest is None:
+        b.p("No global explanation has been computed for this version.")
+    else:
+        ranking = latest.get("ranking", [])
+        b.p(f"Global explanation #{latest['number']}: mean |SHAP| over {latest.get('rows', latest['rows_total'])} rows "
+            f"of {clean(latest['dataset'])} (methods {clean(', '.join(latest.get('methods', [])))}, budget "
+            f"{latest['max_evals']} evaluations per row, largest residual {_num(latest.get('max_residual'))}).")
+        b.chart(str(global_bars(ranking, kind=latest.get("kind", "feature"))))
+        b.table(["rank", "word or feature", "mean |SHAP|", "mean signed", "rows containing it"],
+                [[i + 1, r["name"], r["mean_abs"], r.get("mean_signed"), r.get("occurrences")]
+                 for i, r in enumerate(ranking[:20])], widths=[1.4 * cm, 5 * cm, 3 * cm, 3 * cm, 3.4 * cm])
+    b.heading("Local explanations (a sample)", 2)
+    total = explanations["local_total"]
+    if not explanations["local_sample"]:
+        b.p("No prediction of this version has been explained yet.")
+        return
+    b.p(f"Predictions of this version explained: {total}; the latest {len(explanations['local_sample'])} "
+        f"follow. Largest residual |base + sum(SHAP) - f(x)| over all of them: "
+        f"{_num(explanations['local_max_residual'])}.")
+    for item in explanations["local_sample"]:
+        label = item["label"]
+        b.p(f"<b>Explanation {item['id']}</b> of prediction {item['prediction']} (row {item['row']}): "
+            f"predicted {clean(label)}; method {clean(item['method'])}, {item['evaluations']} evaluations, residual "
+            f"{_num(item['residual'])}.")
+        if item.get("words"):
+            reach = max((abs(w["value"]) for w in item["words"]), default=0) or 1.0
+            spans = []
+            for w in item["words"]:
+                strength = min(abs(w["value"]) / reach, 1.0)
+                colour = _tint(strength, towards=w["value"] > 0)
+                spans.append(f'<span backColor="{colour}">{clean(w["word"])}</span>')
+            b.p(" ".join(spans))
+            b.p(f"Orange: towards {clean(label)}; blue: away from it (the values are in "
+                "tables/local_explanations.csv).", "small")
+        if item.get("summary"):
+            b.p(clean(item["summary"]))
+        values = label_values(item)
+        top = sorted(zip(item["features"], values, strict=False), key=lambda fv: -abs(fv[1]))[:8]
+        b.table(["word or feature", f"SHAP towards {label}"], [[f, v] for f, v in top], widths=[6 * cm, 4 * cm])
+
+
+def _tint(strength: float, *, towards: bool) -> str:
+    """White to orange (towards the label) or to blue (away), by strength in [0, 1]."""
+    target = (214, 96, 32) if towards else (44, 110, 180)
+    mix = 0.15 + 0.6 * strength
+    r, g, bl = (round(255 + (c - 255) * mix) for c in target)
+    return f"#{r:02x}{g:02x}{bl:02x}"
+
+
+def _privacy_section(b: _Builder, privacy: dict[str, Any] | None) -> None:
+    from reportlab.lib.units import cm
+
+    if privacy is None:
+        b.p("This version was not fine-tuned on protected data in Steward: no differential privacy guarantee applies.")
+        return
+    guarantee = privacy["guarantee"]
+    b.p(f"({clean(guarantee.get('epsilon'))}, {clean(guarantee.get('delta'))})-differential privacy at the level of "
+        f"{clean(guarantee.get('unit', 'one record'))}, by {clean(guarantee.get('mechanism', 'DP-SGD'))}; accountant "
+        f"{clean(guarantee.get('accountant', ''))}.")
+    b.table(["parameter", "value"], [[k.replace("_", " "), v] for k, v in guarantee.items()], widths=[5 * cm, 9 * cm])
+    dataset = privacy.get("dataset")
+    if dataset:
+        budget = dataset["budget"]
+        b.heading("Training data and its privacy ledger", 2)
+        b.p(f"Dataset {clean(dataset['name'])} (SHA-256 {dataset['sha256'][:16]}..., {dataset['train_rows']} training "
+            f"and {dataset['holdout_rows']} held-out rows), cap epsilon {dataset['epsilon_cap']} at delta "
+            f"{dataset['delta_cap']}. Spent (settled runs): {_num(budget['epsilon_spent'])}; committed "
+            f"(with reservations): {_num(budget['epsilon_committed'])}; composed with {clean(budget['accountant'])}.")
+        b.table(["job", "state", "noise", "sample rate", "steps reserved", "steps spent", "planned epsilon"],
+                [[e["job"], e["state"], e["noise_multiplier"], e["sample_rate"], e["steps_reserved"],
+                  e["steps_spent"], e["epsilon_planned"]] for e in dataset["ledger"]])
+
+
+def render(document: dict[str, Any]) -> bytes:
+    """The PDF, with an outline of its sections and each page's header and number."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import cm
+    from reportlab.platypus import SimpleDocTemplate
+
+    builder = _Builder(document)
+    _sections(builder)
+    model, export = document["model"], document["export"]
+    title = f"Technical documentation: {model['name']} v{model['version']}"
+
+    class _Doc(SimpleDocTemplate):
+        def afterFlowable(self, flowable: Any) -> None:
+            mark = getattr(flowable, "_bookmark", None)
+            if mark:
+                text, level = mark
+                key = f"s{id(flowable)}"
+                self.canv.bookmarkPage(key)
+                self.canv.addOutlineEntry(text, key, level=level - 1)
+
+    def page(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont(FONT, 7.5)
+        canvas.setFillColorRGB(0.36, 0.4, 0.47)
+        canvas.drawString(2 * cm, A4[1] - 1.2 * cm, f"Steward. {title}. Export #{export['number']}")
+        canvas.drawRightString(A4[0] - 2 * cm, 1.1 * cm, f"page {doc.page}")
+        canvas.restoreState()
+
+    buffer = io.BytesIO()
+    pdf = _Doc(buffer, pagesize=A4, leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm, bottomMargin=1.8 * cm,
+               title=title, author=f"Steward for {export['organization']['name']}",
+               subject="EU AI Act Annex IV technical documentation; NIST AI RMF evidence",
+               creator="Steward compliance export")
+    pdf.build(builder.story, onFirstPage=page, onLaterPages=page)
+    return buffer.getvalue()

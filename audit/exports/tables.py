@@ -1,0 +1,94 @@
+"""The document's tables as CSV files (one per table, a header row, UTF-8), for spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from audit.fairness.metrics import GROUP_METRICS
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def bias_rows(bias: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Tabular: a row per group and per disparity, with 95% intervals. Text: a row per identity term."""
+    result = bias["result"]
+    if bias["kind"] == "tabular":
+        header = ["section", "axis", "group_or_metric", "count", "too_small", *GROUP_METRICS,
+                  "value", "ci95_low", "ci95_high", "verdict"]
+        rows: list[list[Any]] = []
+        for axis in result.get("axes", []):
+            for group in axis["groups"]:
+                rows.append(["group", axis["axis"], group["group"], group["count"], group["too_small"],
+                             *[group.get(m) for m in GROUP_METRICS], "", "", "", ""])
+            for name, d in axis["disparities"].items():
+                rows.append(["disparity", axis["axis"], name, "", "", *[""] * len(GROUP_METRICS),
+                             d["value"], d["ci95"][0], d["ci95"][1], d["verdict"]])
+        return header, rows
+    header = ["term", "mean_score", "score_shift", "shift_ci95_low", "shift_ci95_high", "flip_rate",
+              "flip_ci95_low", "flip_ci95_high", "subgroup_auc", "bpsn_auc", "bnsp_auc"]
+    return header, [[r.get("term"), r.get("mean_score"), r.get("score_shift"), *r["score_shift_ci95"],
+                     r.get("flip_rate"), *r["flip_rate_ci95"], r.get("subgroup_auc"), r.get("bpsn_auc"),
+                     r.get("bnsp_auc")] for r in result.get("per_term", [])]
+
+
+def tables(document: dict[str, Any]) -> dict[str, bytes]:
+    """File name (under tables/) to CSV bytes."""
+    files = {
+        "lifecycle.csv": _csv(["at", "from", "to", "actor", "comment"],
+                              [[t["at"], t["from"], t["to"], t["actor"], t["comment"]] for t in document["lifecycle"]]),
+        "metrics.csv": _csv(["metric", "value"], [[k, v] for k, v in document["evaluation"]["metrics"].items()]),
+        "serving_daily.csv": _csv(["day", "requests", "rows", "failed"],
+                                  [[d["day"], d["requests"], d["rows"], d["failed"]]
+                                   for d in document["serving"]["daily"]]),
+        "audit_excerpt.csv": _csv(["index", "time", "actor", "action", "target", "leaf_hash", "erased"],
+                                  [[e["index"], e["time"], e["actor"], e["action"], e["target"], e["leaf_hash"],
+                                    e["erased"]] for e in document["audit"]["excerpt"]]),
+        "issues.csv": _csv(["severity", "area", "message"],
+                           [[i["severity"], i["area"], i["message"]] for i in document["issues"]]),
+    }
+    mapped = document["regulatory_mapping"]
+    for framework, name in (("eu_ai_act_annex_iv", "eu_ai_act_annex_iv.csv"), ("nist_ai_rmf", "nist_ai_rmf.csv")):
+        files[name] = _csv(["item", "title", "status", "evidence", "missing"],
+                           [[r["item"], r["title"], r["status"], "; ".join(r["evidence"]), "; ".join(r["missing"])]
+                            for r in mapped[framework]])
+    if document["bias_report"] is not None:
+        files["bias_report.csv"] = _csv(*bias_rows(document["bias_report"]))
+    explanations = document["explanations"]
+    if explanations["global"] is not None:
+        ranking = explanations["global"].get("ranking", [])
+        files["global_explanation.csv"] = _csv(
+            ["rank", "name", "mean_abs_shap", "mean_signed_shap", "rows_containing"],
+            [[i + 1, r["name"], r["mean_abs"], r.get("mean_signed"), r.get("occurrences")] for i, r in enumerate(ranking)])
+    if explanations["local_sample"]:
+        rows = []
+        for item in explanations["local_sample"]:
+            for feature, value in zip(item["features"], label_values(item), strict=False):
+                rows.append([item["id"], item["prediction"], item["row"], item["label"], feature, value,
+                             item["residual"], item["method"]])
+        files["local_explanations.csv"] = _csv(
+            ["explanation", "prediction", "row", "label", "feature_or_token", "shap_value", "residual", "method"], rows)
+    privacy = document["privacy"]
+    if privacy is not None and privacy.get("dataset"):
+        files["privacy_ledger.csv"] = _csv(
+            ["job", "state", "noise_multiplier", "sample_rate", "steps_reserved", "steps_spent", "epsilon_planned",
+             "created_at", "settled_at"],
+            [[e["job"], e["state"], e["noise_multiplier"], e["sample_rate"], e["steps_reserved"], e["steps_spent"],
+              e["epsilon_planned"], e["created_at"], e["settled_at"]] for e in privacy["dataset"]["ledger"]])
+    return {f"tables/{name}": data for name, data in files.items()}
+
+
+def label_values(item: dict[str, Any]) -> list[float]:
+    """An explanation's values towards its explained label (values are per feature, per label)."""
+    values = item["values"]
+    if values and isinstance(values[0], list):
+        column = item["labels"].index(item["label"]) if item["label"] in item["labels"] else 0
+        return [row[column] for row in values]
+    return list(values)

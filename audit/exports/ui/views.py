@@ -1,0 +1,123 @@
+"""The browser pages of compliance exports; they call the same services as the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from audit.exports import selectors, services
+from audit.exports.models import ComplianceExport
+from audit.log.exports import public_key_pem
+from audit.log.signing import key_id, load_public_key
+from inference import selectors as inference_selectors
+from inference.models import JobStatus
+from portal.accounts.roles import Cap
+from portal.exceptions import PortalError
+from portal.ui.views import forbidden, htmx_progress, member_required
+
+
+class ExportForm(forms.Form):
+    period_start = forms.DateField(widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
+                                   help_text="serving statistics from this day")
+    period_end = forms.DateField(widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}), help_text="to this day, inclusive")
+
+
+@member_required
+def version_exports(request: HttpRequest, name: str, version: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "read compliance exports")
+    try:
+        found = inference_selectors.version_get(actor=actor, name=name, version=version)
+    except PortalError:
+        return render(request, "inference/missing.html", {"name": name}, status=404)
+    start, end = services.default_period()
+    form = ExportForm(request.POST or None, initial={"period_start": start, "period_end": end})
+    status = 200
+    if request.method == "POST":
+        if not actor.can(Cap.EXPORT_CREATE):
+            return forbidden(request, "generate compliance exports")
+        if form.is_valid():
+            try:
+                export = services.export_create(actor=actor, version=found,
+                                                period_start=form.cleaned_data["period_start"],
+                                                period_end=form.cleaned_data["period_end"])
+                return redirect("export-detail", pk=export.pk)
+            except PortalError as exc:
+                form.add_error(None, exc.message)
+        status = 400
+    context = {"version": found, "form": form, "can_create": actor.can(Cap.EXPORT_CREATE),
+               "exports": selectors.export_list(actor=actor, version=found)}
+    return render(request, "exports/version_exports.html", context, status=status)
+
+
+@member_required
+def export_list(request: HttpRequest) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "read compliance exports")
+    versions = inference_selectors.version_list_visible(actor=actor).select_related("model").order_by(
+        "model__name", "-version")
+    return render(request, "exports/list.html", {"exports": selectors.export_list(actor=actor)[:200],
+                                                 "versions": versions, "can_create": actor.can(Cap.EXPORT_CREATE)})
+
+
+@member_required
+def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "read compliance exports")
+    try:
+        export = selectors.export_get(actor=actor, pk=pk)
+    except PortalError:
+        return render(request, "exports/missing.html", {"pk": pk}, status=404)
+    context: dict[str, Any] = {"export": export, "running": export.status in (JobStatus.PENDING, JobStatus.RUNNING)}
+    polled = htmx_progress(request, running=context["running"], template="exports/_progress.html", context=context)
+    if polled is not None:
+        return polled
+    if export.status == JobStatus.DONE:
+        context.update(_done_context(export))
+    return render(request, "exports/export.html", context)
+
+
+def _done_context(export: ComplianceExport) -> dict[str, Any]:
+    import json
+
+    mapped = json.loads(services.export_file(export=export, name="evidence.json"))["regulatory_mapping"]
+    pem = public_key_pem()
+    return {
+        "annex": mapped["eu_ai_act_annex_iv"], "nist": mapped["nist_ai_rmf"],
+        "key_id": key_id(load_public_key(pem)),
+        "high": sum(1 for i in export.issues if i["severity"] == "high"),
+        "stem": f"{export.model_version.model.name}-v{export.model_version.version}-export-{export.number}",
+    }
+
+
+@member_required
+def export_download(request: HttpRequest, pk: int) -> HttpResponse:
+    """The bundle, or one file of it (?file=report.pdf), for the signed-in member."""
+    actor = request.actor  # type: ignore[attr-defined]
+    if not actor.can(Cap.REPORT_READ):
+        return forbidden(request, "read compliance exports")
+    try:
+        export = selectors.export_get(actor=actor, pk=pk)
+        name = request.GET.get("file", "")
+        stem = f"{export.model_version.model.name}-v{export.model_version.version}-export-{export.number}"
+        if not name:
+            response = HttpResponse(services.export_bundle(export=export), content_type="application/zip")
+            response["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
+            return response
+        from audit.exports.apis import MEDIA_TYPES
+
+        suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+        response = HttpResponse(services.export_file(export=export, name=name),
+                                content_type=MEDIA_TYPES.get(suffix, "application/octet-stream"))
+        disposition = "inline" if suffix == ".pdf" else "attachment"
+        response["Content-Disposition"] = f'{disposition}; filename="{stem}-{name.replace("/", "-")}"'
+        return response
+    except PortalError as exc:
+        return render(request, "exports/missing.html", {"pk": pk, "message": exc.message},
+                      status=exc.status_code)
