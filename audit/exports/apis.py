@@ -12,13 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.exports import document, selectors, services
+from audit.exports.downloads import download_response
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
-
-MEDIA_TYPES = {".pdf": "application/pdf", ".json": "application/json", ".csv": "text/csv",
-               ".jsonl": "application/x-ndjson", ".pem": "application/x-pem-file", ".txt": "text/plain",
-               ".sig": "application/json"}
 
 
 class ExportListCreateApi(APIView):
@@ -77,18 +74,7 @@ class ExportDownloadApi(APIView):
     )
     def get(self, request: Request, pk: int) -> HttpResponse:
         export = selectors.export_get(actor=actor_of(request), pk=pk)
-        stem = f"{export.model_version.model.name}-v{export.model_version.version}-export-{export.number}"
-        name = request.query_params.get("file", "")
-        if not name:
-            response = HttpResponse(services.export_bundle(export=export), content_type="application/zip")
-            response["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
-            return response
-        body = services.export_file(export=export, name=name)
-        suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-        response = HttpResponse(body, content_type=MEDIA_TYPES.get(suffix, "application/octet-stream"))
-        disposition = "inline" if suffix == ".pdf" else "attachment"
-        response["Content-Disposition"] = f'{disposition}; filename="{stem}-{name.replace("/", "-")}"'
-        return response
+        return download_response(export, request.query_params.get("file", ""))
 
 
 class ExportSchemaApi(APIView):

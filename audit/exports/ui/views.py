@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from audit.exports import selectors, services
+from audit.exports.downloads import download_response
 from audit.exports.models import ComplianceExport
 from audit.log.exports import public_key_pem
 from audit.log.signing import key_id, load_public_key
@@ -104,20 +105,7 @@ def export_download(request: HttpRequest, pk: int) -> HttpResponse:
         return forbidden(request, "read compliance exports")
     try:
         export = selectors.export_get(actor=actor, pk=pk)
-        name = request.GET.get("file", "")
-        stem = f"{export.model_version.model.name}-v{export.model_version.version}-export-{export.number}"
-        if not name:
-            response = HttpResponse(services.export_bundle(export=export), content_type="application/zip")
-            response["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
-            return response
-        from audit.exports.apis import MEDIA_TYPES
-
-        suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-        response = HttpResponse(services.export_file(export=export, name=name),
-                                content_type=MEDIA_TYPES.get(suffix, "application/octet-stream"))
-        disposition = "inline" if suffix == ".pdf" else "attachment"
-        response["Content-Disposition"] = f'{disposition}; filename="{stem}-{name.replace("/", "-")}"'
-        return response
+        return download_response(export, request.GET.get("file", ""))
     except PortalError as exc:
         return render(request, "exports/missing.html", {"pk": pk, "message": exc.message},
                       status=exc.status_code)
