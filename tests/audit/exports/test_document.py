@@ -1,0 +1,81 @@
+"""The evidence document of a privately fine-tuned version: guarantee, training data and its ledger,
+in the JSON (valid against the schema), the CSV and the PDF. The fine-tuning run itself is tested in
+tests/inference/apis/test_finetuning.py; here its recorded outcome is laid down directly, as that
+run leaves it, so that the export's reading of it is checked without minutes of DP-SGD."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import jsonschema
+import pytest
+from django.utils import timezone
+from pypdf import PdfReader
+
+from audit.exports import document, mapping, pdf, tables
+from inference.ml import private
+from inference.models import FineTuneJob, ModelVersion, PrivacyLedgerEntry, TrainingDataset
+from tests.inference.factories import CARD
+
+pytestmark = pytest.mark.django_db
+
+
+def private_version(tabular) -> ModelVersion:
+    base = tabular.version
+    dataset = TrainingDataset.objects.create(
+        organization=tabular.org, model=base.model, name="claims.csv", path="training/claims.json",
+        sha256="ab" * 32, train_rows=900, holdout_rows=100, epsilon_cap=10.0, delta_cap=1e-5,
+        created_by=tabular.actors["owner"].user)
+    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-5, rows=900, epochs=2, batch_size=30,
+                            learning_rate=5e-4, max_grad_norm=1.0)
+    version = ModelVersion.objects.create(
+        model=base.model, version=2, task=base.task, framework=base.framework, labels=base.labels,
+        input_schema=base.input_schema, artifact=base.artifact, artifact_sha256=base.artifact_sha256,
+        artifact_size=base.artifact_size, card={**CARD, "metrics": "held-out accuracy 0.91"},
+        metrics={"holdout_accuracy": 0.91, "base_holdout_accuracy": 0.9}, created_by=tabular.actors["owner"].user,
+        privacy={"epsilon": 3.98, "delta": 1e-5, "accountant": "RDP (Opacus RDPAccountant)",
+                 "mechanism": "DP-SGD, Poisson sampling, flat clipping (ghost clipping)",
+                 "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate, "steps": plan.steps,
+                 "max_grad_norm": 1.0, "dataset": "claims.csv", "dataset_sha256": "ab" * 32, "secure_mode": False,
+                 "unit": "one record (example-level privacy)"})
+    job = FineTuneJob.objects.create(
+        organization=tabular.org, dataset=dataset, base_version=base, result_version=version, plan=plan.as_dict(),
+        status="done", steps_done=plan.steps, epsilon_spent=3.98, created_by=tabular.actors["owner"].user)
+    PrivacyLedgerEntry.objects.create(
+        dataset=dataset, job=job, state="settled", noise_multiplier=plan.noise_multiplier,
+        sample_rate=plan.sample_rate, steps_reserved=plan.steps, steps_spent=plan.steps, epsilon_planned=4.0,
+        settled_at=timezone.now())
+    return version
+
+
+def test_a_private_version_documents_its_guarantee_and_ledger(tabular) -> None:
+    # given
+    version = private_version(tabular)
+    today = timezone.localdate()
+    # when
+    built = document.build(version=version, number=1, period=(today - timedelta(days=6), today),
+                           generated_by="auditor", excerpt=[])
+    # then: the JSON
+    jsonschema.Draft202012Validator(document.schema(),
+                                    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).validate(built)
+    privacy = built["privacy"]
+    assert privacy["guarantee"]["epsilon"] == 3.98 and privacy["job"]["status"] == "done"
+    assert privacy["dataset"]["sha256"] == "ab" * 32 and len(privacy["dataset"]["ledger"]) == 1
+    assert 3.5 < privacy["dataset"]["budget"]["epsilon_spent"] <= 4.0 + 1e-6
+    assert any("secure_mode" in i["message"] for i in built["issues"])
+    nist = {r["item"]: r for r in built["regulatory_mapping"]["nist_ai_rmf"]}
+    assert nist["MEASURE 2.10"]["status"] == "present" and "epsilon 3.98" in nist["MEASURE 2.10"]["evidence"][0]
+    annex = {r["item"]: r for r in built["regulatory_mapping"]["eu_ai_act_annex_iv"]}
+    assert any("claims.csv" in e for e in annex["2(d)"]["evidence"])
+    assert mapping.coverage(built["regulatory_mapping"])["eu_ai_act_annex_iv"]["missing"] >= 2
+    # the CSV ledger and the PDF section
+    ledger = tables.tables(built)["tables/privacy_ledger.csv"].decode().splitlines()
+    assert ledger[0].startswith("job,state,noise_multiplier") and ledger[1].split(",")[1] == "settled"
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.render(built))).pages)
+    assert "(3.98, 1e-05)-differential privacy" in text and "Training data and its privacy ledger" in text
+    assert "claims.csv" in text
+
+
+def test_text_that_the_font_cannot_draw_is_replaced_not_dropped() -> None:
+    assert pdf.clean("naïve <b>&</b> 漢字") == "naïve &lt;b&gt;&amp;&lt;/b&gt; ??"
