@@ -282,8 +282,8 @@ def _sections(b: _Builder) -> None:
 def _bias_section(b: _Builder, bias: dict[str, Any]) -> None:
     from reportlab.lib.units import cm
 
-    from audit.exports.tables import bias_rows
     from audit.fairness import charts
+    from audit.fairness.exports import report_table
 
     result = bias["result"]
     b.p(f"Report #{bias['number']} ({bias['kind']}) on {clean(bias['dataset']['name'])} "
@@ -306,8 +306,8 @@ def _bias_section(b: _Builder, bias: dict[str, Any]) -> None:
                      for name, d in axis["disparities"].items()], widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
     else:
         b.chart(str(charts.identity_shift_chart(result.get("per_term", []))))
-        header, rows = bias_rows(bias)
-        b.table(header[:8], [r[:8] for r in rows])
+        header, rows = report_table(bias["kind"], result)
+        b.table(header[:7], [r[:7] for r in rows])
         checks = result.get("checks", {})
         if checks:
             b.table(["check", "value", "verdict"],

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from audit.fairness.metrics import GROUP_METRICS
+from audit.fairness.exports import report_table
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
@@ -15,28 +15,6 @@ def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue().encode()
-
-
-def bias_rows(bias: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Tabular: a row per group and per disparity, with 95% intervals. Text: a row per identity term."""
-    result = bias["result"]
-    if bias["kind"] == "tabular":
-        header = ["section", "axis", "group_or_metric", "count", "too_small", *GROUP_METRICS,
-                  "value", "ci95_low", "ci95_high", "verdict"]
-        rows: list[list[Any]] = []
-        for axis in result.get("axes", []):
-            for group in axis["groups"]:
-                rows.append(["group", axis["axis"], group["group"], group["count"], group["too_small"],
-                             *[group.get(m) for m in GROUP_METRICS], "", "", "", ""])
-            for name, d in axis["disparities"].items():
-                rows.append(["disparity", axis["axis"], name, "", "", *[""] * len(GROUP_METRICS),
-                             d["value"], d["ci95"][0], d["ci95"][1], d["verdict"]])
-        return header, rows
-    header = ["term", "mean_score", "score_shift", "shift_ci95_low", "shift_ci95_high", "flip_rate",
-              "flip_ci95_low", "flip_ci95_high", "subgroup_auc", "bpsn_auc", "bnsp_auc"]
-    return header, [[r.get("term"), r.get("mean_score"), r.get("score_shift"), *r["score_shift_ci95"],
-                     r.get("flip_rate"), *r["flip_rate_ci95"], r.get("subgroup_auc"), r.get("bpsn_auc"),
-                     r.get("bnsp_auc")] for r in result.get("per_term", [])]
 
 
 def tables(document: dict[str, Any]) -> dict[str, bytes]:
@@ -60,7 +38,8 @@ def tables(document: dict[str, Any]) -> dict[str, bytes]:
                            [[r["item"], r["title"], r["status"], "; ".join(r["evidence"]), "; ".join(r["missing"])]
                             for r in mapped[framework]])
     if document["bias_report"] is not None:
-        files["bias_report.csv"] = _csv(*bias_rows(document["bias_report"]))
+        bias = document["bias_report"]
+        files["bias_report.csv"] = _csv(*report_table(bias["kind"], bias["result"]))
     explanations = document["explanations"]
     if explanations["global"] is not None:
         ranking = explanations["global"].get("ranking", [])

@@ -20,27 +20,30 @@ def report_document(report: BiasReport) -> dict[str, Any]:
     }
 
 
-def report_csv(report: BiasReport) -> str:
+def report_table(kind: str, result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     """Tabular: one row per group, then one per disparity. Text: one row per identity term."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    result = report.result or {}
-    if report.kind == "tabular":
-        writer.writerow(["section", "axis", "group_or_metric", "count", "too_small", *GROUP_METRICS,
-                         "value", "ci95_low", "ci95_high", "verdict"])
+    if kind == "tabular":
+        header = ["section", "axis", "group_or_metric", "count", "too_small", *GROUP_METRICS,
+                  "value", "ci95_low", "ci95_high", "verdict"]
+        rows: list[list[Any]] = []
         for axis in result.get("axes", []):
             for group in axis["groups"]:
-                writer.writerow(["group", axis["axis"], group["group"], group["count"], group["too_small"],
-                                 *[group[m] for m in GROUP_METRICS], "", "", "", ""])
+                rows.append(["group", axis["axis"], group["group"], group["count"], group["too_small"],
+                             *[group[m] for m in GROUP_METRICS], "", "", "", ""])
             for name, d in axis["disparities"].items():
-                writer.writerow(["disparity", axis["axis"], name, "", "", *[""] * len(GROUP_METRICS),
-                                 d["value"], d["ci95"][0], d["ci95"][1], d["verdict"]])
-    else:
-        columns = ["term", "mean_score", "score_shift", "score_shift_ci95", "flip_rate", "flip_rate_ci95",
-                   "subgroup_auc", "bpsn_auc", "bnsp_auc"]
-        writer.writerow([c for c in columns if not c.endswith("ci95")] + ["shift_ci95_low", "shift_ci95_high",
-                                                                         "flip_ci95_low", "flip_ci95_high"])
-        for row in result.get("per_term", []):
-            writer.writerow([row.get(c) for c in columns if not c.endswith("ci95")]
-                            + [*row["score_shift_ci95"], *row["flip_rate_ci95"]])
+                rows.append(["disparity", axis["axis"], name, "", "", *[""] * len(GROUP_METRICS),
+                             d["value"], d["ci95"][0], d["ci95"][1], d["verdict"]])
+        return header, rows
+    columns = ["term", "mean_score", "score_shift", "flip_rate", "subgroup_auc", "bpsn_auc", "bnsp_auc"]
+    header = [*columns, "shift_ci95_low", "shift_ci95_high", "flip_ci95_low", "flip_ci95_high"]
+    return header, [[row.get(c) for c in columns] + [*row["score_shift_ci95"], *row["flip_rate_ci95"]]
+                    for row in result.get("per_term", [])]
+
+
+def report_csv(report: BiasReport) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    header, rows = report_table(report.kind, report.result or {})
+    writer.writerow(header)
+    writer.writerows(rows)
     return out.getvalue()
