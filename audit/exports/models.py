@@ -28,7 +28,7 @@ class ComplianceExport(models.Model):
     bundle_bytes = models.BigIntegerField(default=0)
     files = models.JSONField(default=list, blank=True)  # the manifest's file list
     issues = models.JSONField(default=list, blank=True)  # open issues found
-    coverage = models.JSONField(default=dict, blank=True)  # Annex IV / NIST items by status
+    mapping = models.JSONField(default=dict, blank=True)  # the Annex IV / NIST items, as in evidence.json
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from audit.exports import mapping
+
 FONT, BOLD, ITALIC = "StewardVera", "StewardVera-Bold", "StewardVera-Italic"
 # The charts get a font of their own: svglib registers a family for each font it draws with, which
 # would otherwise replace the bold face of the text's family.
@@ -173,8 +175,7 @@ def _sections(b: _Builder) -> None:
               model["artifact"]["sha256"]]], widths=[2.4 * cm, 1.4 * cm, 3.2 * cm, 1.8 * cm, 2 * cm, 6.2 * cm])
     issues = doc["issues"]
     counts = {s: sum(1 for i in issues if i["severity"] == s) for s in ("high", "medium", "low")}
-    coverage = {f: {s: sum(1 for r in rows if r["status"] == s) for s in ("present", "partial", "missing")}
-                for f, rows in doc["regulatory_mapping"].items()}
+    coverage = mapping.coverage(doc["regulatory_mapping"])
     b.heading("1. Summary and open issues")
     b.p(f"{len(issues)} open issue(s): {counts['high']} high, {counts['medium']} medium, {counts['low']} low. "
         f"Annex IV items: {coverage['eu_ai_act_annex_iv']['present']} present, "

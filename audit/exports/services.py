@@ -147,7 +147,7 @@ def export_run(*, export_id: int) -> None:
     updated = ComplianceExport.objects.filter(pk=export_id, status=JobStatus.RUNNING).update(
         status=JobStatus.DONE, steps_done=len(STAGES), stage="done", bundle_path=path,
         bundle_sha256=hashlib.sha256(bundle).hexdigest(), bundle_bytes=len(bundle), files=manifest["files"],
-        issues=document["issues"], coverage=mapping.coverage(document["regulatory_mapping"]),
+        issues=document["issues"], mapping=document["regulatory_mapping"],
         audit_index=anchor["index"], audit_leaf_hash=anchor["leaf_hash"], finished_at=timezone.now())
     if not updated:  # failed meanwhile (the sweeper gave up on it): keep no orphan file
         default_storage.delete(path)
@@ -222,7 +222,7 @@ def export_response(export: ComplianceExport) -> dict[str, Any]:
         body.update({
             "bundle": {"sha256": export.bundle_sha256, "bytes": export.bundle_bytes,
                        "url": reverse("api-export-download", args=[export.pk])},
-            "files": export.files, "issues": export.issues, "coverage": export.coverage,
+            "files": export.files, "issues": export.issues, "coverage": mapping.coverage(export.mapping),
             "receipt": {"index": export.audit_index, "leaf_hash": export.audit_leaf_hash},
         })
     elif export.status == JobStatus.FAILED:

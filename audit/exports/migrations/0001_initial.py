@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 ('bundle_bytes', models.BigIntegerField(default=0)),
                 ('files', models.JSONField(blank=True, default=list)),
                 ('issues', models.JSONField(blank=True, default=list)),
-                ('coverage', models.JSONField(blank=True, default=dict)),
+                ('mapping', models.JSONField(blank=True, default=dict)),
                 ('audit_index', models.BigIntegerField(blank=True, null=True)),
                 ('audit_leaf_hash', models.CharField(blank=True, max_length=64)),
                 ('error', models.TextField(blank=True)),
