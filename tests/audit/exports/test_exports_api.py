@@ -278,3 +278,22 @@ def test_exports_refused_clearly_and_nothing_stored(celery_worker, tabular, tmp_
                                               period_start=today, period_end=today,
                                               created_by=tabular.actors["auditor"].user)
     assert auditor.get(f"/api/v1/exports/{pending.pk}/download").status_code == 409
+
+
+def test_an_export_whose_worker_died_is_requeued_and_finishes(celery_worker, tabular) -> None:
+    from audit.exports.services import export_requeue_stuck
+
+    # given: an export claimed by a worker that stopped beating three minutes ago
+    today = timezone.localdate()
+    stale = timezone.now() - timedelta(minutes=3)
+    export = ComplianceExport.objects.create(
+        organization=tabular.org, model_version=tabular.version, number=1, period_start=today, period_end=today,
+        status="running", stage="typesetting the PDF", steps_done=2, started_at=stale, heartbeat_at=stale,
+        created_by=tabular.actors["auditor"].user)
+    # when
+    assert export_requeue_stuck() == 1
+    # then: a live worker assembles it from the start, once
+    body = finished(bearer_client(tabular, "auditor"), f"/api/v1/exports/{export.pk}")
+    assert body["status"] == "done" and body["steps_done"] == body["steps_total"]
+    assert LogEntry.objects.filter(action="compliance_export.generated", target_id=str(export.pk)).count() == 1
+    assert export_requeue_stuck() == 0
