@@ -86,6 +86,24 @@ def appends(writers: int, per_writer: int) -> float:
     return writers * per_writer / (time.perf_counter() - started)
 
 
+def floor_inserts(count: int = 3000) -> float:
+    """The machine's floor for durable one-row appends: a row of the same columns into a table
+    with only a primary key, one committed INSERT per row, through the same Django connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, created_at timestamptz, "
+                       "org bigint, actor text, action text, target text, payload jsonb, leaf_hash text)")
+        started = time.perf_counter()
+        for i in range(count):
+            cursor.execute("INSERT INTO bench_floor (created_at, org, actor, action, target, payload, leaf_hash) "
+                           "VALUES (now(), 1, 'bench', 'prediction.completed', %s, %s::jsonb, %s)",
+                           [str(i), '{"model": "sentiment"}', "0" * 64])
+        seconds = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_floor")
+    return count / seconds
+
+
 def bulk_fill(total: int) -> float:
     """Appends entries up to `total` by COPY, computed exactly as audit_record computes them."""
     from django.db import connection
@@ -165,6 +183,8 @@ def main() -> None:
     from audit.log.services import checkpoint_create, log_verify
 
     reset_log()
+    floor = floor_inserts()
+    print(f"floor, one committed INSERT per row: {floor:,.0f} rows/s", flush=True)
     single = appends(1, 3000)
     print(f"single writer: {single:,.0f} appends/s", flush=True)
     concurrent = appends(8, 500)
@@ -188,6 +208,7 @@ PostgreSQL 15 on this machine; `{DATABASE.rsplit('/', 1)[1]}` database; entries 
 
 | measure | value | goal |
 |---|---|---|
+| floor: one committed INSERT per row, primary key only, same connection | {floor:,.0f} rows/s | |
 | appends/s, one writer (3,000 appends) | {single:,.0f} | >= 3,000 |
 | appends/s, 8 concurrent writers (4,000 appends) | {concurrent:,.0f} | >= 3,000 |
 | verify {size:,} entries against {run.checkpoints} checkpoint(s) | {verify_seconds:.2f} s | <= 10 s |

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -12,17 +11,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from audit.log import entry, merkle, redaction
+from audit.log import entry, merkle, redaction, sequencer
 from audit.log.context import current_request_id
 from audit.log.exceptions import InvalidAction
 from audit.log.models import (
     Checkpoint,
     LogEntry,
     LogHead,
-    MerkleNode,
     RedactionRule,
     VerificationRun,
 )
@@ -137,29 +135,22 @@ def audit_record_many(records: list[AuditRecord]) -> list[Receipt]:
     return _append(records)
 
 
-# No savepoint: inside a caller's transaction a failure here fails the caller's change too,
-# which is the point; two round trips per append saved.
-@transaction.atomic(savepoint=False)
 def _append(records: list[AuditRecord]) -> list[Receipt]:
+    """Redacts and commits to each payload, then hands the entries to the sequencer."""
     rules: dict[int | None, list[tuple[str, re.Pattern[str]]]] = {}
-    prepared = []
+    now = timezone.now()
+    stamp = _time(now)
+    bound_request_id = current_request_id.get()
+    pending: list[sequencer.Pending] = []
     for record in records:
         if record.organization_id not in rules:
             rules[record.organization_id] = _organization_rules(record.organization_id)
         raw = record.payload or {}
-        prepared.append((record, raw, redaction.redact(raw, rules[record.organization_id]), secrets.token_bytes(16)))
-    now = timezone.now()
-    stamp = _time(now)
-    bound_request_id = current_request_id.get()
-
-    size, frontier = _head_locked()
-    rows: list[Any] = []
-    nodes: list[tuple[int, int, str]] = []
-    receipts: list[Receipt] = []
-    for offset, (record, raw, redacted, salt) in enumerate(prepared):
+        redacted = redaction.redact(raw, rules[record.organization_id])
+        salt = secrets.token_bytes(16)
         fields: dict[str, Any] = {
             "v": entry.FORMAT_VERSION,
-            "index": size + offset,
+            "index": None,  # given by the sequencer
             "time": stamp,
             "org": record.organization_id,
             "actor_type": record.actor.type,
@@ -172,72 +163,12 @@ def _append(records: list[AuditRecord]) -> list[Receipt]:
             "payload_sha256": entry.payload_sha256(redacted),
             "commitment": entry.commitment(salt, raw),
         }
-        leaf = entry.entry_leaf_hash(fields)
-        rows.append((fields, redacted, salt.hex(), subject_key(record.subject) if record.subject else "", leaf.hex()))
-        nodes.extend((lv, pos, h.hex()) for lv, pos, h in merkle.frontier_push(frontier, leaf))
-        receipts.append(Receipt(index=fields["index"], leaf_hash=leaf.hex(), salt=salt.hex()))
-    _write(now, rows, nodes, size + len(rows), [[s, h.hex()] for s, h in frontier])
-    return receipts
-
-
-def _head_locked() -> tuple[int, merkle.Frontier]:
-    """Locks the head row (until the caller's transaction ends) and reads it."""
-    with connection.cursor() as cursor:
-        # SQLite has no FOR UPDATE: its IMMEDIATE transactions already hold the write lock.
-        lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
-        cursor.execute(f"SELECT size, frontier FROM audit_log_loghead WHERE id = 1{lock}")  # noqa: S608
-        found = cursor.fetchone()
-    if found is None:
-        head, _ = LogHead.objects.select_for_update().get_or_create(pk=1)
-        size, frontier = head.size, head.frontier
-    else:
-        size, frontier = found[0], found[1]
-        if isinstance(frontier, str):  # SQLite hands JSON back as text
-            frontier = json.loads(frontier)
-    return size, [(s, bytes.fromhex(h)) for s, h in frontier]
-
-
-_ENTRY_COLUMNS = (
-    "index, created_at, organization_id, actor_type, actor_id, actor_label, action, target_type, "
-    "target_id, request_id, payload, payload_sha256, commitment, salt, subject_key, erased_at, leaf_hash"
-)
-
-
-def _write(now: datetime, rows: list[Any], nodes: list[tuple[int, int, str]], size: int, frontier: list[Any]) -> None:
-    """Inserts the entries and tree nodes and moves the head, in one statement on PostgreSQL.
-
-    Plain SQL rather than the ORM: an append sits in every prediction's transaction, and three
-    ORM round trips cost more than the whole statement.
-    """
-    if connection.vendor != "postgresql":
-        LogEntry.objects.bulk_create([
-            LogEntry(index=f["index"], created_at=now, organization_id=f["org"], actor_type=f["actor_type"],
-                     actor_id=f["actor_id"], actor_label=f["actor_label"], action=f["action"],
-                     target_type=f["target_type"], target_id=f["target_id"], request_id=f["request_id"],
-                     payload=redacted, payload_sha256=f["payload_sha256"], commitment=f["commitment"],
-                     salt=salt, subject_key=subject, leaf_hash=leaf)
-            for f, redacted, salt, subject, leaf in rows
-        ])
-        MerkleNode.objects.bulk_create([MerkleNode(level=lv, position=pos, hash=h) for lv, pos, h in nodes])
-        LogHead.objects.filter(pk=1).update(size=size, frontier=frontier, updated_at=now)
-        return
-    params: list[Any] = []
-    values = []
-    for f, redacted, salt, subject, leaf in rows:
-        values.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, NULL, %s)")
-        params += [f["index"], now, f["org"], f["actor_type"], f["actor_id"], f["actor_label"], f["action"],
-                   f["target_type"], f["target_id"], f["request_id"], entry.canonical_json(redacted).decode(),
-                   f["payload_sha256"], f["commitment"], salt, subject, leaf]
-    # Only constant column names and %s placeholders are formatted in; every value is a parameter.
-    sql = f"WITH e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS}) VALUES {', '.join(values)})"  # noqa: S608
-    if nodes:
-        placeholders = ", ".join(["(%s, %s, %s)"] * len(nodes))
-        sql += f", n AS (INSERT INTO audit_log_merklenode (level, position, hash) VALUES {placeholders})"  # noqa: S608
-        params += [value for node in nodes for value in node]
-    sql += " UPDATE audit_log_loghead SET size = %s, frontier = %s::jsonb, updated_at = %s WHERE id = 1"
-    params += [size, json.dumps(frontier), now]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        pending.append(sequencer.Pending(
+            fields=fields, created_at=now, payload_json=entry.canonical_json(redacted).decode(), salt=salt.hex(),
+            subject_key=subject_key(record.subject) if record.subject else "",
+        ))
+    return [Receipt(index=index, leaf_hash=leaf, salt=p.salt)
+            for p, (index, leaf) in zip(pending, sequencer.append(pending), strict=True)]
 
 
 def entry_fields(row: LogEntry) -> dict[str, Any]:

@@ -7,10 +7,10 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from audit.log import entry, merkle
+from audit.log import entry, merkle, sequencer
 from audit.log.exceptions import InvalidAction
 from audit.log.models import LogEntry, LogHead, MerkleNode
-from audit.log.services import AuditActor, audit_record, entry_fields
+from audit.log.services import AuditActor, Receipt, audit_record, entry_fields
 
 ACTOR = AuditActor(type="user", id="7", label="alice")
 
@@ -71,11 +71,12 @@ class AuditRecordTests:
 def test_concurrent_writers_get_a_gap_free_sequence() -> None:
     # given: 8 threads, each appending in its own transactions (SQLite serialises, PostgreSQL locks)
     errors: list[BaseException] = []
+    receipts: list[tuple[int, Receipt]] = []
 
     def writer(w: int) -> None:
         try:
             for i in range(15):
-                record(w * 100 + i)
+                receipts.append((w * 100 + i, record(w * 100 + i)))
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -91,9 +92,36 @@ def test_concurrent_writers_get_a_gap_free_sequence() -> None:
     assert not errors
     indexes = list(LogEntry.objects.order_by("index").values_list("index", flat=True))
     assert indexes == list(range(120))
+    # Each caller got the receipt of its own entry, also when another thread wrote it in a group.
+    stored = {row.index: row for row in LogEntry.objects.all()}
+    assert len(receipts) == 120
+    for target, receipt in receipts:
+        assert stored[receipt.index].target_id == str(target)
+        assert stored[receipt.index].leaf_hash == receipt.leaf_hash
     leaves = [bytes.fromhex(h) for h in LogEntry.objects.order_by("index").values_list("leaf_hash", flat=True)]
     head = LogHead.objects.get()
     assert merkle.frontier_root([(s, bytes.fromhex(h)) for s, h in head.frontier]) == merkle.root_from_leaves(leaves)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="only PostgreSQL appends on a guessed head")
+def test_a_stale_guess_of_the_head_is_never_built_on() -> None:
+    # given: this process's guess of the head has the right size but another tree's frontier,
+    # as after its own transaction rolled back and another process appended the same number
+    for i in range(3):
+        record(i)
+    sequencer._HEAD.set(3, [(2, bytes(32)), (1, bytes(range(32)))])
+    # when
+    receipts = [record(i) for i in range(3, 6)]
+    # then: the appends went through the locked path and the tree is that of the stored leaves
+    assert [r.index for r in receipts] == [3, 4, 5]
+    leaves = [bytes.fromhex(h) for h in LogEntry.objects.order_by("index").values_list("leaf_hash", flat=True)]
+    head = LogHead.objects.get()
+    assert head.size == 6
+    assert merkle.frontier_root([(s, bytes.fromhex(h)) for s, h in head.frontier]) == merkle.root_from_leaves(leaves)
+    for node in MerkleNode.objects.all():
+        span = leaves[node.position << node.level : (node.position + 1) << node.level]
+        assert bytes.fromhex(node.hash) == merkle.root_from_leaves(span)
 
 
 @pytest.mark.django_db

@@ -1,0 +1,256 @@
+"""Sequencing: giving appended entries their index, leaf hash and tree nodes, with no gap.
+
+The head row (the tree's size and frontier) orders every append: its row lock is held until the
+appending transaction commits, so an entry whose transaction rolls back takes its index with it.
+What costs is not the hashing but the round trips and the commit made while the lock is held;
+three paths keep them to the fewest:
+
+- In a caller's transaction on PostgreSQL (a prediction batch, a registration): one statement
+  moves the head only if it still is what this process last wrote or read (size and frontier
+  both compared, so a guess left stale by a rollback or by another process is never built on),
+  and inserts the entries and nodes only if it did. One round trip instead of two.
+- Outside any transaction on PostgreSQL (a sign-in, a script): the same statement, committing on
+  its own, and group commit between this process's threads: while one thread's statement is in
+  flight, others queue; the next to get the turn writes everything queued in one statement. Each
+  caller still returns only once its entry is committed.
+- Otherwise (the guess was wrong, or SQLite): lock the head, read it, write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.log import entry, merkle
+from audit.log.models import LogEntry, LogHead, MerkleNode
+
+Sequenced = tuple[int, str]  # (index, leaf hash in hex)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An entry ready to be sequenced: every field is known but its index."""
+
+    fields: dict[str, Any]
+    created_at: datetime
+    payload_json: str  # the redacted payload, canonical JSON
+    salt: str
+    subject_key: str
+
+
+def append(pending: list[Pending]) -> list[Sequenced]:
+    """Sequences and writes the entries, in order, in the caller's transaction if there is one."""
+    if connection.vendor != "postgresql":
+        return _append_locked(pending)
+    if connection.get_autocommit() and not connection.in_atomic_block:
+        return _GROUP.append(pending)
+    return _append_guessed(pending)
+
+
+class _Head:
+    """This process's last sight of the head. Only a guess: the database checks it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: tuple[int, merkle.Frontier] | None = None
+
+    def get(self) -> tuple[int, merkle.Frontier] | None:
+        with self._lock:
+            return None if self._state is None else (self._state[0], list(self._state[1]))
+
+    def set(self, size: int, frontier: merkle.Frontier) -> None:
+        with self._lock:
+            self._state = (size, list(frontier))
+
+
+@dataclass
+class _Slot:
+    pending: list[Pending]
+    done: bool = False
+    result: list[Sequenced] | None = None
+    error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Appends outside transactions, several threads' entries per statement when they overlap."""
+
+    def __init__(self) -> None:
+        self._queue_lock = threading.Lock()
+        self._turn = threading.Lock()  # held by the thread writing a group
+        self._queue: list[_Slot] = []
+
+    def append(self, pending: list[Pending]) -> list[Sequenced]:
+        slot = _Slot(pending)
+        with self._queue_lock:
+            self._queue.append(slot)
+        with self._turn:
+            if not slot.done:  # nobody wrote it while this thread waited: write the whole queue
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._write(group)
+        if slot.error is not None:
+            raise slot.error
+        assert slot.result is not None
+        return slot.result
+
+    @staticmethod
+    def _write(group: list[_Slot]) -> None:
+        try:
+            done = _append_guessed([p for slot in group for p in slot.pending])
+        except BaseException as exc:  # every caller of the group learns that its entry failed
+            for slot in group:
+                slot.error, slot.done = exc, True
+            return
+        start = 0
+        for slot in group:
+            slot.result, slot.done = done[start : start + len(slot.pending)], True
+            start += len(slot.pending)
+
+
+_HEAD = _Head()
+_GROUP = _GroupCommit()
+
+
+def _reset_after_fork() -> None:  # a forked worker must not inherit a lock held by a thread
+    global _HEAD, _GROUP
+    _HEAD, _GROUP = _Head(), _GroupCommit()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _build(
+    pending: list[Pending], size: int, frontier: merkle.Frontier
+) -> tuple[list[tuple[dict[str, Any], Pending, str]], list[tuple[int, int, str]], merkle.Frontier]:
+    """Indexes, leaf hashes and completed nodes for `pending` appended to a tree of `size`."""
+    frontier = list(frontier)
+    rows: list[tuple[dict[str, Any], Pending, str]] = []
+    nodes: list[tuple[int, int, str]] = []
+    for offset, item in enumerate(pending):
+        fields = {**item.fields, "index": size + offset}
+        leaf = entry.entry_leaf_hash(fields)
+        rows.append((fields, item, leaf.hex()))
+        nodes.extend((level, position, h.hex()) for level, position, h in merkle.frontier_push(frontier, leaf))
+    return rows, nodes, frontier
+
+
+def _append_guessed(pending: list[Pending]) -> list[Sequenced]:
+    guess = _HEAD.get()
+    if guess is not None:
+        size, frontier = guess
+        rows, nodes, after = _build(pending, size, frontier)
+        if _write_if_head(rows, nodes, (size, frontier), after):
+            _HEAD.set(size + len(rows), after)
+            return [(fields["index"], leaf) for fields, _, leaf in rows]
+    return _append_locked(pending)
+
+
+# No savepoint: inside a caller's transaction a failure here fails the caller's change too,
+# which is the point.
+def _append_locked(pending: list[Pending]) -> list[Sequenced]:
+    with transaction.atomic(savepoint=False):
+        size, frontier = _head_locked()
+        rows, nodes, after = _build(pending, size, frontier)
+        if connection.vendor == "postgresql":
+            if not _write_if_head(rows, nodes, (size, frontier), after):
+                raise RuntimeError("the audit log's head changed under its lock")
+        else:
+            _write_orm(rows, nodes, size + len(rows), after)
+    _HEAD.set(size + len(rows), after)
+    return [(fields["index"], leaf) for fields, _, leaf in rows]
+
+
+def _head_locked() -> tuple[int, merkle.Frontier]:
+    """Locks the head row (until the caller's transaction ends) and reads it."""
+    with connection.cursor() as cursor:
+        # SQLite has no FOR UPDATE: its IMMEDIATE transactions already hold the write lock.
+        lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+        cursor.execute(f"SELECT size, frontier FROM audit_log_loghead WHERE id = 1{lock}")  # noqa: S608
+        found = cursor.fetchone()
+    if found is None:
+        head, _ = LogHead.objects.select_for_update().get_or_create(pk=1)
+        size, frontier = head.size, head.frontier
+    else:
+        size, frontier = found[0], found[1]
+        if isinstance(frontier, str):  # SQLite hands JSON back as text
+            frontier = json.loads(frontier)
+    return size, [(s, bytes.fromhex(h)) for s, h in frontier]
+
+
+def _frontier_json(frontier: merkle.Frontier) -> str:
+    return json.dumps([[s, h.hex()] for s, h in frontier])
+
+
+_ENTRY_COLUMNS = (
+    "index, created_at, organization_id, actor_type, actor_id, actor_label, action, target_type, "
+    "target_id, request_id, payload, payload_sha256, commitment, salt, subject_key, erased_at, leaf_hash"
+)
+# Typed, since a VALUES list feeding INSERT ... SELECT does not take the columns' types.
+_ENTRY_ROW = "(%s::bigint, %s::timestamptz, %s::bigint, " + "%s, " * 7 + "%s::jsonb, %s, %s, %s, %s, NULL::timestamptz, %s)"
+
+
+def _write_if_head(
+    rows: list[tuple[dict[str, Any], Pending, str]],
+    nodes: list[tuple[int, int, str]],
+    before: tuple[int, merkle.Frontier],
+    after: merkle.Frontier,
+) -> bool:
+    """One statement: moves the head from `before` to `after` and inserts the entries and nodes,
+    all only if the head is `before`. Returns whether it was (nothing is written otherwise).
+
+    Plain SQL rather than the ORM: an append sits in every prediction's transaction. Only
+    constant column names and placeholders are formatted in; every value is a parameter.
+    """
+    params: list[Any] = [before[0] + len(rows), _frontier_json(after), timezone.now(), before[0],
+                         _frontier_json(before[1])]
+    for fields, item, leaf in rows:
+        params += [fields["index"], item.created_at, fields["org"], fields["actor_type"], fields["actor_id"],
+                   fields["actor_label"], fields["action"], fields["target_type"], fields["target_id"],
+                   fields["request_id"], item.payload_json, fields["payload_sha256"], fields["commitment"],
+                   item.salt, item.subject_key, leaf]
+    sql = (
+        "WITH h AS (UPDATE audit_log_loghead SET size = %s, frontier = %s::jsonb, updated_at = %s"  # noqa: S608
+        " WHERE id = 1 AND size = %s AND frontier = %s::jsonb RETURNING id),"
+        f" e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS})"
+        f" SELECT * FROM (VALUES {', '.join([_ENTRY_ROW] * len(rows))}) AS v WHERE EXISTS (SELECT 1 FROM h))"
+    )
+    if nodes:
+        sql += (
+            ", n AS (INSERT INTO audit_log_merklenode (level, position, hash)"  # noqa: S608
+            f" SELECT * FROM (VALUES {', '.join(['(%s::int, %s::bigint, %s)'] * len(nodes))}) AS v"
+            " WHERE EXISTS (SELECT 1 FROM h))"
+        )
+        params += [value for node in nodes for value in node]
+    sql += " SELECT count(*) FROM h"
+    # On psycopg's own cursor, so that the statement is prepared once per connection and shape
+    # (entries, nodes) rather than parsed and planned on every append. Same session, so the
+    # caller's transaction, if any, is the one it runs in.
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        cursor.execute(sql, params, prepare=True)
+        found = cursor.fetchone()
+    return bool(found and found[0] == 1)
+
+
+def _write_orm(
+    rows: list[tuple[dict[str, Any], Pending, str]], nodes: list[tuple[int, int, str]], size: int,
+    frontier: merkle.Frontier,
+) -> None:
+    LogEntry.objects.bulk_create([
+        LogEntry(index=f["index"], created_at=item.created_at, organization_id=f["org"], actor_type=f["actor_type"],
+                 actor_id=f["actor_id"], actor_label=f["actor_label"], action=f["action"],
+                 target_type=f["target_type"], target_id=f["target_id"], request_id=f["request_id"],
+                 payload=json.loads(item.payload_json), payload_sha256=f["payload_sha256"],
+                 commitment=f["commitment"], salt=item.salt, subject_key=item.subject_key, leaf_hash=leaf)
+        for f, item, leaf in rows
+    ])
+    MerkleNode.objects.bulk_create([MerkleNode(level=lv, position=pos, hash=h) for lv, pos, h in nodes])
+    LogHead.objects.filter(pk=1).update(size=size, frontier=json.loads(_frontier_json(frontier)),
+                                        updated_at=timezone.now())
