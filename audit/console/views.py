@@ -17,7 +17,7 @@ from audit.log.signing import key_id, load_public_key
 from audit.log.tasks import log_verify_task
 from audit.log.verifier import verify_inclusion_document
 from portal.accounts.roles import Cap
-from portal.ui.views import forbidden, member_required
+from portal.ui.views import capability_required
 
 PAGE = 50
 
@@ -32,15 +32,9 @@ class SearchForm(forms.Form):
     before = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
 
-def _forbidden(request: HttpRequest) -> HttpResponse:
-    return forbidden(request, "read the audit log")
-
-
-@member_required
+@capability_required(Cap.AUDIT_READ, "read the audit log")
 def audit_log(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.AUDIT_READ):
-        return _forbidden(request)
     form = SearchForm(request.GET or None)
     entries = []
     next_before = None
@@ -67,11 +61,9 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     return render(request, "audit/log.html", context)
 
 
-@member_required
+@capability_required(Cap.AUDIT_READ, "read the audit log")
 def audit_entry(request: HttpRequest, index: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.AUDIT_READ):
-        return _forbidden(request)
     try:
         entry = entry_get_for_actor(actor=actor, index=index)
     except AuditError:
@@ -93,29 +85,23 @@ def audit_entry(request: HttpRequest, index: int) -> HttpResponse:
     return render(request, "audit/entry.html", context)
 
 
-@member_required
+@capability_required(Cap.AUDIT_READ, "read the audit log")
 @require_POST
 def audit_verify_now(request: HttpRequest) -> HttpResponse:
-    if not request.actor.can(Cap.AUDIT_READ):  # type: ignore[attr-defined]
-        return _forbidden(request)
     log_verify_task.delay()
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "audit/_verification.html", {"verification": VerificationRun.objects.first(), "queued": True})
     return redirect("audit-log")
 
 
-@member_required
+@capability_required(Cap.AUDIT_READ, "read the audit log")
 def audit_verification_status(request: HttpRequest) -> HttpResponse:
-    if not request.actor.can(Cap.AUDIT_READ):  # type: ignore[attr-defined]
-        return _forbidden(request)
     return render(request, "audit/_verification.html", {"verification": VerificationRun.objects.first()})
 
 
-@member_required
+@capability_required(Cap.AUDIT_READ, "read the audit log")
 @require_POST
 def audit_checkpoint_now(request: HttpRequest) -> HttpResponse:
-    if not request.actor.can(Cap.AUDIT_READ):  # type: ignore[attr-defined]
-        return _forbidden(request)
     checkpoint_create(force=True)
     return redirect("audit-log")
 

@@ -18,7 +18,7 @@ from inference.services import explanations, global_explanations, predictions
 from inference.ui import charts
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, htmx_progress, member_required
+from portal.ui.views import capability_required, htmx_progress, member_required
 
 RUNNING = (PredictionStatus.PENDING, PredictionStatus.RUNNING)
 
@@ -47,12 +47,10 @@ def prediction_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
-@member_required
+@capability_required(Cap.MODEL_PREDICT, "explain predictions")
 @require_POST
 def prediction_explain(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.MODEL_PREDICT):
-        return forbidden(request, "explain predictions")
     try:
         prediction = selectors.prediction_get(actor=actor, pk=pk)
     except PortalError:
@@ -114,12 +112,10 @@ class GlobalForm(forms.Form):
                                    help_text="model evaluations per row")
 
 
-@member_required
+@capability_required(Cap.REPORT_CREATE, "compute global explanations")
 @require_POST
 def global_explanation_create(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_CREATE):
-        return forbidden(request, "compute global explanations")
     back = f"/models/{name}/?v={version}#explanations"
     form = GlobalForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -139,11 +135,9 @@ def global_explanation_create(request: HttpRequest, name: str, version: int) -> 
     return redirect("global-explanation", pk=job.pk)
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read global explanations")
 def global_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read global explanations")
     try:
         job = selectors.global_explanation_get(actor=actor, pk=pk)
     except PortalError:

@@ -15,7 +15,7 @@ from inference.models import JobStatus, Task, VersionStatus
 from inference.services import finetuning
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, htmx_progress, member_required
+from portal.ui.views import capability_required, forbidden, htmx_progress, member_required
 
 
 class DatasetForm(forms.Form):
@@ -51,11 +51,9 @@ def _text_models(actor: Any) -> list[str]:
                    .filter(task=Task.TEXT)})
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "see training datasets")
 def privacy_home(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "see training datasets")
     form = DatasetForm(request.POST or None, request.FILES or None, model_names=_text_models(actor))
     if request.method == "POST":
         if not actor.can(Cap.MODEL_REGISTER):
@@ -81,11 +79,9 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
     }, status=400 if form.errors else 200)
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "see training datasets")
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "see training datasets")
     try:
         dataset = selectors.dataset_get(actor=actor, pk=pk)
     except PortalError:
@@ -110,11 +106,9 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     }, status=400 if form.errors else 200)
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "see fine-tuning jobs")
 def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "see fine-tuning jobs")
     try:
         job = selectors.finetune_get(actor=actor, pk=pk)
     except PortalError:

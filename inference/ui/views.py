@@ -19,7 +19,7 @@ from inference.services.usage import today
 from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, member_required
+from portal.ui.views import capability_required, forbidden, member_required
 
 
 @member_required
@@ -43,11 +43,9 @@ class RegisterForm(forms.Form):
     owner = forms.CharField(required=False)
 
 
-@member_required
+@capability_required(Cap.MODEL_REGISTER, "register models")
 def model_register(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.MODEL_REGISTER):
-        return forbidden(request, "register models")
     form = RegisterForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -137,12 +135,10 @@ def playground(request: HttpRequest, name: str) -> HttpResponse:
     })
 
 
-@member_required
+@capability_required(Cap.MODEL_PREDICT, "call models")
 @require_POST
 def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.MODEL_PREDICT):
-        return forbidden(request, "call models")
     error, result, version = "", None, None
     try:
         version = selectors.version_resolve_for_serving(actor=actor, ref=name)

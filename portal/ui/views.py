@@ -36,6 +36,23 @@ def member_required(view: Any) -> Any:
     return wrapper
 
 
+def capability_required(capability: str, what: str) -> Any:
+    """`member_required`, and the member's role holds `capability`; else the 403 page saying the
+    role does not allow `what` (e.g. "read compliance exports")."""
+
+    def decorate(view: Any) -> Any:
+        @member_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.actor.can(capability):  # type: ignore[attr-defined]
+                return forbidden(request, what)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def forbidden(request: HttpRequest, what: str) -> HttpResponse:
     """The page for a member whose role does not allow `what` (403)."""
     return render(request, "portal/forbidden.html", {"what": what}, status=403)
@@ -126,11 +143,9 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("tokens")
 
 
-@member_required
+@capability_required("org.manage", "manage members")
 def members(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can("org.manage"):
-        return forbidden(request, "manage members")
     if request.method == "POST":
         try:
             membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["membership"]))

@@ -17,7 +17,7 @@ from inference import selectors as inference_selectors
 from inference.models import JobStatus
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, htmx_progress, member_required
+from portal.ui.views import capability_required, forbidden, htmx_progress
 
 
 class ExportForm(forms.Form):
@@ -26,11 +26,9 @@ class ExportForm(forms.Form):
     period_end = forms.DateField(widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}), help_text="to this day, inclusive")
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read compliance exports")
 def version_exports(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read compliance exports")
     try:
         found = inference_selectors.version_get(actor=actor, name=name, version=version)
     except PortalError:
@@ -55,22 +53,18 @@ def version_exports(request: HttpRequest, name: str, version: int) -> HttpRespon
     return render(request, "exports/version_exports.html", context, status=status)
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read compliance exports")
 def export_list(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read compliance exports")
     versions = inference_selectors.version_list_visible(actor=actor).select_related("model").order_by(
         "model__name", "-version")
     return render(request, "exports/list.html", {"exports": selectors.export_list(actor=actor)[:200],
                                                  "versions": versions, "can_create": actor.can(Cap.EXPORT_CREATE)})
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read compliance exports")
 def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read compliance exports")
     try:
         export = selectors.export_get(actor=actor, pk=pk)
     except PortalError:
@@ -94,12 +88,10 @@ def _done_context(export: ComplianceExport) -> dict[str, Any]:
     }
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read compliance exports")
 def export_download(request: HttpRequest, pk: int) -> HttpResponse:
     """The bundle, or one file of it (?file=report.pdf), for the signed-in member."""
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read compliance exports")
     try:
         export = selectors.export_get(actor=actor, pk=pk)
         return download_response(export, request.GET.get("file", ""))

@@ -17,7 +17,7 @@ from audit.fairness.models import ReportStatus
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
-from portal.ui.views import forbidden, htmx_progress, member_required
+from portal.ui.views import capability_required, forbidden, htmx_progress
 
 
 class ReportForm(forms.Form):
@@ -41,11 +41,9 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.replace("\r", "").replace("\n", ",").split(",") if t.strip()]
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read bias reports")
 def version_reports(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read bias reports")
     try:
         found = inference_selectors.version_get(actor=actor, name=name, version=version)
     except PortalError:
@@ -75,11 +73,9 @@ def version_reports(request: HttpRequest, name: str, version: int) -> HttpRespon
     return render(request, "fairness/version_reports.html", context, status=status)
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read bias reports")
 def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read bias reports")
     try:
         report = selectors.report_get(actor=actor, pk=pk)
     except PortalError:
@@ -98,11 +94,9 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "fairness/report.html", context)
 
 
-@member_required
+@capability_required(Cap.REPORT_READ, "read the fairness policy")
 def policy(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    if not actor.can(Cap.REPORT_READ):
-        return forbidden(request, "read the fairness policy")
     current = services.policy_for(actor.organization)
     if request.method == "POST":
         if not actor.can(Cap.ORG_MANAGE):
