@@ -229,12 +229,8 @@ def _write_if_head(
         )
         params += [value for node in nodes for value in node]
     sql += " SELECT count(*) FROM h"
-    # On psycopg's own cursor, so that the statement is prepared once per connection and shape
-    # (entries, nodes) rather than parsed and planned on every append. Same session, so the
-    # caller's transaction, if any, is the one it runs in.
-    connection.ensure_connection()
-    with connection.connection.cursor() as cursor:
-        cursor.execute(sql, params, prepare=True)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         found = cursor.fetchone()
     return bool(found and found[0] == 1)
 
@@ -252,5 +248,5 @@ def _write_orm(
         for f, item, leaf in rows
     ])
     MerkleNode.objects.bulk_create([MerkleNode(level=lv, position=pos, hash=h) for lv, pos, h in nodes])
-    LogHead.objects.filter(pk=1).update(size=size, frontier=json.loads(_frontier_json(frontier)),
+    LogHead.objects.filter(pk=1).update(size=size, frontier=[[s, h.hex()] for s, h in frontier],
                                         updated_at=timezone.now())
