@@ -11,8 +11,8 @@ three paths keep them to the fewest:
   and inserts the entries and nodes only if it did. One round trip instead of two.
 - Outside any transaction on PostgreSQL (a sign-in, a script): the same statement, committing on
   its own, and group commit between this process's threads: while one thread's statement is in
-  flight, others queue; the next to get the turn writes everything queued in one statement. Each
-  caller still returns only once its entry is committed.
+  flight, others queue; the first of them then writes everything queued in one statement. Each
+  caller returns as soon as its entry is committed, with its own receipt.
 - Otherwise (the guess was wrong, or SQLite): lock the head, read it, write.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -73,28 +73,42 @@ class _Head:
 @dataclass
 class _Slot:
     pending: list[Pending]
+    woken: threading.Event = field(default_factory=threading.Event)  # written, or handed the lead
     done: bool = False
     result: list[Sequenced] | None = None
     error: BaseException | None = None
 
 
 class _GroupCommit:
-    """Appends outside transactions, several threads' entries per statement when they overlap."""
+    """Appends outside transactions, several threads' entries per statement when they overlap.
+
+    Flat combining: a caller queues its entries; if no statement is in flight it leads, writing
+    everything queued in one statement, then hands the lead to the first caller that queued
+    meanwhile (so no caller writes for others without end). Callers whose entries were written
+    are woken at once, without waiting their turn behind the next statement.
+    """
 
     def __init__(self) -> None:
-        self._queue_lock = threading.Lock()
-        self._turn = threading.Lock()  # held by the thread writing a group
+        self._lock = threading.Lock()
         self._queue: list[_Slot] = []
+        self._busy = False  # a leader is writing
 
     def append(self, pending: list[Pending]) -> list[Sequenced]:
         slot = _Slot(pending)
-        with self._queue_lock:
+        with self._lock:
             self._queue.append(slot)
-        with self._turn:
-            if not slot.done:  # nobody wrote it while this thread waited: write the whole queue
-                with self._queue_lock:
-                    group, self._queue = self._queue, []
-                self._write(group)
+            leads, self._busy = not self._busy, True
+        if not leads:
+            slot.woken.wait()
+        if not slot.done:  # it leads: nobody wrote its entries
+            with self._lock:
+                group, self._queue = self._queue, []
+            self._write(group)  # holds this slot: it was queued and nobody else took the queue
+            with self._lock:
+                if self._queue:
+                    self._queue[0].woken.set()  # the next caller leads
+                else:
+                    self._busy = False
         if slot.error is not None:
             raise slot.error
         assert slot.result is not None
@@ -107,10 +121,12 @@ class _GroupCommit:
         except BaseException as exc:  # every caller of the group learns that its entry failed
             for slot in group:
                 slot.error, slot.done = exc, True
+                slot.woken.set()
             return
         start = 0
         for slot in group:
             slot.result, slot.done = done[start : start + len(slot.pending)], True
+            slot.woken.set()
             start += len(slot.pending)
 
 

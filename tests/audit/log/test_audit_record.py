@@ -103,6 +103,53 @@ def test_concurrent_writers_get_a_gap_free_sequence() -> None:
     assert merkle.frontier_root([(s, bytes.fromhex(h)) for s, h in head.frontier]) == merkle.root_from_leaves(leaves)
 
 
+def test_group_commit_wakes_each_caller_with_its_own_result_or_its_groups_error(monkeypatch) -> None:
+    # given: a statement that blocks until released, so that callers queue behind the first one,
+    # and fails for the second group it is given
+    release, calls = threading.Event(), []
+
+    def statement(pending):
+        calls.append([p.salt for p in pending])
+        if len(calls) == 1:
+            release.wait(5)
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return [(int(p.salt), p.salt) for p in pending]
+
+    monkeypatch.setattr(sequencer, "_append_guessed", statement)
+    group = sequencer._GroupCommit()
+    outcomes: dict[int, object] = {}
+
+    def caller(i: int) -> None:
+        try:
+            outcomes[i] = group.append([sequencer.Pending({}, None, "{}", str(i), "")])  # type: ignore[arg-type]
+        except RuntimeError as exc:
+            outcomes[i] = exc
+
+    first = threading.Thread(target=caller, args=(0,))
+    first.start()
+    while not calls:
+        threading.Event().wait(0.001)
+    others = [threading.Thread(target=caller, args=(i,)) for i in range(1, 6)]
+    for t in others:
+        t.start()
+    while len(group._queue) < 5:
+        threading.Event().wait(0.001)
+    # when: the first statement returns; the next leader writes the five queued in one statement
+    release.set()
+    for t in [first, *others]:
+        t.join(5)
+    # then
+    assert calls == [["0"], ["1", "2", "3", "4", "5"]]
+    assert outcomes[0] == [(0, "0")]
+    assert all(isinstance(outcomes[i], RuntimeError) for i in range(1, 6))
+    # and the next caller leads again: nobody was left holding the turn
+    last = threading.Thread(target=caller, args=(9,))
+    last.start()
+    last.join(5)
+    assert outcomes[9] == [(9, "9")]
+
+
 @pytest.mark.django_db
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="only PostgreSQL appends on a guessed head")
 def test_a_stale_guess_of_the_head_is_never_built_on() -> None:
