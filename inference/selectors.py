@@ -76,18 +76,24 @@ def version_resolve_for_serving(*, actor: Actor, ref: str) -> ModelVersion:
     if match is None:
         raise ModelNotFound(f"{ref!r} is not a model reference (name, name@alias or name@version).")
     name, pointer = match["name"], match["ref"] or "production"
-    model = RegisteredModel.objects.filter(organization=actor.organization, name=name).first()
-    if model is None:
-        raise ModelNotFound(f"No model named {name!r} in this organisation.")
+    # One query on the way every prediction takes; the model is looked up on its own only to say
+    # what is missing.
+    version: ModelVersion | None
     if pointer.isdigit():
-        version = ModelVersion.objects.filter(model=model, version=int(pointer)).select_related("model").first()
-        if version is None:
-            raise ModelNotFound(f"Model {name!r} has no version {pointer}.")
+        version = ModelVersion.objects.filter(
+            model__organization=actor.organization, model__name=name, version=int(pointer)
+        ).select_related("model").first()
     else:
-        alias = ModelAlias.objects.filter(model=model, name=pointer).select_related("version__model").first()
-        if alias is None:
-            raise ModelNotFound(f"Model {name!r} has no alias {pointer!r}.")
-        version = alias.version
+        alias = ModelAlias.objects.filter(
+            model__organization=actor.organization, model__name=name, name=pointer
+        ).select_related("version__model").first()
+        version = alias.version if alias is not None else None
+    if version is None:
+        if not RegisteredModel.objects.filter(organization=actor.organization, name=name).exists():
+            raise ModelNotFound(f"No model named {name!r} in this organisation.")
+        if pointer.isdigit():
+            raise ModelNotFound(f"Model {name!r} has no version {pointer}.")
+        raise ModelNotFound(f"Model {name!r} has no alias {pointer!r}.")
     if not version.is_servable and not _sees_unapproved(actor):
         # Consumers do not learn that unapproved versions exist.
         raise ModelNotFound(f"Model {name!r} has no servable version {pointer}.")

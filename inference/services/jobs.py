@@ -170,7 +170,7 @@ def batch_job_run(*, job_id: int) -> None:
         BatchJob.objects.filter(pk=job_id).update(
             status=JobStatus.DONE, result_path=result, rows_done=len(rows), finished_at=timezone.now()
         )
-        usage_record(organization_id=job.organization_id, token=job.token, rows=len(rows), compute_ms=compute_ms)
+        usage_record(organization_id=job.organization_id, token_id=job.token_id, rows=len(rows), compute_ms=compute_ms)
         audit_record(
             action="job.completed", actor=AuditActor.system("inference worker"), organization_id=job.organization_id,
             target_type="inference.BatchJob", target_id=job_id,

@@ -108,6 +108,17 @@ def _actor_of(prediction: Prediction) -> AuditActor:
     return AuditActor(type="user", id=str(prediction.requested_by_id), label=prediction.requested_by.username)
 
 
+# What a worker reads to run and finish a prediction: building the query over every column of
+# the five tables cost ~0.6 ms more of a worker's time per prediction.
+_RUN_FIELDS = (
+    "organization_id", "model_version_id", "requested_by_id", "token_id", "request_id", "inputs", "rows", "status",
+    "outputs", "device", "compute_ms", "audit_index", "audit_leaf_hash", "finished_at",
+    "model_version__version", "model_version__task", "model_version__labels", "model_version__artifact",
+    "model_version__artifact_sha256", "model_version__model_id", "model_version__model__name",
+    "requested_by__username",
+)
+
+
 def prediction_run(*, prediction_id: int) -> dict[str, Any] | None:
     """Computes a prediction on this worker (the task's body). A redelivered task is a no-op.
 
@@ -117,11 +128,12 @@ def prediction_run(*, prediction_id: int) -> dict[str, Any] | None:
     claimed = Prediction.objects.filter(pk=prediction_id, status=PredictionStatus.PENDING).update(
         status=PredictionStatus.RUNNING
     )
-    prediction = Prediction.objects.select_related("model_version__model", "requested_by", "token").get(pk=prediction_id)
-    if claimed != 1:
-        return prediction_response(prediction) if prediction.status == PredictionStatus.DONE else None
     from inference.ml.predictors import predictions_from_proba
     from inference.runtime import loaded_model, prediction_finisher
+
+    prediction = Prediction.objects.select_related("model_version__model", "requested_by").only(*_RUN_FIELDS).get(pk=prediction_id)
+    if claimed != 1:
+        return prediction_response(prediction) if prediction.status == PredictionStatus.DONE else None
 
     started = time.perf_counter()
     loaded = loaded_model(prediction.model_version)
@@ -165,19 +177,21 @@ def prediction_finish_many(items: list[_Finished]) -> list[dict[str, Any]]:
             p = item.prediction
             p.outputs, p.status, p.compute_ms, p.device = item.outputs, PredictionStatus.DONE, item.compute_ms, item.device
             p.audit_index, p.audit_leaf_hash, p.finished_at = receipt.index, receipt.leaf_hash, now
-        Prediction.objects.bulk_update(
-            [item.prediction for item in items],
-            ["outputs", "status", "compute_ms", "device", "audit_index", "audit_leaf_hash", "finished_at"],
-        )
+        fields = ["outputs", "status", "compute_ms", "device", "audit_index", "audit_leaf_hash", "finished_at"]
+        if len(items) == 1:  # a plain UPDATE: bulk_update's CASE expressions cost ~2 ms more to build
+            p = items[0].prediction
+            Prediction.objects.filter(pk=p.pk).update(**{name: getattr(p, name) for name in fields})
+        else:
+            Prediction.objects.bulk_update([item.prediction for item in items], fields)
         metered: dict[tuple[int, int | None], list[Any]] = {}
         for item in items:
             key = (item.prediction.organization_id, item.prediction.token_id)
-            entry = metered.setdefault(key, [item.prediction.token, 0, 0, 0.0])
-            entry[1] += 1
-            entry[2] += item.prediction.rows
-            entry[3] += item.compute_ms
-        for (organization_id, _), (token, requests, rows, compute_ms) in metered.items():
-            usage_record(organization_id=organization_id, token=token, rows=rows, compute_ms=compute_ms,
+            entry = metered.setdefault(key, [0, 0, 0.0])
+            entry[0] += 1
+            entry[1] += item.prediction.rows
+            entry[2] += item.compute_ms
+        for (organization_id, token_id), (requests, rows, compute_ms) in metered.items():
+            usage_record(organization_id=organization_id, token_id=token_id, rows=rows, compute_ms=compute_ms,
                          requests=requests)
     return [prediction_response(item.prediction) for item in items]
 

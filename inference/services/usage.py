@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from inference.exceptions import QuotaExceeded
 from inference.models import UsageDaily
-from portal.accounts.models import ApiToken, Organization
+from portal.accounts.models import Organization
 
 
 def today() -> date:
@@ -61,11 +61,10 @@ def quota_release(*, organization_id: int, rows: int) -> None:
 
 
 def usage_record(
-    *, organization_id: int, token: ApiToken | None, rows: int, compute_ms: float, requests: int = 1
+    *, organization_id: int, token_id: int | None, rows: int, compute_ms: float, requests: int = 1
 ) -> None:
     """Meters served work: per token (or the user's own calls), and compute on the organisation."""
     day = today()
-    token_id = token.pk if token else None
     if token_id is not None:
         per_token = UsageDaily.objects.filter(organization_id=organization_id, token_id=token_id, day=day)
         changes = {"requests": F("requests") + requests, "rows": F("rows") + rows,

@@ -14,7 +14,6 @@ from rest_framework.request import Request
 
 from portal.accounts.actor import Actor, actor_for_token
 from portal.accounts.models import ApiToken, User
-from portal.accounts.selectors import membership_get
 from portal.accounts.services import token_find_by_key, token_touch
 
 
@@ -43,13 +42,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             )
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The user of this API token is deactivated.")
-        membership = membership_get(user=token.user, organization_id=token.organization_id)
-        if membership is None:
+        role = token.member_role  # type: ignore[attr-defined]
+        if role is None:
             raise exceptions.AuthenticationFailed(
                 "The user of this API token is no longer a member of its organisation."
             )
         token_touch(token=token)
-        request._request.actor = actor_for_token(token, membership.role)  # type: ignore[attr-defined]
+        request._request.actor = actor_for_token(token, role)  # type: ignore[attr-defined]
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
@@ -222,9 +223,15 @@ def token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
 
 
 def token_find_by_key(*, key: str) -> ApiToken | None:
-    """The token whose secret is `key`, whatever its state (the caller tells why it fails)."""
+    """The token whose secret is `key`, whatever its state (the caller tells why it fails).
+
+    Annotated with `member_role`: its user's role in its organisation today (None if no longer
+    a member), read in the same query, as every API request asks it.
+    """
+    role = Membership.objects.filter(user=OuterRef("user"), organization=OuterRef("organization")).values("role")[:1]
     return (
         ApiToken.objects.select_related("user", "organization")
+        .annotate(member_role=Subquery(role))
         .filter(key_hash=_hash_key(key))
         .first()
     )

@@ -79,3 +79,23 @@ def test_bad_card_json_and_unknown_fields(tabular, tmp_path) -> None:
     owner = client(tabular, "owner")
     response = upload(owner, tmp_path, card={"colour": "blue"})
     assert response.status_code == 400 and "colour" in response.json()["error"]["message"]
+
+
+def test_serving_references_that_point_nowhere_get_404_saying_what_is_missing(tabular) -> None:
+    consumer = client(tabular, "consumer")
+    row = {"inputs": [{"income": 10, "region": "north"}]}
+    for ref, message in [("nope", "No model named 'nope'"), ("credit@staging", "has no alias 'staging'"),
+                         ("credit@9", "has no version 9")]:
+        response = consumer.post(f"/api/v1/models/{ref}/predict", row, format="json")
+        assert response.status_code == 404, ref
+        assert message in response.content.decode(), response.content
+    # Another tenant's model of that name does not exist for this one.
+    stranger_org = OrganizationFactory()
+    from tests.portal.accounts.factories import member
+
+    stranger = member(Role.ADMIN, stranger_org)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(stranger, stranger_org).secret}")
+    response = api.post("/api/v1/models/credit/predict", row, format="json")
+    assert response.status_code == 404
+    assert "No model named 'credit'" in response.content.decode()
