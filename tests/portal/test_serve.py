@@ -1,0 +1,119 @@
+"""`manage.py serve` (what `make run` runs): the web server and a worker start together and stop
+together, on Ctrl-C and when the command itself dies, leaving nothing behind."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.worker import ROOT, _worker_env
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _wait_gone(pids: set[int], timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _alive(pids)
+
+
+@pytest.fixture
+def serving(django_db_setup, tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`manage.py serve` started as a terminal starts it: the leader of its own process group."""
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    env = {**_worker_env(), "STEWARD_DATA_DIR": str(tmp_path), "WEB_CONCURRENCY": "2",
+           "WORKER_CONCURRENCY": "2"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"serve exited at start:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"/healthz never answered 200:\n{log_path.read_text()[-3000:]}"
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        yield process, port, log_path
+    finally:
+        left = _descendants(process.pid) | {process.pid}
+        for pid in _alive(left):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_web_server_and_the_worker_and_frees_the_port(serving) -> None:
+    process, port, log_path = serving
+    children = _descendants(process.pid)
+    assert len(children) >= 4, "expected gunicorn's master and 2 workers and a Celery worker"
+
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole foreground group
+
+    assert process.wait(timeout=25) == 0, log_path.read_text()[-3000:]
+    assert not _wait_gone(children, 5), f"left running after Ctrl-C:\n{log_path.read_text()[-3000:]}"
+    log = log_path.read_text()
+    assert "Steward stopped." in log and "SIGKILL" not in log, log[-3000:]
+    with socket.socket() as s:  # nothing listens on the port: a new server can bind it, as gunicorn does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+
+
+@pytest.mark.slow
+def test_the_web_server_and_the_worker_stop_when_serve_itself_is_killed(serving) -> None:
+    process, _port, log_path = serving
+    children = _descendants(process.pid)
+
+    process.kill()  # no chance to stop its children: they must notice on their own
+    process.wait(timeout=5)
+
+    assert not _wait_gone(children, 30), f"orphans left running:\n{log_path.read_text()[-3000:]}"
