@@ -67,6 +67,35 @@ def test_real_sentiment_model_serves(celery_worker, sentiment_bytes) -> None:
     assert [p["label"] for p in response.json()["predictions"]] == ["POSITIVE", "NEGATIVE"]
 
 
+def _sessions_opened() -> int:
+    """How many sessions PostgreSQL has opened on this database, closed ones included."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def test_the_worker_keeps_its_database_connections_between_predictions(celery_worker, tabular) -> None:
+    """Celery's Django fixup would open a new database backend for every task; the worker keeps
+    its connections (closing them only by DB_CONN_MAX_AGE or after an error), as the web does."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("counts sessions in pg_stat_database")
+    api = client(tabular)
+    for _ in range(4):  # the worker's threads open their connections
+        assert api.post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json").status_code == 200
+    # when
+    before = _sessions_opened()
+    for _ in range(10):
+        assert api.post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json").status_code == 200
+    # then: at most a thread the pool had not used yet connected; not one backend per prediction
+    time.sleep(1.5)  # a backend's statistics reach pg_stat_database within a second
+    assert _sessions_opened() - before <= 2
+
+
 def test_bad_inputs_get_400_and_nothing_is_stored(celery_worker, tabular) -> None:
     api = client(tabular)
     cases = [
