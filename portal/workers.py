@@ -40,8 +40,9 @@ def worker_alive(*, queue: str) -> bool:
 
 def serving_queue() -> str | None:
     """The GPU pool where a GPU worker is alive, else the CPU pool; None when neither is."""
+    alive = cache.get_many([_key("gpu"), _key("cpu")])  # one round trip on every prediction
     for queue in ("gpu", "cpu"):
-        if worker_alive(queue=queue):
+        if _key(queue) in alive:
             return queue
     return None
 
