@@ -71,6 +71,7 @@ def serving(django_db_setup, tmp_path) -> Iterator[tuple[subprocess.Popen[bytes]
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT,
                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    started: set[int] = set()
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -84,10 +85,12 @@ def serving(django_db_setup, tmp_path) -> Iterator[tuple[subprocess.Popen[bytes]
             except OSError:
                 pass
             time.sleep(0.3)
+        started = _descendants(process.pid)
         yield process, port, log_path
     finally:
-        left = _descendants(process.pid) | {process.pid}
-        for pid in _alive(left):
+        # Children are remembered from the start: a child orphaned by a failing test is no
+        # longer a descendant of `serve`, and must not outlive the test either.
+        for pid in _alive(_descendants(process.pid) | started | {process.pid}):
             os.kill(pid, signal.SIGKILL)
 
 
