@@ -144,10 +144,25 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-class BatchJob(models.Model):
+class WorkerJob(models.Model):
+    """What every job a worker runs in the background records: who asked, when it was created,
+    started and finished, its error, and the heartbeat by which a stalled one is requeued
+    (portal.workers.requeue_stale). Each job keeps its own status, whose states differ."""
+
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class BatchJob(WorkerJob):
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     input_name = models.CharField(max_length=200)
     input_path = models.CharField(max_length=300)
@@ -157,11 +172,6 @@ class BatchJob(models.Model):
     rows_done = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     cancel_requested = models.BooleanField(default=False)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -220,7 +230,7 @@ class GlobalSource(models.TextChoices):
     DEMO = "demo"  # the shipped evaluation set of a demo model (SST-2 dev, Adult test)
 
 
-class GlobalExplanation(models.Model):
+class GlobalExplanation(WorkerJob):
     """Mean |SHAP| per feature (tabular) or per word (text) over an evaluation sample; numbered per version."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
@@ -235,13 +245,7 @@ class GlobalExplanation(models.Model):
     rows_total = models.PositiveIntegerField()
     rows_done = models.PositiveIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)  # method, ranking, residual, evaluations
-    error = models.TextField(blank=True)
     device = models.CharField(max_length=60, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -279,7 +283,7 @@ class TrainingDataset(models.Model):
         return f"dataset {self.name}"
 
 
-class FineTuneJob(models.Model):
+class FineTuneJob(WorkerJob):
     """A DP-SGD fine-tuning run of a base version on a dataset; its result is a new draft version."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
@@ -296,13 +300,7 @@ class FineTuneJob(models.Model):
     checkpoint_path = models.CharField(max_length=300, blank=True)
     cancel_requested = models.BooleanField(default=False)
     result = models.JSONField(null=True, blank=True)  # accuracies, seconds, device
-    error = models.TextField(blank=True)
     device = models.CharField(max_length=60, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from inference.models import JobStatus
+from inference.models import JobStatus, WorkerJob
 from portal.accounts.models import Organization
 
 
-class ComplianceExport(models.Model):
+class ComplianceExport(WorkerJob):
     """One evidence bundle of a model version (PDF, JSON, CSV, signed manifest), numbered per version.
 
     The bundle itself is in the artifact storage; the row keeps what lists and checks it.
@@ -31,12 +30,6 @@ class ComplianceExport(models.Model):
     mapping = models.JSONField(default=dict, blank=True)  # the Annex IV / NIST items, as in evidence.json
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from inference.models import WorkerJob
 from portal.accounts.models import Organization
 
 
@@ -38,7 +39,7 @@ class Verdict(models.TextChoices):
     FAIL = "fail"
 
 
-class BiasReport(models.Model):
+class BiasReport(WorkerJob):
     """One bias report of a model version on one dataset; numbered per version, never changed once done."""
 
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
@@ -54,12 +55,6 @@ class BiasReport(models.Model):
     rows_done = models.PositiveIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
     verdict = models.CharField(max_length=8, choices=Verdict.choices, blank=True)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
