@@ -36,7 +36,7 @@ class CeleryWorker:
         return self.log_path.read_text(errors="replace")
 
 
-def _worker_env() -> dict[str, str]:
+def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     db = connection.settings_dict
     if db["ENGINE"].endswith("postgresql"):
@@ -57,7 +57,7 @@ def start_worker(queues: str = "default,cpu", timeout: float = 60.0) -> CeleryWo
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
          "--concurrency", "4", "--queues", queues, "--hostname", hostname, "--loglevel", "INFO"],
-        cwd=ROOT, env=_worker_env(), stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=worker_env(), stdout=log, stderr=subprocess.STDOUT,
     )
     worker = CeleryWorker(process=process, hostname=hostname, log_path=log_path)
     deadline = time.monotonic() + timeout

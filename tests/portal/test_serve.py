@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker import ROOT, _worker_env
+from tests.worker import ROOT, worker_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -66,7 +66,7 @@ def serving(django_db_setup, tmp_path) -> Iterator[tuple[subprocess.Popen[bytes]
     """`manage.py serve` started as a terminal starts it: the leader of its own process group."""
     port = _free_port()
     log_path = tmp_path / "serve.log"
-    env = {**_worker_env(), "STEWARD_DATA_DIR": str(tmp_path), "WEB_CONCURRENCY": "2",
+    env = {**worker_env(), "STEWARD_DATA_DIR": str(tmp_path), "WEB_CONCURRENCY": "2",
            "WORKER_CONCURRENCY": "2"}
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT,
