@@ -31,12 +31,12 @@ def main() -> None:
     import transformers
     from scipy.stats import spearmanr
 
-    from inference.demo import DATA, SENTIMENT, build_cached
+    from inference.ml.demos import DATA, SENTIMENT, build_cached, default_cache_dir
     from inference.ml.explain import TextExplainer
     from inference.ml.predictors import TextClassifier
     from inference.ml.training import read_sst2
 
-    folder, _ = build_cached(SENTIMENT, progress=lambda *a: None)
+    folder, _ = build_cached(SENTIMENT, lambda *a: None, default_cache_dir())
     device = "cuda" if torch.cuda.is_available() else "cpu"
     texts = [t for t, _ in read_sst2(DATA / "sst2" / "dev.tsv")[:SENTENCES]]
     predictor = TextClassifier()
@@ -94,15 +94,11 @@ steward/stock = {our_seconds / stock_seconds:.3f} (goal <= 0.33); steward/floor 
 (goal <= 1.15); Spearman of the explained label's attributions vs stock, mean over sentences = {spearman:.3f}
 (min {min(correlations):.3f}; goal >= 0.95); largest residual |base + sum - f(x)| = {residual:.1e}.
 """
-    write_section("bench-explain", table)
+    write_section("bench-explain" if device == "cpu" else "bench-explain-gpu", table)
     print(table)
     print(f"explain: steward/stock time = {our_seconds / stock_seconds:.3f}, steward/floor = {our_seconds / floor:.3f}, "
           f"spearman vs stock = {spearman:.3f}")
 
 
 if __name__ == "__main__":
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    django.setup()
     main()

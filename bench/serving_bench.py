@@ -44,12 +44,13 @@ def text_of_64_tokens(tokenizer) -> str:
 
 def raw_figures() -> tuple[float, int, float, str, dict[int, float]]:
     import torch
+    from django.conf import settings
 
-    from inference.demo import SENTIMENT, build_cached
+    from inference.ml.demos import SENTIMENT, build_cached
     from inference.ml.device import best_device
     from inference.ml.predictors import TextClassifier
 
-    folder, _ = build_cached(SENTIMENT, progress=lambda *a: None)
+    folder, _ = build_cached(SENTIMENT, lambda *a: None, settings.BUILD_CACHE_DIR)
     predictor = TextClassifier()
     predictor.load(folder, best_device())
     text = text_of_64_tokens(predictor.tokenizer)

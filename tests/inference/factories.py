@@ -64,9 +64,11 @@ def zip_of(files: dict[str, bytes]) -> bytes:
 
 def sentiment_archive() -> bytes:
     """The demo sentiment model with real MiniLM weights (built once per checkout, then cached)."""
-    from inference.demo import SENTIMENT, build_cached
+    from django.conf import settings
 
-    folder, _ = build_cached(SENTIMENT, progress=lambda *a: None)
+    from inference.ml.demos import SENTIMENT, build_cached
+
+    folder, _ = build_cached(SENTIMENT, lambda *a: None, settings.BUILD_CACHE_DIR)
     return artifacts.pack_directory(folder)
 
 

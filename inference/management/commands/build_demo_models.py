@@ -5,7 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
-from inference.demo import DEMO_MODELS, demo_model_publish
+from inference.demo import demo_model_publish
+from inference.ml.demos import DEMO_MODELS
 
 
 class Command(BaseCommand):

@@ -108,10 +108,12 @@ def bearer_client_schema() -> dict:
 
 
 def test_an_export_of_each_demo_model_verifies_offline(celery_worker, sentiment_bytes, tmp_path) -> None:
-    from inference.demo import INCOME, build_cached
-    from inference.ml import artifacts
+    from django.conf import settings
 
-    income_folder, _ = build_cached(INCOME, progress=lambda *a: None)
+    from inference.ml import artifacts
+    from inference.ml.demos import INCOME, build_cached
+
+    income_folder, _ = build_cached(INCOME, lambda *a: None, settings.BUILD_CACHE_DIR)
     org = OrganizationFactory(slug="demo-exports")
     sentiment = serve_model(org, name="sentiment", task="text-classification", archive=sentiment_bytes)
     income = serve_model(org, name="income", task="tabular-classification",

@@ -231,10 +231,12 @@ def test_policy_api_checks_its_input(tabular) -> None:
 
 def test_demo_adult_report_on_the_demo_income_model(celery_worker, db) -> None:
     """The shipped Adult test set through the real demo income model: sex, race and sex x race."""
-    from inference.demo import INCOME, build_cached
-    from inference.ml import artifacts
+    from django.conf import settings
 
-    folder, _ = build_cached(INCOME, progress=lambda *a: None)
+    from inference.ml import artifacts
+    from inference.ml.demos import INCOME, build_cached
+
+    folder, _ = build_cached(INCOME, lambda *a: None, settings.BUILD_CACHE_DIR)
     served = serve_model(OrganizationFactory(slug="census"), name="income", task="tabular-classification",
                          archive=artifacts.pack_directory(folder))
     created = client(served).post("/api/v1/models/income/versions/1/bias-reports", {"dataset": "demo-adult"},

@@ -31,6 +31,17 @@ def test_runs_compose_under_rdp_tighter_than_adding_epsilons() -> None:
     assert private.composed_epsilon([], 1e-5) == 0.0
 
 
+def test_the_epsilon_meter_gives_the_accountants_epsilon_at_every_step() -> None:
+    from opacus.accountants import RDPAccountant
+
+    meter = private.EpsilonMeter(1.1, 0.008, 1e-5)
+    assert meter.epsilon(0) == 0.0
+    for steps in (1, 7, 125, 2250):
+        accountant = RDPAccountant()
+        accountant.history = [(1.1, 0.008, steps)]
+        assert meter.epsilon(steps) == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+
+
 def test_a_plan_spends_its_target_and_no_more() -> None:
     plan = private.plan_run(target_epsilon=3.0, target_delta=1e-5, rows=1000, epochs=2, batch_size=25,
                             learning_rate=1e-3, max_grad_norm=1.0)
@@ -113,7 +124,12 @@ def test_a_resumed_run_spends_no_more_than_one_run() -> None:
                            checkpoint_every=0.0, progress=crash_after_three, report_every=0.0)
     assert saved and saved[-1].steps == 3
     tokenizer, model = _tiny_bert()
-    resumed = private.train_text(model, tokenizer, texts, labels, plan, max_length=16, resume=saved[-1])
+    reports: list[private.Progress] = []
+    resumed = private.train_text(model, tokenizer, texts, labels, plan, max_length=16, resume=saved[-1],
+                                 progress=reports.append, report_every=0.0)
     assert resumed.steps == whole.steps == plan.steps
+    # progress counts the resumed steps too, and its last epsilon is the accountant's
+    assert [r.step for r in reports] == list(range(4, plan.steps + 1))
+    assert reports[-1].epsilon == pytest.approx(resumed.epsilon, rel=1e-12)
     assert resumed.epsilon == pytest.approx(whole.epsilon, rel=1e-12)
     assert resumed.epsilon <= plan.target_epsilon
