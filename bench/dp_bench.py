@@ -3,8 +3,9 @@
 Each mode runs in its own process (so peak memory is that mode's alone): the same model, data,
 batch size, optimizer and number of steps, (a) plain AdamW and (b) Opacus DP-SGD with ghost
 clipping at epsilon = 8, delta = 1e-5 (noise from the RDP accountant for that many steps). Reported:
-the median optimizer-step time (forward + backward + step), peak memory (CUDA's peak allocation on a
-GPU, the process's peak RSS growth on a CPU) and SST-2 dev accuracy after the steps. On a CPU the
+the median optimizer-step time (from the end of one step to the end of the next, so loading the
+batch, forward, backward and step, measured the same way in both modes), peak memory (CUDA's peak
+allocation on a GPU, the process's peak RSS growth on a CPU) and SST-2 dev accuracy after the steps. On a CPU the
 training set is a subset (TRAIN_ROWS) and the dev set is cut to DEV_ROWS so that it fits in minutes;
 on a GPU the full shipped training subset and dev set are used.
 Prints last: `dp: step time dp/non-dp = T, memory dp/non-dp = M, accuracy gap at eps 8 = G points`.
@@ -79,11 +80,11 @@ def run_mode(mode: str) -> dict:
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR / 10, weight_decay=0.0)
         model.train()
         steps_done, epsilon = 0, float("inf")
+        last = time.perf_counter()
         while steps_done < steps:
             for batch in loader:
                 if steps_done >= steps:
                     break
-                began = time.perf_counter()
                 ids, mask, types, positions, target = (t.to(device) for t in batch)
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(input_ids=ids, attention_mask=mask, token_type_ids=types, position_ids=positions).logits
@@ -91,7 +92,9 @@ def run_mode(mode: str) -> dict:
                 optimizer.step()
                 if cuda:
                     torch.cuda.synchronize()
-                times.append(time.perf_counter() - began)
+                now = time.perf_counter()
+                times.append(now - last)  # end of step to end of step, batch loading included, as for dp
+                last = now
                 steps_done += 1
     memory = (torch.cuda.max_memory_allocated() if cuda
               else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_rss) * 1024)
