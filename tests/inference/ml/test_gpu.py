@@ -17,6 +17,7 @@ from inference.ml.demos import DATA, SENTIMENT, build_cached, default_cache_dir
 from inference.ml.explain import TextExplainer
 from inference.ml.predictors import TextClassifier
 from inference.ml.training import read_sst2
+from tests.inference.ml.norms import per_example_reference, training_path_norms
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -63,7 +64,6 @@ def test_explanations_on_the_gpu_add_up_and_rank_as_on_the_cpu(predictors) -> No
 
 
 def test_per_sample_gradient_norms_on_the_gpu_match_a_per_example_reference(sentiment_folder) -> None:
-    from torch.utils.data import DataLoader, TensorDataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(sentiment_folder))
@@ -72,24 +72,10 @@ def test_per_sample_gradient_norms_on_the_gpu_match_a_per_example_reference(sent
     texts = ["a dull and boring film", "wonderful acting", "I hated it", "a moving, funny film"]
     labels = torch.tensor([0, 1, 0, 1], device="cuda")
     encoded = {k: v.to("cuda") for k, v in private.encode_texts(tokenizer, texts, max_length=16).items()}
-    model.train()
-    reference = []
-    for i in range(len(texts)):
-        model.zero_grad()
-        logits = model(**{k: v[i : i + 1] for k, v in encoded.items()}).logits
-        torch.nn.functional.cross_entropy(logits, labels[i : i + 1]).backward()
-        reference.append(torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.grad is not None)))
-    model.zero_grad()
-    plan = private.plan_run(target_epsilon=8, target_delta=1e-5, rows=4, epochs=1, batch_size=4,
-                            learning_rate=1e-3, max_grad_norm=1e6)
-    data = TensorDataset(*(v.cpu() for v in encoded.values()), labels.cpu())
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    _, wrapped, _, criterion, _ = private.make_private(model, optimizer, DataLoader(data, batch_size=4),
-                                                       plan, secure_mode=False)
-    criterion(wrapped(**encoded).logits, labels).backward()
-    norms = wrapped.per_sample_gradient_norms
-    assert torch.allclose(norms, torch.stack(reference), rtol=1e-3, atol=1e-5), (norms, reference)
-    wrapped._close()
+    reference = per_example_reference(model, encoded, labels)
+    norms = training_path_norms(model, encoded, labels)
+    assert norms.device.type == "cuda"
+    assert torch.allclose(norms, reference, rtol=1e-3, atol=1e-5), (norms, reference)
 
 
 def test_a_private_run_trains_on_the_gpu_within_its_target(sentiment_folder) -> None:

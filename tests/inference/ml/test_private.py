@@ -7,6 +7,7 @@ import torch
 
 from inference.ml import private
 from inference.ml.training import minilm_folder
+from tests.inference.ml.norms import per_example_reference, training_path_norms
 
 TEXTS = ["a dull and boring film", "wonderful acting", "I hated it", "a moving, funny film", "not bad",
          "the plot is thin", "gorgeous", "a waste of time"]
@@ -62,32 +63,12 @@ def minilm():
 
 
 def test_per_sample_gradient_norms_of_the_training_path_match_a_per_example_reference(minilm) -> None:
-    from torch.utils.data import DataLoader, TensorDataset
-
     tokenizer, model = minilm
-    texts, labels = TEXTS[:4], torch.tensor(LABELS[:4])
-    encoded = private.encode_texts(tokenizer, texts, max_length=16)
-    # reference: one example at a time, the plain gradient of its loss over every parameter
-    model.train()
-    reference = []
-    for i in range(len(texts)):
-        model.zero_grad()
-        logits = model(**{k: v[i : i + 1] for k, v in encoded.items()}).logits
-        torch.nn.functional.cross_entropy(logits, labels[i : i + 1]).backward()
-        reference.append(torch.sqrt(sum((p.grad**2).sum() for p in model.parameters() if p.grad is not None)))
-    model.zero_grad()
-    # the training path: Opacus with ghost clipping, as train_text wraps it
-    plan = private.plan_run(target_epsilon=8, target_delta=1e-5, rows=4, epochs=1, batch_size=4,
-                            learning_rate=1e-3, max_grad_norm=1e6)
-    data = TensorDataset(*encoded.values(), labels)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    _, wrapped, _, criterion, _ = private.make_private(model, optimizer, DataLoader(data, batch_size=4),
-                                                                   plan, secure_mode=False)
-    logits = wrapped(**encoded).logits
-    criterion(logits, labels).backward()
-    norms = wrapped.per_sample_gradient_norms
-    assert torch.allclose(norms, torch.stack(reference), rtol=1e-3, atol=1e-5), (norms, reference)
-    wrapped._close()
+    labels = torch.tensor(LABELS[:4])
+    encoded = private.encode_texts(tokenizer, TEXTS[:4], max_length=16)
+    reference = per_example_reference(model, encoded, labels)
+    norms = training_path_norms(model, encoded, labels)
+    assert torch.allclose(norms, reference, rtol=1e-3, atol=1e-5), (norms, reference)
 
 
 def _tiny_bert():
