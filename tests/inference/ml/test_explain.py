@@ -91,6 +91,24 @@ def test_long_text_partition_residual_words_and_determinism(text_explainer) -> N
     assert said.startswith(f"pushed towards {first.label}") and "'dull'" in said
 
 
+def test_each_distinct_row_is_evaluated_once_and_the_attributions_stay(text_explainer) -> None:
+    text = "the acting is wonderful but the plot is dull and far too long for anyone who loves cinema"
+    counted = text_explainer.model
+    inner, seen = counted.fn, []
+    counted.fn = lambda ids: (seen.extend(row.tobytes() for row in np.asarray(ids)), inner(ids))[1]
+    try:
+        memoised = text_explainer.explain(text, max_evals=500)
+        rows = list(seen)
+        counted.memo = None
+        plain = text_explainer.explain(text, max_evals=500)
+    finally:
+        counted.fn, counted.memo = inner, {}
+    assert len(rows) == len(set(rows)) == memoised.evaluations
+    assert plain.evaluations > memoised.evaluations  # Partition asks for some coalitions again
+    np.testing.assert_allclose(memoised.values, plain.values, atol=1e-6)
+    assert memoised.residual < 1e-6
+
+
 def test_tabular_exact_values_match_interventional_shapley_by_hand(tmp_path) -> None:
     from inference.ml import artifacts
     from tests.inference.factories import tiny_tabular_archive
