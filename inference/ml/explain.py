@@ -81,7 +81,9 @@ class _Counted:
             self.rows += len(batch)
             return np.asarray(self.fn(batch), dtype=np.float64)
         keys = [row.tobytes() for row in batch]  # rows of one batch share a length and a dtype
-        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        first: dict[bytes, int] = {}  # each distinct row's first place in the batch
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
         missing = [key for key in first if key not in self.memo]
         if missing:
             computed = np.asarray(self.fn(batch[[first[key] for key in missing]]), dtype=np.float64)
