@@ -6,12 +6,14 @@ dataset compose by adding their RDP curves order by order (what the accountant d
 history), then one conversion to (epsilon, delta) at the dataset's delta. That is tighter than adding
 the runs' epsilons, and it is the same arithmetic Opacus uses inside one run.
 
-Training: the whole text encoder is fine-tuned (every parameter, not only the head), with ghost
-clipping (`grad_sample_mode="ghost"`: per-sample gradient norms without per-sample gradients, about
-5x less memory than materialising them). BERT-style models get `position_ids` and
-`token_type_ids` as explicit B x L tensors, which Opacus needs to hook the embeddings. The loop
-checkpoints the model, the optimizer and the accountant, so a retried task resumes where it
-stopped instead of spending the budget twice.
+Training: the whole text encoder is fine-tuned (every parameter, not only the head). Per-sample
+clipping is book-keeping clipping (`inference/ml/bookkeeping.py`: the norms and the clipped sum from
+one backward pass) where every trainable layer is a Linear, LayerNorm or Embedding, as in BERT-style
+encoders; otherwise Opacus's ghost clipping (`grad_sample_mode="ghost"`: the norms without per-sample
+gradients, then a second backward pass). Either way Opacus does the rest: Poisson sampling, the
+noise, the accountant. BERT-style models get `position_ids` and `token_type_ids` as explicit B x L
+tensors, which per-sample hooks on the embeddings need. The loop checkpoints the model, the optimizer
+and the accountant, so a retried task resumes where it stopped instead of spending the budget twice.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ class Outcome:
     noise_multiplier: float
     final_loss: float
     seconds: float
+    clipping: str = ""  # CLIPPING's key: how the per-sample gradients were clipped
 
 
 def secure_rng_available() -> bool:
@@ -203,41 +206,102 @@ def check_trainable(model: Any) -> None:
         raise NotTrainable("Opacus cannot train this model: " + "; ".join(str(e) for e in errors[:3]))
 
 
+CLIPPING = {
+    "bookkeeping": "book-keeping clipping (per-sample norms and clipped sum in one backward pass)",
+    "ghost": "ghost clipping (Opacus; per-sample norms, then a second backward pass)",
+}
+
+
+@dataclass
+class Private:
+    """A model made private: what the training loop drives. `backward` replaces `loss.backward()`."""
+
+    engine: Any  # Opacus's PrivacyEngine, with the accountant
+    model: Any  # what to call forward on
+    optimizer: Any  # Opacus's DPOptimizer: noise, accountant step, scaling
+    loader: Any  # Poisson-sampled
+    clipping: str  # a key of CLIPPING
+    _backward: Callable[[Any, Any], Any]
+    _norms: Callable[[], Any]
+    _close: Callable[[], None]
+
+    def backward(self, logits: Any, target: Any) -> Any:
+        """The clipped gradient sum into each parameter's `.grad`; returns the batch's mean loss (detached)."""
+        return self._backward(logits, target)
+
+    @property
+    def per_sample_gradient_norms(self) -> Any:
+        """The norms of the last backward's per-sample gradients, before clipping."""
+        return self._norms()
+
+    def close(self) -> None:
+        self._close()
+
+
 def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_mode: bool,
-                 grad_sample_mode: str = "ghost", seed: int = 0) -> tuple[Any, Any, Any, Any, Any]:
-    """Opacus's make_private_with_epsilon with Poisson sampling; returns engine, model, optimizer, criterion, loader."""
+                 clipping: str = "auto", seed: int = 0) -> Private:
+    """Opacus's make_private_with_epsilon with Poisson sampling, clipped by book-keeping where the model allows.
+
+    `clipping`: "bookkeeping", "ghost" (Opacus's), or "auto" (book-keeping if every trainable layer
+    is one it supports). Opacus's optimizer expects the clipped sum in `.grad` either way.
+    """
     import torch
     from opacus import PrivacyEngine
 
+    from inference.ml import bookkeeping
+
+    if clipping == "auto":
+        clipping = "ghost" if bookkeeping.unsupported(model) else "bookkeeping"
+    if clipping not in CLIPPING:
+        raise ValueError(f"unknown clipping {clipping!r}")
     engine = PrivacyEngine(accountant=ACCOUNTANT, secure_mode=secure_mode)
     # Opacus draws the noise on the parameters' device with this generator: a CPU generator fails on CUDA
     # ("Expected a 'cuda' device type for generator"), found on a lent H100 by tests/inference/ml/test_gpu.py.
     device = next(model.parameters()).device
     generator = None if secure_mode else torch.Generator(device=device).manual_seed(seed)
-    made = engine.make_private_with_epsilon(
+    # Ghost mode either way: its optimizer (DPOptimizerFastGradientClipping) takes the clipped sum from
+    # `.grad` and adds the noise; book-keeping then takes the place of its hooks and double backward.
+    private_model, private_optimizer, criterion, private_loader = engine.make_private_with_epsilon(
         module=model, optimizer=optimizer, data_loader=loader, criterion=torch.nn.CrossEntropyLoss(),
         target_epsilon=plan.target_epsilon, target_delta=plan.target_delta, epochs=plan.epochs,
-        max_grad_norm=plan.max_grad_norm, poisson_sampling=True, grad_sample_mode=grad_sample_mode,
+        max_grad_norm=plan.max_grad_norm, poisson_sampling=True, grad_sample_mode="ghost",
         noise_generator=generator,
     )
-    if grad_sample_mode == "ghost":
-        private_model, private_optimizer, criterion, private_loader = made
-    else:
-        private_model, private_optimizer, private_loader = made
-        criterion = torch.nn.CrossEntropyLoss()
     if abs(private_optimizer.noise_multiplier - plan.noise_multiplier) > 1e-9:
         raise RuntimeError(f"Opacus chose noise {private_optimizer.noise_multiplier}, the plan {plan.noise_multiplier}")
-    return engine, private_model, private_optimizer, criterion, private_loader
+    if clipping == "ghost":
+        def ghost_backward(logits: Any, target: Any) -> Any:
+            loss = criterion(logits, target)
+            loss.backward()
+            return loss.detach()
+
+        return Private(engine, private_model, private_optimizer, private_loader, clipping, ghost_backward,
+                       lambda: private_model.per_sample_gradient_norms, private_model._close)
+
+    private_model._close()  # Opacus's capture hooks off: book-keeping's take their place
+    clipper = bookkeeping.BookKeeping(model, plan.max_grad_norm)
+    bookkeeping.noised_in_place(private_optimizer)
+
+    def bookkeeping_backward(logits: Any, target: Any) -> Any:
+        losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        clipper.backward(losses)
+        return losses.detach().mean()
+
+    return Private(engine, model, private_optimizer, private_loader, clipping, bookkeeping_backward,
+                   lambda: clipper.per_sample_gradient_norms, clipper.close)
 
 
 def train_text(
     model: Any, tokenizer: Any, texts: list[str], labels: list[int], plan: Plan, *, device: str = "cpu",
-    secure_mode: bool = False, seed: int = 0, resume: Checkpoint | None = None,
+    secure_mode: bool = False, seed: int = 0, resume: Checkpoint | None = None, clipping: str = "auto",
     checkpoint: Callable[[Checkpoint], None] | None = None, checkpoint_every: float = 30.0,
     progress: Callable[[Progress], None] | None = None, report_every: float = 1.0,
-    should_stop: Callable[[], bool] | None = None, max_length: int = MAX_LENGTH,
+    should_stop: Callable[[], bool] | None = None, max_length: int = MAX_LENGTH, max_physical_batch: int = 0,
 ) -> Outcome:
-    """DP-SGD fine-tuning of every parameter of a sequence classifier, `plan.steps` optimizer steps in all."""
+    """DP-SGD fine-tuning of every parameter of a sequence classifier, `plan.steps` optimizer steps in all.
+
+    `max_physical_batch`: the most rows one forward and backward pass takes (0: the plan's batch size).
+    """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -259,9 +323,8 @@ def train_text(
         optimizer.load_state_dict(resume.optimizer_state)
         done = resume.steps
         torch.manual_seed(seed + done)  # a fresh stream: the resumed steps must not replay the same batches
-    engine, private_model, private_optimizer, criterion, private_loader = make_private(
-        model, optimizer, loader, plan, secure_mode=secure_mode, seed=seed + done,
-    )
+    made = make_private(model, optimizer, loader, plan, secure_mode=secure_mode, clipping=clipping, seed=seed + done)
+    engine = made.engine
     if resume is not None:
         engine.accountant.load_state_dict(resume.accountant_state)
     meter = EpsilonMeter(plan.noise_multiplier, plan.sample_rate, plan.target_delta)
@@ -274,40 +337,53 @@ def train_text(
                                   optimizer_state=optimizer.state_dict(), accountant_state=engine.accountant.state_dict(),
                                   loss=loss_value))
 
-    while done < plan.steps and not stopped:
-        for batch in private_loader:
-            if done >= plan.steps:
-                break
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
-            input_ids, attention, token_types, positions, target = (t.to(device) for t in batch)
-            private_optimizer.zero_grad(set_to_none=True)
-            logits = private_model(input_ids=input_ids, attention_mask=attention, token_type_ids=token_types,
-                                   position_ids=positions).logits
-            loss = criterion(logits, target)
-            loss.backward()
-            private_optimizer.step()  # noise added and the step counted by the accountant, even for an empty batch
-            if len(target):
-                loss_value = float(loss.detach())
-            done += 1
-            now = time.monotonic()
-            if now - last_save >= checkpoint_every:
-                last_save = now
-                save()
-            if progress is not None and (now - last_report >= report_every or done == plan.steps):
-                last_report = now
-                epoch = 1 + (done - 1) * plan.batch_size // max(plan.rows, 1)
-                progress(Progress(step=done, steps=plan.steps, epoch=min(epoch, plan.epochs), loss=loss_value,
-                                  epsilon=meter.epsilon(done)))
+    # Poisson batches vary in size (a batch of 32 expected is over 40 one step in ten): the memory
+    # manager splits a batch larger than `max_physical_batch` into physical batches whose clipped
+    # sums the optimizer adds up before its one noisy step, so memory is that of the physical batch.
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    physical = max_physical_batch or plan.batch_size
+    rows_seen, loss_sum, pending = 0, 0.0, False  # pending: a logical batch is part way through
+    with BatchMemoryManager(data_loader=made.loader, max_physical_batch_size=physical,
+                            optimizer=made.optimizer) as batches:
+        while done < plan.steps and not stopped:
+            for batch in batches:
+                if not pending and done >= plan.steps:
+                    break
+                if not pending and should_stop is not None and should_stop():
+                    stopped = True
+                    break
+                input_ids, attention, token_types, positions, target = (t.to(device) for t in batch)
+                made.optimizer.zero_grad(set_to_none=True)  # keeps the sum of a split batch's first parts
+                logits = made.model(input_ids=input_ids, attention_mask=attention, token_type_ids=token_types,
+                                    position_ids=positions).logits
+                loss = made.backward(logits, target)
+                made.optimizer.step()  # noise and the accountant's step once per logical batch, even an empty one
+                if len(target):
+                    rows_seen += len(target)
+                    loss_sum += float(loss) * len(target)
+                pending = made.optimizer._is_last_step_skipped  # Opacus's own flag: a part, not the whole batch
+                if pending:
+                    continue
+                if rows_seen:
+                    loss_value = loss_sum / rows_seen
+                rows_seen, loss_sum = 0, 0.0
+                done += 1
+                now = time.monotonic()
+                if now - last_save >= checkpoint_every:
+                    last_save = now
+                    save()
+                if progress is not None and (now - last_report >= report_every or done == plan.steps):
+                    last_report = now
+                    epoch = 1 + (done - 1) * plan.batch_size // max(plan.rows, 1)
+                    progress(Progress(step=done, steps=plan.steps, epoch=min(epoch, plan.epochs), loss=loss_value,
+                                      epsilon=meter.epsilon(done)))
     save()
     model.eval()
-    cleanup = getattr(private_model, "_close", None)
-    if callable(cleanup):
-        cleanup()
+    made.close()
     return Outcome(steps=done, epsilon=float(engine.accountant.get_epsilon(plan.target_delta)) if done else 0.0,
                    stopped=stopped, noise_multiplier=plan.noise_multiplier, final_loss=loss_value,
-                   seconds=time.perf_counter() - began)
+                   seconds=time.perf_counter() - began, clipping=made.clipping)
 
 
 def accuracy(model: Any, tokenizer: Any, texts: list[str], labels: list[int], *, device: str = "cpu",

@@ -391,7 +391,7 @@ def _register_result(*, job: FineTuneJob, plan: private.Plan, outcome: private.O
     dataset, base = job.dataset, job.base_version
     guarantee = {
         "epsilon": round(outcome.epsilon, 6), "delta": plan.target_delta, "accountant": "RDP (Opacus RDPAccountant)",
-        "mechanism": "DP-SGD, Poisson sampling, flat clipping (ghost clipping)", "noise_multiplier": plan.noise_multiplier,
+        "mechanism": f"DP-SGD, Poisson sampling, flat clipping: {private.CLIPPING.get(outcome.clipping, outcome.clipping)}", "noise_multiplier": plan.noise_multiplier,
         "sample_rate": plan.sample_rate, "steps": outcome.steps, "epochs": plan.epochs, "batch_size": plan.batch_size,
         "max_grad_norm": plan.max_grad_norm, "learning_rate": plan.learning_rate, "dataset": dataset.name,
         "dataset_sha256": dataset.sha256, "training_rows": dataset.train_rows, "base_version": base.version,

@@ -68,6 +68,7 @@ def test_fine_tune_end_to_end(celery_worker, sentiment) -> None:
     stored = ModelVersion.objects.get(model__name="sentiment", version=job["result_version"])
     guarantee = stored.privacy
     assert guarantee["accountant"].startswith("RDP") and guarantee["steps"] == 2
+    assert "book-keeping clipping" in guarantee["mechanism"]  # a BERT encoder: every layer is one it clips
     assert guarantee["dataset_sha256"] == dataset["sha256"] and guarantee["delta"] == 1e-3
     assert 0 <= guarantee["holdout_accuracy"] <= 1 and 0 <= guarantee["base_holdout_accuracy"] <= 1
     assert "differential privacy" in stored.card["training_data"]

@@ -22,8 +22,9 @@ def per_example_reference(model: Any, encoded: dict[str, torch.Tensor], labels: 
     return torch.stack(reference)
 
 
-def training_path_norms(model: Any, encoded: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """The norms Opacus's ghost clipping computes, with the model wrapped as train_text wraps it."""
+def training_path_norms(model: Any, encoded: dict[str, torch.Tensor], labels: torch.Tensor,
+                        clipping: str = "auto") -> torch.Tensor:
+    """The norms the training path's clipping computes, with the model made private as train_text makes it."""
     from torch.utils.data import DataLoader, TensorDataset
 
     n = len(labels)
@@ -31,9 +32,9 @@ def training_path_norms(model: Any, encoded: dict[str, torch.Tensor], labels: to
                             learning_rate=1e-3, max_grad_norm=1e6)
     data = TensorDataset(*(v.cpu() for v in encoded.values()), labels.cpu())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    _, wrapped, _, criterion, _ = private.make_private(model, optimizer, DataLoader(data, batch_size=n), plan,
-                                                       secure_mode=False)
-    criterion(wrapped(**encoded).logits, labels).backward()
-    norms = wrapped.per_sample_gradient_norms.detach()
-    wrapped._close()
+    made = private.make_private(model, optimizer, DataLoader(data, batch_size=n), plan, secure_mode=False,
+                                clipping=clipping)
+    made.backward(made.model(**encoded).logits, labels)
+    norms = made.per_sample_gradient_norms.detach()
+    made.close()
     return norms

@@ -63,7 +63,8 @@ def test_explanations_on_the_gpu_add_up_and_rank_as_on_the_cpu(predictors) -> No
         assert rho >= 0.9, (text, rho)
 
 
-def test_per_sample_gradient_norms_on_the_gpu_match_a_per_example_reference(sentiment_folder) -> None:
+@pytest.mark.parametrize("clipping", ["bookkeeping", "ghost"])
+def test_per_sample_gradient_norms_on_the_gpu_match_a_per_example_reference(sentiment_folder, clipping) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(sentiment_folder))
@@ -73,7 +74,7 @@ def test_per_sample_gradient_norms_on_the_gpu_match_a_per_example_reference(sent
     labels = torch.tensor([0, 1, 0, 1], device="cuda")
     encoded = {k: v.to("cuda") for k, v in private.encode_texts(tokenizer, texts, max_length=16).items()}
     reference = per_example_reference(model, encoded, labels)
-    norms = training_path_norms(model, encoded, labels)
+    norms = training_path_norms(model, encoded, labels, clipping)
     assert norms.device.type == "cuda"
     assert torch.allclose(norms, reference, rtol=1e-3, atol=1e-5), (norms, reference)
 

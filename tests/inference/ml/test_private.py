@@ -62,12 +62,13 @@ def minilm():
     return AutoTokenizer.from_pretrained(str(folder)), model
 
 
-def test_per_sample_gradient_norms_of_the_training_path_match_a_per_example_reference(minilm) -> None:
+@pytest.mark.parametrize("clipping", ["bookkeeping", "ghost"])
+def test_per_sample_gradient_norms_of_the_training_path_match_a_per_example_reference(minilm, clipping) -> None:
     tokenizer, model = minilm
     labels = torch.tensor(LABELS[:4])
     encoded = private.encode_texts(tokenizer, TEXTS[:4], max_length=16)
     reference = per_example_reference(model, encoded, labels)
-    norms = training_path_norms(model, encoded, labels)
+    norms = training_path_norms(model, encoded, labels, clipping)
     assert torch.allclose(norms, reference, rtol=1e-3, atol=1e-5), (norms, reference)
 
 
@@ -114,3 +115,19 @@ def test_a_resumed_run_spends_no_more_than_one_run() -> None:
     assert reports[-1].epsilon == pytest.approx(resumed.epsilon, rel=1e-12)
     assert resumed.epsilon == pytest.approx(whole.epsilon, rel=1e-12)
     assert resumed.epsilon <= plan.target_epsilon
+
+
+def test_a_batch_larger_than_the_physical_limit_is_split_and_still_one_step() -> None:
+    texts, labels = TEXTS * 4, LABELS * 4
+    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
+                            learning_rate=1e-3, max_grad_norm=1.0)
+    tokenizer, model = _tiny_bert()
+    whole = private.train_text(model, tokenizer, texts, labels, plan, max_length=16)
+    tokenizer, model = _tiny_bert()
+    reports: list[private.Progress] = []
+    split = private.train_text(model, tokenizer, texts, labels, plan, max_length=16, max_physical_batch=3,
+                               progress=reports.append, report_every=0.0)
+    assert split.steps == whole.steps == plan.steps  # logical steps, not physical batches
+    assert [r.step for r in reports] == list(range(1, plan.steps + 1))
+    assert split.epsilon == pytest.approx(whole.epsilon, rel=1e-12)  # the accountant saw plan.steps steps
+    assert split.clipping == "bookkeeping"
