@@ -161,6 +161,10 @@ class BookKeeping:
                 module, part = parts.pop()
                 _clipped_sum(module, part, factors)
                 del part
+            for layer in self._layers:  # a layer this batch did not use: its gradients are zero
+                if not any(layer is used for used in layers):
+                    for parameter in _trainable(layer.module):
+                        parameter.grad = torch.zeros_like(parameter)
         finally:
             self.clear()
 

@@ -103,10 +103,11 @@ def test_the_embeddings_padding_row_gets_no_gradient_and_repeated_tokens_add_up(
 
 
 class _Twice(nn.Module):
-    """One Linear called twice in a forward (shared weights), and a frozen layer between."""
+    """One Linear called twice in a forward (shared weights), a frozen layer between, and one never called."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.unused = nn.Linear(6, 2)
         self.shared = nn.Linear(6, 6)
         self.frozen = nn.Linear(6, 6)
         self.frozen.requires_grad_(False)
@@ -126,6 +127,8 @@ def test_a_layer_called_twice_and_a_frozen_layer() -> None:
 
     assert_same(model, forward, 4, clip=0.1)
     assert model.frozen.weight.grad is None
+    _, grads = bookkeeping_clipped_sum(model, forward, 4, 0.1)
+    assert torch.count_nonzero(grads["unused.weight"]) == 0  # zero, not missing: Opacus adds noise to it
 
 
 @settings(max_examples=25, deadline=None)
