@@ -137,7 +137,7 @@ class BookKeeping:
             del outputs
             # Layer by layer, the norms and what the clipped sum will need, and nothing more: a layer
             # norm's or a small layer's per-sample gradients replace its activations and output gradients.
-            grams: dict[tuple[int, tuple[int, ...], tuple[int, ...]], torch.Tensor] = {}
+            grams: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
             parts: list[tuple[nn.Module, _Part]] = []
             at = 0
             for layer in layers:
@@ -209,16 +209,21 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a.reshape(a.shape[0], 1, -1), b.reshape(b.shape[0], -1, 1)).view(-1, 1)
 
 
-def _gram(x: torch.Tensor, cache: dict[tuple[int, tuple[int, ...], tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
-    """x x^T per sample (B x T x T); layers fed the same tensor (query, key, value) share it."""
+def _gram(x: torch.Tensor, cache: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """x x^T per sample (B x T x T); layers fed the same tensor (query, key, value) share it.
+
+    The cache is keyed by where x lies, so it holds x too: while an entry lives its memory cannot be
+    freed and given to another tensor of the same shape (a later layer's joined inputs), which
+    would then be handed the wrong Gram matrix and so the wrong norm.
+    """
     key = (x.data_ptr(), tuple(x.shape), tuple(x.stride()))
     found = cache.get(key)
     if found is None:
-        found = cache[key] = torch.bmm(x, x.transpose(1, 2))
-    return found
+        found = cache[key] = (x, torch.bmm(x, x.transpose(1, 2)))
+    return found[1]
 
 
-def _norms_squared(module: nn.Module, x: torch.Tensor, dy: torch.Tensor, grams: dict[Any, torch.Tensor]) -> _Part:
+def _norms_squared(module: nn.Module, x: torch.Tensor, dy: torch.Tensor, grams: dict[Any, Any]) -> _Part:
     squared: list[torch.Tensor] = []
     if isinstance(module, nn.Linear):
         per_sample: dict[str, torch.Tensor] = {}

@@ -251,3 +251,27 @@ def test_a_batch_split_in_parts_takes_one_step_on_the_sum_of_its_parts() -> None
                 assert torch.equal(model[0].weight, before)  # no step on a part
         after.append(model[0].weight.detach().clone())
     assert torch.allclose(after[0], after[1], atol=1e-6)
+
+
+class _TwiceEach(nn.Module):
+    """Two layers each called twice: their joined inputs are made (and freed) one after the other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(x) + self.first(2 * x)
+        return (self.second(torch.tanh(h)) + self.second(h)).mean(dim=1)
+
+
+def test_layers_called_twice_each_get_their_own_gram() -> None:
+    torch.manual_seed(3)
+    model = _TwiceEach().train()
+    x, target = torch.randn(3, 2, 4), torch.randn(3, 4)
+
+    def forward(rows: slice, reduction: str) -> torch.Tensor:
+        losses = ((model(x[rows]) - target[rows]) ** 2).sum(dim=1)
+        return losses.sum() if reduction == "sum" else losses
+
+    assert_same(model, forward, 3, clip=0.5)
