@@ -124,13 +124,16 @@ class BookKeeping:
     def backward(self, per_sample_losses: torch.Tensor) -> None:
         """One backward pass; sets every trainable parameter's `.grad` to sum_i min(1, C/|g_i|) g_i."""
         batch = per_sample_losses.shape[0]
-        layers = [layer for layer in self._layers if layer.outputs]
+        layers = [layer for layer in self._layers if layer.outputs and batch]
         try:
-            if batch == 0 or not layers:  # an empty Poisson batch: the sum is zero, the noise still comes
-                for layer in self._layers:
+            # a layer this batch did not use, or every layer for an empty Poisson batch: its gradient
+            # is zero, not missing (Opacus's optimizer adds the noise to every parameter's gradient)
+            for layer in self._layers:
+                if not (layer.outputs and batch):
                     for parameter in _trainable(layer.module):
                         parameter.grad = torch.zeros_like(parameter)
-                self.per_sample_gradient_norms = per_sample_losses.new_zeros((0,))
+            if not layers:
+                self.per_sample_gradient_norms = per_sample_losses.new_zeros((batch,))
                 return
             outputs = [out for layer in layers for out in layer.outputs]
             grads: list[torch.Tensor | None] = list(torch.autograd.grad(per_sample_losses.sum(), outputs, allow_unused=True))
@@ -161,10 +164,6 @@ class BookKeeping:
                 module, part = parts.pop()
                 _clipped_sum(module, part, factors)
                 del part
-            for layer in self._layers:  # a layer this batch did not use: its gradients are zero
-                if not any(layer is used for used in layers):
-                    for parameter in _trainable(layer.module):
-                        parameter.grad = torch.zeros_like(parameter)
         finally:
             self.clear()
 
