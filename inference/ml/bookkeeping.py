@@ -68,17 +68,25 @@ def unsupported(model: nn.Module) -> str | None:
 
 
 class _Layer:
-    """One hooked layer: what its forward calls saw (inputs, outputs) during the current step."""
+    """One hooked layer: what its forward calls saw during the current step, and what its output gradients gave.
 
-    __slots__ = ("inputs", "module", "outputs")
+    Per call: the input x, the output's shape and dtype (not the output itself: holding it would keep
+    memory the forward pass had freed), and dy once the backward pass has reached that output.
+    """
+
+    __slots__ = ("bottom", "grads", "inputs", "module", "outputs", "part", "waiting")
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
-        self.inputs: list[torch.Tensor] = []
-        self.outputs: list[torch.Tensor] = []
+        self.clear()
 
     def clear(self) -> None:
-        self.inputs, self.outputs = [], []
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[tuple[torch.Size, torch.dtype]] = []
+        self.grads: list[torch.Tensor | None] = []
+        self.waiting = 0  # calls whose dy a hook is still to bring
+        self.bottom = 0  # calls whose dy autograd returns at the end
+        self.part: _Part | None = None
 
 
 class BookKeeping:
@@ -87,6 +95,14 @@ class BookKeeping:
     Use: forward in training mode with gradients enabled, then `backward` with the unreduced loss
     (one value per sample) instead of `loss.backward()`. `per_sample_gradient_norms` then holds
     the norms that were clipped (before clipping).
+
+    Memory: each layer's norms are taken as soon as the backward pass reaches its output (a hook on
+    that output), and what its clipped sum does not need goes at once: a layer norm's input and
+    output gradient become two B x d per-sample gradients, a small layer's become its per-sample
+    gradients. Only the calls at the bottom of the graph (whose input needs no gradient: embeddings,
+    a first layer fed the data) are asked of autograd by name, as gradient edges, so no layer's output is
+    kept alive for it. Every other call lies on the way down to them, since every trainable
+    parameter belongs to one hooked layer (`unsupported`), so its hook fires on the way.
     """
 
     def __init__(self, model: nn.Module, max_grad_norm: float) -> None:
@@ -97,19 +113,49 @@ class BookKeeping:
         self.per_sample_gradient_norms: torch.Tensor | None = None
         self._layers: list[_Layer] = []
         self._handles: list[Any] = []
+        self._bottom: list[tuple[_Layer, int, Any]] = []  # (layer, call, gradient edge of its output)
+        self._batch = 0
+        self._parts: list[_Part] = []
+        self._grams: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
         for module in model.modules():
             if any(p.requires_grad for p in module.parameters(recurse=False)):
                 layer = _Layer(module)
                 self._layers.append(layer)
                 self._handles.append(module.register_forward_hook(self._capture(layer)))
 
-    @staticmethod
-    def _capture(layer: _Layer) -> Any:
+    def _capture(self, layer: _Layer) -> Any:
+        from torch.autograd.graph import get_gradient_edge
+
         def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
-            if module.training and torch.is_grad_enabled() and output.requires_grad:
-                layer.inputs.append(args[0].detach())
-                layer.outputs.append(output)
+            if not (module.training and torch.is_grad_enabled() and output.requires_grad):
+                return
+            call = len(layer.inputs)
+            x = args[0]
+            layer.inputs.append(x.detach())
+            layer.outputs.append((output.shape, output.dtype))
+            layer.grads.append(None)
+            if x.requires_grad:  # the backward pass goes through this output on its way further down
+                layer.waiting += 1
+                output.register_hook(functools.partial(self._arrived, layer, call))
+            else:
+                layer.bottom += 1
+                self._bottom.append((layer, call, get_gradient_edge(output)))
         return hook
+
+    def _arrived(self, layer: _Layer, call: int, grad: torch.Tensor) -> None:
+        if call >= len(layer.grads) or layer.part is not None:  # a graph from before the last clear()
+            return
+        layer.grads[call] = grad.detach()
+        layer.waiting -= 1
+        if layer.waiting == 0 and layer.bottom == 0:
+            self._reduce(layer)
+
+    def _reduce(self, layer: _Layer) -> None:
+        """The layer's norms and what its clipped sum needs; its inputs and output gradients go."""
+        inputs, grad_outputs = _joined(layer, self._batch)
+        layer.inputs, layer.grads = [], []
+        layer.part = _norms_squared(layer.module, inputs, grad_outputs, self._grams)
+        self._parts.append(layer.part)
 
     def close(self) -> None:
         for handle in self._handles:
@@ -120,10 +166,12 @@ class BookKeeping:
     def clear(self) -> None:
         for layer in self._layers:
             layer.clear()
+        self._bottom, self._parts = [], []
+        self._grams.clear()
 
     def backward(self, per_sample_losses: torch.Tensor) -> None:
         """One backward pass; sets every trainable parameter's `.grad` to sum_i min(1, C/|g_i|) g_i."""
-        batch = per_sample_losses.shape[0]
+        batch = self._batch = per_sample_losses.shape[0]
         layers = [layer for layer in self._layers if layer.outputs and batch]
         try:
             # a layer this batch did not use, or every layer for an empty Poisson batch: its gradient
@@ -135,35 +183,30 @@ class BookKeeping:
             if not layers:
                 self.per_sample_gradient_norms = per_sample_losses.new_zeros((batch,))
                 return
-            outputs = [out for layer in layers for out in layer.outputs]
-            grads: list[torch.Tensor | None] = list(torch.autograd.grad(per_sample_losses.sum(), outputs, allow_unused=True))
-            del outputs
-            # Layer by layer, the norms and what the clipped sum will need, and nothing more: a layer
-            # norm's or a small layer's per-sample gradients replace its activations and output gradients.
-            grams: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
-            parts: list[tuple[nn.Module, _Part]] = []
-            at = 0
-            for layer in layers:
-                count = len(layer.outputs)
-                mine, grads[at : at + count] = grads[at : at + count], [None] * count
-                at += count
-                inputs, grad_outputs = _joined(layer, mine, batch)
-                layer.clear()
-                del mine
-                part = _norms_squared(layer.module, inputs, grad_outputs, grams)
-                del inputs, grad_outputs
-                parts.append((layer.module, part))
-            del grads
-            grams.clear()
+            edges = [edge for _, _, edge in self._bottom]
+            if not edges:
+                raise ValueError("every hooked layer's input needs a gradient: book-keeping needs the model's "
+                                 "inputs not to require one")
+            found = torch.autograd.grad(per_sample_losses.sum(), edges, allow_unused=True)
+            for (layer, call, _), grad in zip(self._bottom, found, strict=True):
+                layer.grads[call] = None if grad is None else grad.detach()
+            del found, edges
+            for layer in layers:  # bottom layers, and any whose output the loss did not use
+                if layer.part is None:
+                    self._reduce(layer)
+            self._grams.clear()
+            parts = self._parts
             # one sum over every layer's squared norms (B each), not one addition a layer: on a GPU each
             # small kernel costs its launch, and a BERT has some sixty layers
-            norms = torch.cat([sq for _, part in parts for sq in part.squared], dim=1).sum(dim=1).sqrt()
+            norms = torch.cat([sq for part in parts for sq in part.squared], dim=1).sum(dim=1).sqrt()
             self.per_sample_gradient_norms = norms.detach()
             factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)  # Opacus's own formula
-            while parts:  # each layer's saved tensors go as soon as its parameters have their sum
-                module, part = parts.pop()
-                _clipped_sum(module, part, factors)
+            for layer in layers:  # each layer's saved tensors go as soon as its parameters have their sum
+                part, layer.part = layer.part, None
+                assert part is not None
+                _clipped_sum(layer.module, part, factors)
                 del part
+            self._parts = []
         finally:
             self.clear()
 
@@ -172,22 +215,22 @@ def _trainable(module: nn.Module) -> Iterable[nn.Parameter]:
     return (p for p in module.parameters(recurse=False) if p.requires_grad)
 
 
-def _joined(layer: _Layer, grads: list[torch.Tensor | None], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _joined(layer: _Layer, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A layer's inputs and output gradients, B x T x features, its calls joined along T."""
     inputs, grad_outputs = [], []
-    for x, out, g in zip(layer.inputs, layer.outputs, grads, strict=True):
-        if x.shape[0] != batch or out.shape[0] != batch:
+    for x, (shape, dtype), g in zip(layer.inputs, layer.outputs, layer.grads, strict=True):
+        if x.shape[0] != batch or shape[0] != batch:
             raise ValueError(
                 f"a {type(layer.module).__name__} saw a batch of {x.shape[0]}, not {batch}: pass per-sample "
                 "inputs (e.g. position_ids and token_type_ids as B x L tensors), not broadcast ones"
             )
-        if g is None:
-            g = torch.zeros_like(out)
+        if g is None:  # the loss did not depend on this call's output
+            g = torch.zeros(shape, dtype=dtype, device=x.device)
         if isinstance(layer.module, nn.Embedding):
             inputs.append(x.reshape(batch, -1))
         else:
             inputs.append(x.reshape(batch, -1, x.shape[-1]))
-        grad_outputs.append(g.detach().reshape(batch, -1, g.shape[-1]))
+        grad_outputs.append(g.reshape(batch, -1, g.shape[-1]))
     if len(inputs) == 1:
         return inputs[0], grad_outputs[0]
     return torch.cat(inputs, dim=1), torch.cat(grad_outputs, dim=1)

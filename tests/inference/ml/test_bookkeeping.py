@@ -275,3 +275,39 @@ def test_layers_called_twice_each_get_their_own_gram() -> None:
         return losses.sum() if reduction == "sum" else losses
 
     assert_same(model, forward, 3, clip=0.5)
+
+
+class _Dropped(nn.Module):
+    """A layer whose output the loss never uses, though its input needs a gradient; and an output
+    the forward pass frees at once (scaled by a constant, which keeps nothing for the backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.side, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+        self.seen: list = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import weakref
+
+        out = self.first(x)
+        self.seen.append(weakref.ref(out))
+        h = out * 2.0
+        self.side(h)  # computed, then dropped
+        return self.head(h).mean(dim=1)
+
+
+def test_a_dropped_output_gets_zero_and_no_layer_output_is_kept_alive() -> None:
+    torch.manual_seed(4)
+    model = _Dropped().train()
+    x, target = torch.randn(3, 2, 4), torch.tensor([0, 1, 1])
+
+    def forward(rows: slice, reduction: str) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(x[rows]), target[rows], reduction=reduction)
+
+    assert_same(model, forward, 3, clip=0.5)
+    clipper = bookkeeping.BookKeeping(model, 0.5)
+    losses = forward(slice(0, 3), "none")
+    assert model.seen[-1]() is None  # the first layer's output is gone: the clipper holds only what autograd does
+    clipper.backward(losses)
+    assert torch.count_nonzero(model.side.weight.grad) == 0
+    clipper.close()
