@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import lzma
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,9 @@ def minilm_folder() -> Path:
 
 
 def read_sst2(path: Path) -> list[tuple[str, int]]:
-    with path.open(encoding="utf-8") as handle:
+    """(sentence, label) rows of an SST-2 TSV file, plain or xz-compressed (`.xz`)."""
+    opener = lzma.open if path.suffix == ".xz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader)
         label_col = header.index("label")
