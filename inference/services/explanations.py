@@ -72,12 +72,12 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
 
 def explanation_wait(*, explanation: Explanation, timeout: float | None = None) -> Explanation:
     """Waits for the worker up to `timeout` (EXPLAIN_WAIT_SECONDS); returns the explanation as it is then."""
-    from portal.celery import app
+    from portal.workers import task_forget, task_result
 
-    result = app.AsyncResult(explanation.task_id)  # type: ignore[attr-defined]
+    task_id = explanation.task_id  # type: ignore[attr-defined]
     try:
-        result.get(timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout, interval=0.02, propagate=False)
-        result.forget()
+        task_result(task_id, timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout, propagate=False)
+        task_forget(task_id)
     except CeleryTimeout:
         pass  # still running: the caller answers 202 and the client polls
     explanation.refresh_from_db()

@@ -69,18 +69,18 @@ def prediction_create(
 
 def prediction_wait(*, prediction: Prediction) -> dict[str, Any]:
     """Waits for a worker's answer; 504 (and the prediction marked failed) past the timeout."""
-    from portal.celery import app
+    from portal.workers import task_forget, task_result
 
-    result = app.AsyncResult(prediction.task_id)  # type: ignore[attr-defined]
+    task_id = prediction.task_id  # type: ignore[attr-defined]
     try:
-        answer = result.get(timeout=settings.PREDICT_TIMEOUT_SECONDS, interval=0.005, propagate=True)
+        answer = task_result(task_id, timeout=settings.PREDICT_TIMEOUT_SECONDS)
     except CeleryTimeout:
         prediction_mark_failed(prediction_id=prediction.pk, error="timed out waiting for a worker")
         raise PredictionTimeout(
             f"No worker answered within {settings.PREDICT_TIMEOUT_SECONDS} s; the request was not served."
         ) from None
     finally:
-        result.forget()
+        task_forget(task_id)
     if answer is None:  # the worker found it already failed (e.g. timed out, then redelivered)
         raise PredictionTimeout("The prediction was not served in time.")
     return answer  # type: ignore[no-any-return]
