@@ -311,3 +311,14 @@ def test_a_dropped_output_gets_zero_and_no_layer_output_is_kept_alive() -> None:
     clipper.backward(losses)
     assert torch.count_nonzero(model.side.weight.grad) == 0
     clipper.close()
+
+
+def test_inputs_that_need_a_gradient_are_refused_with_a_reason() -> None:
+    # every call is then on the way to somewhere else: nothing marks where the backward pass may stop
+    model = nn.Sequential(nn.Linear(3, 2)).train()
+    clipper = bookkeeping.BookKeeping(model, 1.0)
+    x = torch.randn(4, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="inputs not to require"):
+        clipper.backward(nn.functional.cross_entropy(model(x), torch.zeros(4, dtype=torch.long), reduction="none"))
+    clipper.close()
+    assert all(p.grad is None for p in model.parameters())
