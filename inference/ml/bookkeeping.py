@@ -115,7 +115,6 @@ class BookKeeping:
         self._handles: list[Any] = []
         self._bottom: list[tuple[_Layer, int, Any]] = []  # (layer, call, gradient edge of its output)
         self._batch = 0
-        self._parts: list[_Part] = []
         self._grams: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[torch.Tensor, torch.Tensor]] = {}
         for module in model.modules():
             if any(p.requires_grad for p in module.parameters(recurse=False)):
@@ -155,7 +154,6 @@ class BookKeeping:
         inputs, grad_outputs = _joined(layer, self._batch)
         layer.inputs, layer.grads = [], []
         layer.part = _norms_squared(layer.module, inputs, grad_outputs, self._grams)
-        self._parts.append(layer.part)
 
     def close(self) -> None:
         for handle in self._handles:
@@ -166,7 +164,7 @@ class BookKeeping:
     def clear(self) -> None:
         for layer in self._layers:
             layer.clear()
-        self._bottom, self._parts = [], []
+        self._bottom = []
         self._grams.clear()
 
     def backward(self, per_sample_losses: torch.Tensor) -> None:
@@ -195,10 +193,11 @@ class BookKeeping:
                 if layer.part is None:
                     self._reduce(layer)
             self._grams.clear()
-            parts = self._parts
+            parts = [layer.part for layer in layers if layer.part is not None]
             # one sum over every layer's squared norms (B each), not one addition a layer: on a GPU each
             # small kernel costs its launch, and a BERT has some sixty layers
             norms = torch.cat([sq for part in parts for sq in part.squared], dim=1).sum(dim=1).sqrt()
+            del parts  # the loop below frees each layer's part as it goes: no other reference may hold it
             self.per_sample_gradient_norms = norms.detach()
             factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)  # Opacus's own formula
             for layer in layers:  # each layer's saved tensors go as soon as its parameters have their sum
@@ -206,7 +205,6 @@ class BookKeeping:
                 assert part is not None
                 _clipped_sum(layer.module, part, factors)
                 del part
-            self._parts = []
         finally:
             self.clear()
 
