@@ -8,7 +8,8 @@ three paths keep them to the fewest:
 - In a caller's transaction on PostgreSQL (a prediction batch, a registration): one statement
   moves the head only if it still is what this process last wrote or read (size and frontier
   both compared, so a guess left stale by a rollback or by another process is never built on),
-  and inserts the entries and nodes only if it did. One round trip instead of two.
+  and inserts the entries and nodes only if it did. One round trip instead of two, and a
+  prepared statement: planning it anew each time cost as much as running it.
 - Outside any transaction on PostgreSQL (a sign-in, a script): the same statement, committing on
   its own, and group commit between this process's threads: while one thread's statement is in
   flight, others queue; the first of them then writes everything queued in one statement. Each
@@ -221,34 +222,70 @@ def _write_if_head(
     """One statement: moves the head from `before` to `after` and inserts the entries and nodes,
     all only if the head is `before`. Returns whether it was (nothing is written otherwise).
 
-    Plain SQL rather than the ORM: an append sits in every prediction's transaction. Only
-    constant column names and placeholders are formatted in; every value is a parameter.
+    Plain SQL rather than the ORM, on a server-binding cursor of Django's own connection (same
+    transaction), so that PostgreSQL prepares it (see DB_PREPARED_STATEMENTS in settings): an
+    append sits in every prediction's transaction, and planning this statement anew cost about
+    as much as running it. Its shape depends only on the number of entries and nodes (one entry
+    brings 0 to ~log2 n nodes, one on average), so a connection keeps few of them; several
+    entries go as column arrays through unnest, one shape for any number (arrays run a third
+    slower than a VALUES row for one entry). Only constant column names and placeholders are
+    formatted in; every value is a parameter.
     """
-    params: list[Any] = [before[0] + len(rows), _frontier_json(after), timezone.now(), before[0],
-                         _frontier_json(before[1])]
-    for fields, item, leaf in rows:
-        params += [fields["index"], item.created_at, fields["org"], fields["actor_type"], fields["actor_id"],
-                   fields["actor_label"], fields["action"], fields["target_type"], fields["target_id"],
-                   fields["request_id"], item.payload_json, fields["payload_sha256"], fields["commitment"],
-                   item.salt, item.subject_key, leaf]
+    import psycopg
+
+    head = [before[0] + len(rows), _frontier_json(after), timezone.now(), before[0], _frontier_json(before[1])]
+    values = [
+        (fields["index"], item.created_at, fields["org"], fields["actor_type"], fields["actor_id"],
+         fields["actor_label"], fields["action"], fields["target_type"], fields["target_id"], fields["request_id"],
+         item.payload_json, fields["payload_sha256"], fields["commitment"], item.salt, item.subject_key, leaf)
+        for fields, item, leaf in rows
+    ]
+    if len(values) == 1:
+        sql = _write_one_sql(len(nodes))
+        params = [*head, *values[0], *(value for node in nodes for value in node)]
+    else:
+        sql = _WRITE_MANY
+        params = [*head, *(list(column) for column in zip(*values, strict=True)),
+                  [level for level, _, _ in nodes], [position for _, position, _ in nodes], [h for _, _, h in nodes]]
+    connection.ensure_connection()
+    # Errors as Django's (IntegrityError, OperationalError...), as from its own cursors.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchone()
+    return bool(found and found[0] == 1)
+
+
+_HEAD_MOVE = (
+    "WITH h AS (UPDATE audit_log_loghead SET size = %s, frontier = %s::jsonb, updated_at = %s"
+    " WHERE id = 1 AND size = %s AND frontier = %s::jsonb RETURNING id)"
+)
+
+
+def _write_one_sql(nodes: int) -> str:
+    """One entry: a VALUES row, whose shape varies only with its 0 to ~log2 n nodes."""
     sql = (
-        "WITH h AS (UPDATE audit_log_loghead SET size = %s, frontier = %s::jsonb, updated_at = %s"  # noqa: S608
-        " WHERE id = 1 AND size = %s AND frontier = %s::jsonb RETURNING id),"
-        f" e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS})"
-        f" SELECT * FROM (VALUES {', '.join([_ENTRY_ROW] * len(rows))}) AS v WHERE EXISTS (SELECT 1 FROM h))"
+        f"{_HEAD_MOVE}, e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS})"  # noqa: S608
+        f" SELECT * FROM (VALUES {_ENTRY_ROW}) AS v WHERE EXISTS (SELECT 1 FROM h))"
     )
     if nodes:
         sql += (
             ", n AS (INSERT INTO audit_log_merklenode (level, position, hash)"  # noqa: S608
-            f" SELECT * FROM (VALUES {', '.join(['(%s::int, %s::bigint, %s)'] * len(nodes))}) AS v"
+            f" SELECT * FROM (VALUES {', '.join(['(%s::int, %s::bigint, %s)'] * nodes)}) AS v"
             " WHERE EXISTS (SELECT 1 FROM h))"
         )
-        params += [value for node in nodes for value in node]
-    sql += " SELECT count(*) FROM h"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchone()
-    return bool(found and found[0] == 1)
+    return sql + " SELECT count(*) FROM h"  # noqa: S608
+
+
+# Several entries: one column array each, so one shape whatever the numbers of entries and nodes.
+_WRITE_MANY = (
+    f"{_HEAD_MOVE}, e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS.replace('erased_at, ', '')})"  # noqa: S608
+    " SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[]) WHERE EXISTS (SELECT 1 FROM h)),"
+    " n AS (INSERT INTO audit_log_merklenode (level, position, hash)"
+    " SELECT * FROM unnest(%s::int[], %s::bigint[], %s::text[]) WHERE EXISTS (SELECT 1 FROM h))"
+    " SELECT count(*) FROM h"
+)
 
 
 def _write_orm(

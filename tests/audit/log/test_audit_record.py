@@ -181,3 +181,53 @@ def test_postgres_refuses_update_and_delete() -> None:
         LogEntry.objects.update(action="thing.rewritten")
     with pytest.raises(DatabaseError, match="cannot be deleted"), transaction.atomic():
         LogEntry.objects.all().delete()
+
+
+def _tree_matches_the_stored_leaves() -> bool:
+    leaves = [bytes.fromhex(h) for h in LogEntry.objects.order_by("index").values_list("leaf_hash", flat=True)]
+    head = LogHead.objects.get()
+    frontier = [(s, bytes.fromhex(h)) for s, h in head.frontier]
+    nodes_match = all(
+        bytes.fromhex(node.hash) == merkle.root_from_leaves(leaves[node.position << node.level :
+                                                                   (node.position + 1) << node.level])
+        for node in MerkleNode.objects.all()
+    )
+    return head.size == len(leaves) and merkle.frontier_root(frontier) == merkle.root_from_leaves(leaves) and nodes_match
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the prepared append is PostgreSQL's")
+def test_postgres_appends_one_or_many_entries_through_a_prepared_statement() -> None:
+    from audit.log.services import AuditRecord, audit_record_many
+
+    # when: single entries (a VALUES row, whose shape varies with the nodes it completes) and
+    # batches of 2 to 9 (column arrays), each shape more than psycopg's 5 runs before it prepares
+    for i in range(40):
+        record(i)
+    for size in [2, 3, 9, 2, 5, 7, 3, 2]:
+        audit_record_many([AuditRecord("thing.happened", ACTOR, 1, "t.T", n, {"n": n}) for n in range(size)])
+    # then: gap-free, the tree is that of the stored leaves, and the appends ran prepared
+    assert list(LogEntry.objects.order_by("index").values_list("index", flat=True)) == list(range(40 + 33))
+    assert _tree_matches_the_stored_leaves()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans + custom_plans FROM pg_prepared_statements"
+                       " WHERE statement LIKE 'WITH h AS (UPDATE audit_log_loghead%%'")
+        runs = [row[0] for row in cursor.fetchall()]
+    # (the single-entry shapes seen more than 5 times, and the batches' one shape)
+    assert len(runs) >= 2 and max(runs) >= 10
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="the prepared append is PostgreSQL's")
+def test_a_failed_append_raises_djangos_error_and_writes_nothing() -> None:
+    from django.db import IntegrityError
+
+    # given: a node planted where the next entry's completed pair will go (a corrupted table)
+    record(0)
+    MerkleNode.objects.create(level=1, position=0, hash="0" * 64)
+    # when: the append's one statement fails on the node's unique constraint
+    with pytest.raises(IntegrityError), transaction.atomic():
+        record(1)
+    # then: as Django's IntegrityError (which callers catch), and neither the entry nor the head moved
+    assert list(LogEntry.objects.values_list("index", flat=True)) == [0]
+    assert LogHead.objects.get().size == 1
