@@ -7,12 +7,14 @@ class LogHead(models.Model):
     """The one row that sequences the log: its lock orders every append.
 
     `frontier` is the compact range of the tree ([[size, hex hash], ...]), enough to compute the
-    root and the next nodes in O(log n) without reading the log.
+    root and the next nodes in O(log n) without reading the log. `rules_version` moves with every
+    redaction rule created: an append is written only under the version it was redacted for.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     size = models.BigIntegerField(default=0)
     frontier = models.JSONField(default=list)
+    rules_version = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
 

@@ -15,6 +15,11 @@ three paths keep them to the fewest:
   flight, others queue; the first of them then writes everything queued in one statement. Each
   caller returns as soon as its entry is committed, with its own receipt.
 - Otherwise (the guess was wrong, or SQLite): lock the head, read it, write.
+
+Each entry was redacted under one version of the organisations' redaction rules
+(`LogHead.rules_version`, moved under the head's lock by every rule created); it is written
+only under that version, checked in the same statement or under the lock. An entry redacted
+under an older version is prepared again with the current rules before it is written.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +50,9 @@ class Pending:
     payload_json: str  # the redacted payload, canonical JSON
     salt: str
     subject_key: str
+    rules_version: int = 0  # of the redaction rules it was redacted with
+    # The same entry (same salt and time) redacted with the rules of another version.
+    reprepare: Callable[[int], Pending] | None = None
 
 
 def append(pending: list[Pending]) -> list[Sequenced]:
@@ -160,10 +169,11 @@ def _build(
 
 def _append_guessed(pending: list[Pending]) -> list[Sequenced]:
     guess = _HEAD.get()
-    if guess is not None:
+    versions = {item.rules_version for item in pending}
+    if guess is not None and len(versions) == 1:
         size, frontier = guess
         rows, nodes, after = _build(pending, size, frontier)
-        if _write_if_head(rows, nodes, (size, frontier), after):
+        if _write_if_head(rows, nodes, (size, frontier, versions.pop()), after):
             _HEAD.set(size + len(rows), after)
             return [(fields["index"], leaf) for fields, _, leaf in rows]
     return _append_locked(pending)
@@ -173,10 +183,11 @@ def _append_guessed(pending: list[Pending]) -> list[Sequenced]:
 # which is the point.
 def _append_locked(pending: list[Pending]) -> list[Sequenced]:
     with transaction.atomic(savepoint=False):
-        size, frontier = _head_locked()
+        size, frontier, rules_version = _head_locked()
+        pending = [_under(item, rules_version) for item in pending]
         rows, nodes, after = _build(pending, size, frontier)
         if connection.vendor == "postgresql":
-            if not _write_if_head(rows, nodes, (size, frontier), after):
+            if not _write_if_head(rows, nodes, (size, frontier, rules_version), after):
                 raise RuntimeError("the audit log's head changed under its lock")
         else:
             _write_orm(rows, nodes, size + len(rows), after)
@@ -184,21 +195,30 @@ def _append_locked(pending: list[Pending]) -> list[Sequenced]:
     return [(fields["index"], leaf) for fields, _, leaf in rows]
 
 
-def _head_locked() -> tuple[int, merkle.Frontier]:
+def _under(item: Pending, rules_version: int) -> Pending:
+    """The entry as redacted under `rules_version` (prepared again if it was under another)."""
+    if item.rules_version == rules_version:
+        return item
+    if item.reprepare is None:
+        raise RuntimeError("an audit entry redacted under other rules cannot be prepared again")
+    return item.reprepare(rules_version)
+
+
+def _head_locked() -> tuple[int, merkle.Frontier, int]:
     """Locks the head row (until the caller's transaction ends) and reads it."""
     with connection.cursor() as cursor:
         # SQLite has no FOR UPDATE: its IMMEDIATE transactions already hold the write lock.
         lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
-        cursor.execute(f"SELECT size, frontier FROM audit_log_loghead WHERE id = 1{lock}")  # noqa: S608
+        cursor.execute(f"SELECT size, frontier, rules_version FROM audit_log_loghead WHERE id = 1{lock}")  # noqa: S608
         found = cursor.fetchone()
     if found is None:
         head, _ = LogHead.objects.select_for_update().get_or_create(pk=1)
-        size, frontier = head.size, head.frontier
+        size, frontier, rules_version = head.size, head.frontier, head.rules_version
     else:
-        size, frontier = found[0], found[1]
+        size, frontier, rules_version = found
         if isinstance(frontier, str):  # SQLite hands JSON back as text
             frontier = json.loads(frontier)
-    return size, [(s, bytes.fromhex(h)) for s, h in frontier]
+    return size, [(s, bytes.fromhex(h)) for s, h in frontier], rules_version
 
 
 def _frontier_json(frontier: merkle.Frontier) -> str:
@@ -216,11 +236,11 @@ _ENTRY_ROW = "(%s::bigint, %s::timestamptz, %s::bigint, " + "%s, " * 7 + "%s::js
 def _write_if_head(
     rows: list[tuple[dict[str, Any], Pending, str]],
     nodes: list[tuple[int, int, str]],
-    before: tuple[int, merkle.Frontier],
+    before: tuple[int, merkle.Frontier, int],
     after: merkle.Frontier,
 ) -> bool:
-    """One statement: moves the head from `before` to `after` and inserts the entries and nodes,
-    all only if the head is `before`. Returns whether it was (nothing is written otherwise).
+    """One statement: moves the head from `before` (size, frontier, rules version) to `after` and
+    inserts the entries and nodes, all only if the head is `before`. Returns whether it was (nothing is written otherwise).
 
     Plain SQL rather than the ORM, on a server-binding cursor of Django's own connection (same
     transaction), so that PostgreSQL prepares it (see DB_PREPARED_STATEMENTS in settings): an
@@ -233,7 +253,8 @@ def _write_if_head(
     """
     import psycopg
 
-    head = [before[0] + len(rows), _frontier_json(after), timezone.now(), before[0], _frontier_json(before[1])]
+    head = [before[0] + len(rows), _frontier_json(after), timezone.now(), before[0], _frontier_json(before[1]),
+            before[2]]
     values = [
         (fields["index"], item.created_at, fields["org"], fields["actor_type"], fields["actor_id"],
          fields["actor_label"], fields["action"], fields["target_type"], fields["target_id"], fields["request_id"],
@@ -257,7 +278,7 @@ def _write_if_head(
 
 _HEAD_MOVE = (
     "WITH h AS (UPDATE audit_log_loghead SET size = %s, frontier = %s::jsonb, updated_at = %s"
-    " WHERE id = 1 AND size = %s AND frontier = %s::jsonb RETURNING id)"
+    " WHERE id = 1 AND size = %s AND frontier = %s::jsonb AND rules_version = %s RETURNING id)"
 )
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from audit.log import entry, merkle, redaction, sequencer
@@ -60,22 +63,62 @@ def subject_key(subject: str) -> str:
     ).hexdigest()
 
 
-def _rules_key(organization_id: int) -> str:
-    return f"audit-redaction-rules:{organization_id}"
+Rules = list[tuple[str, re.Pattern[str]]]
 
 
-def _organization_rules(organization_id: int | None) -> list[tuple[str, re.Pattern[str]]]:
-    """An organisation's own patterns, from the shared cache (kept exact: creating a rule
-    deletes the key), so that an append does not query the rules table every time."""
-    if organization_id is None:
-        return []
-    from django.core.cache import cache
+class _RuleBook:
+    """The organisations' own redaction patterns, kept in this process for one version of them.
 
-    stored = cache.get(_rules_key(organization_id))
-    if stored is None:
-        stored = list(RedactionRule.objects.filter(organization_id=organization_id).values_list("label", "pattern"))
-        cache.set(_rules_key(organization_id), stored, timeout=3600)
-    return [(label, re.compile(pattern)) for label, pattern in stored]
+    The version is `LogHead.rules_version`, which every rule created moves under the head's lock.
+    An append is redacted with the rules of the version this process knows and is written only
+    if that still is the head's version (the sequencer checks it in the same statement, or under
+    the lock, and has the entry prepared again otherwise). So an append costs no lookup of the
+    rules, and no entry is ever stored redacted by rules older than those committed before it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._by_org: dict[int, Rules] = {}
+
+    def version(self) -> int:
+        if self._version is None:  # once per process: the version it starts from
+            found = LogHead.objects.filter(pk=1).values_list("rules_version", flat=True).first()
+            with self._lock:
+                if self._version is None:
+                    self._version = found or 0
+        assert self._version is not None
+        return self._version
+
+    def forget(self) -> None:
+        with self._lock:
+            self._version, self._by_org = None, {}
+
+    def rules(self, version: int, organization_id: int | None) -> Rules:
+        if organization_id is None:
+            return []
+        with self._lock:
+            if version != self._version:  # the head has moved on (or back, in tests): start again
+                self._version, self._by_org = version, {}
+            known = self._by_org.get(organization_id)
+        if known is None:
+            stored = RedactionRule.objects.filter(organization_id=organization_id).values_list("label", "pattern")
+            known = [(label, re.compile(pattern)) for label, pattern in stored]
+            with self._lock:
+                if version == self._version:
+                    self._by_org[organization_id] = known
+        return known
+
+
+_RULES = _RuleBook()
+
+
+def _reset_after_fork() -> None:  # a forked worker must not inherit a lock held by a thread
+    global _RULES
+    _RULES = _RuleBook()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _time(value: datetime) -> str:
@@ -137,38 +180,42 @@ def audit_record_many(records: list[AuditRecord]) -> list[Receipt]:
 
 def _append(records: list[AuditRecord]) -> list[Receipt]:
     """Redacts and commits to each payload, then hands the entries to the sequencer."""
-    rules: dict[int | None, list[tuple[str, re.Pattern[str]]]] = {}
     now = timezone.now()
-    stamp = _time(now)
     bound_request_id = current_request_id.get()
-    pending: list[sequencer.Pending] = []
-    for record in records:
-        if record.organization_id not in rules:
-            rules[record.organization_id] = _organization_rules(record.organization_id)
-        raw = record.payload or {}
-        redacted = redaction.redact(raw, rules[record.organization_id])
-        salt = secrets.token_bytes(16)
-        fields: dict[str, Any] = {
-            "v": entry.FORMAT_VERSION,
-            "index": None,  # given by the sequencer
-            "time": stamp,
-            "org": record.organization_id,
-            "actor_type": record.actor.type,
-            "actor_id": record.actor.id,
-            "actor_label": record.actor.label[:150],
-            "action": record.action,
-            "target_type": record.target_type,
-            "target_id": str(record.target_id),
-            "request_id": record.request_id if record.request_id is not None else bound_request_id,
-            "payload_sha256": entry.payload_sha256(redacted),
-            "commitment": entry.commitment(salt, raw),
-        }
-        pending.append(sequencer.Pending(
-            fields=fields, created_at=now, payload_json=entry.canonical_json(redacted).decode(), salt=salt.hex(),
-            subject_key=subject_key(record.subject) if record.subject else "",
-        ))
+    version = _RULES.version()
+    pending = [_prepare(record, version, now, bound_request_id, secrets.token_bytes(16)) for record in records]
     return [Receipt(index=index, leaf_hash=leaf, salt=p.salt)
             for p, (index, leaf) in zip(pending, sequencer.append(pending), strict=True)]
+
+
+def _prepare(
+    record: AuditRecord, rules_version: int, now: datetime, bound_request_id: str, salt: bytes
+) -> sequencer.Pending:
+    """The entry for `record`, redacted with the rules of `rules_version`; the salt and the
+    commitment to the raw payload do not depend on the rules."""
+    raw = record.payload or {}
+    redacted = redaction.redact(raw, _RULES.rules(rules_version, record.organization_id))
+    stamp = _time(now)
+    fields: dict[str, Any] = {
+        "v": entry.FORMAT_VERSION,
+        "index": None,  # given by the sequencer
+        "time": stamp,
+        "org": record.organization_id,
+        "actor_type": record.actor.type,
+        "actor_id": record.actor.id,
+        "actor_label": record.actor.label[:150],
+        "action": record.action,
+        "target_type": record.target_type,
+        "target_id": str(record.target_id),
+        "request_id": record.request_id if record.request_id is not None else bound_request_id,
+        "payload_sha256": entry.payload_sha256(redacted),
+        "commitment": entry.commitment(salt, raw),
+    }
+    return sequencer.Pending(
+        fields=fields, created_at=now, payload_json=entry.canonical_json(redacted).decode(), salt=salt.hex(),
+        subject_key=subject_key(record.subject) if record.subject else "", rules_version=rules_version,
+        reprepare=lambda version: _prepare(record, version, now, bound_request_id, salt),
+    )
 
 
 def entry_fields(row: LogEntry) -> dict[str, Any]:
@@ -194,12 +241,13 @@ def redaction_rule_create(*, organization_id: int, label: str, pattern: str) -> 
     redaction.compile_rule(pattern)
     if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,31}", label):
         raise ValueError("a label is 1-32 capital letters, digits or underscores, e.g. PATIENT_ID")
-    from django.core.cache import cache
-
-    rule = RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)
-    # After commit as well: a concurrent append must not re-cache the old list for an hour.
-    cache.delete(_rules_key(organization_id))
-    transaction.on_commit(lambda: cache.delete(_rules_key(organization_id)))
+    with transaction.atomic():
+        rule = RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)
+        # Under the head's lock, as appends are: every append written after this commits is
+        # redacted with the new rule, in every process (see _RuleBook).
+        LogHead.objects.select_for_update().get_or_create(pk=1)
+        LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
+    _RULES.forget()  # this process learns it at once (others at their next append)
     return rule
 
 

@@ -231,3 +231,34 @@ def test_a_failed_append_raises_djangos_error_and_writes_nothing() -> None:
     # then: as Django's IntegrityError (which callers catch), and neither the entry nor the head moved
     assert list(LogEntry.objects.values_list("index", flat=True)) == [0]
     assert LogHead.objects.get().size == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_rule_created_by_another_process_redacts_the_next_append(in_transaction) -> None:
+    from django.db.models import F
+    from django.test.utils import CaptureQueriesContext
+
+    from audit.log.models import RedactionRule
+
+    # given: this process has appended, so it holds the rules' version and its (empty) rules
+    record(0, payload={"note": "case CASE-0001"})
+    with CaptureQueriesContext(connection) as queries:
+        record(1, payload={"note": "case CASE-0002"})
+    assert not any("redactionrule" in q["sql"] for q in queries.captured_queries), "an append looked the rules up"
+    # when: another process creates a rule (the same rows redaction_rule_create writes, but
+    # without telling this process's rule book)
+    RedactionRule.objects.create(organization_id=1, label="CASE", pattern=r"CASE-\d{4}")
+    LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
+    if in_transaction:
+        with transaction.atomic():
+            receipt = record(2, payload={"note": "case CASE-0003"})
+    else:
+        receipt = record(2, payload={"note": "case CASE-0003"})
+    # then: the append was prepared again with the new rule, its receipt and hashes still hold
+    stored = LogEntry.objects.get(index=receipt.index)
+    assert stored.payload == {"note": "case [CASE]"}
+    assert LogEntry.objects.get(index=1).payload == {"note": "case CASE-0002"}
+    assert stored.leaf_hash == receipt.leaf_hash == entry.entry_leaf_hash(entry_fields(stored)).hex()
+    assert stored.commitment == entry.commitment(bytes.fromhex(receipt.salt), {"note": "case CASE-0003"})
+    assert _tree_matches_the_stored_leaves()
