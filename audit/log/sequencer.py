@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -227,10 +228,10 @@ def _frontier_json(frontier: merkle.Frontier) -> str:
 
 _ENTRY_COLUMNS = (
     "index, created_at, organization_id, actor_type, actor_id, actor_label, action, target_type, "
-    "target_id, request_id, payload, payload_sha256, commitment, salt, subject_key, erased_at, leaf_hash"
-)
+    "target_id, request_id, payload, payload_sha256, commitment, salt, subject_key, leaf_hash"
+)  # not erased_at: NULL until an erasure
 # Typed, since a VALUES list feeding INSERT ... SELECT does not take the columns' types.
-_ENTRY_ROW = "(%s::bigint, %s::timestamptz, %s::bigint, " + "%s, " * 7 + "%s::jsonb, %s, %s, %s, %s, NULL::timestamptz, %s)"
+_ENTRY_ROW = "(%s::bigint, %s::timestamptz, %s::bigint, " + "%s, " * 7 + "%s::jsonb, %s, %s, %s, %s, %s)"
 
 
 def _write_if_head(
@@ -251,8 +252,6 @@ def _write_if_head(
     slower than a VALUES row for one entry). Only constant column names and placeholders are
     formatted in; every value is a parameter.
     """
-    import psycopg
-
     head = [before[0] + len(rows), _frontier_json(after), timezone.now(), before[0], _frontier_json(before[1]),
             before[2]]
     values = [
@@ -299,7 +298,7 @@ def _write_one_sql(nodes: int) -> str:
 
 # Several entries: one column array each, so one shape whatever the numbers of entries and nodes.
 _WRITE_MANY = (
-    f"{_HEAD_MOVE}, e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS.replace('erased_at, ', '')})"  # noqa: S608
+    f"{_HEAD_MOVE}, e AS (INSERT INTO audit_log_logentry ({_ENTRY_COLUMNS})"  # noqa: S608
     " SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
     " %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::text[],"
     " %s::text[], %s::text[]) WHERE EXISTS (SELECT 1 FROM h)),"

@@ -82,13 +82,14 @@ class _RuleBook:
         self._by_org: dict[int, Rules] = {}
 
     def version(self) -> int:
-        if self._version is None:  # once per process: the version it starts from
-            found = LogHead.objects.filter(pk=1).values_list("rules_version", flat=True).first()
+        known = self._version
+        if known is None:  # once per process (and after forget): the version it starts from
+            found = LogHead.objects.filter(pk=1).values_list("rules_version", flat=True).first() or 0
             with self._lock:
                 if self._version is None:
-                    self._version = found or 0
-        assert self._version is not None
-        return self._version
+                    self._version = found
+                known = self._version
+        return known
 
     def forget(self) -> None:
         with self._lock:
