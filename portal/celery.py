@@ -4,10 +4,12 @@ from typing import Any
 from celery import Celery, signals
 
 from portal.broker import register as register_embedded_broker
+from portal.broker import register_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 register_embedded_broker()
+register_redis()
 app = Celery("steward")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

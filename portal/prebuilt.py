@@ -111,3 +111,45 @@ class Prebuilt:
             made.append(model.from_db(connection.alias, attnames, values))
             at += len(attnames)
         return made, tuple(row[at:])
+
+
+class Insert:
+    """`INSERT INTO <table> (<every concrete field but the automatic key>) VALUES (...)`, built once.
+
+    `save(instance)` stores a new instance as the ORM's `save()` does for a model with no signal
+    receivers and no `save()` of its own: each field's `pre_save` (so `auto_now_add` is set), its
+    `get_db_prep_save`, the INSERT, then the key it was given (RETURNING where the database has
+    it, else the cursor's last row id) and the instance's state. The ORM compiled the INSERT of a
+    prediction anew on every request: 1.3 ms of the admission's 12 under the profiler.
+    """
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self.model = model
+        self.fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
+        self._built: dict[str, tuple[str, bool]] = {}
+
+    def _prepared(self) -> tuple[str, bool]:
+        if connection.vendor not in self._built:
+            qn = connection.ops.quote_name
+            meta = self.model._meta
+            returning = bool(connection.features.can_return_columns_from_insert)
+            columns = ", ".join(qn(f.column) for f in self.fields)
+            placeholders = ", ".join(["%s"] * len(self.fields))
+            tail = f" RETURNING {qn(meta.pk.column)}" if returning else ""
+            sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({placeholders}){tail}"  # noqa: S608 (quoted names from the model)
+            self._built[connection.vendor] = (sql, returning)
+        return self._built[connection.vendor]
+
+    def save(self, instance: models.Model) -> None:
+        """Inserts `instance` (new: no key yet) in the current transaction and gives it its key."""
+        if instance.pk is not None or not isinstance(instance, self.model):
+            raise ValueError(f"Insert({self.model.__name__}) takes a new {self.model.__name__}")
+        sql, returning = self._prepared()
+        params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
+        meta = self.model._meta
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            key = cursor.fetchone()[0] if returning else connection.ops.last_insert_id(cursor, meta.db_table, meta.pk.column)
+        instance.pk = key
+        instance._state.adding = False
+        instance._state.db = connection.alias

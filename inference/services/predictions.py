@@ -19,7 +19,7 @@ from inference.models import ModelVersion, Prediction, PredictionStatus, Registe
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
 from portal.accounts.models import User
-from portal.prebuilt import Prebuilt, Statement
+from portal.prebuilt import Insert, Prebuilt, Statement
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
@@ -38,6 +38,9 @@ def prediction_inputs_check(*, version: ModelVersion, inputs: list[Any]) -> list
         raise InvalidInput(f"{exc}.", details={"inputs": exc.errors}) from None
 
 
+_INSERT = Insert(Prediction)  # the admission's INSERT, built once (portal/prebuilt.py)
+
+
 def prediction_create(
     *, actor: Actor, version: ModelVersion, inputs: list[Any], subject: str = "", request_id: str = ""
 ) -> Prediction:
@@ -54,11 +57,12 @@ def prediction_create(
         raise WorkerUnavailable("No inference worker is running; try again shortly or tell an admin.")
     with transaction.atomic():
         quota_reserve(organization=actor.organization, rows=len(clean))
-        prediction = Prediction.objects.create(
+        prediction = Prediction(
             organization=actor.organization, model_version=version, requested_by=actor.user,
             token=actor.token, request_id=request_id, inputs={"rows": clean, "subject": subject},
             rows=len(clean),
         )
+        _INSERT.save(prediction)
         from inference.tasks import prediction_run_task
 
         prediction_id, task_id = prediction.pk, uuid.uuid4().hex

@@ -53,13 +53,14 @@ def quota_reserve(*, organization: Organization, rows: int) -> None:
         QuotaExceeded: the organisation's daily rows are spent (429).
     """
     day = today()
-    counted = UsageDaily.objects.filter(organization=organization, token__isnull=True, day=day)
 
     def reserve() -> int:
         return _RESERVE.execute([rows, organization.pk, _day(day), organization.daily_row_quota - rows])
 
     if reserve():
         return
+    # The day's first request, or the quota spent: only now is the ORM's query worth building.
+    counted = UsageDaily.objects.filter(organization=organization, token__isnull=True, day=day)
     if not counted.exists():
         _row(organization.pk, None, day)
         if reserve():
