@@ -126,6 +126,8 @@ class Insert:
     def __init__(self, model: type[models.Model]) -> None:
         self.model = model
         self.fields = [f for f in model._meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
+        self.columns = [str(f.column) for f in self.fields]
+        self.key_column = str(model._meta.pk.column)
         self._built: dict[str, tuple[str, bool]] = {}
 
     def _prepared(self) -> tuple[str, bool]:
@@ -133,9 +135,9 @@ class Insert:
             qn = connection.ops.quote_name
             meta = self.model._meta
             returning = bool(connection.features.can_return_columns_from_insert)
-            columns = ", ".join(qn(f.column) for f in self.fields)
+            columns = ", ".join(qn(c) for c in self.columns)
             placeholders = ", ".join(["%s"] * len(self.fields))
-            tail = f" RETURNING {qn(meta.pk.column)}" if returning else ""
+            tail = f" RETURNING {qn(self.key_column)}" if returning else ""
             sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({placeholders}){tail}"  # noqa: S608 (quoted names from the model)
             self._built[connection.vendor] = (sql, returning)
         return self._built[connection.vendor]
@@ -146,10 +148,10 @@ class Insert:
             raise ValueError(f"Insert({self.model.__name__}) takes a new {self.model.__name__}")
         sql, returning = self._prepared()
         params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in self.fields]
-        meta = self.model._meta
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            key = cursor.fetchone()[0] if returning else connection.ops.last_insert_id(cursor, meta.db_table, meta.pk.column)
+            key = (cursor.fetchone()[0] if returning
+                   else connection.ops.last_insert_id(cursor, self.model._meta.db_table, self.key_column))
         instance.pk = key
         instance._state.adding = False
         instance._state.db = connection.alias
