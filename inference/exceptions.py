@@ -86,8 +86,3 @@ class BudgetExceeded(Conflict):
 
 class JobNotCancellable(Conflict):
     code = "job_not_cancellable"
-
-
-class SecureModeUnavailable(PortalError):
-    status_code = 503
-    code = "secure_mode_unavailable"

@@ -302,8 +302,9 @@ PREDICT_TIMEOUT_SECONDS = env_float("PREDICT_TIMEOUT_SECONDS", default=30.0, min
 EXPLAIN_WAIT_SECONDS = env_float("EXPLAIN_WAIT_SECONDS", default=60.0, minimum=0.0)  # then 202 and poll
 EXPLAIN_DEFAULT_EVALS = env_int("EXPLAIN_DEFAULT_EVALS", default=500, minimum=16)
 EXPLAIN_MAX_TOKENS = env_int("EXPLAIN_MAX_TOKENS", default=128, minimum=8)
-# Private fine-tuning. secure_mode (cryptographically strong noise; Opacus needs torchcsprng for it)
-# is on in production; the embedded default runs without it, as Opacus's own examples do.
+# Private fine-tuning. Secure mode (noise and sampling from a cryptographically strong generator,
+# inference/ml/secure_random.py) is on in production; the embedded default runs without it, as
+# Opacus's own examples do.
 DP_SECURE_MODE = env_bool("DP_SECURE_MODE", default=not EMBEDDED)
 FINETUNE_MAX_BYTES = env_int("FINETUNE_MAX_BYTES", default=50 * 2**20, minimum=1024)
 FINETUNE_MAX_ROWS = env_int("FINETUNE_MAX_ROWS", default=200_000, minimum=20)

@@ -326,7 +326,8 @@ def noised_in_place(optimizer: Any) -> Any:
     Opacus's copies each gradient into `summed_grad` (room for accumulating batches, which Poisson
     sampling forbids), then makes noise, then a third tensor for the sum, one parameter at a time:
     three times the gradients' memory and ~100 noise draws a step. Here `summed_grad` is `.grad`
-    itself and the noise comes from Opacus's own `_generate_noise` (secure mode included) in draws
+    itself and the noise comes from Opacus's own `_generate_noise` (or, where the optimizer has a
+    `secure_random`, from inference/ml/secure_random.py, as Opacus's secure mode makes it) in draws
     of about NOISE_CHUNK values, each parameter given its own slice: the same Gaussian of standard
     deviation sigma * C on every coordinate, independent across coordinates.
     """
@@ -370,9 +371,13 @@ def _noised_in_place_class() -> type:
 
         def _noise(self, group: list[Any], size: int, std: float) -> None:
             first = group[0].summed_grad
-            shape_only = first.reshape(-1)[:1].expand(size)  # shape, device and dtype; nothing allocated
-            noise = _generate_noise(std=std, reference=shape_only, generator=self.generator,
-                                    secure_mode=self.secure_mode)
+            secure = getattr(self, "secure_random", None)  # DP_SECURE_MODE: inference/ml/secure_random.py
+            if secure is not None:
+                noise = secure.dp_noise(size, std, device=first.device, dtype=first.dtype)
+            else:
+                shape_only = first.reshape(-1)[:1].expand(size)  # shape, device and dtype; nothing allocated
+                noise = _generate_noise(std=std, reference=shape_only, generator=self.generator,
+                                        secure_mode=self.secure_mode)
             slices, at = [], 0
             for p in group:
                 count = p.summed_grad.numel()

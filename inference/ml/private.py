@@ -175,13 +175,6 @@ class Outcome:
     clipping: str = ""  # CLIPPING's key: how the per-sample gradients were clipped
 
 
-def secure_rng_available() -> bool:
-    """Opacus's secure_mode draws its noise from torchcsprng."""
-    import importlib.util
-
-    return importlib.util.find_spec("torchcsprng") is not None
-
-
 def encode_texts(tokenizer: Any, texts: list[str], *, max_length: int = MAX_LENGTH) -> dict[str, Any]:
     """Token ids padded to one length, with position and token-type ids as explicit, contiguous B x L tensors."""
     import torch
@@ -205,15 +198,22 @@ def load_text_model(folder: Path) -> tuple[Any, Any]:
     return tokenizer, model
 
 
-def check_folder(folder: Path) -> None:
-    """Checks a Hugging Face classifier's layers from its config alone: built on the meta device, no weights read."""
+def check_folder(folder: Path, *, secure_mode: bool = False) -> None:
+    """Checks a Hugging Face classifier's layers from its config alone: built on the meta device, no weights read.
+
+    In secure mode the model must also be one book-keeping clipping handles (make_private says why).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from inference.ml import bookkeeping
 
     config = AutoConfig.from_pretrained(str(folder))
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
     check_trainable(model)
+    if secure_mode and (why := bookkeeping.unsupported(model)):
+        raise NotTrainable(f"Secure mode needs book-keeping clipping, which cannot clip this model: {why}.")
 
 
 def check_trainable(model: Any) -> None:
@@ -266,6 +266,11 @@ def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_
 
     `clipping`: "bookkeeping", "ghost" (Opacus's), or "auto" (book-keeping if every trainable layer
     is one it supports). Opacus's optimizer expects the clipped sum in `.grad` either way.
+
+    `secure_mode`: the noise and the Poisson sampling are drawn from a cryptographically strong
+    generator (inference/ml/secure_random.py) instead of torch's seeded ones. Opacus's own secure
+    mode needs torchcsprng, which does not install beside torch 2, so Opacus runs with it off and
+    the two draws are replaced here; that needs book-keeping clipping, whose noise is drawn here.
     """
     import torch
     from opacus import PrivacyEngine
@@ -276,11 +281,13 @@ def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_
         clipping = "ghost" if bookkeeping.unsupported(model) else "bookkeeping"
     if clipping not in CLIPPING:
         raise ValueError(f"unknown clipping {clipping!r}")
-    engine = PrivacyEngine(accountant=ACCOUNTANT, secure_mode=secure_mode)
+    if secure_mode and clipping != "bookkeeping":
+        raise NotTrainable(f"Secure mode needs book-keeping clipping, which cannot clip this model: {bookkeeping.unsupported(model)}.")
+    engine = PrivacyEngine(accountant=ACCOUNTANT, secure_mode=False)  # secure draws: below
     # Opacus draws the noise on the parameters' device with this generator: a CPU generator fails on CUDA
     # ("Expected a 'cuda' device type for generator"), found on a lent H100 by tests/inference/ml/test_gpu.py.
     device = next(model.parameters()).device
-    generator = None if secure_mode else torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)  # unused for the noise in secure mode
     # Ghost mode either way: its optimizer (DPOptimizerFastGradientClipping) takes the clipped sum from
     # `.grad` and adds the noise; book-keeping then takes the place of its hooks and double backward.
     private_model, private_optimizer, criterion, private_loader = engine.make_private_with_epsilon(
@@ -303,6 +310,11 @@ def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_
     private_model._close()  # Opacus's capture hooks off: book-keeping's take their place
     clipper = bookkeeping.BookKeeping(model, plan.max_grad_norm)
     bookkeeping.noised_in_place(private_optimizer)
+    if secure_mode:
+        from inference.ml.secure_random import SecureRandom, secure_poisson
+
+        private_optimizer.secure_random = SecureRandom()
+        secure_poisson(private_loader.batch_sampler, private_optimizer.secure_random)
 
     def bookkeeping_backward(logits: Any, target: Any) -> Any:
         losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")

@@ -32,7 +32,6 @@ from inference.exceptions import (
     InvalidDataset,
     JobNotCancellable,
     NotTrainable,
-    SecureModeUnavailable,
     WorkerUnavailable,
 )
 from inference.ml import private
@@ -229,7 +228,7 @@ def _trainability_check(version: ModelVersion) -> None:
     from inference.runtime import artifact_folder
 
     try:
-        private.check_folder(artifact_folder(version))
+        private.check_folder(artifact_folder(version), secure_mode=settings.DP_SECURE_MODE)
     except private.NotTrainable as exc:
         raise NotTrainable(str(exc)) from None
 
@@ -256,12 +255,6 @@ def finetune_create(*, actor: Actor, dataset: TrainingDataset, base_version: Mod
                              f"{dataset.epsilon_cap:g}; got {target_epsilon}.")
     if not 0 < delta <= dataset.delta_cap:
         raise InvalidDataset(f"target_delta must be above 0 and at most the dataset's {dataset.delta_cap:g}; got {delta}.")
-    if settings.DP_SECURE_MODE and not private.secure_rng_available():
-        raise SecureModeUnavailable(
-            "DP_SECURE_MODE is on, and Opacus needs the torchcsprng package for its secure noise, which this "
-            "deployment lacks; install it, or turn DP_SECURE_MODE off knowingly (the noise is then not "
-            "cryptographically strong)."
-        )
     _trainability_check(base_version)
     plan = private.plan_run(target_epsilon=target_epsilon, target_delta=delta, rows=dataset.train_rows, **chosen)
     queue = serving_queue()
