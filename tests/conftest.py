@@ -19,12 +19,6 @@ from tests.worker import CeleryWorker, start_worker
 # The worker processes that tests start inherit it through the environment.
 os.environ["CACHE_KEY_PREFIX"] = settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
 
-# Secure mode's draws (inference/ml/secure_random.py) cost seconds a step on a CPU: the suite's
-# private runs, here and in the worker processes it starts, go without them, as the embedded default
-# does; tests/inference/ml/test_secure_random.py trains with them.
-os.environ["DP_SECURE_MODE"] = "0"
-settings.DP_SECURE_MODE = False
-
 # Tests serve static files from the finders, not from a collected (hashed) manifest.
 settings.STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -283,7 +284,10 @@ def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_
         raise ValueError(f"unknown clipping {clipping!r}")
     if secure_mode and clipping != "bookkeeping":
         raise NotTrainable(f"Secure mode needs book-keeping clipping, which cannot clip this model: {bookkeeping.unsupported(model)}.")
-    engine = PrivacyEngine(accountant=ACCOUNTANT, secure_mode=False)  # secure draws: below
+    with warnings.catch_warnings():
+        if secure_mode:  # Opacus warns that its secure RNG is off; the draws are made secure below
+            warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant=ACCOUNTANT, secure_mode=False)
     # Opacus draws the noise on the parameters' device with this generator: a CPU generator fails on CUDA
     # ("Expected a 'cuda' device type for generator"), found on a lent H100 by tests/inference/ml/test_gpu.py.
     device = next(model.parameters()).device

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 
 from audit.log.models import LogEntry
@@ -21,8 +22,6 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def sst2_rows(n: int) -> list[dict]:
-    from django.conf import settings
-
     rows = read_sst2(settings.BASE_DIR / "data" / "sst2" / "train_subset.tsv")[:n]
     return [{"text": text, "label": ["NEGATIVE", "POSITIVE"][label]} for text, label in rows]
 
@@ -70,6 +69,8 @@ def test_fine_tune_end_to_end(celery_worker, sentiment) -> None:
     assert guarantee["accountant"].startswith("RDP") and guarantee["steps"] == 2
     assert guarantee["lr_schedule"] == "constant" and guarantee["learning_rate"] == 5e-4  # the defaults
     assert "book-keeping clipping" in guarantee["mechanism"]  # a BERT encoder: every layer is one it clips
+    # secure mode's draws (inference/ml/secure_random.py): on with PostgreSQL, as in production; off embedded
+    assert guarantee["secure_mode"] is settings.DP_SECURE_MODE is (connection.vendor == "postgresql")
     assert guarantee["dataset_sha256"] == dataset["sha256"] and guarantee["delta"] == 1e-3
     assert 0 <= guarantee["holdout_accuracy"] <= 1 and 0 <= guarantee["base_holdout_accuracy"] <= 1
     assert "differential privacy" in stored.card["training_data"]
