@@ -79,14 +79,23 @@ def test_per_sample_gradient_norms_on_the_gpu_match_a_per_example_reference(sent
     assert torch.allclose(norms, reference, rtol=1e-3, atol=1e-5), (norms, reference)
 
 
-def test_a_private_run_trains_on_the_gpu_within_its_target(sentiment_folder) -> None:
+@pytest.mark.parametrize("secure", [False, True], ids=["seeded", "secure"])
+def test_a_private_run_trains_on_the_gpu_within_its_target(sentiment_folder, secure) -> None:
     tokenizer, model = private.load_text_model(sentiment_folder)
     rows = read_sst2(DATA / "sst2" / "train_subset.tsv")[:256]
     plan = private.plan_run(target_epsilon=2.0, target_delta=1e-5, rows=len(rows), epochs=1, batch_size=32,
                             learning_rate=5e-4, max_grad_norm=1.0)
     before = next(model.parameters()).detach().clone()
     outcome = private.train_text(model.to("cuda"), tokenizer, [t for t, _ in rows], [y for _, y in rows], plan,
-                                 device="cuda")
+                                 device="cuda", secure_mode=secure)
     assert outcome.steps == plan.steps and 0 < outcome.epsilon <= 2.0
     assert next(model.parameters()).device.type == "cuda"
     assert not torch.equal(next(model.parameters()).detach().cpu(), before.cpu())
+
+
+def test_secure_noise_is_made_on_the_gpu_with_the_deviation_asked_for() -> None:
+    from inference.ml.secure_random import SecureRandom
+
+    noise = SecureRandom().dp_noise(3_000_000, 0.25, device="cuda", dtype=torch.float32)
+    assert noise.device.type == "cuda" and noise.dtype == torch.float32
+    assert abs(float(noise.std()) - 0.25) < 0.001 and abs(float(noise.mean())) < 0.001
