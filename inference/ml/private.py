@@ -214,7 +214,11 @@ def check_folder(folder: Path, *, secure_mode: bool = False) -> None:
         model = AutoModelForSequenceClassification.from_config(config)
     check_trainable(model)
     if secure_mode and (why := bookkeeping.unsupported(model)):
-        raise NotTrainable(f"Secure mode needs book-keeping clipping, which cannot clip this model: {why}.")
+        raise _secure_mode_refusal(why)
+
+
+def _secure_mode_refusal(why: str | None) -> NotTrainable:
+    return NotTrainable(f"Secure mode needs book-keeping clipping, which cannot clip this model: {why}.")
 
 
 def check_trainable(model: Any) -> None:
@@ -283,7 +287,7 @@ def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_
     if clipping not in CLIPPING:
         raise ValueError(f"unknown clipping {clipping!r}")
     if secure_mode and clipping != "bookkeeping":
-        raise NotTrainable(f"Secure mode needs book-keeping clipping, which cannot clip this model: {bookkeeping.unsupported(model)}.")
+        raise _secure_mode_refusal(bookkeeping.unsupported(model))
     with warnings.catch_warnings():
         if secure_mode:  # Opacus warns that its secure RNG is off; the draws are made secure below
             warnings.filterwarnings("ignore", message="Secure RNG turned off")
