@@ -14,10 +14,22 @@ def _prediction_failed(self: Task, exc: BaseException, task_id: str, args: Any, 
 
 
 @shared_task(bind=True, acks_late=True, on_failure=_prediction_failed)
-def prediction_run_task(self: Task, prediction_id: int) -> dict[str, Any] | None:
+def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = None) -> dict[str, Any] | None:
+    """The answer goes to `reply_to` where the web named one (Redis: portal/replies.py), else it is
+    the task's result (the embedded default's result backend)."""
     from inference.services.predictions import prediction_run
 
-    return prediction_run(prediction_id=prediction_id)
+    if reply_to is None:
+        return prediction_run(prediction_id=prediction_id)
+    from portal.replies import reply_fail, reply_send
+
+    try:
+        answer = prediction_run(prediction_id=prediction_id)
+    except Exception as exc:
+        reply_fail(reply_to, exc, message=f"The model failed on prediction {prediction_id}; it is recorded as failed.")
+        raise
+    reply_send(reply_to, answer)
+    return None
 
 
 def _job_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

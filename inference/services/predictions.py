@@ -19,7 +19,8 @@ from inference.models import ModelVersion, Prediction, PredictionStatus, Registe
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
 from portal.accounts.models import User
-from portal.prebuilt import Insert, Prebuilt, Statement
+from portal.prebuilt import NO_FLUSH, Insert, Prebuilt, Statement, commit_without_flush
+from portal.replies import reply_key, reply_wait
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
@@ -56,6 +57,7 @@ def prediction_create(
     if queue is None:
         raise WorkerUnavailable("No inference worker is running; try again shortly or tell an admin.")
     with transaction.atomic():
+        commit_without_flush()  # the worker's durable finish flushes it (portal/prebuilt.py, NO_FLUSH)
         quota_reserve(organization=actor.organization, rows=len(clean))
         prediction = Prediction(
             organization=actor.organization, model_version=version, requested_by=actor.user,
@@ -65,28 +67,39 @@ def prediction_create(
         _INSERT.save(prediction)
         from inference.tasks import prediction_run_task
 
-        prediction_id, task_id = prediction.pk, uuid.uuid4().hex
-        transaction.on_commit(
-            lambda: prediction_run_task.apply_async((prediction_id,), queue=queue, task_id=task_id)
-        )
-    prediction.task_id = task_id  # type: ignore[attr-defined]
+        prediction_id, task_id, reply_to = prediction.pk, uuid.uuid4().hex, reply_key()
+        if reply_to:  # the answer comes back on the reply key, not through Celery's result backend
+            transaction.on_commit(lambda: prediction_run_task.apply_async(
+                (prediction_id,), {"reply_to": reply_to}, queue=queue, task_id=task_id, ignore_result=True))
+        else:
+            transaction.on_commit(
+                lambda: prediction_run_task.apply_async((prediction_id,), queue=queue, task_id=task_id)
+            )
+    prediction.task_id, prediction.reply_to = task_id, reply_to  # type: ignore[attr-defined]
     return prediction
 
 
 def prediction_wait(*, prediction: Prediction) -> dict[str, Any]:
-    """Waits for a worker's answer; 504 (and the prediction marked failed) past the timeout."""
+    """Waits for a worker's answer; 504 (and the prediction marked failed) past the timeout.
+
+    Raises:
+        PredictionTimeout: no answer in PREDICT_TIMEOUT_SECONDS (504).
+        WorkerFailed: the worker failed it (its error's status, else 500); it is marked failed.
+    """
     from portal.workers import task_forget, task_result
 
-    task_id = prediction.task_id  # type: ignore[attr-defined]
+    task_id, reply_to = prediction.task_id, prediction.reply_to  # type: ignore[attr-defined]
+    timeout = settings.PREDICT_TIMEOUT_SECONDS
     try:
-        answer = task_result(task_id, timeout=settings.PREDICT_TIMEOUT_SECONDS)
+        answer = reply_wait(reply_to, timeout=timeout) if reply_to else task_result(task_id, timeout=timeout)
     except CeleryTimeout:
         prediction_mark_failed(prediction_id=prediction.pk, error="timed out waiting for a worker")
         raise PredictionTimeout(
-            f"No worker answered within {settings.PREDICT_TIMEOUT_SECONDS} s; the request was not served."
+            f"No worker answered within {timeout} s; the request was not served."
         ) from None
     finally:
-        task_forget(task_id)
+        if not reply_to:
+            task_forget(task_id)
     if answer is None:  # the worker found it already failed (e.g. timed out, then redelivered)
         raise PredictionTimeout("The prediction was not served in time.")
     return answer  # type: ignore[no-any-return]
@@ -116,8 +129,9 @@ def _actor_of(prediction: Prediction) -> AuditActor:
 
 # What a worker reads to run and finish a prediction, built once per process (portal/prebuilt.py):
 # the ORM's compiling of the claim and the read cost more of a worker's time than running them.
-_CLAIM = Statement("UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Prediction.id} = %s AND {Prediction.status} = %s",
-                   names=[Prediction])
+_CLAIM_SQL = "UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Prediction.id} = %s AND {Prediction.status} = %s"
+_CLAIM = Statement(_CLAIM_SQL, names=[Prediction],  # its commit need not reach the disk (NO_FLUSH): one round trip
+                   postgresql=NO_FLUSH + _CLAIM_SQL.replace(" WHERE ", " FROM no_flush WHERE "))
 _RUN_READ = Prebuilt(
     [(Prediction, "p", ("organization", "model_version", "requested_by", "token", "request_id", "inputs", "rows",
                         "status", "outputs", "device", "compute_ms", "audit_index", "audit_leaf_hash", "finished_at")),

@@ -1,4 +1,5 @@
-"""portal/prebuilt.py's Insert: the same row, key and instance state as the ORM's save of a new instance."""
+"""portal/prebuilt.py: Insert (the same row, key and instance state as the ORM's save of a new instance),
+and commits that do not wait for the disk."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from inference.models import Prediction, PredictionStatus
-from portal.prebuilt import Insert
+from portal.prebuilt import NO_FLUSH, Insert, Statement, commit_without_flush
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +61,36 @@ class InsertTests:
         with pytest.raises(ValueError, match="takes a new Prediction"):
             Insert(Prediction).save(tabular.org)
         assert Prediction.objects.count() == 1
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.django_db(transaction=True)  # real transactions: a test's own would hold the setting
+class NoFlushTests:
+    def test_a_transaction_commits_without_waiting_and_the_next_one_waits_again(self) -> None:
+        from django.db import transaction
+
+        with transaction.atomic():
+            commit_without_flush()
+            assert _synchronous_commit() == "off"
+        assert _synchronous_commit() == "on"
+
+    def test_a_single_statement_commits_without_waiting_and_changes_nothing_after_it(self, tabular) -> None:
+        # given: a pending prediction, claimed by a statement that carries NO_FLUSH (as the worker's claim)
+        prediction = _new(tabular)
+        Insert(Prediction).save(prediction)
+        sql = "UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Prediction.id} = %s AND {Prediction.status} = %s"
+        claim = Statement(sql, names=[Prediction], postgresql=NO_FLUSH + sql.replace(" WHERE ", " FROM no_flush WHERE "))
+        # when: in autocommit, as on a worker
+        assert connection.get_autocommit()
+        claimed = claim.execute(["running", prediction.pk, "pending"])
+        again = claim.execute(["running", prediction.pk, "pending"])
+        # then: it changed the row once, and the session's setting is untouched
+        assert (claimed, again) == (1, 0)
+        assert Prediction.objects.get(pk=prediction.pk).status == PredictionStatus.RUNNING
+        assert _synchronous_commit() == "on"

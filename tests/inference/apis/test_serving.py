@@ -166,6 +166,26 @@ def test_timeout_gives_504_and_marks_the_prediction_failed(celery_worker, tabula
     assert UsageDaily.objects.get(organization=tabular.org, token__isnull=True).rows == 0
 
 
+def test_a_prediction_the_worker_fails_gets_its_error_at_once(celery_worker, tabular) -> None:
+    # given: a version whose stored artifact no longer matches its recorded SHA-256
+    from inference.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=tabular.version.pk).update(artifact_sha256="0" * 64)
+    # when
+    began = time.monotonic()
+    response = client(tabular).post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json")
+    # then: the worker's own error, as soon as it failed (not a 504 after the timeout)
+    assert response.status_code == 500, response.content
+    error = response.json()["error"]
+    assert error["code"] == "artifact_mismatch" and "SHA-256" in error["message"]
+    assert time.monotonic() - began < 10
+    deadline = time.monotonic() + 10  # the task's failure handler marks it failed, just after the answer
+    while Prediction.objects.get().status != "failed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert Prediction.objects.get().status == "failed"
+    assert UsageDaily.objects.get(organization=tabular.org, token__isnull=True).rows == 0
+
+
 def test_no_worker_gives_503(tabular, settings) -> None:
     # given: a cache where no worker has beaten (a fresh key prefix)
     from django.core.cache import cache
