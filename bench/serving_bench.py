@@ -26,6 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, p50, write_section
 
+# BENCH_DATABASE_URL="" where no PostgreSQL is installed (the lent GPU machine): the Redis portals
+# then keep the embedded SQLite database, and the table says so.
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/steward_bench_serving")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
@@ -189,21 +191,22 @@ def main() -> None:
     django.setup()
     raw_rows, best_batch, raw_single_ms, text, by_batch = raw_figures()
     print(f"raw: {raw_rows:.1f} rows/s at batch {best_batch}; one row {raw_single_ms:.1f} ms; {by_batch}", flush=True)
-    ensure_pg()
     from audit.log.signing import generate_private_pem
 
-    # The two production-like portals share one database, so they share its artifact store too.
-    production = {"DATABASE_URL": PG, "REDIS_URL": REDIS, "SECRET_KEY": secrets.token_urlsafe(50),
-                  "AUDIT_SIGNING_KEY": generate_private_pem(),
-                  "ARTIFACT_DIR": tempfile.mkdtemp(prefix="steward-bench-artifacts-")}
+    production = {"REDIS_URL": REDIS, "SECRET_KEY": secrets.token_urlsafe(50), "AUDIT_SIGNING_KEY": generate_private_pem()}
+    if PG:  # the two production-like portals share one database, so they share its artifact store too
+        ensure_pg()
+        production |= {"DATABASE_URL": PG, "ARTIFACT_DIR": tempfile.mkdtemp(prefix="steward-bench-artifacts-")}
     configs = {
         "redis": Portal("redis", production, 8731),
         "redis, 2 worker processes": Portal("redis2", {**production, "WORKER_PROCESSES": "2",
                                                        "WORKER_CONCURRENCY": "16"}, 8733),
         "embedded": Portal("embedded", {"DATABASE_URL": "", "REDIS_URL": ""}, 8732),
     }
-    for key in ("DATABASE_URL", "REDIS_URL"):
-        configs["embedded"].env.pop(key, None)
+    for portal in configs.values():  # nothing of this shell's own configuration leaks in
+        for key in ("DATABASE_URL", "REDIS_URL"):
+            if portal.name == "embedded" or key not in production:
+                portal.env.pop(key, None)
     results = {}
     for name, portal in configs.items():
         token = portal.start(json.dumps({"inputs": [text]}).encode())
@@ -220,10 +223,14 @@ def main() -> None:
         for name, r in results.items()
     )
     batches = ", ".join(f"{b}: {v:.1f}" for b, v in by_batch.items())
+    from inference.ml.device import best_device
+
+    device = best_device()
+    database = "PostgreSQL" if PG else "the embedded SQLite database (no PostgreSQL on this machine)"
     table = f"""
 `sentiment` (MiniLM-L6, fine-tuned), inputs of exactly 64 tokens, one row per request; {SECONDS:.0f} s at
 concurrency 32, {C1_REQUESTS} sequential requests at concurrency 1. The web server, the worker and the
-load generator share this machine.
+load generator share this machine; the model runs on {device}. The Redis portals use {database}.
 
 | path | c32 rows/s | portal/raw | c1 p50 ms | c1 p50 overhead ms |
 |---|---|---|---|---|
@@ -233,7 +240,7 @@ load generator share this machine.
 Raw rows/s by batch size: {batches}.
 Goals: portal/raw >= 0.85 at c32; c1 p50 overhead <= 15 ms with Redis.
 """
-    write_section("bench-serving", table)
+    write_section("bench-serving" if device == "cpu" else "bench-serving-gpu", table)
     print(table)
     print(f"serving: c32 throughput portal/raw = {ratio:.2f}, c1 p50 overhead = {overhead:.0f} ms (redis)")
 

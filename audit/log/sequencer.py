@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -267,6 +266,8 @@ def _write_if_head(
         sql = _WRITE_MANY
         params = [*head, *(list(column) for column in zip(*values, strict=True)),
                   [level for level, _, _ in nodes], [position for _, position, _ in nodes], [h for _, _, h in nodes]]
+    import psycopg  # PostgreSQL's path only: an embedded (SQLite) deployment needs no driver for it
+
     connection.ensure_connection()
     # Errors as Django's (IntegrityError, OperationalError...), as from its own cursors.
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:

@@ -120,3 +120,20 @@ def test_the_web_server_and_the_worker_stop_when_serve_itself_is_killed(serving)
     process.wait(timeout=5)
 
     assert not _wait_gone(children, 30), f"orphans left running:\n{log_path.read_text()[-3000:]}"
+
+
+@pytest.mark.slow
+def test_the_worker_serves_the_pool_of_this_machines_device(serving) -> None:
+    import json
+
+    import torch
+
+    # given: serve started without WORKER_QUEUES
+    _, port, _ = serving
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    # when
+    conn.request("GET", "/healthz")
+    worker = json.loads(conn.getresponse().read())["checks"]["worker"]
+    # then: the pool of the device it runs its models on, which the web then sends predictions to
+    device_pool, other = ("gpu", "cpu") if torch.cuda.is_available() else ("cpu", "gpu")
+    assert device_pool in worker["queues"] and other not in worker["queues"] and "default" in worker["queues"]

@@ -40,6 +40,14 @@ def _start(command: list[str], env: dict[str, str] | None = None) -> subprocess.
     return subprocess.Popen(command, env=env, process_group=0, preexec_fn=lambda: _child_setup(parent))
 
 
+def _device_queues() -> str:
+    """The serving pool of this machine's device (WORKER_QUEUES overrides): `gpu` where CUDA is,
+    which the web prefers while a GPU worker beats (portal/workers.py), else `cpu`."""
+    import torch
+
+    return "default,gpu" if torch.cuda.is_available() else "default,cpu"
+
+
 class Command(BaseCommand):
     help = "Runs the web server and a Celery worker together (Ctrl-C stops both)."
 
@@ -64,7 +72,7 @@ class Command(BaseCommand):
             # meet in its dynamic batcher. torch releases the GIL while it computes.
             python, "-m", "celery", "-A", "portal", "worker", "--beat", "--pool", "threads",
             "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"),
-            "--queues", os.environ.get("WORKER_QUEUES", "default,cpu"),
+            "--queues", os.environ.get("WORKER_QUEUES") or _device_queues(),
             "--concurrency", str(options["worker_concurrency"]),
             "--loglevel", settings.LOG_LEVEL,
         ]
