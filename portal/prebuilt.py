@@ -38,7 +38,7 @@ def render(text: str, names: dict[str, type[models.Model]]) -> str:
     return _NAME.sub(name, text)
 
 
-# Commits that need not wait for the disk (PostgreSQL). A commit waits until its WAL is flushed
+# _NO_FLUSH: commits that need not wait for the disk (PostgreSQL). A commit waits until its WAL is flushed
 # (synchronous_commit = on): 0.3 ms on a quiet disk, 3.6 ms on the bench VM on 2026-11-23, where a
 # commit that does not wait took 0.35. A prediction commits three times, and only the last must be
 # durable: the admission (its quota reserved, the prediction stored pending) and the worker's claim
@@ -46,32 +46,40 @@ def render(text: str, names: dict[str, type[models.Model]]) -> str:
 # flushes the WAL before it, theirs included, and nobody is answered before it. A crash before that
 # loses a pending prediction that nobody was answered for, with its reservation; a lost claim leaves
 # it pending, for the sweeper to fail. `set_config(..., true)` holds for the current transaction
-# only, also the implicit one of a single statement, where NO_FLUSH goes in front of the statement.
-NO_FLUSH = "WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)) "
+# only, also the implicit one of a single statement (a Statement made with `no_flush`).
+_NO_FLUSH = "SELECT set_config('synchronous_commit', 'off', true)"
 
 
 def commit_without_flush() -> None:
-    """The current transaction's commit will not wait for the disk (on PostgreSQL; see NO_FLUSH)."""
+    """The current transaction's commit will not wait for the disk (on PostgreSQL; see _NO_FLUSH)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('synchronous_commit', 'off', true)")
+            cursor.execute(_NO_FLUSH)
 
 
 class Statement:
     """A write on every request's path (an UPDATE with `%s` parameters), built once per process.
 
-    `postgresql`: the text to run there instead, where it differs (see NO_FLUSH).
+    `no_flush`: run alone (autocommit), its commit does not wait for the disk on PostgreSQL (see
+    _NO_FLUSH): the setting rides in a CTE the UPDATE joins, so it stays one statement.
     """
 
-    def __init__(self, text: str, *, names: Sequence[type[models.Model]], postgresql: str | None = None) -> None:
-        self.text, self.names = text, {m.__name__: m for m in names}
-        self.texts = {"postgresql": postgresql} if postgresql else {}
+    def __init__(self, text: str, *, names: Sequence[type[models.Model]], no_flush: bool = False) -> None:
+        self.text, self.names, self.no_flush = text, {m.__name__: m for m in names}, no_flush
         self._built: dict[str, str] = {}
+
+    def _build(self) -> str:
+        text = render(self.text, self.names)
+        if self.no_flush and connection.vendor == "postgresql":
+            head, where, tail = text.partition(" WHERE ")
+            assert head.startswith("UPDATE ") and where, "no_flush takes an UPDATE ... WHERE"
+            text = f"WITH no_flush AS ({_NO_FLUSH}) {head} FROM no_flush WHERE {tail}"
+        return text
 
     def execute(self, params: Sequence[Any]) -> int:
         """Runs it in the current transaction; the rows it changed."""
         if connection.vendor not in self._built:
-            self._built[connection.vendor] = render(self.texts.get(connection.vendor, self.text), self.names)
+            self._built[connection.vendor] = self._build()
         with connection.cursor() as cursor:
             cursor.execute(self._built[connection.vendor], list(params))
             return int(cursor.rowcount)

@@ -19,7 +19,7 @@ from inference.models import ModelVersion, Prediction, PredictionStatus, Registe
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
 from portal.accounts.models import User
-from portal.prebuilt import NO_FLUSH, Insert, Prebuilt, Statement, commit_without_flush
+from portal.prebuilt import Insert, Prebuilt, Statement, commit_without_flush
 from portal.replies import reply_key, reply_wait
 from portal.workers import serving_queue
 
@@ -57,7 +57,7 @@ def prediction_create(
     if queue is None:
         raise WorkerUnavailable("No inference worker is running; try again shortly or tell an admin.")
     with transaction.atomic():
-        commit_without_flush()  # the worker's durable finish flushes it (portal/prebuilt.py, NO_FLUSH)
+        commit_without_flush()  # the worker's durable finish flushes it (portal/prebuilt.py, _NO_FLUSH)
         quota_reserve(organization=actor.organization, rows=len(clean))
         prediction = Prediction(
             organization=actor.organization, model_version=version, requested_by=actor.user,
@@ -68,13 +68,9 @@ def prediction_create(
         from inference.tasks import prediction_run_task
 
         prediction_id, task_id, reply_to = prediction.pk, uuid.uuid4().hex, reply_key()
-        if reply_to:  # the answer comes back on the reply key, not through Celery's result backend
-            transaction.on_commit(lambda: prediction_run_task.apply_async(
-                (prediction_id,), {"reply_to": reply_to}, queue=queue, task_id=task_id, ignore_result=True))
-        else:
-            transaction.on_commit(
-                lambda: prediction_run_task.apply_async((prediction_id,), queue=queue, task_id=task_id)
-            )
+        # With a reply key the answer comes back on it, and Celery's result backend stores nothing.
+        transaction.on_commit(lambda: prediction_run_task.apply_async(
+            (prediction_id,), {"reply_to": reply_to}, queue=queue, task_id=task_id, ignore_result=bool(reply_to)))
     prediction.task_id, prediction.reply_to = task_id, reply_to  # type: ignore[attr-defined]
     return prediction
 
@@ -129,9 +125,8 @@ def _actor_of(prediction: Prediction) -> AuditActor:
 
 # What a worker reads to run and finish a prediction, built once per process (portal/prebuilt.py):
 # the ORM's compiling of the claim and the read cost more of a worker's time than running them.
-_CLAIM_SQL = "UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Prediction.id} = %s AND {Prediction.status} = %s"
-_CLAIM = Statement(_CLAIM_SQL, names=[Prediction],  # its commit need not reach the disk (NO_FLUSH): one round trip
-                   postgresql=NO_FLUSH + _CLAIM_SQL.replace(" WHERE ", " FROM no_flush WHERE "))
+_CLAIM = Statement("UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Prediction.id} = %s AND {Prediction.status} = %s",
+                   names=[Prediction], no_flush=True)  # the finish's durable commit flushes it
 _RUN_READ = Prebuilt(
     [(Prediction, "p", ("organization", "model_version", "requested_by", "token", "request_id", "inputs", "rows",
                         "status", "outputs", "device", "compute_ms", "audit_index", "audit_leaf_hash", "finished_at")),

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from inference.models import Prediction, PredictionStatus
-from portal.prebuilt import NO_FLUSH, Insert, Statement, commit_without_flush
+from portal.prebuilt import Insert, Statement, commit_without_flush
 
 pytestmark = pytest.mark.django_db
 
@@ -81,11 +81,11 @@ class NoFlushTests:
         assert _synchronous_commit() == "on"
 
     def test_a_single_statement_commits_without_waiting_and_changes_nothing_after_it(self, tabular) -> None:
-        # given: a pending prediction, claimed by a statement that carries NO_FLUSH (as the worker's claim)
+        # given: a pending prediction, claimed by a no_flush statement (as the worker's claim)
         prediction = _new(tabular)
         Insert(Prediction).save(prediction)
         sql = "UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Prediction.id} = %s AND {Prediction.status} = %s"
-        claim = Statement(sql, names=[Prediction], postgresql=NO_FLUSH + sql.replace(" WHERE ", " FROM no_flush WHERE "))
+        claim = Statement(sql, names=[Prediction], no_flush=True)
         # when: in autocommit, as on a worker
         assert connection.get_autocommit()
         claimed = claim.execute(["running", prediction.pk, "pending"])
@@ -94,3 +94,4 @@ class NoFlushTests:
         assert (claimed, again) == (1, 0)
         assert Prediction.objects.get(pk=prediction.pk).status == PredictionStatus.RUNNING
         assert _synchronous_commit() == "on"
+        assert "set_config('synchronous_commit', 'off', true)" in claim._built["postgresql"]
