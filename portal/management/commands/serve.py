@@ -59,11 +59,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
+        # A synchronous prediction holds its web thread while it waits for the worker, so the web
+        # server's threads (processes x threads) cap the requests that can meet in one model batch:
+        # 2 x 8 held the batcher to batches of 5 to 11 rows under 32 concurrent callers, and 2 x 16
+        # lets a full batch (BATCH_MAX_SIZE, 32) form. Each thread keeps a database connection.
         web = [
             python, "-m", "gunicorn", "portal.wsgi:application",
             "--bind", f"{options['host']}:{options['port']}",
             "--workers", str(options["web_workers"]),
-            "--worker-class", "gthread", "--threads", os.environ.get("WEB_THREADS", "8"),
+            "--worker-class", "gthread", "--threads", os.environ.get("WEB_THREADS", "16"),
             "--timeout", "120", "--graceful-timeout", "20",
             "--access-logfile", "-", "--log-level", settings.LOG_LEVEL.lower(),
         ]
