@@ -15,8 +15,8 @@ def _prediction_failed(self: Task, exc: BaseException, task_id: str, args: Any, 
 
 @shared_task(bind=True, acks_late=True, on_failure=_prediction_failed)
 def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = None) -> dict[str, Any] | None:
-    """The answer goes to `reply_to` where the web named one (Redis: portal/replies.py), else it is
-    the task's result (the embedded default's result backend)."""
+    """The answer goes to `reply_to` (portal/replies.py). A message without one, queued by a web
+    process from before reply keys, gets it as the task's result, as that process waits for."""
     from inference.services.predictions import prediction_run
 
     if reply_to is None:
@@ -57,6 +57,13 @@ def prediction_fail_stuck_task() -> None:
     from inference.services.predictions import prediction_fail_stuck
 
     prediction_fail_stuck()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def prediction_replies_sweep_task() -> None:
+    from portal.replies import reply_sweep
+
+    reply_sweep()
 
 
 def _explanation_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

@@ -201,6 +201,7 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify": {"task": "audit.log.tasks.log_verify_task", "schedule": 3600.0},
     "jobs-requeue-stuck": {"task": "inference.tasks.batch_job_requeue_stuck_task", "schedule": 60.0},
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
+    "prediction-replies-sweep": {"task": "inference.tasks.prediction_replies_sweep_task", "schedule": 60.0},
     "bias-reports-requeue-stuck": {"task": "audit.fairness.tasks.bias_report_requeue_stuck_task", "schedule": 60.0},
     "finetune-requeue-stuck": {"task": "inference.tasks.finetune_requeue_stuck_task", "schedule": 60.0},
     "exports-requeue-stuck": {"task": "audit.exports.tasks.export_requeue_stuck_task", "schedule": 60.0},

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -20,7 +18,7 @@ from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
 from portal.accounts.models import User
 from portal.prebuilt import Insert, Prebuilt, Statement, commit_without_flush
-from portal.replies import reply_key, reply_wait
+from portal.replies import ReplyTimeout, reply_key, reply_wait
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
@@ -67,11 +65,11 @@ def prediction_create(
         _INSERT.save(prediction)
         from inference.tasks import prediction_run_task
 
-        prediction_id, task_id, reply_to = prediction.pk, uuid.uuid4().hex, reply_key()
-        # With a reply key the answer comes back on it, and Celery's result backend stores nothing.
+        prediction_id, reply_to = prediction.pk, reply_key()
+        # The answer comes back on the reply key (portal/replies.py); Celery's result backend stores nothing.
         transaction.on_commit(lambda: prediction_run_task.apply_async(
-            (prediction_id,), {"reply_to": reply_to}, queue=queue, task_id=task_id, ignore_result=bool(reply_to)))
-    prediction.task_id, prediction.reply_to = task_id, reply_to  # type: ignore[attr-defined]
+            (prediction_id,), {"reply_to": reply_to}, queue=queue, ignore_result=True))
+    prediction.reply_to = reply_to  # type: ignore[attr-defined]
     return prediction
 
 
@@ -82,20 +80,14 @@ def prediction_wait(*, prediction: Prediction) -> dict[str, Any]:
         PredictionTimeout: no answer in PREDICT_TIMEOUT_SECONDS (504).
         WorkerFailed: the worker failed it (its error's status, else 500); it is marked failed.
     """
-    from portal.workers import task_forget, task_result
-
-    task_id, reply_to = prediction.task_id, prediction.reply_to  # type: ignore[attr-defined]
     timeout = settings.PREDICT_TIMEOUT_SECONDS
     try:
-        answer = reply_wait(reply_to, timeout=timeout) if reply_to else task_result(task_id, timeout=timeout)
-    except CeleryTimeout:
+        answer = reply_wait(prediction.reply_to, timeout=timeout)  # type: ignore[attr-defined]
+    except ReplyTimeout:
         prediction_mark_failed(prediction_id=prediction.pk, error="timed out waiting for a worker")
         raise PredictionTimeout(
             f"No worker answered within {timeout} s; the request was not served."
         ) from None
-    finally:
-        if not reply_to:
-            task_forget(task_id)
     if answer is None:  # the worker found it already failed (e.g. timed out, then redelivered)
         raise PredictionTimeout("The prediction was not served in time.")
     return answer  # type: ignore[no-any-return]
