@@ -5,6 +5,11 @@ model once on up to `max_batch` rows. A request larger than `max_batch` runs in 
 
 The wait is adaptive: it is spent only when the previous batch held more than one request. A lone
 caller (concurrency 1) never waits for company that is not coming; under load, batches fill.
+
+`submit_timed` also says what the request's rows cost: each forward pass's time split over the rows
+it ran. That is what a request is metered for, not its wall time, which under load is mostly the
+wait for earlier batches: 32 callers each metered for their wall time were charged many times the
+compute the model spent on them.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ class DynamicBatcher:
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
-        self._queue: queue.Queue[tuple[list[Any], Future[list[Any]]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[list[Any], Future[tuple[list[Any], float]]]] = queue.Queue()
         self._closed = False
         self.batches_run = 0
         self.rows_run = 0
@@ -36,11 +41,16 @@ class DynamicBatcher:
 
     def submit(self, items: list[Any], timeout: float | None = None) -> list[Any]:
         """Runs `items` in a shared batch; blocks until their results are ready."""
+        return self.submit_timed(items, timeout)[0]
+
+    def submit_timed(self, items: list[Any], timeout: float | None = None) -> tuple[list[Any], float]:
+        """Like `submit`, with the seconds of model time that `items` took: each pass they ran in,
+        split by rows."""
         if self._closed:
             raise RuntimeError("the batcher is closed")
         if not items:
-            return []
-        future: Future[list[Any]] = Future()
+            return [], 0.0
+        future: Future[tuple[list[Any], float]] = Future()
         self._queue.put((list(items), future))
         return future.result(timeout=timeout)
 
@@ -72,16 +82,20 @@ class DynamicBatcher:
             self._last_requests = len(pending)
             self._run(pending)
 
-    def _run(self, pending: list[tuple[list[Any], Future[list[Any]]]]) -> None:
+    def _run(self, pending: list[tuple[list[Any], Future[tuple[list[Any], float]]]]) -> None:
         flat = [row for items, _ in pending for row in items]
         try:
             results: list[Any] = []
+            row_seconds: list[float] = []  # each row's share of the pass that ran it
             for start in range(0, len(flat), self.max_batch):
                 chunk = flat[start : start + self.max_batch]
+                began = time.perf_counter()
                 out = list(self.fn(chunk))
+                share = (time.perf_counter() - began) / len(chunk)
                 if len(out) != len(chunk):
                     raise RuntimeError(f"the model returned {len(out)} results for {len(chunk)} rows")
                 results.extend(out)
+                row_seconds.extend([share] * len(chunk))
                 self.batches_run += 1
                 self.rows_run += len(chunk)
         except BaseException as exc:  # every waiting request learns of the failure
@@ -90,5 +104,6 @@ class DynamicBatcher:
             return
         offset = 0
         for items, future in pending:
-            future.set_result(results[offset : offset + len(items)])
-            offset += len(items)
+            end = offset + len(items)
+            future.set_result((results[offset:end], sum(row_seconds[offset:end])))
+            offset = end

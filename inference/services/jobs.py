@@ -147,14 +147,11 @@ def batch_job_run(*, job_id: int) -> None:
     writer = csv.writer(out)
     input_columns = ["text"] if job.model_version.task == "text-classification" else list(rows[0])
     writer.writerow(["row", *input_columns, "label", *[f"score_{label}" for label in labels]])
-    compute_ms = 0.0
-    import time
-
+    compute_ms = 0.0  # metered: the chunks' share of the passes that ran them, not the waits between
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
-        began = time.perf_counter()
-        proba = loaded.batcher.submit(chunk)
-        compute_ms += (time.perf_counter() - began) * 1000
+        proba, seconds = loaded.batcher.submit_timed(chunk)
+        compute_ms += seconds * 1000
         for offset, (row, prediction) in enumerate(zip(chunk, predictions_from_proba(labels, proba), strict=True)):
             values = [row] if isinstance(row, str) else [row[c] for c in input_columns]
             writer.writerow([start + offset, *values, prediction.label, *[prediction.scores[x] for x in labels]])

@@ -40,12 +40,14 @@ def test_consumer_predicts_with_a_verifiable_receipt(celery_worker, tabular) -> 
     entry = LogEntry.objects.get(index=body["receipt"]["index"])
     assert entry.action == "prediction.completed" and entry.leaf_hash == body["receipt"]["leaf_hash"]
     assert entry.payload["outputs"][0]["label"] == "grant" and entry.request_id == body["request_id"]
+    # metered for the model's time on its rows, not for the wait (nor a first load of the model)
+    assert 0 < body["compute_ms"] == entry.payload["compute_ms"] <= entry.payload["latency_ms"]
     # and the receipt proves inclusion once a checkpoint covers it
     checkpoint_create()
     proof = client(tabular).get(f"/api/v1/audit/proofs/inclusion?index={body['receipt']['index']}").json()
     assert verify_inclusion_document(proof, load_public_key(public_key_pem())) is None
     usage = UsageDaily.objects.get(organization=tabular.org, token__isnull=True)
-    assert usage.rows == 2 and usage.requests == 1 and usage.compute_ms > 0
+    assert usage.rows == 2 and usage.requests == 1 and usage.compute_ms == pytest.approx(body["compute_ms"])
     per_token = UsageDaily.objects.get(organization=tabular.org, token__isnull=False)  # the metering of the token
     assert per_token.rows == 2 and per_token.requests == 1 and per_token.compute_ms == usage.compute_ms
 

@@ -65,6 +65,35 @@ class DynamicBatcherTests:
         assert batcher.submit.__self__ is batcher  # still alive for the next request
 
 
+    def test_a_request_is_charged_its_rows_share_of_the_passes_not_its_wait(self) -> None:
+        def model(rows):
+            time.sleep(0.1)  # a pass costs the same whatever its rows
+            return rows
+
+        batcher = DynamicBatcher(model, max_batch=8, max_wait_s=0.0)
+        out: dict[str, tuple[list[int], float, float]] = {}
+
+        def client(name: str, rows: list[int]) -> None:
+            began = time.monotonic()
+            results, seconds = batcher.submit_timed(rows)
+            out[name] = (results, seconds, time.monotonic() - began)
+
+        # `first` runs alone; `one` and `three` queue behind it and share the next pass (4 rows)
+        threads = [threading.Thread(target=client, args=args) for args in
+                   (("first", [0]), ("one", [1]), ("three", [2, 3, 4]))]
+        for t in threads:
+            t.start()
+            time.sleep(0.02)
+        for t in threads:
+            t.join()
+        assert out["first"][0] == [0] and out["one"][0] == [1] and out["three"][0] == [2, 3, 4]
+        assert out["first"][1] >= 0.1  # a pass of its own
+        assert out["one"][1] >= 0.025 and out["three"][1] == pytest.approx(3 * out["one"][1])  # 1/4 and 3/4 of one pass
+        assert out["one"][2] >= out["one"][1] + 0.09  # its wall time also counts the wait for `first`'s pass
+        assert batcher.submit_timed([]) == ([], 0.0)
+        batcher.close()
+
+
 class ModelCacheTests:
     def test_lru_evicts_over_budget_and_loads_once(self) -> None:
         evicted = []
