@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from django.conf import settings
@@ -197,10 +198,14 @@ class PredictApi(APIView):
         answer = predictions.prediction_wait(prediction=prediction)
         if explain:
             prediction.refresh_from_db()
-            asked = [explanations.explanation_create(actor=actor, prediction=prediction, row=i, max_evals=max_evals)
+            asked = [explanations.explanation_create(actor=actor, prediction=prediction, row=i, max_evals=max_evals,
+                                                     waited_for=True)
                      for i in range(len(inputs))]
+            until = time.monotonic() + settings.EXPLAIN_WAIT_SECONDS  # one wait for them all, not one each
             answer["explanations"] = [
-                explanations.explanation_response(explanations.explanation_wait(explanation=e)) for e in asked
+                explanations.explanation_response(
+                    explanations.explanation_wait(explanation=e, timeout=max(until - time.monotonic(), 0.0)))
+                for e in asked
             ]
         return Response(answer)
 
@@ -230,7 +235,7 @@ class ExplainApi(APIView):
         prediction = selectors.prediction_get(actor=actor, pk=pk)
         explanation = explanations.explanation_create(
             actor=actor, prediction=prediction, row=data.validated_data["row"],
-            max_evals=data.validated_data.get("max_evals"),
+            max_evals=data.validated_data.get("max_evals"), waited_for=True,
         )
         explanation = explanations.explanation_wait(explanation=explanation)
         done = explanation.status in ("done", "failed")

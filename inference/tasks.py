@@ -13,14 +13,15 @@ def _prediction_failed(self: Task, exc: BaseException, task_id: str, args: Any, 
     prediction_mark_failed(prediction_id=args[0], error=f"{type(exc).__name__}: {exc}")
 
 
-@shared_task(bind=True, acks_late=True, on_failure=_prediction_failed)
-def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = None) -> dict[str, Any] | None:
-    """The answer goes to `reply_to` (portal/replies.py). A message without one, queued by a web
-    process from before reply keys, gets it as the task's result, as that process waits for."""
+@shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_prediction_failed)
+def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = None) -> None:
+    """The answer goes to the caller waiting on `reply_to` (portal/replies.py); without one, it is
+    only stored (a prediction nobody waits for any more)."""
     from inference.services.predictions import prediction_run
 
     if reply_to is None:
-        return prediction_run(prediction_id=prediction_id)
+        prediction_run(prediction_id=prediction_id)
+        return None
     from portal.replies import reply_fail, reply_send
 
     try:
@@ -70,13 +71,22 @@ def _explanation_failed(self: Task, exc: BaseException, task_id: str, args: Any,
     from inference.services.explanations import explanation_mark_failed
 
     explanation_mark_failed(explanation_id=args[0], error=f"{type(exc).__name__}: {exc}")
+    if kwargs.get("reply_to"):  # told after the failure is stored, which is what the waiter reads
+        from portal.replies import reply_fail
+
+        reply_fail(kwargs["reply_to"], exc, message=f"Explanation {args[0]} failed; it is recorded as failed.")
 
 
-@shared_task(bind=True, acks_late=True, on_failure=_explanation_failed)
-def explanation_run_task(self: Task, explanation_id: int) -> None:
+@shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_explanation_failed)
+def explanation_run_task(self: Task, explanation_id: int, reply_to: str | None = None) -> None:
+    """A waiting caller is told on `reply_to` (portal/replies.py) once the explanation is stored."""
     from inference.services.explanations import explanation_run
 
     explanation_run(explanation_id=explanation_id)
+    if reply_to:
+        from portal.replies import reply_send
+
+        reply_send(reply_to, {"explanation": explanation_id})
 
 
 def _global_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

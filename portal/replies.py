@@ -1,4 +1,4 @@
-"""The answer to a request that waits on a worker (a synchronous prediction), handed straight back.
+"""The answer to a request that waits on a worker (a synchronous prediction or explanation), handed straight back.
 
 The web process names a reply key when it queues the task; the worker puts its answer, or its
 error, under that key, and the waiting request takes it.
@@ -161,7 +161,7 @@ def reply_fail(key: str, exc: BaseException, *, message: str) -> None:
 
 
 def reply_wait(key: str, *, timeout: float) -> Any:
-    """Web side: the answer put under `key`, waiting at most `timeout` seconds.
+    """Web side: the answer put under `key`, waiting at most `timeout` seconds (0: only a look).
 
     Raises:
         ReplyTimeout: nothing came in time.
@@ -169,9 +169,12 @@ def reply_wait(key: str, *, timeout: float) -> Any:
     """
     if settings.REDIS_URL:
         client = _redis()
-        longest = client.connection_pool.connection_kwargs["socket_timeout"] - 10  # as the client was built
-        found = client.blpop([key], timeout=min(timeout, longest))
-        text = None if found is None else found[1]
+        if timeout <= 0:  # a last look: BLPOP's timeout of 0 would wait for ever
+            text = client.lpop(key)
+        else:
+            longest = client.connection_pool.connection_kwargs["socket_timeout"] - 10  # as the client was built
+            found = client.blpop([key], timeout=min(timeout, longest))
+            text = None if found is None else found[1]
     else:
         text = _file_wait(key, timeout)
     if text is None:

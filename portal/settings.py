@@ -178,10 +178,10 @@ CELERY_BROKER_URL = REDIS_URL or f"stewardsqla+sqlite:///{DATA_DIR / 'broker.sql
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {} if REDIS_URL else {"connect_args": {"timeout": 30}}
 )
-CELERY_RESULT_BACKEND = REDIS_URL or f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
-CELERY_RESULT_EXPIRES = 3600
+# No result backend: a caller that waits for a task names a reply key (portal/replies.py), and
+# everything else a task produces is stored in the database by the task itself.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ACKS_LATE = True

@@ -47,40 +47,6 @@ def serving_queue() -> str | None:
     return None
 
 
-def task_result(task_id: str, *, timeout: float, propagate: bool = True) -> Any:
-    """A task's result, waiting at most `timeout` seconds (then celery's TimeoutError).
-
-    Redis tells the waiter the moment the result lands (pub/sub). The embedded default's result
-    backend (SQLite) has to be polled, and polling at a fixed 5 ms cost more CPU than the model:
-    32 requests queued behind one another polled some 400 times each, and the web server took
-    1.2 of the 2 cores. Here the interval grows with the wait (an eighth of the time waited, 2
-    to 50 ms): an answer is seen within ~12% of its latency, and a request that waits 2 s polls
-    about 45 times.
-    """
-    from celery.backends.asynchronous import AsyncBackendMixin
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    from portal.celery import app
-
-    result = app.AsyncResult(task_id)
-    if isinstance(result.backend, AsyncBackendMixin):
-        return result.get(timeout=timeout, interval=0.005, propagate=propagate)
-    began = time.monotonic()
-    while not result.ready():
-        waited = time.monotonic() - began
-        if waited >= timeout:
-            raise CeleryTimeout(f"the task did not finish within {timeout} s")
-        time.sleep(min(max(waited / 8, 0.002), 0.05, timeout - waited))
-    return result.get(timeout=timeout, propagate=propagate)  # ready: read from what ready() fetched
-
-
-def task_forget(task_id: str) -> None:
-    """Drops a task's stored result once it has been read."""
-    from portal.celery import app
-
-    app.AsyncResult(task_id).forget()
-
-
 def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[str, Any] | None = None,
                   queue: str | None = None) -> int:
     """Puts back on a queue the jobs of `model` whose worker stopped beating (a crash, a restart).

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-import uuid
 from typing import Any
 
-from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
@@ -17,13 +16,19 @@ from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
 from inference.ml.explain import MAX_EVALS, MIN_EVALS, summary
 from inference.models import Explanation, Prediction, PredictionStatus
 from portal.accounts.actor import Actor
+from portal.replies import ReplyTimeout, WorkerFailed, reply_key, reply_wait
 from portal.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
 
 
-def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, max_evals: int | None = None) -> Explanation:
+def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, max_evals: int | None = None,
+                       waited_for: bool = False) -> Explanation:
     """Checks that the row can be explained within the budget and queues it on the prediction's model.
+
+    `waited_for`: the caller will wait for it (`explanation_wait`); the worker then says when it is
+    done on a reply key (portal/replies.py). A caller that does not wait (the browser, which polls
+    the page) leaves none behind.
 
     Raises:
         InvalidInput (400): a row that does not exist, a budget outside [MIN_EVALS, MAX_EVALS], text too long.
@@ -64,22 +69,22 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
         )
         from inference.tasks import explanation_run_task
 
-        explanation_id, task_id = explanation.pk, uuid.uuid4().hex
-        transaction.on_commit(lambda: explanation_run_task.apply_async((explanation_id,), queue=queue, task_id=task_id))
-    explanation.task_id = task_id  # type: ignore[attr-defined]
+        explanation_id, reply_to = explanation.pk, reply_key() if waited_for else None
+        transaction.on_commit(lambda: explanation_run_task.apply_async(
+            (explanation_id,), {"reply_to": reply_to}, queue=queue, ignore_result=True))
+    explanation.reply_to = reply_to  # type: ignore[attr-defined]
     return explanation
 
 
 def explanation_wait(*, explanation: Explanation, timeout: float | None = None) -> Explanation:
-    """Waits for the worker up to `timeout` (EXPLAIN_WAIT_SECONDS); returns the explanation as it is then."""
-    from portal.workers import task_forget, task_result
-
-    task_id = explanation.task_id  # type: ignore[attr-defined]
-    try:
-        task_result(task_id, timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout, propagate=False)
-        task_forget(task_id)
-    except CeleryTimeout:
-        pass  # still running: the caller answers 202 and the client polls
+    """Waits for the worker up to `timeout` seconds (EXPLAIN_WAIT_SECONDS); returns the explanation as
+    it is then: done, failed, or still running (the caller answers 202 and the client polls)."""
+    reply_to = getattr(explanation, "reply_to", None)
+    if reply_to is None:
+        raise ValueError("explanation_wait needs an explanation created with waited_for=True")
+    # still running, or failed and recorded as such: the stored explanation says which
+    with contextlib.suppress(ReplyTimeout, WorkerFailed):
+        reply_wait(reply_to, timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout)
     explanation.refresh_from_db()
     return explanation
 

@@ -83,6 +83,17 @@ def test_a_wait_with_no_answer_ends_at_its_timeout(transport) -> None:
     assert 0.45 <= time.monotonic() - began < 1.5
 
 
+def test_a_wait_of_nothing_only_looks(transport) -> None:
+    began = time.monotonic()
+    with pytest.raises(ReplyTimeout):
+        reply_wait(reply_key(), timeout=0)  # on Redis, not a BLPOP with 0, which waits for ever
+    assert time.monotonic() - began < 0.5
+    key = reply_key()
+    reply_send(key, {"label": "there already"})
+    assert reply_wait(key, timeout=0) == {"label": "there already"}
+    assert not transport.left(key)
+
+
 def test_a_portal_error_keeps_its_status_and_message_and_any_other_error_says_only_what_failed(transport) -> None:
     key = reply_key()
     reply_fail(key, ArtifactMismatch("The artifact of credit v1 does not match its recorded SHA-256."), message="x")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 from rest_framework.test import APIClient
@@ -110,3 +111,50 @@ def test_bad_requests_are_refused_and_nothing_is_stored(celery_worker, tabular, 
     assert refused.status_code == 409 and "background" in refused.json()["error"]["message"]
     assert Explanation.objects.count() == 0
     assert not LogEntry.objects.filter(action="explanation.requested").exists()
+
+
+def test_an_explanation_that_outlasts_the_wait_is_answered_202_and_polled(celery_worker, tabular, settings) -> None:
+    settings.EXPLAIN_WAIT_SECONDS = 0  # the web only looks once; the worker goes on
+    api = client(tabular)
+    prediction = predict(api, [{"income": 90, "region": "north"}, {"income": 10, "region": "south"}])
+    response = api.post(f"/api/v1/predictions/{prediction['id']}/explain", {"row": 0, "max_evals": 100},
+                        format="json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] in ("pending", "running") and "values" not in body
+    # the predict-and-explain call waits once for all its rows, not EXPLAIN_WAIT_SECONDS for each
+    both = predict(api, [{"income": 90, "region": "north"}, {"income": 10, "region": "south"}], explain=True)
+    assert [e["status"] in ("pending", "running", "done") for e in both["explanations"]] == [True, True]
+    deadline = time.monotonic() + 60
+    while (polled := api.get(body["url"]).json())["status"] in ("pending", "running"):
+        assert time.monotonic() < deadline, polled
+        time.sleep(0.2)
+    assert polled["status"] == "done" and polled["residual"] < 1e-6 and polled["feature_values"] == [90, "north"]
+
+
+def test_a_failed_explanation_is_stored_before_its_waiter_is_told(tabular) -> None:
+    """The task's failure handler marks it failed, then wakes the waiter, which reads the stored state."""
+    from inference.models import Prediction
+    from inference.services.explanations import explanation_wait
+    from inference.tasks import explanation_run_task
+    from portal.replies import reply_key
+
+    api = client(tabular)
+    prediction = Prediction.objects.create(
+        organization=tabular.org, model_version=tabular.version, requested_by=tabular.actors["consumer"].user,
+        status="done", inputs={"rows": [{"income": 90, "region": "north"}], "subject": ""}, rows=1,
+    )
+    # as explanation_create leaves it, without queuing a task a worker could run first
+    explanation = Explanation.objects.create(organization=tabular.org, prediction=prediction, row=0,
+                                             model_version=tabular.version, max_evals=64,
+                                             requested_by=tabular.actors["consumer"].user)
+    explanation.reply_to = reply_key()
+    explanation_run_task.on_failure(RuntimeError("CUDA out of memory"), "t1", (explanation.pk,),
+                                    {"reply_to": explanation.reply_to}, None)
+    began = time.monotonic()
+    failed = explanation_wait(explanation=explanation, timeout=30)
+    assert time.monotonic() - began < 5  # woken, not timed out
+    assert failed.status == "failed" and "CUDA out of memory" in failed.error
+    body = api.get(f"/api/v1/explanations/{failed.pk}").json()
+    assert body["status"] == "failed" and "CUDA out of memory" in body["error"]
+    assert LogEntry.objects.filter(action="explanation.failed", target_id=str(failed.pk)).exists()
