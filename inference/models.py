@@ -147,7 +147,7 @@ class JobStatus(models.TextChoices):
 class WorkerJob(models.Model):
     """What every job a worker runs in the background records: who asked, when it was created,
     started and finished, its error, and the heartbeat by which a stalled one is requeued
-    (portal.workers.requeue_stale). Each job keeps its own status, whose states differ."""
+    (portal.workers.requeue_stale), or the worker whose restart requeues it. Each job keeps its own status, whose states differ."""
 
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -155,6 +155,8 @@ class WorkerJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # the Celery worker running it: when that worker starts again, the job is requeued at once
+    worker = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         abstract = True

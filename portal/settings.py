@@ -209,6 +209,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inference.tasks.global_explanation_requeue_stuck_task", "schedule": 60.0,
     },
 }
+# Run by a worker as it starts: jobs its previous run left RUNNING are queued again at once.
+WORKER_ORPHAN_SWEEPS = [
+    "inference.services.jobs.batch_job_requeue_stuck",
+    "inference.services.global_explanations.global_explanation_requeue_stuck",
+    "inference.services.finetuning.finetune_requeue_stuck",
+    "audit.fairness.services.bias_report_requeue_stuck",
+    "audit.exports.services.export_requeue_stuck",
+]
 CELERY_TASK_ROUTES = {"audit.*": {"queue": "default"}}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.
 CELERY_TASK_ALWAYS_EAGER = False

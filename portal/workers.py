@@ -48,28 +48,39 @@ def serving_queue() -> str | None:
 
 
 def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[str, Any] | None = None,
-                  queue: str | None = None) -> int:
+                  queue: str | None = None, orphaned_by: str = "") -> int:
     """Puts back on a queue the jobs of `model` whose worker stopped beating (a crash, a restart).
 
-    A job is RUNNING with a `heartbeat_at` older than `stale_after`; it becomes PENDING again (with
+    A job is RUNNING with a `heartbeat_at` older than `stale_after`, or, with `orphaned_by`, RUNNING
+    on the worker of that name, which has just started and so is not running it (its previous run
+    died): such a job need not wait until its heartbeat is stale. It becomes PENDING again (with
     `reset` applied), claimed by one conditional UPDATE so that two sweepers never requeue it twice,
     and `task` is sent with its id (to `queue`, by default the serving pool). Returns how many were found.
     """
     from django.utils import timezone
 
-    cutoff = timezone.now() - stale_after
-    stuck = list(model.objects.filter(status="running", heartbeat_at__lt=cutoff).values_list("pk", flat=True))
+    if orphaned_by:
+        condition: dict[str, Any] = {"status": "running", "worker": orphaned_by}
+    else:
+        condition = {"status": "running", "heartbeat_at__lt": timezone.now() - stale_after}
+    stuck = list(model.objects.filter(**condition).values_list("pk", flat=True))
     for pk in stuck:
-        if model.objects.filter(pk=pk, status="running", heartbeat_at__lt=cutoff).update(
-            status="pending", **(reset or {})
-        ):
+        if model.objects.filter(pk=pk, **condition).update(status="pending", worker="", **(reset or {})):
             task.apply_async((pk,), queue=queue or serving_queue() or "cpu")
     return len(stuck)
+
+
+def current_worker() -> str:
+    """The name of the Celery worker running this (its hostname, as `celery -n` gave it), or ""."""
+    from celery import current_task
+
+    return getattr(getattr(current_task, "request", None), "hostname", None) or _hostname
 
 
 # --- the worker side -----------------------------------------------------------------------
 logger = logging.getLogger("steward.worker")
 _stop = threading.Event()
+_hostname = ""
 
 
 def device_description() -> str:
@@ -96,6 +107,28 @@ def _worker_ready(sender: Any = None, **kwargs: Any) -> None:
             _stop.wait(HEARTBEAT_TTL / 3)
 
     threading.Thread(target=beat, name="worker-heartbeat", daemon=True).start()
+    global _hostname
+    _hostname = hostname
+    _requeue_orphans(hostname)
+
+
+def _requeue_orphans(hostname: str) -> None:
+    """Jobs this worker's previous run left RUNNING (it was killed, or its machine stopped) start
+    again now, not when their heartbeat is stale (minutes): the sweeps of settings.WORKER_ORPHAN_SWEEPS."""
+    from django.conf import settings
+    from django.db import close_old_connections
+    from django.utils.module_loading import import_string
+
+    for path in settings.WORKER_ORPHAN_SWEEPS:
+        try:
+            found = import_string(path)(orphaned_by=hostname)
+        except Exception:  # the worker still serves; the periodic sweep will find them later
+            logger.exception("requeueing the jobs %s left running failed (%s)", hostname, path)
+            continue
+        if found:
+            logger.warning("%s: %d job(s) this worker left running when it stopped were queued again (%s)",
+                           hostname, found, path.rsplit(".", 1)[1])
+    close_old_connections()
 
 
 @worker_shutdown.connect

@@ -49,9 +49,9 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def start_worker(queues: str = "default,cpu", timeout: float = 60.0) -> CeleryWorker:
-    hostname = f"test-{os.getpid()}@localhost"
-    log_path = Path(settings.DATA_DIR) / f"test-worker-{os.getpid()}.log"
+def start_worker(queues: str = "default,cpu", timeout: float = 60.0, hostname: str = "") -> CeleryWorker:
+    hostname = hostname or f"test-{os.getpid()}@localhost"
+    log_path = Path(settings.DATA_DIR) / f"test-worker-{hostname.split('@')[0]}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
     process = subprocess.Popen(

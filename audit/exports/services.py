@@ -32,7 +32,7 @@ from inference.exceptions import WorkerUnavailable
 from inference.models import JobStatus, ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.workers import requeue_stale, worker_alive
+from portal.workers import current_worker, requeue_stale, worker_alive
 
 logger = logging.getLogger("steward.exports")
 WORKER = AuditActor.system("export worker")
@@ -102,7 +102,8 @@ def export_run(*, export_id: int) -> None:
 
     now = timezone.now()
     claimed = ComplianceExport.objects.filter(pk=export_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, steps_done=0, stage=STAGES[0])
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, steps_done=0, stage=STAGES[0],
+        worker=current_worker())
     if claimed != 1:
         return
     export = ComplianceExport.objects.select_related("model_version__model__organization", "created_by").get(
@@ -181,12 +182,12 @@ def export_mark_failed(*, export_id: int, error: str) -> None:
         )
 
 
-def export_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) -> int:
-    """Exports whose worker stopped beating (a crash, a restart) start over."""
+def export_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
+    """Exports whose worker stopped beating (a crash), or restarted (`orphaned_by`), start over."""
     from audit.exports.tasks import export_run_task
 
     return requeue_stale(ComplianceExport, export_run_task, stale_after=stale_after, queue=QUEUE,
-                         reset={"steps_done": 0, "stage": ""})
+                         reset={"steps_done": 0, "stage": ""}, orphaned_by=orphaned_by)
 
 
 def export_bundle(*, export: ComplianceExport) -> bytes:

@@ -28,7 +28,7 @@ from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
-from portal.workers import requeue_stale, serving_queue
+from portal.workers import current_worker, requeue_stale, serving_queue
 
 logger = logging.getLogger("steward.fairness")
 WORKER = AuditActor.system("inference worker")
@@ -189,7 +189,7 @@ def bias_report_run(*, report_id: int) -> None:
 
     now = timezone.now()
     claimed = BiasReport.objects.filter(pk=report_id, status=ReportStatus.PENDING).update(
-        status=ReportStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0
+        status=ReportStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0, worker=current_worker()
     )
     if claimed != 1:
         return  # redelivered or already settled
@@ -257,11 +257,12 @@ def bias_report_mark_failed(*, report_id: int, error: str) -> None:
         )
 
 
-def bias_report_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) -> int:
-    """Reports whose worker stopped beating (a crash, a restart) start over."""
+def bias_report_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
+    """Reports whose worker stopped beating (a crash), or restarted (`orphaned_by`), start over."""
     from audit.fairness.tasks import bias_report_run_task
 
-    return requeue_stale(BiasReport, bias_report_run_task, stale_after=stale_after, reset={"rows_done": 0})
+    return requeue_stale(BiasReport, bias_report_run_task, stale_after=stale_after, reset={"rows_done": 0},
+                         orphaned_by=orphaned_by)
 
 # ---------------------------------------------------------------- evidence for the registry
 

@@ -48,7 +48,7 @@ from inference.models import (
 from inference.services.jobs import upload_text
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
-from portal.workers import requeue_stale, serving_queue
+from portal.workers import current_worker, requeue_stale, serving_queue
 
 WORKER = AuditActor.system("training worker")
 EPSILON_RANGE = (0.01, 50.0)  # beyond 50, "private" says nothing a reader could rely on
@@ -336,7 +336,7 @@ def finetune_run(*, job_id: int) -> None:
     """Trains (resuming from a checkpoint if a worker died), registers the result as a draft version."""
     now = timezone.now()
     claimed = FineTuneJob.objects.filter(pk=job_id, status=JobStatus.PENDING, cancel_requested=False).update(
-        status=JobStatus.RUNNING, heartbeat_at=now
+        status=JobStatus.RUNNING, heartbeat_at=now, worker=current_worker()
     )
     if claimed != 1:
         return
@@ -443,11 +443,11 @@ def finetune_mark_failed(*, job_id: int, error: str) -> None:
     _Hooks(job).discard()
 
 
-def finetune_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=3)) -> int:
-    """Jobs whose worker stopped beating resume on another from their last checkpoint."""
+def finetune_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=3), orphaned_by: str = "") -> int:
+    """Jobs whose worker stopped beating, or restarted (`orphaned_by`), resume from their last checkpoint."""
     from inference.tasks import finetune_run_task
 
-    return requeue_stale(FineTuneJob, finetune_run_task, stale_after=stale_after)
+    return requeue_stale(FineTuneJob, finetune_run_task, stale_after=stale_after, orphaned_by=orphaned_by)
 
 def job_response(job: FineTuneJob) -> dict[str, Any]:
     plan = job.plan

@@ -33,7 +33,7 @@ from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Pred
 from inference.services.jobs import rows_parse, rows_validate
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.workers import requeue_stale, serving_queue
+from portal.workers import current_worker, requeue_stale, serving_queue
 
 WORKER = AuditActor.system("inference worker")
 DATA = Path(settings.BASE_DIR) / "data"
@@ -147,7 +147,7 @@ def global_explanation_run(*, job_id: int) -> None:
     """Explains every row of the sample and aggregates (the task's body); a redelivered task is a no-op."""
     now = timezone.now()
     claimed = GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.PENDING).update(
-        status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0
+        status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0, worker=current_worker()
     )
     if claimed != 1:
         return
@@ -198,11 +198,12 @@ def global_explanation_mark_failed(*, job_id: int, error: str) -> None:
             )
 
 
-def global_explanation_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) -> int:
-    """Jobs whose worker stopped beating (a crash, a restart) start over."""
+def global_explanation_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
+    """Jobs whose worker stopped beating (a crash), or restarted (`orphaned_by`), start over."""
     from inference.tasks import global_explanation_run_task
 
-    return requeue_stale(GlobalExplanation, global_explanation_run_task, stale_after=stale_after)
+    return requeue_stale(GlobalExplanation, global_explanation_run_task, stale_after=stale_after,
+                         orphaned_by=orphaned_by)
 
 def global_explanation_response(job: GlobalExplanation) -> dict[str, Any]:
     version = job.model_version

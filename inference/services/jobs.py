@@ -23,7 +23,7 @@ from inference.models import BatchJob, JobStatus, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
 from portal.exceptions import PortalError
-from portal.workers import requeue_stale, serving_queue
+from portal.workers import current_worker, requeue_stale, serving_queue
 
 logger = logging.getLogger("steward.inference")
 CHUNK = 64
@@ -131,7 +131,7 @@ def batch_job_run(*, job_id: int) -> None:
     """Runs a job in chunks through the model's batcher; checks for cancellation between chunks."""
     now = timezone.now()
     claimed = BatchJob.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0, worker=current_worker()
     )
     if claimed != 1:
         return  # redelivered, cancelled or done
@@ -225,8 +225,9 @@ def batch_job_mark_failed(*, job_id: int, error: str) -> None:
         )
 
 
-def batch_job_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2)) -> int:
-    """Requeues jobs whose worker stopped beating (a crash or a restart): they start over."""
+def batch_job_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
+    """Requeues jobs whose worker stopped beating, or restarted (`orphaned_by`): they start over."""
     from inference.tasks import batch_job_run_task
 
-    return requeue_stale(BatchJob, batch_job_run_task, stale_after=stale_after, reset={"rows_done": 0})
+    return requeue_stale(BatchJob, batch_job_run_task, stale_after=stale_after, reset={"rows_done": 0},
+                         orphaned_by=orphaned_by)

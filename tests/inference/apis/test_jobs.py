@@ -113,6 +113,21 @@ def test_stuck_job_is_requeued_and_finishes(celery_worker, tabular) -> None:
     assert wait_for(created["id"], {"done"}).rows_done == 10
 
 
+def test_a_restarting_worker_requeues_only_the_jobs_it_was_running(celery_worker, tabular) -> None:
+    created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file([{"income": 1, "region": "north"}] * 10)}, format="multipart").json()
+    wait_for(created["id"], {"done"})
+    # given: a job running on another worker, beating a moment ago
+    BatchJob.objects.filter(pk=created["id"]).update(status="running", rows_done=4, worker="other@host")
+    # when: a worker of another name starts
+    assert batch_job_requeue_stuck(orphaned_by="mine@host") == 0
+    # then: the job is left to its worker
+    assert BatchJob.objects.get(pk=created["id"]).status == "running"
+    # and when its own worker starts again, it runs again from the start
+    assert batch_job_requeue_stuck(orphaned_by="other@host") == 1
+    done = wait_for(created["id"], {"done"})
+    assert done.rows_done == 10 and done.worker == celery_worker.hostname
+
+
 def test_results_missing_from_storage_get_410_not_a_crash(celery_worker, tabular) -> None:
     from django.core.files.storage import default_storage
 
@@ -123,3 +138,47 @@ def test_results_missing_from_storage_get_410_not_a_crash(celery_worker, tabular
     response = api.get(f"/api/v1/jobs/{job.pk}/results")
     assert response.status_code == 410
     assert response.json()["error"]["code"] == "job_results_gone"
+
+
+def test_a_job_whose_worker_was_killed_starts_again_when_that_worker_restarts(tabular) -> None:
+    """A worker killed mid-job (kill -9, a machine that stops) leaves its job RUNNING; when a worker
+    of that name starts again, the job is queued again at once instead of after its heartbeat's
+    staleness (minutes), and finishes whole."""
+    import os
+    import signal
+
+    from django.core.cache import cache
+
+    from tests.worker import start_worker
+
+    # given: a worker of its own, on the pool the web prefers (no other test worker takes the job)
+    name = f"restarting-{os.getpid()}@localhost"
+    first = start_worker(queues="gpu", hostname=name)
+    second = None
+    try:
+        rows = [{"income": i % 100, "region": ("north", "south")[i % 2]} for i in range(60_000)]
+        created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file(rows)}, format="multipart")
+        assert created.status_code == 202, created.content
+        job_id = created.json()["id"]
+        deadline = time.monotonic() + 60
+        while (job := BatchJob.objects.get(pk=job_id)).rows_done == 0:
+            assert time.monotonic() < deadline and job.status in ("pending", "running"), job.status
+            time.sleep(0.01)
+        # when: the worker dies mid-job, with no chance to say so
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+        job.refresh_from_db()
+        assert job.status == "running" and 0 < job.rows_done < len(rows) and job.worker == name
+        second = start_worker(queues="gpu", hostname=name)
+        # then: the restarted worker queues it again and runs it to the end, well before a stale sweep
+        done = wait_for(job_id, {"done", "failed"}, timeout=90)
+        assert done.status == "done" and done.rows_done == len(rows), done.error
+        results = client(tabular).get(f"/api/v1/jobs/{job_id}/results")
+        assert results.status_code == 200
+        assert len(b"".join(results.streaming_content).decode().strip().splitlines()) == len(rows) + 1
+        assert "job(s) this worker left running when it stopped were queued again" in second.log()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+        cache.delete("worker-heartbeat:gpu")  # the web sends nothing more to a pool nobody serves
