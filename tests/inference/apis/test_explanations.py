@@ -28,13 +28,19 @@ def predict(api, rows, **extra):
     return response.json()
 
 
+TWO_ROWS = [{"income": 90, "region": "north"}, {"income": 10, "region": "south"}]
+
+
+def explain(api, prediction, status: int, **body) -> dict:
+    response = api.post(f"/api/v1/predictions/{prediction['id']}/explain", body, format="json")
+    assert response.status_code == status, response.content
+    return response.json()
+
+
 def test_explain_a_stored_prediction(celery_worker, tabular) -> None:
     api = client(tabular)
-    prediction = predict(api, [{"income": 90, "region": "north"}, {"income": 10, "region": "south"}])
-    response = api.post(f"/api/v1/predictions/{prediction['id']}/explain", {"row": 1, "max_evals": 100},
-                        format="json")
-    assert response.status_code == 201, response.content
-    body = response.json()
+    prediction = predict(api, TWO_ROWS)
+    body = explain(api, prediction, 201, row=1, max_evals=100)
     assert body["status"] == "done" and body["method"] == "exact" and body["label"] == "deny"
     assert body["features"] == ["income", "region"] and body["feature_values"] == [10, "south"]
     assert body["residual"] < 1e-6
@@ -116,14 +122,11 @@ def test_bad_requests_are_refused_and_nothing_is_stored(celery_worker, tabular, 
 def test_an_explanation_that_outlasts_the_wait_is_answered_202_and_polled(celery_worker, tabular, settings) -> None:
     settings.EXPLAIN_WAIT_SECONDS = 0  # the web only looks once; the worker goes on
     api = client(tabular)
-    prediction = predict(api, [{"income": 90, "region": "north"}, {"income": 10, "region": "south"}])
-    response = api.post(f"/api/v1/predictions/{prediction['id']}/explain", {"row": 0, "max_evals": 100},
-                        format="json")
-    assert response.status_code == 202, response.content
-    body = response.json()
+    prediction = predict(api, TWO_ROWS)
+    body = explain(api, prediction, 202, row=0, max_evals=100)
     assert body["status"] in ("pending", "running") and "values" not in body
     # the predict-and-explain call waits once for all its rows, not EXPLAIN_WAIT_SECONDS for each
-    both = predict(api, [{"income": 90, "region": "north"}, {"income": 10, "region": "south"}], explain=True)
+    both = predict(api, TWO_ROWS, explain=True)
     assert [e["status"] in ("pending", "running", "done") for e in both["explanations"]] == [True, True]
     deadline = time.monotonic() + 60
     while (polled := api.get(body["url"]).json())["status"] in ("pending", "running"):
