@@ -30,6 +30,7 @@ def demo_model_publish(
     )
     existing = RegisteredModel.objects.filter(organization=owner.organization, name=model.name).first()
     if existing and ModelAlias.objects.filter(model=existing, name="production").exists():
+        progress(1, 1, "already served")
         log(f"{model.name}: already served (production alias exists)")
         return
     folder, metrics = build_cached(model, progress, settings.BUILD_CACHE_DIR)

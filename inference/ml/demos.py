@@ -97,6 +97,7 @@ def build_cached(model: DemoModel, progress: training.Progress, cache: Path) -> 
     """The built model folder and its metrics, built once per recipe in `cache` (settings.BUILD_CACHE_DIR)."""
     target = cache / recipe_key(model)
     if (target / "metrics.json").is_file():
+        progress(1, 1, "built before: from the build cache")
         return target / "model", json.loads((target / "metrics.json").read_text())
     temporary = cache / f".{recipe_key(model)}.building"
     shutil.rmtree(temporary, ignore_errors=True)

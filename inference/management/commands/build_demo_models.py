@@ -28,5 +28,6 @@ class Command(BaseCommand):
                 bar.set_postfix_str(note)
                 bar.refresh()
 
-            demo_model_publish(model, organization_slug=options["org"], progress=progress, log=self.stdout.write)
+            # tqdm.write prints above the bar instead of through it
+            demo_model_publish(model, organization_slug=options["org"], progress=progress, log=tqdm.write)
             bar.close()
