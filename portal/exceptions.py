@@ -155,9 +155,16 @@ def handler500(request: HttpRequest) -> Any:
             ),
             status=500,
         )
-    from django.views.defaults import server_error
+    from django.http import HttpResponseServerError
+    from django.template import loader
 
-    return server_error(request)
+    try:  # rendered without the request's context processors, which may be what failed
+        page = loader.get_template("500.html").render({"request_id": getattr(request, "request_id", "")})
+    except Exception:
+        from django.views.defaults import server_error
+
+        return server_error(request)
+    return HttpResponseServerError(page)
 
 
 def handler400(request: HttpRequest, exception: Exception) -> Any:
