@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 
 from django.conf import settings
@@ -36,7 +35,7 @@ def demo_model_publish(
     folder, metrics = build_cached(model, progress, settings.BUILD_CACHE_DIR)
     owner_actor = actor_for_membership(owner.user, owner.organization, owner.role)
     reviewer_actor = actor_for_membership(reviewer.user, reviewer.organization, reviewer.role)
-    card = {**model.card, "metrics": json.dumps(metrics)}
+    card = {**model.card, "metrics": model.metrics_text.format(**metrics)}
     with transaction.atomic():
         version = model_version_register(
             actor=owner_actor, name=model.name, task=model.task, archive=io.BytesIO(artifacts.pack_directory(folder)),

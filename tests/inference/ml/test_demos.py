@@ -26,6 +26,10 @@ def test_building_the_demo_models_twice_registers_once_and_each_bar_completes(db
     first = capsys.readouterr()
     assert "income: registered as version 1, approved, aliased production" in first.out
     assert "adult_test_accuracy" in first.out
+    from inference.models import ModelVersion
+
+    card = ModelVersion.objects.get(model__name="income").card  # for people, not a JSON dump
+    assert card["metrics"].startswith("Accuracy ") and "% on the 16,281 rows of the UCI Adult test set" in card["metrics"]
     call_command("build_demo_models", "--only", "income")  # make run, a second time
     second = capsys.readouterr()
     assert "income: already served" in second.out
