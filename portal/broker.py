@@ -136,6 +136,25 @@ def _database(url: str) -> str:
 
 
 class EmbeddedChannel(SQLAlchemyChannel):
+    def _engine_from_config(self) -> Any:
+        """kombu's engine, with SQLite in write-ahead-log mode and NORMAL syncing, as the embedded
+        default's own database is (portal/settings.py). SQLite's default rollback journal synced
+        the disk several times a commit: 3.7 ms to publish a message and 3.4 ms to take one on
+        this 2-core VM. A commit in WAL mode is not synced: a power cut can lose the last
+        messages, which a machine that only tries Steward out can afford; production uses Redis."""
+        from sqlalchemy import event
+
+        engine = super()._engine_from_config()
+        if engine.dialect.name == "sqlite":
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection: Any, record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.close()
+
+        return engine
+
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]  # kombu's bases disagree
         super()._put(queue, payload, **kwargs)
         doorbell(_database(self.connection.client.hostname or "")).ring()

@@ -89,3 +89,19 @@ def test_where_no_socket_can_be_bound_the_polls_serve_alone(tmp_path) -> None:
     assert 0.04 < time.monotonic() - began < 1 and bell.listen() is None
     bell.ring()  # and a ring does nothing
     assert not Path(deep / "bells").exists()
+
+
+def test_the_broker_database_keeps_a_write_ahead_log(broker, tmp_path) -> None:
+    """SQLite's default rollback journal synced the disk several times a commit (3.7 ms a publish)."""
+    import sqlite3
+
+    with Connection(broker) as conn:
+        queue = conn.SimpleQueue("wal-test")
+        queue.put({"n": 1})
+        assert queue.get(timeout=5).payload == {"n": 1}
+        queue.close()
+    database = sqlite3.connect(tmp_path / "broker.sqlite3")
+    try:
+        assert database.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        database.close()
