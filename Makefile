@@ -58,4 +58,5 @@ bench-dp: $(STAMP)
 	$(PY) bench/dp_bench.py
 
 clean:
-	rm -rf var/cache var/broker.sqlite3 var/celery-results.sqlite3 var/test var/test-* .pytest_cache
+	@# the broker database with its write-ahead log: a WAL left without its database would be replayed into a new one
+	rm -rf var/cache var/broker.sqlite3 var/broker.sqlite3-wal var/broker.sqlite3-shm var/bells var/test var/test-* .pytest_cache
