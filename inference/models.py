@@ -146,8 +146,9 @@ class JobStatus(models.TextChoices):
 
 class WorkerJob(models.Model):
     """What every job a worker runs in the background records: who asked, when it was created,
-    started and finished, its error, and the heartbeat by which a stalled one is requeued
-    (portal.workers.requeue_stale), or the worker whose restart requeues it. Each job keeps its own status, whose states differ."""
+    started and finished, its error, and what requeues it if its worker dies
+    (portal.workers.requeue_stale): its heartbeat, and the worker whose restart requeues it at
+    once. Each job keeps its own status, whose states differ."""
 
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

@@ -71,16 +71,16 @@ def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[
 
 
 def current_worker() -> str:
-    """The name of the Celery worker running this (its hostname, as `celery -n` gave it), or ""."""
+    """The name of the Celery worker running the current task (its hostname, as `celery -n` gave
+    it), or "" outside a task."""
     from celery import current_task
 
-    return getattr(getattr(current_task, "request", None), "hostname", None) or _hostname
+    return getattr(getattr(current_task, "request", None), "hostname", None) or ""
 
 
 # --- the worker side -----------------------------------------------------------------------
 logger = logging.getLogger("steward.worker")
 _stop = threading.Event()
-_hostname = ""
 
 
 def device_description() -> str:
@@ -107,8 +107,6 @@ def _worker_ready(sender: Any = None, **kwargs: Any) -> None:
             _stop.wait(HEARTBEAT_TTL / 3)
 
     threading.Thread(target=beat, name="worker-heartbeat", daemon=True).start()
-    global _hostname
-    _hostname = hostname
     _requeue_orphans(hostname)
 
 
