@@ -111,6 +111,22 @@ def test_ctrl_c_stops_the_web_server_and_the_worker_and_frees_the_port(serving) 
         s.bind(("127.0.0.1", port))
 
 
+def _environ(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(pair.decode().split("=", 1) for pair in pairs if b"=" in pair)
+
+
+@pytest.mark.slow
+def test_the_worker_gets_the_cores_and_lets_torch_threads_sleep_while_they_wait(serving) -> None:
+    process, _port, _log_path = serving
+    workers = [pid for pid in _alive(_descendants(process.pid))
+               if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 1
+    environ = _environ(workers[0])
+    assert environ["OMP_NUM_THREADS"] == str(os.cpu_count())
+    assert environ["OMP_WAIT_POLICY"] == "PASSIVE"  # serve's default; an operator's own value wins
+
+
 @pytest.mark.slow
 def test_the_web_server_and_the_worker_stop_when_serve_itself_is_killed(serving) -> None:
     process, _port, log_path = serving

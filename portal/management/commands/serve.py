@@ -108,6 +108,12 @@ class Command(BaseCommand):
             if n:  # one beat scheduler is enough
                 command.remove("--beat")
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+            # The web server, the database and the worker's own threads share these cores with the
+            # model's OpenMP threads. OpenMP's default has a thread that waits at a barrier for its
+            # peer (descheduled by one of them) spin on the core instead of yielding it: under 32
+            # callers on 2 cores the model spent 14.6 ms of CPU a row against 11.3 when they sleep
+            # (9.9 alone), and served 77 rows/s against 83. At concurrency 1 no difference showed.
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             processes[f"worker{n}"] = _start(command, env)
         processes["web"] = _start(web)
         url = f"http://{options['host']}:{options['port']}/"
