@@ -47,13 +47,6 @@ def batch_job_run_task(self: Task, job_id: int) -> None:
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def batch_job_requeue_stuck_task() -> None:
-    from inference.services.jobs import batch_job_requeue_stuck
-
-    batch_job_requeue_stuck()
-
-
-@shared_task(acks_late=True, ignore_result=True)
 def prediction_fail_stuck_task() -> None:
     from inference.services.predictions import prediction_fail_stuck
 
@@ -102,13 +95,6 @@ def global_explanation_run_task(self: Task, job_id: int) -> None:
     global_explanation_run(job_id=job_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def global_explanation_requeue_stuck_task() -> None:
-    from inference.services.global_explanations import global_explanation_requeue_stuck
-
-    global_explanation_requeue_stuck()
-
-
 def _finetune_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
     from inference.services.finetuning import finetune_mark_failed
 
@@ -120,10 +106,3 @@ def finetune_run_task(self: Task, job_id: int) -> None:
     from inference.services.finetuning import finetune_run
 
     finetune_run(job_id=job_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def finetune_requeue_stuck_task() -> None:
-    from inference.services.finetuning import finetune_requeue_stuck
-
-    finetune_requeue_stuck()

@@ -199,18 +199,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(AUDIT_CHECKPOINT_SECONDS),
     },
     "audit-verify": {"task": "audit.log.tasks.log_verify_task", "schedule": 3600.0},
-    "jobs-requeue-stuck": {"task": "inference.tasks.batch_job_requeue_stuck_task", "schedule": 60.0},
+    "jobs-requeue-stuck": {"task": "portal.tasks.job_sweeps_task", "schedule": 60.0},
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
     "prediction-replies-sweep": {"task": "inference.tasks.prediction_replies_sweep_task", "schedule": 60.0},
-    "bias-reports-requeue-stuck": {"task": "audit.fairness.tasks.bias_report_requeue_stuck_task", "schedule": 60.0},
-    "finetune-requeue-stuck": {"task": "inference.tasks.finetune_requeue_stuck_task", "schedule": 60.0},
-    "exports-requeue-stuck": {"task": "audit.exports.tasks.export_requeue_stuck_task", "schedule": 60.0},
-    "global-explanations-requeue-stuck": {
-        "task": "inference.tasks.global_explanation_requeue_stuck_task", "schedule": 60.0,
-    },
 }
-# Run by a worker as it starts: jobs its previous run left RUNNING are queued again at once.
-WORKER_ORPHAN_SWEEPS = [
+# Background jobs whose worker went away are queued again: by every sweep below, each minute (jobs
+# whose heartbeat is stale) and as a worker starts (jobs its previous run left RUNNING).
+WORKER_JOB_SWEEPS = [
     "inference.services.jobs.batch_job_requeue_stuck",
     "inference.services.global_explanations.global_explanation_requeue_stuck",
     "inference.services.finetuning.finetune_requeue_stuck",

@@ -112,21 +112,46 @@ def _worker_ready(sender: Any = None, **kwargs: Any) -> None:
 
 def _requeue_orphans(hostname: str) -> None:
     """Jobs this worker's previous run left RUNNING (it was killed, or its machine stopped) start
-    again now, not when their heartbeat is stale (minutes): the sweeps of settings.WORKER_ORPHAN_SWEEPS."""
-    from django.conf import settings
+    again now, not when their heartbeat is stale (minutes)."""
     from django.db import close_old_connections
+
+    try:
+        found = job_sweeps_run(orphaned_by=hostname)
+    except SweepsFailed:  # the worker still serves; the periodic sweep will find them later
+        found = {}
+    for kind, count in found.items():
+        if count:
+            logger.warning("%s: %d job(s) this worker left running when it stopped were queued again (%s)",
+                           hostname, count, kind)
+    close_old_connections()
+
+
+class SweepsFailed(Exception):
+    """One or more of settings.WORKER_JOB_SWEEPS raised (each is logged; the others ran)."""
+
+
+def job_sweeps_run(*, orphaned_by: str = "") -> dict[str, int]:
+    """Runs every sweep of settings.WORKER_JOB_SWEEPS (one per kind of background job, each
+    `requeue_stale` for its model): jobs whose worker stopped beating, or with `orphaned_by`, jobs
+    that worker left RUNNING, are queued again. The periodic task and a starting worker both run
+    this one list. Returns how many each sweep requeued, by the sweep's name.
+
+    Raises:
+        SweepsFailed: a sweep failed; the ones after it still ran.
+    """
+    from django.conf import settings
     from django.utils.module_loading import import_string
 
-    for path in settings.WORKER_ORPHAN_SWEEPS:
+    found, failed = {}, []
+    for path in settings.WORKER_JOB_SWEEPS:
         try:
-            found = import_string(path)(orphaned_by=hostname)
-        except Exception:  # the worker still serves; the periodic sweep will find them later
-            logger.exception("requeueing the jobs %s left running failed (%s)", hostname, path)
-            continue
-        if found:
-            logger.warning("%s: %d job(s) this worker left running when it stopped were queued again (%s)",
-                           hostname, found, path.rsplit(".", 1)[1])
-    close_old_connections()
+            found[path.rsplit(".", 1)[1]] = import_string(path)(orphaned_by=orphaned_by)
+        except Exception:
+            logger.exception("the job sweep %s failed%s", path, f" (for {orphaned_by})" if orphaned_by else "")
+            failed.append(path)
+    if failed:
+        raise SweepsFailed(", ".join(failed))
+    return found
 
 
 @worker_shutdown.connect

@@ -18,10 +18,3 @@ def export_run_task(self: Task, export_id: int) -> None:
     from audit.exports.services import export_run
 
     export_run(export_id=export_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def export_requeue_stuck_task() -> None:
-    from audit.exports.services import export_requeue_stuck
-
-    export_requeue_stuck()

@@ -18,10 +18,3 @@ def bias_report_run_task(self: Task, report_id: int) -> None:
     from audit.fairness.services import bias_report_run
 
     bias_report_run(report_id=report_id)
-
-
-@shared_task(acks_late=True, ignore_result=True)
-def bias_report_requeue_stuck_task() -> None:
-    from audit.fairness.services import bias_report_requeue_stuck
-
-    bias_report_requeue_stuck()
