@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -91,23 +92,77 @@ def device_description() -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+NAME_BEAT_SECONDS = 2.0  # how often a worker renews the claim on its name
+
+
+def _name_key(hostname: str) -> str:
+    return f"worker-name:{hostname}"
+
+
 @worker_ready.connect
 def _worker_ready(sender: Any = None, **kwargs: Any) -> None:
     queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
     hostname = getattr(sender, "hostname", "") or "worker"
     device = device_description()
     logger.info("worker %s ready on %s, queues %s", hostname, device, ", ".join(queues))
+    threading.Thread(target=_beat, args=(hostname, queues, device), name="worker-heartbeat", daemon=True).start()
 
-    def beat() -> None:
-        while not _stop.is_set():
-            try:
+
+def _beat(hostname: str, queues: list[str], device: str) -> None:
+    """The worker's heartbeats: its queues' (every HEARTBEAT_TTL / 3), and once it has made sure
+    no live worker bears its name, the claim on that name (every NAME_BEAT_SECONDS)."""
+    me, last_queues = uuid.uuid4().hex, 0.0
+    try:  # serving first: settling the name may take a few beats
+        worker_heartbeat(queues=queues, device=device, hostname=hostname)
+        last_queues = time.monotonic()
+    except Exception:
+        logger.warning("worker heartbeat failed", exc_info=True)
+    owner = _name_settle(hostname, me)
+    while not _stop.is_set():
+        try:
+            if time.monotonic() - last_queues >= HEARTBEAT_TTL / 3:
                 worker_heartbeat(queues=queues, device=device, hostname=hostname)
-            except Exception:  # the cache may blink; the next beat tries again
-                logger.warning("worker heartbeat failed", exc_info=True)
-            _stop.wait(HEARTBEAT_TTL / 3)
+                last_queues = time.monotonic()
+            if owner:
+                cache.set(_name_key(hostname), {"by": me, "at": time.time()}, timeout=HEARTBEAT_TTL)
+        except Exception:  # the cache may blink; the next beat tries again
+            logger.warning("worker heartbeat failed", exc_info=True)
+        if owner is None:  # the name's claim was unreadable: settle it now, with the queues beating
+            owner = _name_settle(hostname, me)
+        _stop.wait(NAME_BEAT_SECONDS)
+    if owner:
+        cache.delete(_name_key(hostname))  # a clean stop: a restart need not wait to take the name
 
-    threading.Thread(target=beat, name="worker-heartbeat", daemon=True).start()
+
+def _name_settle(hostname: str, me: str) -> bool | None:
+    """Whether this worker owns its name, after requeueing the jobs its previous run left RUNNING.
+
+    A worker's jobs record its name, and a worker that starts again under that name takes back the
+    ones still RUNNING: its previous run was killed. That holds only if no other live worker bears
+    the name. The name's claim in the cache is renewed every NAME_BEAT_SECONDS by its owner: a claim
+    left by a dead run stops changing, and after a few beats this worker takes it; one that keeps
+    changing belongs to a live worker of the same name (two hosts, or two workers, given one `-n`),
+    and this worker then takes back nothing and says so. None: the cache could not be read.
+    """
+    key = _name_key(hostname)
+    try:
+        seen = cache.get(key)
+        deadline = time.monotonic() + 2.5 * NAME_BEAT_SECONDS
+        while seen is not None and time.monotonic() < deadline and not _stop.is_set():
+            _stop.wait(NAME_BEAT_SECONDS / 4)
+            now = cache.get(key)
+            if now is not None and now != seen:
+                logger.error(
+                    "another live worker is named %s: this one takes back none of the jobs left running "
+                    "under that name, and both should be given names of their own (celery worker -n)", hostname)
+                return False
+            seen = now
+        cache.set(key, {"by": me, "at": time.time()}, timeout=HEARTBEAT_TTL)
+    except Exception:
+        logger.warning("the claim on the worker name %s could not be read", hostname, exc_info=True)
+        return None
     _requeue_orphans(hostname)
+    return True
 
 
 def _requeue_orphans(hostname: str) -> None:

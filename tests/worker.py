@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -49,9 +50,12 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+_started = itertools.count()  # two workers of one name keep logs of their own
+
+
 def start_worker(queues: str = "default,cpu", timeout: float = 60.0, hostname: str = "") -> CeleryWorker:
     hostname = hostname or f"test-{os.getpid()}@localhost"
-    log_path = Path(settings.DATA_DIR) / f"test-worker-{hostname.split('@')[0]}.log"
+    log_path = Path(settings.DATA_DIR) / f"test-worker-{hostname.split('@')[0]}-{next(_started)}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
     process = subprocess.Popen(

@@ -111,6 +111,10 @@ def test_ctrl_c_stops_the_web_server_and_the_worker_and_frees_the_port(serving) 
         s.bind(("127.0.0.1", port))
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def _environ(pid: int) -> dict[str, str]:
     pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(pair.decode().split("=", 1) for pair in pairs if b"=" in pair)
@@ -119,8 +123,8 @@ def _environ(pid: int) -> dict[str, str]:
 @pytest.mark.slow
 def test_the_worker_gets_the_cores_and_lets_torch_threads_sleep_while_they_wait(serving) -> None:
     process, _port, _log_path = serving
-    workers = [pid for pid in _alive(_descendants(process.pid))
-               if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    workers = [pid for pid in _alive(_descendants(process.pid))  # serve's own child (beat forks one of its own)
+               if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes() and _parent(pid) == process.pid]
     assert len(workers) == 1
     environ = _environ(workers[0])
     assert environ["OMP_NUM_THREADS"] == str(os.cpu_count())

@@ -182,3 +182,42 @@ def test_a_job_whose_worker_was_killed_starts_again_when_that_worker_restarts(ta
             if worker is not None:
                 worker.stop()
         cache.delete("worker-heartbeat:gpu")  # the web sends nothing more to a pool nobody serves
+
+
+def test_a_second_live_worker_of_the_same_name_takes_back_nothing(tabular) -> None:
+    """Two workers given one name (`-n` copied between hosts): the one that starts second must not
+    take the first one's running jobs for jobs left by a dead run of its own."""
+    import os
+
+    from django.core.cache import cache
+
+    from tests.worker import start_worker
+
+    name = f"twin-{os.getpid()}@localhost"
+    first = start_worker(queues="gpu", hostname=name)
+    second = None
+    try:
+        rows = [{"income": i % 100, "region": ("north", "south")[i % 2]} for i in range(60_000)]
+        created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file(rows)}, format="multipart")
+        assert created.status_code == 202, created.content
+        job_id = created.json()["id"]
+        deadline = time.monotonic() + 60
+        while BatchJob.objects.get(pk=job_id).rows_done == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        # when: a second worker of that name starts while the first runs the job
+        second = start_worker(queues="gpu", hostname=name)
+        deadline = time.monotonic() + 30
+        while "another live worker is named" not in second.log():
+            assert time.monotonic() < deadline, second.log()[-3000:]
+            time.sleep(0.2)
+        # then: the job was not queued again; it runs on to the end once
+        done = wait_for(job_id, {"done", "failed"}, timeout=90)
+        assert done.status == "done" and done.rows_done == len(rows), done.error
+        assert "queued again" not in second.log()
+        assert "job(s) this worker left running" not in first.log()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+        cache.delete("worker-heartbeat:gpu")
