@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from rest_framework.test import APIClient
@@ -14,6 +16,7 @@ from audit.log.models import LogEntry
 from inference.models import BatchJob, UsageDaily
 from inference.services.jobs import batch_job_requeue_stuck
 from tests.inference.factories import bearer_client, csv_upload
+from tests.worker import CeleryWorker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -140,84 +143,80 @@ def test_results_missing_from_storage_get_410_not_a_crash(celery_worker, tabular
     assert response.json()["error"]["code"] == "job_results_gone"
 
 
-def test_a_job_whose_worker_was_killed_starts_again_when_that_worker_restarts(tabular) -> None:
-    """A worker killed mid-job (kill -9, a machine that stops) leaves its job RUNNING; when a worker
-    of that name starts again, the job is queued again at once instead of after its heartbeat's
-    staleness (minutes), and finishes whole."""
+def _long_job_under_way(tabular) -> tuple[list[dict[str, object]], BatchJob]:
+    """A 60,000-row job submitted through the API, once its worker has done some of it."""
+    rows = [{"income": i % 100, "region": ("north", "south")[i % 2]} for i in range(60_000)]
+    created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file(rows)}, format="multipart")
+    assert created.status_code == 202, created.content
+    deadline = time.monotonic() + 60
+    while (job := BatchJob.objects.get(pk=created.json()["id"])).rows_done == 0:
+        assert time.monotonic() < deadline and job.status in ("pending", "running"), job.status
+        time.sleep(0.01)
+    return rows, job
+
+
+@contextmanager
+def _workers_named(prefix: str) -> Iterator[tuple[str, Callable[[], CeleryWorker]]]:
+    """Starts, on demand, workers all of one name of their own, on the pool the web prefers (no
+    other test worker takes their jobs); stops them all at the end."""
     import os
-    import signal
 
     from django.core.cache import cache
 
     from tests.worker import start_worker
 
-    # given: a worker of its own, on the pool the web prefers (no other test worker takes the job)
-    name = f"restarting-{os.getpid()}@localhost"
-    first = start_worker(queues="gpu", hostname=name)
-    second = None
+    name, started = f"{prefix}-{os.getpid()}@localhost", []
+
+    def start() -> CeleryWorker:
+        started.append(start_worker(queues="gpu", hostname=name))
+        return started[-1]
+
     try:
-        rows = [{"income": i % 100, "region": ("north", "south")[i % 2]} for i in range(60_000)]
-        created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file(rows)}, format="multipart")
-        assert created.status_code == 202, created.content
-        job_id = created.json()["id"]
-        deadline = time.monotonic() + 60
-        while (job := BatchJob.objects.get(pk=job_id)).rows_done == 0:
-            assert time.monotonic() < deadline and job.status in ("pending", "running"), job.status
-            time.sleep(0.01)
+        yield name, start
+    finally:
+        for worker in started:
+            worker.stop()
+        cache.delete("worker-heartbeat:gpu")  # the web sends nothing more to a pool nobody serves
+
+
+def test_a_job_whose_worker_was_killed_starts_again_when_that_worker_restarts(tabular) -> None:
+    """A worker killed mid-job (kill -9, a machine that stops) leaves its job RUNNING; when a worker
+    of that name starts again, the job is queued again at once instead of after its heartbeat's
+    staleness (minutes), and finishes whole."""
+    import signal
+
+    with _workers_named("restarting") as (name, start):
+        first = start()
+        rows, job = _long_job_under_way(tabular)
         # when: the worker dies mid-job, with no chance to say so
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(timeout=10)
         job.refresh_from_db()
         assert job.status == "running" and 0 < job.rows_done < len(rows) and job.worker == name
-        second = start_worker(queues="gpu", hostname=name)
+        second = start()
         # then: the restarted worker queues it again and runs it to the end, well before a stale sweep
-        done = wait_for(job_id, {"done", "failed"}, timeout=90)
+        done = wait_for(job.pk, {"done", "failed"}, timeout=90)
         assert done.status == "done" and done.rows_done == len(rows), done.error
-        results = client(tabular).get(f"/api/v1/jobs/{job_id}/results")
+        results = client(tabular).get(f"/api/v1/jobs/{job.pk}/results")
         assert results.status_code == 200
         assert len(b"".join(results.streaming_content).decode().strip().splitlines()) == len(rows) + 1
         assert "job(s) this worker left running when it stopped were queued again" in second.log()
-    finally:
-        for worker in (first, second):
-            if worker is not None:
-                worker.stop()
-        cache.delete("worker-heartbeat:gpu")  # the web sends nothing more to a pool nobody serves
 
 
 def test_a_second_live_worker_of_the_same_name_takes_back_nothing(tabular) -> None:
     """Two workers given one name (`-n` copied between hosts): the one that starts second must not
     take the first one's running jobs for jobs left by a dead run of its own."""
-    import os
-
-    from django.core.cache import cache
-
-    from tests.worker import start_worker
-
-    name = f"twin-{os.getpid()}@localhost"
-    first = start_worker(queues="gpu", hostname=name)
-    second = None
-    try:
-        rows = [{"income": i % 100, "region": ("north", "south")[i % 2]} for i in range(60_000)]
-        created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file(rows)}, format="multipart")
-        assert created.status_code == 202, created.content
-        job_id = created.json()["id"]
-        deadline = time.monotonic() + 60
-        while BatchJob.objects.get(pk=job_id).rows_done == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    with _workers_named("twin") as (_name, start):
+        first = start()
+        rows, job = _long_job_under_way(tabular)
         # when: a second worker of that name starts while the first runs the job
-        second = start_worker(queues="gpu", hostname=name)
+        second = start()
         deadline = time.monotonic() + 30
         while "another live worker is named" not in second.log():
             assert time.monotonic() < deadline, second.log()[-3000:]
             time.sleep(0.2)
         # then: the job was not queued again; it runs on to the end once
-        done = wait_for(job_id, {"done", "failed"}, timeout=90)
+        done = wait_for(job.pk, {"done", "failed"}, timeout=90)
         assert done.status == "done" and done.rows_done == len(rows), done.error
         assert "queued again" not in second.log()
         assert "job(s) this worker left running" not in first.log()
-    finally:
-        for worker in (first, second):
-            if worker is not None:
-                worker.stop()
-        cache.delete("worker-heartbeat:gpu")
