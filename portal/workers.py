@@ -111,27 +111,26 @@ def _worker_ready(sender: Any = None, **kwargs: Any) -> None:
 def _beat(hostname: str, queues: list[str], device: str) -> None:
     """The worker's heartbeats: its queues' (every HEARTBEAT_TTL / 3), and once it has made sure
     no live worker bears its name, the claim on that name (every NAME_BEAT_SECONDS)."""
-    me, last_queues = uuid.uuid4().hex, 0.0
-    try:  # serving first: settling the name may take a few beats
-        worker_heartbeat(queues=queues, device=device, hostname=hostname)
-        last_queues = time.monotonic()
-    except Exception:
-        logger.warning("worker heartbeat failed", exc_info=True)
-    owner = _name_settle(hostname, me)
+    me, last_queues = uuid.uuid4().hex, float("-inf")
+    owner: bool | None = None  # not settled yet, or the cache could not be read: settled next beat
     while not _stop.is_set():
         try:
-            if time.monotonic() - last_queues >= HEARTBEAT_TTL / 3:
+            if time.monotonic() - last_queues >= HEARTBEAT_TTL / 3:  # first: serving starts at once
                 worker_heartbeat(queues=queues, device=device, hostname=hostname)
                 last_queues = time.monotonic()
             if owner:
-                cache.set(_name_key(hostname), {"by": me, "at": time.time()}, timeout=HEARTBEAT_TTL)
+                _claim(hostname, me)
         except Exception:  # the cache may blink; the next beat tries again
             logger.warning("worker heartbeat failed", exc_info=True)
-        if owner is None:  # the name's claim was unreadable: settle it now, with the queues beating
+        if owner is None:  # settling the name may take a few beats
             owner = _name_settle(hostname, me)
         _stop.wait(NAME_BEAT_SECONDS)
     if owner:
         cache.delete(_name_key(hostname))  # a clean stop: a restart need not wait to take the name
+
+
+def _claim(hostname: str, me: str) -> None:
+    cache.set(_name_key(hostname), {"by": me, "at": time.time()}, timeout=HEARTBEAT_TTL)
 
 
 def _name_settle(hostname: str, me: str) -> bool | None:
@@ -157,7 +156,7 @@ def _name_settle(hostname: str, me: str) -> bool | None:
                     "under that name, and both should be given names of their own (celery worker -n)", hostname)
                 return False
             seen = now
-        cache.set(key, {"by": me, "at": time.time()}, timeout=HEARTBEAT_TTL)
+        _claim(hostname, me)
     except Exception:
         logger.warning("the claim on the worker name %s could not be read", hostname, exc_info=True)
         return None
@@ -168,17 +167,18 @@ def _name_settle(hostname: str, me: str) -> bool | None:
 def _requeue_orphans(hostname: str) -> None:
     """Jobs this worker's previous run left RUNNING (it was killed, or its machine stopped) start
     again now, not when their heartbeat is stale (minutes)."""
-    from django.db import close_old_connections
+    from django.db import connection
 
     try:
         found = job_sweeps_run(orphaned_by=hostname)
     except SweepsFailed:  # the worker still serves; the periodic sweep will find them later
         found = {}
+    finally:  # the heartbeat thread's only use of the database: its connection is not kept idle
+        connection.close()
     for kind, count in found.items():
         if count:
             logger.warning("%s: %d job(s) this worker left running when it stopped were queued again (%s)",
                            hostname, count, kind)
-    close_old_connections()
 
 
 class SweepsFailed(Exception):
