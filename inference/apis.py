@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -15,11 +16,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference import selectors
-from inference.exceptions import InvalidInput, JobNotFinished, JobResultsGone
+from inference.exceptions import InvalidArchive, InvalidInput, JobNotFinished, JobResultsGone
 from inference.ml import private
 from inference.ml.explain import MAX_EVALS, MIN_EVALS
 from inference.models import GlobalSource, JobStatus, Task
-from inference.services import explanations, finetuning, global_explanations, jobs, predictions, registry
+from inference.services import explanations, finetuning, global_explanations, jobs, predictions, registry, uploads
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
 
@@ -62,13 +63,33 @@ class ModelSerializer(serializers.Serializer):  # type: ignore[type-arg]
         return {alias.name: alias.version.version for alias in model.aliases.all()}
 
 
+class ModelUploadSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=JobStatus.choices,
+                                     help_text="pending or running: still being checked; done: registered; failed")
+    model = serializers.CharField(source="name")
+    task = serializers.CharField()
+    archive_sha256 = serializers.CharField()
+    archive_size = serializers.IntegerField()
+    error = serializers.CharField(help_text="why the check refused the archive (status failed)")
+    version = VersionSerializer(allow_null=True, help_text="the draft version made (status done)")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, upload: Any) -> str:
+        return reverse("api-model-upload", args=[upload.pk])
+
+
 class ModelListRegisterApi(APIView):
     required_capability = {"GET": Cap.MODEL_READ, "POST": Cap.MODEL_REGISTER}
 
     class InputSerializer(StrictSerializer):
         name = serializers.SlugField(max_length=60)
         task = serializers.ChoiceField(choices=Task.values)
-        archive = serializers.FileField(help_text=".zip or .tar.gz: a Hugging Face model folder, or model.pt + schema.json")
+        archive = serializers.FileField(
+            help_text=".zip or .tar.gz: a Hugging Face model folder with safetensors weights "
+                      "(text-classification), or model.onnx + schema.json (tabular-classification)")
         card = serializers.JSONField(required=False, help_text="the model card, as a JSON object")
         description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
@@ -76,8 +97,13 @@ class ModelListRegisterApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(ModelSerializer(selectors.model_list(actor=actor_of(request)), many=True).data)
 
-    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: VersionSerializer},
-                   summary="Register a model version from an archive")
+    @extend_schema(request={"multipart/form-data": InputSerializer},
+                   responses={201: VersionSerializer, 202: ModelUploadSerializer},
+                   summary="Register a model version from an archive",
+                   description="The archive is checked on a worker (it loads and runs an example, within time and "
+                               "memory limits). 201 with the draft version when the check passes within "
+                               "MODEL_CHECK_WAIT_SECONDS; 400 with the reason when it refuses the archive; 202 with "
+                               "the upload to poll while the check still runs.")
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -87,12 +113,25 @@ class ModelListRegisterApi(APIView):
                 card = json.loads(card)
             except json.JSONDecodeError:
                 raise InvalidInput("'card' is not valid JSON.") from None
-        version = registry.model_version_register(
+        staged = uploads.model_upload_create(
             actor=actor_of(request), name=data.validated_data["name"], task=data.validated_data["task"],
             archive=data.validated_data["archive"], card=card,
             description=data.validated_data.get("description", ""),
         )
-        return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        upload = uploads.model_upload_wait(staged)
+        if upload.status == JobStatus.FAILED:
+            raise InvalidArchive(upload.error, details={"upload": upload.pk})
+        if upload.status == JobStatus.DONE and upload.version is not None:
+            return Response(VersionSerializer(upload.version).data, status=status.HTTP_201_CREATED)
+        return Response(ModelUploadSerializer(upload).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelUploadDetailApi(APIView):
+    required_capability = Cap.MODEL_REGISTER
+
+    @extend_schema(responses=ModelUploadSerializer, summary="A model upload and its check")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ModelUploadSerializer(selectors.model_upload_get(actor=actor_of(request), pk=pk)).data)
 
 
 class ModelDetailApi(APIView):

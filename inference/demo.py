@@ -11,7 +11,8 @@ from django.db import transaction
 from inference.ml import artifacts, training
 from inference.ml.demos import DemoModel, build_cached
 from inference.models import ModelAlias, RegisteredModel, VersionStatus
-from inference.services.registry import alias_move, model_version_register, model_version_transition
+from inference.services.registry import alias_move, model_version_transition
+from inference.services.uploads import model_version_register
 from portal.accounts.actor import actor_for_membership
 from portal.accounts.models import Membership
 
@@ -28,7 +29,9 @@ def demo_model_publish(
         organization__slug=organization_slug, user__username="demo-reviewer"
     )
     existing = RegisteredModel.objects.filter(organization=owner.organization, name=model.name).first()
-    if existing and ModelAlias.objects.filter(model=existing, name="production").exists():
+    served = ModelAlias.objects.filter(model=existing, name="production").select_related("version").first()
+    # a demo served from TorchScript, which is no longer accepted, is rebuilt as ONNX and takes the alias
+    if served is not None and served.version.framework != "torchscript":
         progress(1, 1, "already served")
         log(f"{model.name}: already served (production alias exists)")
         return

@@ -41,3 +41,22 @@ def version_evidence(version: ModelVersion) -> list[Evidence]:
         if evidence is not None:
             found.append(evidence)
     return found
+
+
+def _artifact_format(version: ModelVersion) -> Evidence | None:
+    """TorchScript, accepted before ONNX replaced it, can run code of its own: said on the card, and a
+    version in it that is not yet approved cannot be."""
+    if version.framework != "torchscript":
+        return None
+    return Evidence(
+        title="Artifact format",
+        summary="TorchScript: a format that can run code of its own. Versions approved in it keep serving; no "
+                "new version is accepted in it. Export the model to ONNX and register it again.",
+        verdict="warn",
+        blocks_approval=version.status in ("draft", "submitted", "rejected"),
+        reason="TorchScript versions can no longer be approved; register the model as ONNX.",
+        details={"framework": version.framework},
+    )
+
+
+register_evidence_provider("artifact-format", _artifact_format)

@@ -335,3 +335,27 @@ class PrivacyLedgerEntry(models.Model):
     def steps_counted(self) -> int:
         """Steps held against the budget: the whole plan while reserved, what was spent once settled."""
         return self.steps_reserved if self.state == LedgerState.RESERVED else self.steps_spent
+
+
+class ModelUpload(WorkerJob):
+    """An uploaded archive waiting for its check on a worker (inference/ml/sandbox.py).
+
+    The archive waits in the artifact storage under `staged_path`; a check that passes makes it
+    a draft version (`version`), one that fails deletes it and keeps only the reason (`error`), so
+    that nothing of a refused upload stays behind.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    name = models.SlugField(max_length=60)
+    task = models.CharField(max_length=32, choices=Task.choices)
+    card = models.JSONField(default=dict)
+    description = models.TextField(blank=True)
+    staged_path = models.CharField(max_length=300, blank=True)
+    archive_sha256 = models.CharField(max_length=64)
+    archive_size = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    version = models.ForeignKey(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    audit_actor = models.JSONField(default=dict, help_text="who uploaded it, as the audit log names them")
+
+    class Meta:
+        ordering = ["-created_at"]

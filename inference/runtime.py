@@ -65,7 +65,7 @@ class _Tee:
 
 def _load(version: ModelVersion) -> LoadedModel:
     folder = artifact_folder(version)
-    predictor = predictor_class(version.task)()
+    predictor = predictor_class(version.task, version.framework)()
     device = best_device()
     predictor.load(folder, device)
     logger.info("loaded %s (%s) on %s", version, version.task, device)

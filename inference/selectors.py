@@ -16,6 +16,7 @@ from inference.models import (
     GlobalExplanation,
     ModelAlias,
     ModelTransition,
+    ModelUpload,
     ModelVersion,
     Prediction,
     PredictionStatus,
@@ -276,3 +277,12 @@ def version_audit_targets(*, version: ModelVersion, since: datetime, until: date
               .order_by("-created_at").values_list("pk", flat=True)[:predictions])
     targets.append(("inference.Prediction", [str(pk) for pk in recent]))
     return [(kind, ids) for kind, ids in targets if ids]
+
+
+def model_upload_get(*, actor: Actor, pk: int) -> ModelUpload:
+    """An upload of the actor's organisation, seen by those who may register models."""
+    actor.require(Cap.MODEL_REGISTER, "see model uploads")
+    found = ModelUpload.objects.filter(organization=actor.organization, pk=pk).select_related("version__model").first()
+    if found is None:
+        raise NotFound("No such model upload in this organisation.")
+    return found

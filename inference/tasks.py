@@ -106,3 +106,25 @@ def finetune_run_task(self: Task, job_id: int) -> None:
     from inference.services.finetuning import finetune_run
 
     finetune_run(job_id=job_id)
+
+
+def _upload_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    from inference.services.uploads import model_upload_mark_failed
+
+    model_upload_mark_failed(upload_id=args[0], error=f"{type(exc).__name__}: {exc}")
+    if kwargs.get("reply_to"):  # told after the failure is stored, which is what the waiter reads
+        from portal.replies import reply_fail
+
+        reply_fail(kwargs["reply_to"], exc, message=f"The check of upload {args[0]} failed; it is recorded as failed.")
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_upload_failed)
+def model_upload_check_task(self: Task, upload_id: int, reply_to: str | None = None) -> None:
+    """Checks an uploaded model in the sandbox; a waiting request is told on `reply_to` when it is settled."""
+    from inference.services.uploads import model_upload_check
+
+    model_upload_check(upload_id=upload_id)
+    if reply_to:
+        from portal.replies import reply_send
+
+        reply_send(reply_to, {"upload": upload_id})

@@ -4,6 +4,7 @@ from inference import apis
 
 urlpatterns = [
     path("models", apis.ModelListRegisterApi.as_view(), name="api-models"),
+    path("model-uploads/<int:pk>", apis.ModelUploadDetailApi.as_view(), name="api-model-upload"),
     path("models/<slug:name>", apis.ModelDetailApi.as_view(), name="api-model"),
     path("models/<slug:name>/versions/<int:version>", apis.VersionDetailApi.as_view(), name="api-version"),
     re_path(r"^models/(?P<name>[-\w]+)/versions/(?P<version>\d+)/(?P<action>submit|approve|reject|retire)$",

@@ -211,6 +211,7 @@ WORKER_JOB_SWEEPS = [
     "inference.services.finetuning.finetune_requeue_stuck",
     "audit.fairness.services.bias_report_requeue_stuck",
     "audit.exports.services.export_requeue_stuck",
+    "inference.services.uploads.model_upload_requeue_stuck",
 ]
 CELERY_TASK_ROUTES = {"audit.*": {"queue": "default"}}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.
@@ -301,6 +302,12 @@ BUILD_CACHE_DIR = Path(env_str("BUILD_CACHE_DIR", str(BASE_DIR / "var" / "build-
 MODEL_MAX_ARCHIVE_BYTES = env_int("MODEL_MAX_ARCHIVE_BYTES", default=500 * 2**20, minimum=1024)
 MODEL_MAX_UNPACKED_BYTES = env_int("MODEL_MAX_UNPACKED_BYTES", default=2 * 2**30, minimum=1024)
 MODEL_CACHE_MAX_MB = env_int("MODEL_CACHE_MAX_MB", default=2048, minimum=16)
+# An upload is checked (loaded, run on an example) on a worker, in a child process with these
+# limits (inference/ml/sandbox.py); the registering request waits MODEL_CHECK_WAIT_SECONDS for
+# the verdict, then answers 202 with the check's URL.
+MODEL_CHECK_SECONDS = env_float("MODEL_CHECK_SECONDS", default=180.0, minimum=1.0)
+MODEL_CHECK_MEMORY_MB = env_int("MODEL_CHECK_MEMORY_MB", default=6144, minimum=512)
+MODEL_CHECK_WAIT_SECONDS = env_float("MODEL_CHECK_WAIT_SECONDS", default=120.0, minimum=0.0)
 PREDICT_MAX_ROWS = env_int("PREDICT_MAX_ROWS", default=64, minimum=1)
 PREDICT_TIMEOUT_SECONDS = env_float("PREDICT_TIMEOUT_SECONDS", default=30.0, minimum=0.1)
 EXPLAIN_WAIT_SECONDS = env_float("EXPLAIN_WAIT_SECONDS", default=60.0, minimum=0.0)  # then 202 and poll

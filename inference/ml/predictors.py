@@ -55,20 +55,25 @@ class Predictor(Protocol):
     def memory_bytes(self) -> int: ...
 
 
-_PREDICTORS: dict[str, type[Predictor]] = {}
+# (task, framework) -> predictor; a task's upload format is the one registered with accepts_uploads
+_PREDICTORS: dict[tuple[str, str], type[Predictor]] = {}
+_UPLOADS: dict[str, type[Predictor]] = {}
 
 
-def register_predictor(task: str, cls: type[Predictor]) -> None:
-    if task in _PREDICTORS:
-        raise ValueError(f"predictor {task!r} already registered")
-    _PREDICTORS[task] = cls
+def register_predictor(task: str, cls: type[Predictor], *, accepts_uploads: bool = True) -> None:
+    if (task, cls.framework) in _PREDICTORS or (accepts_uploads and task in _UPLOADS):
+        raise ValueError(f"predictor {task!r}/{cls.framework!r} already registered")
+    _PREDICTORS[(task, cls.framework)] = cls
+    if accepts_uploads:
+        _UPLOADS[task] = cls
 
 
-def predictor_class(task: str) -> type[Predictor]:
-    try:
-        return _PREDICTORS[task]
-    except KeyError:
-        raise InputError(f"no predictor for task {task!r}; known: {', '.join(sorted(_PREDICTORS))}") from None
+def predictor_class(task: str, framework: str | None = None) -> type[Predictor]:
+    """The predictor that serves a version of `task` stored in `framework` (None: the upload format)."""
+    found = _UPLOADS.get(task) if framework is None else _PREDICTORS.get((task, framework))
+    if found is None:
+        raise InputError(f"no predictor for task {task!r} in format {framework!r}")
+    return found
 
 
 def predictions_from_proba(labels: list[str], proba: Any) -> list[Prediction]:
@@ -100,15 +105,18 @@ class TextClassifier:
             raise InputError("pickled weights (pytorch_model.bin) are refused: upload model.safetensors")
         if missing:
             raise InputError(f"the model folder lacks {', '.join(missing)}")
+        from inference.ml.hf_check import check_hf_folder
+
+        check_hf_folder(folder)
 
     def load(self, folder: Path, device: str) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.check_files(folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True
+            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
         )
         config = model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
@@ -172,62 +180,126 @@ class TextClassifier:
 
 
 class TabularClassifier:
-    """A TorchScript module over encoded features, with its schema (model.pt + schema.json)."""
+    """An ONNX graph over encoded features, run by onnxruntime, with its schema (model.onnx + schema.json).
+
+    ONNX holds no code of the uploader's: standard operators only, no data outside the archive
+    (inference/ml/onnx_check.py). Its first floating-point output of shape (rows, labels) gives
+    logits, or probabilities when schema.json says `"output": "probabilities"` (skl2onnx's
+    `output_probability` with zipmap off).
+    """
 
     task: ClassVar[str] = "tabular-classification"
-    framework: ClassVar[str] = "torchscript"
-
+    framework: ClassVar[str] = "onnx"
     BACKGROUND_MAX_ROWS: ClassVar[int] = 1000
+    MODEL_FILE: ClassVar[str] = "model.onnx"
 
     def __init__(self) -> None:
         self.labels: list[str] = []
         self.device = "cpu"
         self.schema: dict[str, Any] = {}
         self.background: list[dict[str, Any]] = []
+        self.size = 0
 
-    @staticmethod
-    def check_files(folder: Path) -> dict[str, Any]:
-        missing = [n for n in ("model.pt", "schema.json") if not (folder / n).is_file()]
+    @classmethod
+    def check_files(cls, folder: Path) -> dict[str, Any]:
+        if (folder / "model.pt").exists() and not (folder / cls.MODEL_FILE).exists():
+            raise InputError(
+                "TorchScript (model.pt) is no longer accepted: it can run code of its own. Export the model to "
+                "ONNX (model.onnx; the README shows how for PyTorch and scikit-learn)"
+            )
+        missing = [n for n in (cls.MODEL_FILE, "schema.json") if not (folder / n).is_file()]
         if missing:
-            raise InputError(f"a tabular model needs model.pt (TorchScript) and schema.json; missing {', '.join(missing)}")
-        try:
-            return check_schema(json.loads((folder / "schema.json").read_text()))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"schema.json is not valid JSON: {exc}") from None
+            raise InputError(f"a tabular model needs model.onnx and schema.json; missing {', '.join(missing)}")
+        schema = read_schema(folder)
+        if schema.get("output", "logits") not in ("logits", "probabilities"):
+            raise InputError("schema.json's 'output' is 'logits' (the default) or 'probabilities'")
+        return schema
 
     def load(self, folder: Path, device: str) -> None:
-        import torch
+        import onnxruntime as ort
+
+        from inference.ml.onnx_check import check_onnx
 
         self.schema = self.check_files(folder)
         self.labels = list(self.schema["labels"])
+        check_onnx(folder / self.MODEL_FILE)  # also before every load: a cached folder is re-checked cheaply
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = onnx_threads()
+        options.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else []
+        providers = [p for p in providers if p in ort.get_available_providers()] or ["CPUExecutionProvider"]
         try:
-            self.module = torch.jit.load(str(folder / "model.pt"), map_location=device).eval()
-        except Exception as exc:  # torch raises many kinds for a file that is not TorchScript
-            raise InputError(f"model.pt is not a loadable TorchScript module: {exc}") from None
-        self.device = device
-        self.background = self.read_background(folder)
-
-    def read_background(self, folder: Path) -> list[dict[str, Any]]:
-        """background.jsonl: rows of the training data that SHAP explanations compare against (optional)."""
-        path = folder / "background.jsonl"
-        if not path.is_file():
-            return []
-        try:
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise InputError(f"background.jsonl is not JSON lines: {exc}") from None
-        if not 1 <= len(rows) <= self.BACKGROUND_MAX_ROWS:
-            raise InputError(f"background.jsonl needs 1 to {self.BACKGROUND_MAX_ROWS} rows; it has {len(rows)}")
-        try:
-            return validate_tabular_inputs(self.schema, rows)
-        except InputError as exc:
-            raise InputError(f"background.jsonl does not fit schema.json: {exc}") from None
+            self.session = ort.InferenceSession(str(folder / self.MODEL_FILE), options, providers=providers)
+        except Exception:  # onnxruntime's errors can quote the graph: say what failed, not what it said
+            raise InputError("onnxruntime cannot load model.onnx") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise InputError(f"model.onnx must take one input (the encoded feature matrix); it takes {len(inputs)}")
+        self.input_name = inputs[0].name
+        floats = [o for o in self.session.get_outputs() if o.type in ("tensor(float)", "tensor(double)")]
+        if not floats:
+            raise InputError("model.onnx has no floating-point output to read scores from")
+        self.output_name = floats[0].name
+        self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+        self.size = (folder / self.MODEL_FILE).stat().st_size
+        self.background = read_background(self.schema, folder, self.BACKGROUND_MAX_ROWS)
 
     def validate(self, inputs: list[Any]) -> list[dict[str, Any]]:
         return validate_tabular_inputs(self.schema, inputs)
 
     def predict_proba(self, inputs: list[dict[str, Any]]) -> Any:
         return self.predict_proba_encoded(encode_rows(self.schema, list(inputs)))
+
+    def predict_proba_encoded(self, matrix: Any) -> Any:
+        import numpy as np
+
+        (scores,) = self.session.run([self.output_name], {self.input_name: np.asarray(matrix, dtype=np.float32)})
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.schema.get("output") == "probabilities":
+            return scores
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def memory_bytes(self) -> int:
+        return self.size
+
+    @classmethod
+    def inspect(cls, folder: Path) -> ArtifactInfo:
+        predictor = cls()
+        predictor.load(folder, "cpu")
+        try:
+            proba = predictor.predict_proba([example_row(predictor.schema)])
+        except MemoryError:
+            raise
+        except Exception as exc:  # the graph failed on a valid row; its message may quote the model
+            if "allocate memory" in str(exc):
+                raise MemoryError from None
+            raise InputError("the model fails on an example row built from schema.json") from None
+        if proba.ndim != 2 or proba.shape != (1, len(predictor.labels)):
+            raise InputError(f"the model returns scores of shape {tuple(proba.shape)} for one row and "
+                             f"{len(predictor.labels)} labels")
+        example = predictions_from_proba(predictor.labels, proba)[0]
+        return ArtifactInfo(cls.task, cls.framework, predictor.labels, predictor.schema, example.__dict__,
+                            background_rows=len(predictor.background))
+
+
+class LegacyTorchScriptTabular(TabularClassifier):
+    """Versions registered as TorchScript before ONNX replaced it keep serving (their card says so).
+
+    No new version is accepted in this format: a TorchScript module runs code of its own. Only
+    a worker loads one, for a version a reviewer approved.
+    """
+
+    framework: ClassVar[str] = "torchscript"
+
+    def load(self, folder: Path, device: str) -> None:
+        import torch
+
+        self.schema = read_schema(folder)
+        self.labels = list(self.schema["labels"])
+        self.module = torch.jit.load(str(folder / "model.pt"), map_location=device).eval()
+        self.device = device
+        self.background = read_background(self.schema, folder, self.BACKGROUND_MAX_ROWS)
 
     def predict_proba_encoded(self, matrix: Any) -> Any:
         import torch
@@ -241,23 +313,44 @@ class TabularClassifier:
 
     @classmethod
     def inspect(cls, folder: Path) -> ArtifactInfo:
-        predictor = cls()
-        predictor.load(folder, "cpu")
-        try:
-            proba = predictor.predict_proba([example_row(predictor.schema)])
-        except Exception as exc:  # the module's own code failed on a valid row
-            raise InputError(f"the model fails on an example row: {exc}") from None
-        if proba.shape != (1, len(predictor.labels)):
-            raise InputError(
-                f"the model returns {proba.shape[1]} scores for {len(predictor.labels)} labels"
-            )
-        example = predictions_from_proba(predictor.labels, proba)[0]
-        return ArtifactInfo(cls.task, cls.framework, predictor.labels, predictor.schema, example.__dict__,
-                            background_rows=len(predictor.background))
+        raise InputError("TorchScript is no longer accepted for new versions; export the model to ONNX")
+
+
+def onnx_threads() -> int:
+    import os
+
+    return max(1, int(os.environ.get("ONNX_THREADS", "1") or 1))
+
+
+def read_schema(folder: Path) -> dict[str, Any]:
+    try:
+        return check_schema(json.loads((folder / "schema.json").read_text()))
+    except FileNotFoundError:
+        raise InputError("a tabular model needs schema.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"schema.json is not valid JSON: {exc}") from None
+
+
+def read_background(schema: dict[str, Any], folder: Path, max_rows: int) -> list[dict[str, Any]]:
+    """background.jsonl: rows of the training data that SHAP explanations compare against (optional)."""
+    path = folder / "background.jsonl"
+    if not path.is_file():
+        return []
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"background.jsonl is not JSON lines: {exc}") from None
+    if not 1 <= len(rows) <= max_rows:
+        raise InputError(f"background.jsonl needs 1 to {max_rows} rows; it has {len(rows)}")
+    try:
+        return validate_tabular_inputs(schema, rows)
+    except InputError as exc:
+        raise InputError(f"background.jsonl does not fit schema.json: {exc}") from None
 
 
 register_predictor(TextClassifier.task, TextClassifier)  # type: ignore[arg-type]
 register_predictor(TabularClassifier.task, TabularClassifier)  # type: ignore[arg-type]
+register_predictor(TabularClassifier.task, LegacyTorchScriptTabular, accepts_uploads=False)  # type: ignore[arg-type]
 
 
 def inspect_artifact(task: str, folder: Path) -> ArtifactInfo:
@@ -265,7 +358,8 @@ def inspect_artifact(task: str, folder: Path) -> ArtifactInfo:
     cls = predictor_class(task)
     try:
         return cls.inspect(folder)  # type: ignore[attr-defined,no-any-return]
-    except InputError:
+    except (InputError, MemoryError):
         raise
-    except Exception as exc:  # a broken upload fails in many ways inside transformers/torch
-        raise InputError(f"the model does not load: {type(exc).__name__}: {exc}"[:500]) from None
+    except Exception as exc:  # a broken upload fails in many ways inside transformers; its text may quote files
+        logger.info("artifact check failed: %s: %s", type(exc).__name__, str(exc)[:500])
+        raise InputError(f"the model does not load ({type(exc).__name__})") from None

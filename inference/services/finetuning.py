@@ -381,7 +381,7 @@ def finetune_run(*, job_id: int) -> None:
 def _register_result(*, job: FineTuneJob, plan: private.Plan, outcome: private.Outcome, model: Any, tokenizer: Any,
                      device: str, accuracy: float, base_accuracy: float) -> None:
     from inference.ml import artifacts
-    from inference.services.registry import model_version_register
+    from inference.services.uploads import model_version_register
 
     dataset, base = job.dataset, job.base_version
     guarantee = {

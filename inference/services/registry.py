@@ -1,34 +1,30 @@
-"""The model registry: registration from checked archives, the review lifecycle, aliases."""
+"""The model registry: versions stored from checked archives (services/uploads.py), the review lifecycle, aliases."""
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 
-from audit.log.services import audit_record
+from audit.log.services import AuditActor, audit_record
 from inference.evidence import version_evidence
 from inference.exceptions import (
     ApprovalBlocked,
-    ArchiveTooLarge,
     IllegalTransition,
     IncompleteCard,
-    InvalidArchive,
     ModelNotServable,
     SelfReview,
 )
-from inference.ml import artifacts
-from inference.ml.schema import InputError
-from inference.models import ModelAlias, ModelTransition, ModelVersion, RegisteredModel, Task, VersionStatus
+from inference.ml.predictors import ArtifactInfo
+from inference.models import ModelAlias, ModelTransition, ModelVersion, RegisteredModel, VersionStatus
 from portal.accounts.actor import Actor
+from portal.accounts.models import Organization, User
 from portal.accounts.roles import Cap
 
 logger = logging.getLogger("steward.inference")
@@ -59,93 +55,41 @@ def card_clean(card: Any) -> dict[str, Any]:
     return {name: card.get(name, "") for name in CARD_FIELDS}
 
 
-def _spool(upload: BinaryIO, folder: Path) -> tuple[Path, str, int]:
-    path = folder / "upload"
-    limit = settings.MODEL_MAX_ARCHIVE_BYTES
-    size = 0
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        while block := upload.read(1 << 20):
-            size += len(block)
-            if size > limit:
-                raise ArchiveTooLarge(f"The archive is larger than the limit of {limit} bytes.")
-            digest.update(block)
-            out.write(block)
-    return path, digest.hexdigest(), size
-
-
-def model_version_register(
-    *,
-    actor: Actor,
-    name: str,
-    task: str,
-    archive: BinaryIO,
-    card: dict[str, Any] | None = None,
-    description: str = "",
-    metrics: dict[str, Any] | None = None,
-    privacy: dict[str, Any] | None = None,
-) -> ModelVersion:
-    """Registers a new draft version from an uploaded archive, checked before anything is kept.
-
-    The archive must be a .zip or .tar.gz within size limits, with no links or paths outside it,
-    holding the files its task needs; the model must load and run one example. Otherwise a
-    clear error, and nothing is stored.
-    """
-    actor.require(Cap.MODEL_REGISTER, "register models")
-    if task not in Task.values:
-        raise InvalidArchive(f"Unknown task {task!r}; use one of {', '.join(Task.values)}.")
-    card = card_clean(card or {})
-    workdir = Path(tempfile.mkdtemp(prefix="steward-upload-"))
-    try:
-        path, sha256, size = _spool(archive, workdir)
-        try:
-            artifacts.extract(path, workdir / "model", max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
-            from inference.ml.predictors import inspect_artifact
-
-            info = inspect_artifact(task, workdir / "model")
-        except (artifacts.ArchiveError, InputError) as exc:
-            raise InvalidArchive(str(exc), details=getattr(exc, "errors", {}) or {}) from None
-        return _version_store(
-            actor=actor, name=name, task=task, path=path, sha256=sha256, size=size, info=info,
-            card=card, description=description, metrics=metrics or {}, privacy=privacy or {},
-        )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _version_store(*, actor: Actor, name: str, task: str, path: Path, sha256: str, size: int,
-                   info: Any, card: dict[str, Any], description: str, metrics: dict[str, Any],
-                   privacy: dict[str, Any]) -> ModelVersion:
+def version_store(*, organization: Organization, user: User, audit_actor: AuditActor, name: str, task: str,
+                  path: Path, sha256: str, size: int, info: ArtifactInfo, card: dict[str, Any], description: str,
+                  metrics: dict[str, Any] | None = None, privacy: dict[str, Any] | None = None,
+                  on_commit: Callable[[ModelVersion], None] | None = None) -> ModelVersion:
+    """Stores a checked artifact as the model's next draft version, audited, in one transaction
+    (`on_commit` runs inside it); the stored file is removed again if the transaction fails."""
     with path.open("rb") as handle:
         suffix = ".zip" if handle.read(2) == b"PK" else ".tar.gz"
     stored_name = ""
     try:
         with transaction.atomic():
             model, _created = RegisteredModel.objects.select_for_update().get_or_create(
-                organization=actor.organization, name=name,
-                defaults={"created_by": actor.user, "description": description},
+                organization=organization, name=name, defaults={"created_by": user, "description": description},
             )
             number = (model.versions.aggregate(m=Max("version"))["m"] or 0) + 1
             with path.open("rb") as handle:
                 stored_name = default_storage.save(
-                    f"models/{actor.organization.pk}/{name}/{number}-{sha256[:12]}{suffix}", File(handle)
+                    f"models/{organization.pk}/{name}/{number}-{sha256[:12]}{suffix}", File(handle)
                 )
             version = ModelVersion.objects.create(
                 model=model, version=number, task=task, framework=info.framework, labels=info.labels,
                 input_schema=info.input_schema, artifact=stored_name, artifact_sha256=sha256,
-                artifact_size=size, card=card, metrics=metrics, created_by=actor.user,
-                background_rows=info.background_rows, privacy=privacy,
+                artifact_size=size, card=card, metrics=metrics or {}, created_by=user,
+                background_rows=info.background_rows, privacy=privacy or {},
             )
-            ModelTransition.objects.create(version=version, to_status=VersionStatus.DRAFT, actor=actor.user,
+            ModelTransition.objects.create(version=version, to_status=VersionStatus.DRAFT, actor=user,
                                            comment="registered")
             audit_record(
-                action="model.registered", actor=actor.audit_actor, organization_id=actor.organization.pk,
+                action="model.registered", actor=audit_actor, organization_id=organization.pk,
                 target_type="inference.ModelVersion", target_id=version.pk,
                 payload={"model": name, "version": number, "task": task, "sha256": sha256, "bytes": size,
-                         "labels": info.labels},
+                         "labels": info.labels, "format": info.framework},
             )
+            if on_commit is not None:
+                on_commit(version)
             return version
     except BaseException:
         if stored_name:  # the row did not commit: keep nothing

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from inference import selectors
 from inference.evidence import version_evidence
 from inference.models import BatchJob, JobStatus, ModelVersion, Task, UsageDaily, VersionStatus
-from inference.services import jobs, predictions, registry
+from inference.services import jobs, predictions, registry, uploads
 from inference.services.usage import today
 from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
@@ -31,7 +31,8 @@ def model_list(request: HttpRequest) -> HttpResponse:
 class RegisterForm(forms.Form):
     name = forms.SlugField(max_length=60, help_text="lower-case letters, digits and dashes")
     task = forms.ChoiceField(choices=Task.choices)
-    archive = forms.FileField(help_text=".zip or .tar.gz: a Hugging Face folder, or model.pt + schema.json")
+    archive = forms.FileField(help_text=".zip or .tar.gz: a Hugging Face folder with safetensors weights, or "
+                                        "model.onnx + schema.json for a tabular model")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     intended_use = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     out_of_scope_uses = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -51,15 +52,23 @@ def model_register(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         card = {f: data[f] for f in registry.CARD_FIELDS}
         try:
-            version = registry.model_version_register(
+            upload = uploads.model_upload_wait(uploads.model_upload_create(
                 actor=actor, name=data["name"], task=data["task"], archive=data["archive"], card=card,
                 description=data["description"],
-            )
+            ))
         except PortalError as exc:
             form.add_error("archive", exc.message)
         else:
-            messages.success(request, f"Registered {version} as a draft. Submit it for review when its card is complete.")
-            return redirect("model-detail", name=version.model.name)
+            if upload.status == JobStatus.FAILED:
+                form.add_error("archive", upload.error)
+            elif upload.version is not None:
+                messages.success(request, f"Registered {upload.version} as a draft. Submit it for review when its "
+                                          "card is complete.")
+                return redirect("model-detail", name=upload.version.model.name)
+            else:
+                messages.info(request, f"The archive for {upload.name} is still being checked on a worker; it appears "
+                                       "here as a draft version when the check passes.")
+                return redirect("models")
     return render(request, "inference/model_register.html", {"form": form}, status=400 if form.errors else 200)
 
 

@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(tra
 def test_owner_runs_a_bias_report_and_the_reviewer_sees_the_gate(page, celery_worker, tmp_path) -> None:
     # given: a served model, an organisation that requires passing reports, a submitted version 2
     from audit.fairness.services import fairness_policy_update
-    from inference.services.registry import model_version_register, model_version_transition
+    from inference.services.registry import model_version_transition
+    from inference.services.uploads import model_version_register
 
     served = serve_model(OrganizationFactory(name="Fair Bank"), name="credit", task="tabular-classification",
                          archive=tiny_tabular_archive(tmp_path / "v1"))

@@ -15,7 +15,8 @@ def test_reviewer_approves_and_consumer_predicts(page, celery_worker, tmp_path) 
     # given: a served model, and a second version submitted by its owner
     import io
 
-    from inference.services.registry import model_version_register, model_version_transition
+    from inference.services.registry import model_version_transition
+    from inference.services.uploads import model_version_register
 
     served = serve_model(OrganizationFactory(name="Acme Bank"), name="credit", task="tabular-classification",
                          archive=tiny_tabular_archive(tmp_path / "v1"))

@@ -1,4 +1,4 @@
-"""Models for tests: a tiny tabular TorchScript model made on the spot, and the real sentiment model."""
+"""Models for tests: a tiny tabular ONNX model made on the spot, and the real sentiment model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 
 from inference.ml import artifacts
 from inference.models import ModelVersion
-from inference.services.registry import alias_move, model_version_register, model_version_transition
+from inference.services.registry import alias_move, model_version_transition
+from inference.services.uploads import model_version_register
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.models import Organization
 from portal.accounts.roles import Role
@@ -38,19 +39,30 @@ CARD = {
 }
 
 
-def tiny_tabular_archive(folder: Path, *, bias: float = 0.0) -> bytes:
-    """A TorchScript model whose grant score rises with income: deterministic, instant to load."""
-    import torch
+def onnx_linear(weight: list[list[float]], bias: list[float]) -> bytes:
+    """An ONNX graph `logits = x @ weight.T + bias` (one Gemm), as torch.onnx.export would write a Linear."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    model = torch.nn.Linear(3, 2)
-    with torch.no_grad():
-        model.weight.copy_(torch.tensor([[-2.0, 0.0, 0.0], [2.0, 0.0, 0.0]]))
-        model.bias.copy_(torch.tensor([0.0, bias]))
+    w, b = np.asarray(weight, dtype=np.float32), np.asarray(bias, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["features", "weight", "bias"], ["logits"], transB=1)], "linear",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["rows", w.shape[1]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", w.shape[0]])],
+        [numpy_helper.from_array(w, "weight"), numpy_helper.from_array(b, "bias")],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+
+def tiny_tabular_archive(folder: Path, *, bias: float = 0.0, background: bool = True) -> bytes:
+    """An ONNX model whose grant score rises with income: deterministic, instant to load."""
     folder.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(model).save(str(folder / "model.pt"))
+    (folder / "model.onnx").write_bytes(onnx_linear([[-2.0, 0.0, 0.0], [2.0, 0.0, 0.0]], [0.0, bias]))
     (folder / "schema.json").write_text(json.dumps(TINY_SCHEMA))
-    background = [{"income": float(i * 7 % 100), "region": "north" if i % 2 else "south"} for i in range(20)]
-    (folder / "background.jsonl").write_text("".join(json.dumps(row) + "\n" for row in background))
+    if background:
+        rows = [{"income": float(i * 7 % 100), "region": "north" if i % 2 else "south"} for i in range(20)]
+        (folder / "background.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return artifacts.pack_directory(folder)
 
 

@@ -14,7 +14,8 @@ from rest_framework.test import APIClient
 
 from audit.fairness.models import BiasReport, FairnessPolicy
 from audit.log.models import LogEntry
-from inference.services.registry import model_version_register, model_version_transition
+from inference.services.registry import model_version_transition
+from inference.services.uploads import model_version_register
 from tests.inference.factories import CARD, bearer_client, csv_upload, serve_model, stored_files
 from tests.portal.accounts.factories import OrganizationFactory
 

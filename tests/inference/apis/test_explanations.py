@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import time
 
 import pytest
@@ -11,8 +10,9 @@ from rest_framework.test import APIClient
 
 from audit.log.models import LogEntry
 from inference.models import Explanation
-from inference.services.registry import alias_move, model_version_register, model_version_transition
-from tests.inference.factories import CARD, TINY_SCHEMA, bearer_client, serve_model, zip_of
+from inference.services.registry import alias_move, model_version_transition
+from inference.services.uploads import model_version_register
+from tests.inference.factories import CARD, bearer_client, serve_model, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -100,13 +100,7 @@ def test_bad_requests_are_refused_and_nothing_is_stored(celery_worker, tabular, 
     stranger.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(member('admin', other), other, 'admin').secret}")
     assert stranger.post(f"/api/v1/predictions/{prediction['id']}/explain", {}, format="json").status_code == 404
     # a tabular model without a background sample cannot be explained
-    import torch
-
-    model = torch.nn.Linear(3, 2)
-    (tmp_path / "m").mkdir()
-    torch.jit.script(model).save(str(tmp_path / "m" / "model.pt"))
-    archive = zip_of({"model.pt": (tmp_path / "m" / "model.pt").read_bytes(),
-                      "schema.json": json.dumps(TINY_SCHEMA).encode()})
+    archive = tiny_tabular_archive(tmp_path / "m", background=False)
     version = model_version_register(actor=tabular.actors["owner"], name="credit", task="tabular-classification",
                                      archive=io.BytesIO(archive), card=CARD)
     model_version_transition(actor=tabular.actors["owner"], version=version, action="submit")

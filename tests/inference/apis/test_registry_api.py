@@ -31,12 +31,16 @@ def upload(api, tmp_path, name="scoring", card=CARD):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_who_may_register(tabular, tmp_path, role) -> None:
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_who_may_register(celery_worker, tabular, tmp_path, role) -> None:
     response = upload(client(tabular, role), tmp_path)
     assert response.status_code == (201 if role in ("owner", "admin") else 403), response.content
 
 
-def test_review_flow_through_the_api(tabular, tmp_path) -> None:
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_review_flow_through_the_api(celery_worker, tabular, tmp_path) -> None:
     owner, reviewer = client(tabular, "owner"), client(tabular, "reviewer")
     version = upload(owner, tmp_path).json()
     base = f"/api/v1/models/scoring/versions/{version['version']}"
@@ -54,7 +58,9 @@ def test_review_flow_through_the_api(tabular, tmp_path) -> None:
     assert owner.get("/api/v1/models/scoring").json()["aliases"] == {"production": 1}
 
 
-def test_consumers_see_only_approved_versions(tabular, tmp_path) -> None:
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_consumers_see_only_approved_versions(celery_worker, tabular, tmp_path) -> None:
     upload(client(tabular, "owner"), tmp_path, name="draft-only")
     names = {m["name"] for m in client(tabular, "consumer").get("/api/v1/models").json()}
     assert names == {"credit"}

@@ -10,7 +10,8 @@ from django.core.files.storage import default_storage
 from audit.log.models import LogEntry
 from inference.exceptions import IllegalTransition, IncompleteCard, InvalidArchive, ModelNotServable, SelfReview
 from inference.models import ModelVersion, RegisteredModel
-from inference.services.registry import alias_move, model_version_register, model_version_transition
+from inference.services.registry import alias_move, model_version_transition
+from inference.services.uploads import model_version_register
 from portal.accounts.actor import actor_for_membership
 from portal.exceptions import Forbidden
 from tests.inference.factories import CARD, tiny_tabular_archive, zip_of
@@ -57,9 +58,10 @@ class RegisterTests:
         [
             (b"not an archive", "neither a .zip nor a .tar.gz"),
             (zip_of({"../x.pt": b"1"}), "outside the archive"),
-            (zip_of({"schema.json": b"{}"}), "model.pt"),
-            (zip_of({"model.pt": b"garbage", "schema.json": b'{"features": [{"name": "a", "type": "number", "mean": 0, "std": 1}], "labels": ["n", "y"]}'}), "TorchScript"),
-            (zip_of({"model.pt": b"x", "schema.json": b"{nope"}), "not valid JSON"),
+            (zip_of({"schema.json": b"{}"}), "model.onnx"),
+            (zip_of({"model.onnx": b"garbage", "schema.json": b'{"features": [{"name": "a", "type": "number", "mean": 0, "std": 1}], "labels": ["n", "y"]}'}), "not an ONNX model"),
+            (zip_of({"model.pt": b"garbage", "schema.json": b"{}"}), "TorchScript"),
+            (zip_of({"model.onnx": b"x", "schema.json": b"{nope"}), "not valid JSON"),
         ],
     )
     def test_bad_archives_are_refused_and_nothing_kept(self, people, tmp_path, archive, message) -> None:
@@ -71,20 +73,12 @@ class RegisterTests:
         assert not LogEntry.objects.filter(action="model.registered").exists()
 
     def test_model_that_fails_on_an_example_is_refused(self, people, tmp_path) -> None:
-        import json
+        from tests.inference.factories import onnx_linear
+        from tests.inference.hostile_models import tabular_archive
 
-        import torch
-
-        folder = tmp_path / "wrong"
-        folder.mkdir()
-        torch.jit.script(torch.nn.Linear(7, 2)).save(str(folder / "model.pt"))  # expects 7 inputs, schema gives 3
-        from tests.inference.factories import TINY_SCHEMA
-
-        (folder / "schema.json").write_text(json.dumps(TINY_SCHEMA))
-        from inference.ml.artifacts import pack_directory
-
+        wrong = onnx_linear([[1.0] * 7, [0.0] * 7], [0.0, 0.0])  # expects 7 inputs, the schema encodes 3
         with pytest.raises(InvalidArchive, match="fails on an example"):
-            register(people["owner"], tmp_path, archive=pack_directory(folder))
+            register(people["owner"], tmp_path, archive=tabular_archive(tmp_path / "wrong", wrong))
 
     def test_text_model_without_tokenizer_is_refused(self, people, tmp_path) -> None:
         archive = zip_of({"config.json": b"{}", "model.safetensors": b"x"})

@@ -1,0 +1,231 @@
+"""Registering a model from an upload: staged by the web, checked on a worker, then a draft version.
+
+The web process only spools the archive (within its size limit), reads its table of contents
+and stages it in the artifact storage; loading the model and running its example happen on a
+worker, in a child process with time and memory limits and without the portal's environment
+(inference/ml/sandbox.py). A check that passes makes a draft version; one that fails deletes
+the staged archive and keeps only the sentence that says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from audit.log.services import AuditActor, audit_record
+from inference.exceptions import ArchiveTooLarge, InvalidArchive, WorkerUnavailable
+from inference.ml import artifacts
+from inference.ml.predictors import ArtifactInfo
+from inference.ml.sandbox import Limits, inspect_in_sandbox
+from inference.ml.schema import InputError
+from inference.models import JobStatus, ModelUpload, ModelVersion, Task
+from inference.services.registry import card_clean, version_store
+from portal.accounts.actor import Actor
+from portal.accounts.roles import Cap
+from portal.replies import ReplyTimeout, WorkerFailed, reply_key, reply_wait
+from portal.workers import current_worker, requeue_stale, serving_queue
+
+logger = logging.getLogger("steward.inference")
+
+
+@dataclasses.dataclass
+class Staged:
+    upload: ModelUpload
+    reply_to: str | None
+
+
+def _spool(upload: BinaryIO, folder: Path) -> tuple[Path, str, int]:
+    path, limit, size, digest = folder / "upload", settings.MODEL_MAX_ARCHIVE_BYTES, 0, hashlib.sha256()
+    with path.open("wb") as out:
+        while block := upload.read(1 << 20):
+            size += len(block)
+            if size > limit:
+                raise ArchiveTooLarge(f"The archive is larger than the limit of {limit} bytes.")
+            digest.update(block)
+            out.write(block)
+    return path, digest.hexdigest(), size
+
+
+def model_upload_create(*, actor: Actor, name: str, task: str, archive: BinaryIO, card: dict[str, Any] | None = None,
+                        description: str = "", waited_for: bool = True, queue: bool = True) -> Staged:
+    """Stages an upload and queues its check. Refuses at once what needs no model loaded: an unknown
+    task, a card with unknown fields, an archive too large, not a zip or tar.gz, or unsafe.
+
+    `queue=False` leaves the check to the caller (`model_upload_check`), as the command that builds
+    the demo models does: it runs where the worker's code runs, never in the web process.
+    """
+    actor.require(Cap.MODEL_REGISTER, "register models")
+    if task not in Task.values:
+        raise InvalidArchive(f"Unknown task {task!r}; use one of {', '.join(Task.values)}.")
+    card = card_clean(card or {})
+    pool = serving_queue() if queue else "cpu"
+    if pool is None:
+        raise WorkerUnavailable("No worker is running to check the model; try again shortly.")
+    workdir = Path(tempfile.mkdtemp(prefix="steward-upload-"))
+    staged_name = ""
+    try:
+        path, sha256, size = _spool(archive, workdir)
+        try:
+            artifacts.list_members(path, max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
+        except artifacts.ArchiveError as exc:
+            raise InvalidArchive(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+        with path.open("rb") as handle:
+            suffix = ".zip" if handle.read(2) == b"PK" else ".tar.gz"
+            handle.seek(0)
+            staged_name = default_storage.save(f"uploads/{actor.organization.pk}/{uuid.uuid4().hex}{suffix}",
+                                               File(handle))
+        with transaction.atomic():
+            upload = ModelUpload.objects.create(
+                organization=actor.organization, name=name, task=task, card=card, description=description,
+                staged_path=staged_name, archive_sha256=sha256, archive_size=size, created_by=actor.user,
+                audit_actor=dataclasses.asdict(actor.audit_actor),
+            )
+            reply_to = reply_key() if waited_for and queue else None
+            if queue:
+                from inference.tasks import model_upload_check_task
+
+                upload_id = upload.pk
+                transaction.on_commit(lambda: model_upload_check_task.apply_async(
+                    (upload_id,), {"reply_to": reply_to}, queue=pool, ignore_result=True))
+        return Staged(upload=upload, reply_to=reply_to)
+    except BaseException:
+        if staged_name:
+            default_storage.delete(staged_name)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def model_upload_wait(staged: Staged, *, timeout: float | None = None) -> ModelUpload:
+    """The upload once its check is done or failed, or as it is after `timeout` seconds (still checking)."""
+    if staged.reply_to is not None:
+        with contextlib.suppress(ReplyTimeout, WorkerFailed):
+            reply_wait(staged.reply_to, timeout=settings.MODEL_CHECK_WAIT_SECONDS if timeout is None else timeout)
+    staged.upload.refresh_from_db()
+    return staged.upload
+
+
+def check_limits() -> Limits:
+    return Limits(seconds=settings.MODEL_CHECK_SECONDS, memory_bytes=settings.MODEL_CHECK_MEMORY_MB * 2**20)
+
+
+def _checked(archive: Path, task: str, workdir: Path) -> ArtifactInfo:
+    """Unpacks and checks an archive in the sandbox; InvalidArchive with the reason, as a sentence."""
+    try:
+        artifacts.extract(archive, workdir / "model", max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
+        return inspect_in_sandbox(task, workdir / "model", check_limits())
+    except (artifacts.ArchiveError, InputError) as exc:
+        text = str(exc).rstrip(".")
+        raise InvalidArchive(f"{text[:1].upper()}{text[1:]}.") from None
+
+
+def model_upload_check(*, upload_id: int) -> ModelUpload:
+    """The worker's side: checks the staged archive in the sandbox; registers it or refuses it.
+    A redelivered task finds the upload claimed and does nothing."""
+    now = timezone.now()
+    claimed = ModelUpload.objects.filter(pk=upload_id, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=current_worker())
+    upload = ModelUpload.objects.select_related("organization", "created_by").get(pk=upload_id)
+    if claimed != 1:
+        return upload
+    workdir = Path(tempfile.mkdtemp(prefix="steward-check-"))
+    try:
+        local = workdir / "upload"
+        with default_storage.open(upload.staged_path, "rb") as source, local.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        if artifacts.sha256_file(local) != upload.archive_sha256:
+            return _refuse(upload, "The staged archive changed after it was uploaded; upload it again.")
+        try:
+            info = _checked(local, upload.task, workdir)
+        except InvalidArchive as exc:
+            return _refuse(upload, exc.message)
+        version = version_store(
+            organization=upload.organization, user=upload.created_by, audit_actor=AuditActor(**upload.audit_actor),
+            name=upload.name, task=upload.task, path=local, sha256=upload.archive_sha256, size=upload.archive_size,
+            info=info, card=upload.card, description=upload.description,
+            on_commit=lambda version: _registered(upload, version),
+        )
+        upload.refresh_from_db()
+        logger.info("upload %s registered as %s", upload.pk, version)
+        return upload
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _registered(upload: ModelUpload, version: ModelVersion) -> None:
+    """In the version's transaction: the upload is done and points at it."""
+    ModelUpload.objects.filter(pk=upload.pk).update(
+        status=JobStatus.DONE, version=version, finished_at=timezone.now(), staged_path="")
+    staged = upload.staged_path
+    transaction.on_commit(lambda: default_storage.delete(staged))
+
+
+def _refuse(upload: ModelUpload, message: str) -> ModelUpload:
+    with transaction.atomic():
+        ModelUpload.objects.filter(pk=upload.pk).update(
+            status=JobStatus.FAILED, error=message, finished_at=timezone.now(), staged_path="")
+        audit_record(
+            action="model.upload_refused", actor=AuditActor(**upload.audit_actor),
+            organization_id=upload.organization_id, target_type="inference.ModelUpload", target_id=upload.pk,
+            payload={"model": upload.name, "task": upload.task, "sha256": upload.archive_sha256, "reason": message},
+        )
+        staged = upload.staged_path
+        transaction.on_commit(lambda: default_storage.delete(staged))
+    upload.refresh_from_db()
+    return upload
+
+
+def model_upload_mark_failed(*, upload_id: int, error: str) -> None:
+    """The check's task failed outside the check (storage, database): nothing is registered."""
+    upload = ModelUpload.objects.filter(pk=upload_id).exclude(status=JobStatus.DONE).first()
+    if upload is not None:
+        logger.error("model upload %s failed: %s", upload_id, error)
+        _refuse(upload, "The check could not be completed because of an internal error; upload the archive again.")
+
+
+def model_upload_requeue_stuck(*, stale_after: Any = None, orphaned_by: str = "") -> int:
+    from datetime import timedelta
+
+    from inference.tasks import model_upload_check_task
+
+    return requeue_stale(ModelUpload, model_upload_check_task, stale_after=stale_after or timedelta(minutes=5),
+                         orphaned_by=orphaned_by)
+
+
+def model_version_register(*, actor: Actor, name: str, task: str, archive: BinaryIO,
+                           card: dict[str, Any] | None = None, description: str = "",
+                           metrics: dict[str, Any] | None = None, privacy: dict[str, Any] | None = None) -> ModelVersion:
+    """Checks an archive here, at once, in the same sandbox, and stores it as a draft version: for the
+    models Steward builds itself (the demo command, a fine-tuning run on a worker). What users upload
+    goes through `model_upload_create`, whose check runs on a worker.
+
+    Raises InvalidArchive (400) or ArchiveTooLarge (413) with the reason; nothing is stored then.
+    """
+    actor.require(Cap.MODEL_REGISTER, "register models")
+    if task not in Task.values:
+        raise InvalidArchive(f"Unknown task {task!r}; use one of {', '.join(Task.values)}.")
+    card = card_clean(card or {})
+    workdir = Path(tempfile.mkdtemp(prefix="steward-register-"))
+    try:
+        path, sha256, size = _spool(archive, workdir)
+        info = _checked(path, task, workdir)
+        return version_store(
+            organization=actor.organization, user=actor.user, audit_actor=actor.audit_actor, name=name, task=task,
+            path=path, sha256=sha256, size=size, info=info, card=card, description=description, metrics=metrics,
+            privacy=privacy,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
