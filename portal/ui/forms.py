@@ -28,17 +28,18 @@ class LockoutAuthenticationForm(AuthenticationForm):
         username = self.cleaned_data.get("username") or ""
         address = client_address(self.request)
         locked = {"minutes": max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)}
-        if lockout.is_locked(username=username, address=address):
+        # counted before the password is checked: concurrent attempts cannot overtake the count
+        if not lockout.attempt_admit(username=username, address=address):
             raise forms.ValidationError(self.error_messages["locked_out"], code="locked_out", params=locked)
         try:
             cleaned = super().clean()
         except forms.ValidationError:
-            if lockout.register_failure(username=username, address=address):
+            if lockout.attempt_failed(username=username, address=address):
                 raise forms.ValidationError(
                     self.error_messages["locked_out"], code="locked_out", params=locked
                 ) from None
             raise
-        lockout.clear(username=username, address=address)
+        lockout.attempt_succeeded(username=username, address=address)
         return cleaned
 
 

@@ -113,3 +113,36 @@ class TokenPageTests:
         assert b'value="admin"' not in page.content
         response = client.post("/tokens/", {"name": "x", "role": "admin", "expires_in_days": 30})
         assert response.status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("attempts", "threads"), [(13, 13), (31, 10)])
+def test_concurrent_attempts_never_evaluate_more_passwords_than_the_limit(settings, attempts, threads) -> None:
+    """Each attempt is counted before its password is checked: racing attempts cannot all pass the check."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    settings.LOGIN_MAX_FAILURES = 5
+    user = member(Role.OWNER)
+    start = threading.Barrier(threads)
+    passwords = ["wrong-password-x"] * (attempts - 1) + [PASSWORD]
+
+    def attempt(password: str) -> bool:
+        try:
+            client = Client()
+            if threading.current_thread().name not in started:
+                started.add(threading.current_thread().name)
+                start.wait(timeout=120)
+            client.post("/login/", {"username": user.username, "password": password})
+            return "_auth_user_id" in client.session
+        finally:
+            connection.close()
+
+    started: set[str] = set()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        signed_in = sum(pool.map(attempt, passwords))
+    evaluated_wrong = LogEntry.objects.filter(action="user.login_failed", target_id=str(user.pk)).count()
+    assert evaluated_wrong + signed_in <= settings.LOGIN_MAX_FAILURES
+    assert evaluated_wrong <= settings.LOGIN_MAX_FAILURES
