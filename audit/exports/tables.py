@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
 from audit.fairness.exports import report_table
+from portal import csvsafe
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvsafe.writer(out, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue().encode()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
 from audit.fairness.metrics import GROUP_METRICS
 from audit.fairness.models import BiasReport
+from portal import csvsafe
 
 
 def report_document(report: BiasReport) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def report_table(kind: str, result: dict[str, Any]) -> tuple[list[str], list[lis
 
 def report_csv(report: BiasReport) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csvsafe.writer(out)
     header, rows = report_table(report.kind, report.result or {})
     writer.writerow(header)
     writer.writerows(rows)

@@ -21,6 +21,7 @@ from inference.exceptions import InvalidInput, JobNotCancellable
 from inference.ml.schema import InputError, validate_inputs
 from inference.models import BatchJob, JobStatus, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
+from portal import csvsafe
 from portal.accounts.actor import Actor
 from portal.exceptions import PortalError
 from portal.workers import current_worker, requeue_stale, serving_queue
@@ -144,7 +145,7 @@ def batch_job_run(*, job_id: int) -> None:
         rows = [json.loads(line) for line in handle.read().decode().splitlines() if line.strip()]
     labels = loaded.predictor.labels
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csvsafe.writer(out)  # the uploaded cells come back: none may run in a spreadsheet
     input_columns = ["text"] if job.model_version.task == "text-classification" else list(rows[0])
     writer.writerow(["row", *input_columns, "label", *[f"score_{label}" for label in labels]])
     compute_ms = 0.0  # metered: the chunks' share of the passes that ran them, not the waits between

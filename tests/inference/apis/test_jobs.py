@@ -220,3 +220,38 @@ def test_a_second_live_worker_of_the_same_name_takes_back_nothing(tabular) -> No
         assert done.status == "done" and done.rows_done == len(rows), done.error
         assert "queued again" not in second.log()
         assert "job(s) this worker left running" not in first.log()
+
+
+def test_results_csv_cells_that_a_spreadsheet_would_run_are_neutralised(celery_worker, tabular, tmp_path) -> None:
+    """OWASP's rule: a cell starting with = + - @ tab or CR gets a leading apostrophe; numbers stay numbers."""
+    from inference.models import ModelAlias
+    from inference.services.registry import model_version_transition
+    from inference.services.uploads import model_version_register
+    from tests.inference.factories import CARD, TINY_SCHEMA, onnx_linear
+    from tests.inference.hostile_models import tabular_archive
+
+    payloads = ["=cmd|'/c calc'!A1", "+1+1", "@SUM(1,2)", "-2+3", "plain"]  # (inputs are stripped of tabs)
+    schema = {**TINY_SCHEMA, "features": [{**TINY_SCHEMA["features"][0], "min": -100},
+                                          {"name": "region", "type": "category", "values": payloads}]}
+    folder = tmp_path / "formulas"
+    archive = tabular_archive(folder, onnx_linear([[1.0] + [0.0] * 5, [0.0] * 6], [0.0, 0.0]))
+    (folder / "schema.json").write_text(json.dumps(schema))
+    from inference.ml.artifacts import pack_directory
+
+    archive = pack_directory(folder)
+    owner, reviewer = tabular.actors["owner"], tabular.actors["reviewer"]
+    version = model_version_register(actor=owner, name="credit", task="tabular-classification",
+                                     archive=io.BytesIO(archive), card=CARD)
+    model_version_transition(actor=owner, version=version, action="submit")
+    model_version_transition(actor=reviewer, version=version, action="approve", comment="ok")
+    ModelAlias.objects.filter(model=version.model, name="production").update(version=version)
+    rows = [{"income": -5 + i, "region": value} for i, value in enumerate(payloads)]
+    created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file(rows)}, format="multipart")
+    assert created.status_code == 202, created.content
+    job = wait_for(created.json()["id"], {"done", "failed"})
+    assert job.status == "done", job.error
+    text = b"".join(client(tabular).get(f"/api/v1/jobs/{job.pk}/results").streaming_content).decode()
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert [r["region"] for r in table] == ["'=cmd|'/c calc'!A1", "'+1+1", "'@SUM(1,2)", "'-2+3", "plain"]
+    assert table[0]["income"] == "-5.0"  # a negative number is a number, not a formula
+    assert "\0" not in text

@@ -1,0 +1,52 @@
+"""CSV that a spreadsheet opens without running anything in it.
+
+A cell that begins with =, +, -, @, a tab or a carriage return is read as a formula by Excel,
+LibreOffice and Google Sheets (`=cmd|'/c calc'!A1`, `@SUM(...)`), so every CSV that Steward
+writes goes through `writer`: such a cell gets a leading apostrophe, as OWASP's CSV-injection
+advice has it, unless it is a plain number ("-3.5" stays a number). NUL bytes, which some
+readers take for the end of the file, are removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable
+from typing import IO, Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def safe_cell(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\0", "")
+    if value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class _SafeWriter:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def writerow(self, row: Iterable[Any]) -> Any:
+        return self._inner.writerow([safe_cell(cell) for cell in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+class _SafeDictWriter(csv.DictWriter):  # type: ignore[type-arg]
+    def _dict_to_list(self, rowdict: Any) -> Any:
+        return [safe_cell(cell) for cell in super()._dict_to_list(rowdict)]  # type: ignore[misc]
+
+
+def writer(out: IO[str], **kwargs: Any) -> _SafeWriter:
+    return _SafeWriter(csv.writer(out, **kwargs))
+
+
+def dict_writer(out: IO[str], fieldnames: list[str], **kwargs: Any) -> csv.DictWriter:  # type: ignore[type-arg]
+    return _SafeDictWriter(out, fieldnames=fieldnames, **kwargs)
