@@ -57,7 +57,7 @@ def _redact_phones(text: str, regions: Sequence[str]) -> str:
 
 def redact_text(
     text: str,
-    extra: Iterable[tuple[str, re.Pattern[str]]] = (),
+    extra: Iterable[tuple[str, Any]] = (),
     regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
 ) -> str:
     text = EMAIL.sub("[EMAIL]", text)
@@ -74,7 +74,7 @@ def redact_text(
     return text
 
 
-def redact(value: Any, extra: Iterable[tuple[str, re.Pattern[str]]] = ()) -> Any:
+def redact(value: Any, extra: Iterable[tuple[str, Any]] = ()) -> Any:
     """Redacts every string inside a JSON value (keys are left as they are)."""
     extra = list(extra)
     if isinstance(value, str):
@@ -86,12 +86,28 @@ def redact(value: Any, extra: Iterable[tuple[str, re.Pattern[str]]] = ()) -> Any
     return value
 
 
-def compile_rule(pattern: str) -> re.Pattern[str]:
-    """Compiles an organisation's pattern, refusing ones that are invalid or match empty text."""
+RULE_MAX_LENGTH = 500
+RULE_MAX_MEMORY = 8 << 20  # RE2's budget for one compiled pattern's automaton
+
+
+def compile_rule(pattern: str) -> Any:
+    """Compiles an organisation's pattern with RE2, whose matching time grows linearly with the text
+    whatever the pattern (`(a+)+b` backtracks exponentially in Python's engine). Refuses patterns
+    that are invalid, need what RE2 cannot bound (backreferences, look-around), are too large,
+    or match empty text."""
+    import re2
+
+    if not isinstance(pattern, str) or not pattern or len(pattern) > RULE_MAX_LENGTH:
+        raise ValueError(f"a pattern is 1 to {RULE_MAX_LENGTH} characters")
+    options = re2.Options()
+    options.max_mem = RULE_MAX_MEMORY
+    options.log_errors = False
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from None
-    if compiled.match(""):
+        compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(f"not a regular expression Steward can run in linear time ({reason}); "
+                         "backreferences and look-around are not supported") from None
+    if compiled.search("") is not None:
         raise ValueError("the pattern matches empty text, which would redact everything")
     return compiled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -29,6 +30,7 @@ from audit.log.models import (
 )
 
 ACTION = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$")
+logger = logging.getLogger("steward.audit")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def subject_key(subject: str) -> str:
     ).hexdigest()
 
 
-Rules = list[tuple[str, re.Pattern[str]]]
+Rules = list[tuple[str, Any]]  # (label, RE2 pattern: redaction.compile_rule)
 
 
 class _RuleBook:
@@ -104,11 +106,28 @@ class _RuleBook:
             known = self._by_org.get(organization_id)
         if known is None:
             stored = RedactionRule.objects.filter(organization_id=organization_id).values_list("label", "pattern")
-            known = [(label, re.compile(pattern)) for label, pattern in stored]
+            known = [(label, _compiled(label, pattern)) for label, pattern in stored]
             with self._lock:
                 if version == self._version:
                     self._by_org[organization_id] = known
         return known
+
+
+class _WholeText:
+    """Stands for a stored rule that RE2 cannot run (one saved before patterns were checked for it):
+    rather than store what the rule was meant to hide, every string it sees is redacted whole."""
+
+    def sub(self, replacement: str, text: str) -> str:
+        return replacement if text else text
+
+
+def _compiled(label: str, pattern: str) -> Any:
+    try:
+        return redaction.compile_rule(pattern)
+    except ValueError as exc:
+        logger.error("redaction rule %s cannot run in linear time (%s): its organisation's texts are redacted "
+                     "whole until an admin replaces it", label, exc)
+        return _WholeText()
 
 
 _RULES = _RuleBook()
