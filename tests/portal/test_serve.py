@@ -72,15 +72,18 @@ def serving(django_db_setup, tmp_path) -> Iterator[tuple[subprocess.Popen[bytes]
         process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT,
                                    env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     started: set[int] = set()
+    last = b""
     try:
         deadline = time.monotonic() + 90
         while True:
             assert process.poll() is None, f"serve exited at start:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"/healthz never answered 200:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"/healthz never answered 200: {last!r}\n{log_path.read_text()[-3000:]}"
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
+                answer = conn.getresponse()
+                last = answer.read()
+                if answer.status == 200:
                     break
             except OSError:
                 pass
@@ -123,8 +126,8 @@ def _environ(pid: int) -> dict[str, str]:
 @pytest.mark.slow
 def test_the_worker_gets_the_cores_and_lets_torch_threads_sleep_while_they_wait(serving) -> None:
     process, _port, _log_path = serving
-    workers = [pid for pid in _alive(_descendants(process.pid))  # serve's own child (beat forks one of its own)
-               if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes() and _parent(pid) == process.pid]
+    workers = [pid for pid in _alive(_descendants(process.pid))  # serve's own child, not beat
+               if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") and _parent(pid) == process.pid]
     assert len(workers) == 1
     environ = _environ(workers[0])
     assert environ["OMP_NUM_THREADS"] == str(os.cpu_count())
@@ -157,3 +160,27 @@ def test_the_worker_serves_the_pool_of_this_machines_device(serving) -> None:
     # then: the pool of the device it runs its models on, which the web then sends predictions to
     device_pool, other = ("gpu", "cpu") if torch.cuda.is_available() else ("cpu", "gpu")
     assert device_pool in worker["queues"] and other not in worker["queues"] and "default" in worker["queues"]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_outright_stops_steward_and_leaves_no_scheduler_behind(serving) -> None:
+    """kill -9 of the worker once left its embedded beat running (ppid 1): two schedulers after a restart."""
+    process, _port, log_path = serving
+    children = _descendants(process.pid)
+    worker = next(pid for pid in _alive(children) if _parent(pid) == process.pid
+                  and b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
+    os.kill(worker, signal.SIGKILL)
+    assert process.wait(timeout=60) != 0, log_path.read_text()[-3000:]  # serve says it stopped, and why
+    assert not _wait_gone(children, 30), f"left running:\n{log_path.read_text()[-3000:]}"
+    assert "worker0 exited" in log_path.read_text()
+
+
+def test_a_second_scheduler_on_the_same_schedule_refuses_to_start(tmp_path) -> None:
+    from portal.beat import SingleScheduler
+    from portal.celery import app
+
+    first = SingleScheduler(app=app, schedule_filename=str(tmp_path / "schedule"), lazy=True)
+    with pytest.raises(SystemExit, match="another beat scheduler"):
+        SingleScheduler(app=app, schedule_filename=str(tmp_path / "schedule"), lazy=True)
+    first._lock.close()  # the lock goes with its holder
+    SingleScheduler(app=app, schedule_filename=str(tmp_path / "schedule"), lazy=True)._lock.close()

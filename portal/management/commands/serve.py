@@ -1,4 +1,4 @@
-"""Runs the portal: the web server (gunicorn) and a Celery worker (with the beat scheduler).
+"""Runs the portal: the web server (gunicorn), a Celery worker and the beat scheduler.
 
 One command for a single machine, as `make run` uses it. Ctrl-C stops both cleanly; if either
 dies, the other is stopped too and the command fails, so nothing runs half of the product.
@@ -74,8 +74,7 @@ class Command(BaseCommand):
         worker = [
             # Threads, not processes: one copy of each model per worker, and concurrent requests
             # meet in its dynamic batcher. torch releases the GIL while it computes.
-            python, "-m", "celery", "-A", "portal", "worker", "--beat", "--pool", "threads",
-            "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"),
+            python, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
             "--queues", os.environ.get("WORKER_QUEUES") or _device_queues(),
             "--concurrency", str(options["worker_concurrency"]),
             "--loglevel", settings.LOG_LEVEL,
@@ -103,10 +102,16 @@ class Command(BaseCommand):
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, stop)
+        # Beat in a process of its own, not the worker's embedded one: a worker killed with SIGKILL
+        # left its embedded beat (a child of its own) running, and after a restart two schedulers
+        # sent every periodic task twice. Like every child here, it stops when serve dies.
+        beat = [
+            python, "-m", "celery", "-A", "portal", "beat", "--scheduler", "portal.beat:SingleScheduler",
+            "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"), "--loglevel", settings.LOG_LEVEL,
+        ]
+        processes["beat"] = _start(beat)
         for n in range(count):
             command = [*worker, "--hostname", f"worker{n}@{os.uname().nodename}"]
-            if n:  # one beat scheduler is enough
-                command.remove("--beat")
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
             # The web server, the database and the worker's own threads share these cores with the
             # model's OpenMP threads. OpenMP's default has a thread that waits at a barrier for its
