@@ -23,6 +23,7 @@ from inference.models import GlobalSource, JobStatus, Task
 from inference.services import explanations, finetuning, global_explanations, jobs, predictions, registry, uploads
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
+from portal.parsers import loads_checked
 
 
 class TransitionSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -110,9 +111,11 @@ class ModelListRegisterApi(APIView):
         card = data.validated_data.get("card") or {}
         if isinstance(card, str):
             try:
-                card = json.loads(card)
+                card = loads_checked(card, where="'card'")
             except json.JSONDecodeError:
                 raise InvalidInput("'card' is not valid JSON.") from None
+            except ValueError as exc:
+                raise InvalidInput(f"{exc}.") from None
         staged = uploads.model_upload_create(
             actor=actor_of(request), name=data.validated_data["name"], task=data.validated_data["task"],
             archive=data.validated_data["archive"], card=card,

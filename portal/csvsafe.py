@@ -10,6 +10,7 @@ readers take for the end of the file, are removed.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable
 from typing import IO, Any
@@ -50,3 +51,24 @@ def writer(out: IO[str], **kwargs: Any) -> _SafeWriter:
 
 def dict_writer(out: IO[str], fieldnames: list[str], **kwargs: Any) -> csv.DictWriter:  # type: ignore[type-arg]
     return _SafeDictWriter(out, fieldnames=fieldnames, **kwargs)
+
+
+class Unreadable(ValueError):
+    """The text is not a CSV file Steward reads; the message says why, for a person."""
+
+
+def read_dicts(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of a CSV text, read whole, so that a malformed file fails here with a
+    sentence (a field over the csv module's limit of 131,072 characters, a NUL byte) and not halfway
+    through whoever iterates it."""
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as exc:
+        where = f"line {reader.line_num}: " if reader.line_num else ""
+        if "field larger than field limit" in str(exc):
+            raise Unreadable(f"The CSV file is not readable ({where}a field is longer than "
+                             f"{csv.field_size_limit():,} characters).") from None
+        raise Unreadable(f"The CSV file is not readable ({where}{exc}).") from None
+    return header, rows

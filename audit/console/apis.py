@@ -82,7 +82,7 @@ class EntryListApi(APIView):
         params.is_valid(raise_exception=True)
         filters = dict(params.validated_data)
         limit, before = filters.pop("limit"), filters.pop("before", None)
-        entries = entry_list_for_actor(actor=actor_of(request), **filters)
+        entries = entry_list_for_actor(viewer=actor_of(request), filters=filters)
         if before is not None:
             entries = entries.filter(index__lt=before)
         page = list(entries[:limit])

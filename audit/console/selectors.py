@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 
 from audit.log import selectors as log
@@ -8,11 +10,12 @@ from portal.accounts.actor import Actor
 from portal.accounts.selectors import member_user_ids
 
 
-def entry_list_for_actor(*, actor: Actor, **filters: object) -> QuerySet[LogEntry]:
+def entry_list_for_actor(*, viewer: Actor, filters: dict[str, Any]) -> QuerySet[LogEntry]:
+    """The entries `viewer` may read, narrowed by `filters` (whose `actor` is the name searched for)."""
     return log.entry_list(
-        organization_id=actor.organization.pk,
-        member_user_ids=member_user_ids(organization=actor.organization),
-        **filters,  # type: ignore[arg-type]
+        organization_id=viewer.organization.pk,
+        member_user_ids=member_user_ids(organization=viewer.organization),
+        **filters,
     )
 
 

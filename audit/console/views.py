@@ -41,7 +41,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     if form.is_valid() or not request.GET:
         filters = {k: v for k, v in (form.cleaned_data if request.GET else {}).items() if v not in (None, "")}
         before = filters.pop("before", None)
-        query = entry_list_for_actor(actor=actor, **filters)
+        query = entry_list_for_actor(viewer=actor, filters=filters)
         if before is not None:
             query = query.filter(index__lt=before)
         entries = list(query[:PAGE])

@@ -17,6 +17,7 @@ from audit.fairness.models import ReportStatus
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
+from portal.parsers import loads_checked
 
 
 class ReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -52,11 +53,15 @@ def _names(value: Any) -> list[str]:
         text = str(value).strip()
         if text.startswith("["):
             try:
-                items = json.loads(text)
+                items = loads_checked(text, where="the list")
             except json.JSONDecodeError:
                 raise InvalidDataset("The list is not valid JSON.") from None
+            except ValueError as exc:
+                raise InvalidDataset(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
         else:
             items = text.replace("\r", "").replace("\n", ",").split(",")
+    if not isinstance(items, list):
+        raise InvalidDataset("The list must be a JSON list of names.")
     return [str(item).strip() for item in items if str(item).strip()]
 
 

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from audit.fairness.exceptions import DatasetTooLarge, InvalidDataset
 from inference.ml.schema import InputError, validate_inputs
+from portal import csvsafe
 
 DATA = Path(settings.BASE_DIR) / "data"
 SLOT = "{identity}"
@@ -49,11 +50,11 @@ def _csv_records(raw: bytes) -> tuple[list[str], list[dict[str, str]]]:
     except UnicodeDecodeError:
         raise InvalidDataset("The file is not UTF-8 text.") from None
     try:
-        reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        records = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-    except csv.Error as exc:
-        raise InvalidDataset(f"The file is not a readable CSV: {exc}.") from None
+        fieldnames, rows = csvsafe.read_dicts(text)
+    except csvsafe.Unreadable as exc:
+        raise InvalidDataset(str(exc)) from None
+    header = [h.strip() for h in fieldnames]
+    records = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items()} for r in rows]
     if not header:
         raise InvalidDataset("The CSV file has no header row.")
     if not records:

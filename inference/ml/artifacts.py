@@ -10,6 +10,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -102,32 +103,50 @@ def common_root(members: list[Member]) -> str:
 
 
 def extract(archive: Path, destination: Path, *, max_unpacked_bytes: int) -> None:
-    """Unpacks into `destination` (created), flattening one wrapping folder, with nothing unsafe."""
+    """Unpacks into `destination` (created), flattening one wrapping folder, with nothing unsafe.
+
+    Each member is copied within what its header declares and within `max_unpacked_bytes` in all
+    (a header may lie), and a damaged member (bad CRC, truncated data) is an ArchiveError.
+    """
     members = list_members(archive, max_unpacked_bytes=max_unpacked_bytes)
     root = common_root(members)
     destination.mkdir(parents=True, exist_ok=True)
+    budget = [max_unpacked_bytes]
     with archive.open("rb") as handle:
         magic = handle.read(4)
-    if magic.startswith(ZIP_MAGIC):
-        with zipfile.ZipFile(archive) as zipped:
-            for zinfo in zipped.infolist():
-                if zinfo.is_dir():
-                    continue
-                _write(destination / _safe_name(zinfo.filename)[len(root):], zipped.open(zinfo))
-    else:
-        with tarfile.open(archive, "r:gz") as tarred:
-            for tinfo in tarred:
-                if not tinfo.isfile():
-                    continue
-                source = tarred.extractfile(tinfo)
-                assert source is not None
-                _write(destination / _safe_name(tinfo.name)[len(root):], source)
+    try:
+        if magic.startswith(ZIP_MAGIC):
+            with zipfile.ZipFile(archive) as zipped:
+                for zinfo in zipped.infolist():
+                    if zinfo.is_dir():
+                        continue
+                    name = _safe_name(zinfo.filename)
+                    _write(destination / name[len(root):], zipped.open(zinfo), name, zinfo.file_size, budget)
+        else:
+            with tarfile.open(archive, "r:gz") as tarred:
+                for tinfo in tarred:
+                    if not tinfo.isfile():
+                        continue
+                    source = tarred.extractfile(tinfo)
+                    assert source is not None
+                    name = _safe_name(tinfo.name)
+                    _write(destination / name[len(root):], source, name, tinfo.size, budget)
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError) as exc:
+        raise ArchiveError(f"the archive is damaged ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
-def _write(target: Path, source: IO[bytes]) -> None:
+def _write(target: Path, source: IO[bytes], name: str, declared: int, budget: list[int]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
     with source, target.open("wb") as out:
-        shutil.copyfileobj(source, out, 1 << 20)
+        while block := source.read(1 << 20):
+            written += len(block)
+            budget[0] -= len(block)
+            if written > declared:
+                raise ArchiveError(f"the archive entry {name!r} holds more data than its header declares")
+            if budget[0] < 0:
+                raise ArchiveError("the archive unpacks to more than its limit")
+            out.write(block)
 
 
 def pack_directory(folder: Path) -> bytes:

@@ -9,7 +9,6 @@ the steps it took; a run that a new worker resumes from its checkpoint spends it
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import random
@@ -46,6 +45,7 @@ from inference.models import (
     TrainingDataset,
 )
 from inference.services.jobs import upload_text
+from portal import csvsafe
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
 from portal.workers import current_worker, requeue_stale, serving_queue
@@ -75,12 +75,15 @@ def _budget_check(epsilon: float, delta: float, rows: int) -> None:
 def _read_rows(upload: BinaryIO, labels: list[str]) -> tuple[list[tuple[str, int]], str]:
     """(text, label index) rows of a `text,label` CSV, and the file's SHA-256."""
     text, digest = upload_text(upload, max_bytes=settings.FINETUNE_MAX_BYTES, error=InvalidDataset)
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"text", "label"} - set(reader.fieldnames or [])
+    try:
+        fieldnames, records = csvsafe.read_dicts(text)
+    except csvsafe.Unreadable as exc:
+        raise InvalidDataset(str(exc)) from None
+    missing = {"text", "label"} - set(fieldnames)
     if missing:
         raise InvalidDataset(f"The CSV file needs the columns text and label; it lacks {', '.join(sorted(missing))}.")
     rows = []
-    for line, record in enumerate(reader, start=2):
+    for line, record in enumerate(records, start=2):
         value, label = (record.get("text") or "").strip(), (record.get("label") or "").strip()
         if not value:
             raise InvalidDataset(f"Line {line}: the text is empty.")

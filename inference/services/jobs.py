@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -54,19 +53,22 @@ def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list
                 except json.JSONDecodeError as exc:
                     raise InvalidInput(f"Line {number} is not JSON: {exc.msg}.") from None
     else:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames:
+        try:
+            fieldnames, records = csvsafe.read_dicts(text)
+        except csvsafe.Unreadable as exc:
+            raise InvalidInput(str(exc)) from None
+        if not fieldnames:
             raise InvalidInput("The CSV file has no header row.")
         if version.task == "text-classification":
-            if "text" not in reader.fieldnames:
+            if "text" not in fieldnames:
                 raise InvalidInput("The CSV file needs a 'text' column.")
-            rows = [{"text": r["text"]} for r in reader]
+            rows = [{"text": r["text"]} for r in records]
         else:
             kinds = {f["name"]: f["type"] for f in version.input_schema["features"]}
-            missing = sorted(set(kinds) - set(reader.fieldnames))
+            missing = sorted(set(kinds) - set(fieldnames))
             if missing:
                 raise InvalidInput(f"The CSV file lacks the columns {', '.join(missing)}.")
-            for number, record in enumerate(reader, start=2):
+            for number, record in enumerate(records, start=2):
                 row: dict[str, Any] = {}
                 for feature, kind in kinds.items():
                     value = (record.get(feature) or "").strip()

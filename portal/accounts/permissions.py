@@ -23,7 +23,9 @@ class HasCapability(permissions.BasePermission):
             )
         required = getattr(view, "required_capability", "missing")
         if isinstance(required, dict):
-            required = required.get(request.method or "GET", "missing")
+            if request.method not in required:  # a method the view does not serve: 405, not a crash
+                raise exceptions.MethodNotAllowed(request.method or "")
+            required = required[request.method]
         if required == "missing":
             raise AssertionError(f"{type(view).__name__} declares no required_capability")
         actor = request_actor(request)

@@ -82,7 +82,7 @@ class LinearTimeRuleTests:
     @pytest.mark.django_db
     def test_a_stored_rule_that_cannot_run_redacts_whole_texts_rather_than_leak(self) -> None:
         from audit.log.models import LogEntry, RedactionRule
-        from audit.log.services import AuditActor, _RULES, audit_record
+        from audit.log.services import _RULES, AuditActor, audit_record
         from tests.portal.accounts.factories import OrganizationFactory
 
         org = OrganizationFactory()
