@@ -261,6 +261,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 API_TOKEN_DEFAULT_RATE_PER_MINUTE = env_int("API_TOKEN_RATE_PER_MINUTE", default=600, minimum=1)
 API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", default=365, minimum=1)
+# the highest rate a member may give a token; an organisation may set a lower one
+API_TOKEN_MAX_RATE_PER_MINUTE = env_int("API_TOKEN_MAX_RATE_PER_MINUTE", default=6000, minimum=1)
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -125,10 +125,11 @@ class TokenListCreateApi(APIView):
     class InputSerializer(StrictSerializer):
         name = serializers.CharField(max_length=80)
         role = serializers.ChoiceField(choices=ROLE_CHOICES, default=Role.CONSUMER.value)
-        expires_in_days = serializers.IntegerField(allow_null=True, default=90)
+        expires_in_days = serializers.IntegerField(
+            default=90, min_value=1, help_text="at most the organisation's limit (API_TOKEN_MAX_DAYS by default)")
         rate_per_minute = serializers.IntegerField(
-            allow_null=True, default=None, min_value=1, max_value=100_000
-        )
+            allow_null=True, default=None, min_value=1,
+            help_text="requests a minute; null: API_TOKEN_RATE_PER_MINUTE; at most the organisation's limit")
 
     class CreatedSerializer(TokenOutputSerializer):
         token = serializers.CharField(help_text="The secret. Shown this once; store it now.")
@@ -157,7 +158,7 @@ class TokenListCreateApi(APIView):
 class TokenRevokeApi(APIView):
     required_capability = Cap.ORG_READ
 
-    @extend_schema(responses=TokenOutputSerializer, summary="Revoke an API token")
+    @extend_schema(responses={200: TokenOutputSerializer}, summary="Revoke an API token (answers the revoked token)")
     def delete(self, request: Request, pk: int) -> Response:
         actor = actor_of(request)
         token = selectors.token_get_for_actor(actor=actor, pk=pk)

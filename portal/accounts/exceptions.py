@@ -19,6 +19,10 @@ class InvalidExpiry(PortalError):
     code = "invalid_expiry"
 
 
+class RateTooHigh(PortalError):
+    code = "rate_too_high"
+
+
 class UnknownUser(PortalError):
     status_code = 404
     code = "unknown_user"

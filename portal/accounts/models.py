@@ -20,9 +20,29 @@ class Organization(models.Model):
     daily_row_quota = models.PositiveIntegerField(
         default=100_000, help_text="Rows a day that the organisation's calls may predict."
     )
+    token_max_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest a member's API token may live (empty: API_TOKEN_MAX_DAYS)."
+    )
+    token_max_rate_per_minute = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="The highest request rate a member may give a token (empty: API_TOKEN_MAX_RATE_PER_MINUTE).",
+    )
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def token_days_limit(self) -> int:
+        from django.conf import settings
+
+        return min(self.token_max_days or settings.API_TOKEN_MAX_DAYS, settings.API_TOKEN_MAX_DAYS)
+
+    @property
+    def token_rate_limit(self) -> int:
+        from django.conf import settings
+
+        return min(self.token_max_rate_per_minute or settings.API_TOKEN_MAX_RATE_PER_MINUTE,
+                   settings.API_TOKEN_MAX_RATE_PER_MINUTE)
 
 
 class MembershipQuerySet(models.QuerySet["Membership"]):

@@ -17,6 +17,7 @@ from portal.accounts.exceptions import (
     AlreadyMember,
     InvalidExpiry,
     LastAdmin,
+    RateTooHigh,
     RoleTooHigh,
     TokensCannotManageTokens,
     UnknownUser,
@@ -128,10 +129,21 @@ def token_create(
     Raises:
         TokensCannotManageTokens: the actor is itself a token.
         RoleTooHigh: the role grants something the actor's own role does not.
-        InvalidExpiry: the expiry is not between 1 day and API_TOKEN_MAX_DAYS.
+        InvalidExpiry: no expiry, or one beyond the organisation's limit (a token that never expires
+            is for operators, made on the command line).
+        RateTooHigh: a rate above the organisation's limit.
     """
     if actor.token is not None:
         raise TokensCannotManageTokens()
+    organization = actor.organization
+    max_days = organization.token_days_limit
+    if expires_in_days is None or not 1 <= expires_in_days <= max_days:
+        raise InvalidExpiry(f"A token expires after 1 to {max_days} days (the organisation's limit).",
+                            details={"max_days": max_days})
+    max_rate = organization.token_rate_limit
+    if rate_per_minute is not None and not 1 <= rate_per_minute <= max_rate:
+        raise RateTooHigh(f"A token may make 1 to {max_rate} requests a minute (the organisation's limit).",
+                          details={"max_rate_per_minute": max_rate})
     if not role_within(role, actor.role):
         raise RoleTooHigh(
             f"A {actor.role.value} cannot create a {role.value} token: "
@@ -171,6 +183,8 @@ def token_create_unchecked(
     max_days = settings.API_TOKEN_MAX_DAYS
     if expires_in_days is not None and not 1 <= expires_in_days <= max_days:
         raise InvalidExpiry(f"A token expires after 1 to {max_days} days.")
+    if rate_per_minute is not None and not 1 <= rate_per_minute <= settings.API_TOKEN_MAX_RATE_PER_MINUTE:
+        raise RateTooHigh(f"A token may make 1 to {settings.API_TOKEN_MAX_RATE_PER_MINUTE} requests a minute.")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         organization=organization,

@@ -284,3 +284,30 @@ class LastAdminTests:
         entry = LogEntry.objects.get(action="membership.role_changed")
         assert entry.payload == {"username": other.username, "from": "consumer", "to": "owner"}
         assert entry.organization_id == org.pk and entry.actor_label == admin.username
+
+
+class TokenPolicyTests:
+    """A member cannot mint a token that outlives or outpaces what the organisation allows."""
+
+    @pytest.mark.parametrize("role", ["consumer", "admin"])
+    def test_no_token_that_never_expires_or_outpaces_the_limits(self, role, settings) -> None:
+        from rest_framework.test import APIClient
+
+        from portal.accounts.models import ApiToken
+
+        org = OrganizationFactory(token_max_days=30, token_max_rate_per_minute=120)
+        api = APIClient()
+        api.force_login(member(role, org))
+        for body, code in [({"expires_in_days": None}, "invalid"), ({"expires_in_days": 31}, "invalid_expiry"),
+                           ({"expires_in_days": 30, "rate_per_minute": 100_000}, "rate_too_high"),
+                           ({"expires_in_days": 30, "rate_per_minute": 121}, "rate_too_high")]:
+            response = api.post("/api/v1/tokens", {"name": "x", "role": "consumer", **body}, format="json")
+            assert response.status_code == 400, (body, response.content)
+            assert response.json()["error"]["code"] == code, response.content
+        assert not ApiToken.objects.filter(organization=org).exists()
+        made = api.post("/api/v1/tokens", {"name": "x", "role": "consumer", "expires_in_days": 30,
+                                           "rate_per_minute": 120}, format="json")
+        assert made.status_code == 201 and made.json()["rate_per_minute"] == 120
+        settings.API_TOKEN_MAX_DAYS = 10  # the operator's ceiling bounds every organisation's own
+        assert api.post("/api/v1/tokens", {"name": "y", "role": "consumer", "expires_in_days": 30},
+                        format="json").json()["error"]["code"] == "invalid_expiry"
