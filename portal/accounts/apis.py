@@ -61,6 +61,18 @@ class MemberOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     created_at = serializers.DateTimeField()
 
 
+class InvitationOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    organization = serializers.CharField(source="organization.slug")
+    organization_name = serializers.CharField(source="organization.name")
+    username = serializers.CharField()
+    role = serializers.CharField()
+    status = serializers.CharField()
+    invited_by = serializers.CharField(source="invited_by.username")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+
 class MemberListCreateApi(APIView):
     required_capability = Cap.ORG_MANAGE
 
@@ -73,16 +85,59 @@ class MemberListCreateApi(APIView):
         members = selectors.membership_list(actor=actor_of(request))
         return Response(MemberOutputSerializer(members, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: MemberOutputSerializer}, summary="Add a member")
+    @extend_schema(request=InputSerializer, responses={202: InvitationOutputSerializer},
+                   summary="Invite a member",
+                   description="Invites the user of that name, who becomes a member by accepting "
+                               "(POST /invitations/{id}/accept). The answer is the same whether or not "
+                               "the user exists.")
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.membership_create(
-            actor=actor_of(request),
-            username=data.validated_data["username"],
+        invitation = services.invitation_create(
+            actor=actor_of(request), username=data.validated_data["username"],
             role=Role(data.validated_data["role"]),
         )
-        return Response(MemberOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
+        return Response(InvitationOutputSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SentInvitationListApi(APIView):
+    required_capability = Cap.ORG_MANAGE
+
+    @extend_schema(responses=InvitationOutputSerializer(many=True), summary="Invitations the organisation sent")
+    def get(self, request: Request) -> Response:
+        invitations = selectors.invitation_list_sent(actor=actor_of(request))
+        return Response(InvitationOutputSerializer(invitations, many=True).data)
+
+
+class SentInvitationRevokeApi(APIView):
+    required_capability = Cap.ORG_MANAGE
+
+    @extend_schema(request=None, responses={200: InvitationOutputSerializer}, summary="Revoke an invitation")
+    def post(self, request: Request, pk: int) -> Response:
+        actor = actor_of(request)
+        invitation = services.invitation_revoke(
+            actor=actor, invitation=selectors.invitation_get_sent(actor=actor, pk=pk))
+        return Response(InvitationOutputSerializer(invitation).data)
+
+
+class MyInvitationListApi(APIView):
+    """Invitations waiting for the signed-in user, who may belong to no organisation yet."""
+
+    for_any_signed_in_user = True
+
+    @extend_schema(responses=InvitationOutputSerializer(many=True), summary="Invitations waiting for me")
+    def get(self, request: Request) -> Response:
+        return Response(InvitationOutputSerializer(services.invitations_for_user(user=request.user), many=True).data)
+
+
+class MyInvitationAnswerApi(APIView):
+    for_any_signed_in_user = True
+
+    @extend_schema(request=None, responses={200: InvitationOutputSerializer},
+                   summary="Accept or decline an invitation waiting for me")
+    def post(self, request: Request, pk: int, answer: str) -> Response:
+        invitation = services.invitation_answer(user=request.user, invitation_id=pk, accept=answer == "accept")
+        return Response(InvitationOutputSerializer(invitation).data)
 
 
 class MemberUpdateApi(APIView):

@@ -21,6 +21,8 @@ class HasCapability(permissions.BasePermission):
             raise exceptions.NotAuthenticated(
                 "Authentication required: send 'Authorization: Bearer <token>' or sign in."
             )
+        if getattr(view, "for_any_signed_in_user", False):  # a user's own business, in no organisation
+            return True
         required = getattr(view, "required_capability", "missing")
         if isinstance(required, dict):
             if request.method not in required:  # a method the view does not serve: 405, not a crash

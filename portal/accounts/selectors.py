@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from portal.accounts.actor import Actor
-from portal.accounts.models import ApiToken, ApiTokenQuerySet, Membership, Organization, User
+from portal.accounts.models import ApiToken, ApiTokenQuerySet, Invitation, Membership, Organization, User
 from portal.accounts.roles import Cap
 from portal.exceptions import NotFound
 
@@ -59,3 +59,14 @@ def token_get_for_actor(*, actor: Actor, pk: int) -> ApiToken:
 
 def member_user_ids(*, organization: Organization) -> list[int]:
     return list(Membership.objects.filter(organization=organization).values_list("user_id", flat=True))
+
+
+def invitation_list_sent(*, actor: Actor) -> QuerySet[Invitation]:
+    return Invitation.objects.filter(organization=actor.organization).select_related("organization", "invited_by")
+
+
+def invitation_get_sent(*, actor: Actor, pk: int) -> Invitation:
+    found = invitation_list_sent(actor=actor).filter(pk=pk).first()
+    if found is None:
+        raise NotFound("No such invitation in this organisation.")
+    return found

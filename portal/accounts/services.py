@@ -20,11 +20,10 @@ from portal.accounts.exceptions import (
     RateTooHigh,
     RoleTooHigh,
     TokensCannotManageTokens,
-    UnknownUser,
 )
-from portal.accounts.models import ApiToken, Membership, Organization, User
+from portal.accounts.models import ApiToken, Invitation, InvitationStatus, Membership, Organization, User
 from portal.accounts.roles import Cap, Role, role_within
-from portal.exceptions import Forbidden
+from portal.exceptions import Forbidden, NotFound
 from portal.prebuilt import Prebuilt
 
 TOKEN_PREFIX = "stw_"  # noqa: S105  (a public prefix, not a secret)
@@ -78,14 +77,72 @@ def _check_can_manage(actor: Actor) -> None:
         raise Forbidden("Only an organisation admin can manage members.")
 
 
-def membership_create(*, actor: Actor, username: str, role: Role) -> Membership:
+INVITATION_DAYS = 14
+
+
+@transaction.atomic
+def invitation_create(*, actor: Actor, username: str, role: Role) -> Invitation:
+    """Invites `username` to the actor's organisation in `role`. The answer is the same whether or
+    not such a user exists: admins learn nothing of other organisations' users (no existence
+    oracle), and nobody joins an organisation without accepting."""
     _check_can_manage(actor)
-    user = User.objects.filter(username=username, is_active=True).first()
-    if user is None:
-        raise UnknownUser(f"There is no active user named {username!r}.")
-    return membership_create_unchecked(
-        user=user, organization=actor.organization, role=role, actor=actor.audit_actor
+    username = username.strip()
+    if Membership.objects.filter(organization=actor.organization, user__username=username).exists():
+        raise AlreadyMember(f"{username} is already a member of {actor.organization.name}.")
+    Invitation.objects.filter(organization=actor.organization, username=username,
+                              status=InvitationStatus.PENDING).update(status=InvitationStatus.REVOKED,
+                                                                      answered_at=timezone.now())
+    invitation = Invitation.objects.create(
+        organization=actor.organization, username=username, role=role, invited_by=actor.user,
+        expires_at=timezone.now() + timedelta(days=INVITATION_DAYS),
     )
+    audit_record(action="invitation.created", actor=actor.audit_actor, organization_id=actor.organization.pk,
+                 target_type="accounts.Invitation", target_id=invitation.pk,
+                 payload={"username": username, "role": role.value})
+    return invitation
+
+
+@transaction.atomic
+def invitation_revoke(*, actor: Actor, invitation: Invitation) -> Invitation:
+    _check_can_manage(actor)
+    if Invitation.objects.filter(pk=invitation.pk, status=InvitationStatus.PENDING).update(
+            status=InvitationStatus.REVOKED, answered_at=timezone.now()):
+        audit_record(action="invitation.revoked", actor=actor.audit_actor, organization_id=invitation.organization_id,
+                     target_type="accounts.Invitation", target_id=invitation.pk,
+                     payload={"username": invitation.username})
+    invitation.refresh_from_db()
+    return invitation
+
+
+def invitations_for_user(*, user: User) -> list[Invitation]:
+    """The pending, unexpired invitations addressed to `user` (by their username)."""
+    return list(Invitation.objects.filter(username=user.username, status=InvitationStatus.PENDING,
+                                          expires_at__gt=timezone.now()).select_related("organization", "invited_by"))
+
+
+@transaction.atomic
+def invitation_answer(*, user: User, invitation_id: int, accept: bool) -> Invitation:
+    """The invited user accepts (becoming a member in the role offered) or declines.
+
+    Raises NotFound for an invitation that is not this user's, not pending, or expired: no one
+    learns of an invitation addressed to someone else.
+    """
+    invitation = (Invitation.objects.select_for_update().select_related("organization")
+                  .filter(pk=invitation_id, username=user.username, status=InvitationStatus.PENDING,
+                          expires_at__gt=timezone.now()).first())
+    if invitation is None or not user.is_active:
+        raise NotFound("No such invitation is waiting for you.")
+    invitation.status = InvitationStatus.ACCEPTED if accept else InvitationStatus.DECLINED
+    invitation.answered_at = timezone.now()
+    invitation.save(update_fields=["status", "answered_at"])
+    audit_record(action=f"invitation.{invitation.status}", actor=AuditActor(type="user", id=str(user.pk),
+                 label=user.username), organization_id=invitation.organization_id,
+                 target_type="accounts.Invitation", target_id=invitation.pk,
+                 payload={"username": user.username, "role": invitation.role})
+    if accept and not Membership.objects.filter(user=user, organization=invitation.organization).exists():
+        membership_create_unchecked(user=user, organization=invitation.organization, role=Role(invitation.role),
+                                    actor=AuditActor(type="user", id=str(user.pk), label=user.username))
+    return invitation
 
 
 @transaction.atomic

@@ -11,4 +11,5 @@ urlpatterns = [
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("members/", views.members, name="members"),
+    path("invitations/<int:pk>/answer/", views.invitation_answer, name="invitation-answer"),
 ]

@@ -30,7 +30,8 @@ def member_required(view: Any) -> Any:
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if getattr(request, "actor", None) is None:
-            return render(request, "portal/no_organization.html", status=403)
+            return render(request, "portal/no_organization.html", status=403,
+                          context={"invitations": services.invitations_for_user(user=request.user)})
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -76,8 +77,27 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "role_description": ROLE_DESCRIPTIONS[actor.role],
         "token_count": selectors.token_list_for_actor(actor=actor).filter(user=actor.user).usable().count(),
+        "invitations": services.invitations_for_user(user=actor.user),
     }
     return render(request, "portal/dashboard.html", context)
+
+
+@login_required
+@require_POST
+def invitation_answer(request: HttpRequest, pk: int) -> HttpResponse:
+    """The invited user accepts or declines, from the dashboard or the no-organisation page."""
+    accept = request.POST.get("answer") == "accept"
+    try:
+        invitation = services.invitation_answer(user=request.user, invitation_id=pk, accept=accept)  # type: ignore[arg-type]
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        if accept:
+            request.session[SESSION_ORG_KEY] = invitation.organization_id
+            messages.success(request, f"You joined {invitation.organization.name} as {invitation.role}.")
+        else:
+            messages.info(request, f"You declined the invitation to {invitation.organization.name}.")
+    return redirect("dashboard")
 
 
 @login_required
@@ -148,14 +168,24 @@ def members(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     if request.method == "POST":
         try:
-            membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["membership"]))
-            services.membership_role_change(actor=actor, membership=membership, role=Role(request.POST["role"]))
+            if "invite" in request.POST:
+                invitation = services.invitation_create(actor=actor, username=request.POST.get("username", "")[:150],
+                                                        role=Role(request.POST.get("role", "")))
+                messages.success(request, f"Invited {invitation.username} as {invitation.role}: they join when they "
+                                          "accept, from their dashboard.")
+            elif "revoke" in request.POST:
+                invitation = selectors.invitation_get_sent(actor=actor, pk=int(request.POST["revoke"]))
+                services.invitation_revoke(actor=actor, invitation=invitation)
+                messages.success(request, f"The invitation of {invitation.username} is revoked.")
+            else:
+                membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["membership"]))
+                services.membership_role_change(actor=actor, membership=membership, role=Role(request.POST["role"]))
+                messages.success(request, f"{membership.user.username} is now {membership.role}.")
         except (PortalError, KeyError, ValueError) as exc:
             messages.error(request, getattr(exc, "message", "Choose a member and a valid role."))
-        else:
-            messages.success(request, f"{membership.user.username} is now {membership.role}.")
         return redirect("members")
     return render(
         request, "portal/members.html",
-        {"members": selectors.membership_list(actor=actor), "roles": [r.value for r in Role]},
+        {"members": selectors.membership_list(actor=actor), "roles": [r.value for r in Role],
+         "invitations": selectors.invitation_list_sent(actor=actor).filter(status="pending")},
     )

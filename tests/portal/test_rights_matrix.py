@@ -20,7 +20,15 @@ from audit.exports.models import ComplianceExport
 from audit.fairness.models import BiasReport
 from audit.log.models import LogEntry
 from audit.log.services import checkpoint_create
-from inference.models import BatchJob, Explanation, FineTuneJob, GlobalExplanation, Prediction, TrainingDataset
+from inference.models import (
+    BatchJob,
+    Explanation,
+    FineTuneJob,
+    GlobalExplanation,
+    ModelUpload,
+    Prediction,
+    TrainingDataset,
+)
 from portal.accounts.roles import Role
 from tests.inference.factories import Served
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
@@ -37,10 +45,11 @@ REPORT_CREATORS = {"owner", "reviewer", "admin"}
 ROW = {"income": 90, "region": "north"}
 
 # (id, method, path, body, roles allowed); {p} a prediction, {j} a job, {e} an audit entry, {b} a bias report,
-# {x} an explanation, {g} a global explanation, {d} a training dataset, {f} a fine-tuning job, {c} a compliance export
+# {u} a model upload, {x} an explanation, {g} a global explanation, {d} a training dataset, {f} a fine-tuning job, {c} a compliance export
 CASES = [
     ("models-list", "get", "/api/v1/models", None, EVERYONE),
     ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
+    ("model-upload", "get", "/api/v1/model-uploads/{u}", None, REGISTRARS),
     ("model", "get", "/api/v1/models/credit", None, EVERYONE),
     ("version", "get", "/api/v1/models/credit/versions/1", None, EVERYONE),
     ("version-submit", "post", "/api/v1/models/credit/versions/1/submit", {}, REGISTRARS),
@@ -97,7 +106,7 @@ CASES = [
 
 # Objects of an organisation: another organisation's members get 404 on these.
 OBJECT_CASES = [c for c in CASES if c[0] in {
-    "model", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
+    "model", "model-upload", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
     "global-explanations", "global-explanation-create", "global-explanation", "training-dataset", "fine-tune",
     "fine-tune-cancel", "exports-of-version", "export-create", "export", "export-download",
@@ -145,7 +154,10 @@ def objects_of(served: Served) -> dict[str, int]:
     export = ComplianceExport.objects.create(
         organization=served.org, model_version=served.version, number=1, period_start="2026-01-01",
         period_end="2026-01-31", status="pending", created_by=consumer)
-    return {"p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk, "x": explanation.pk,
+    upload = ModelUpload.objects.create(
+        organization=served.org, name="credit", task="tabular-classification", archive_sha256="0" * 64,
+        archive_size=1, status="failed", error="refused", created_by=served.actors["owner"].user)
+    return {"u": upload.pk, "p": prediction.pk, "j": job.pk, "e": entry.index, "b": report.pk, "x": explanation.pk,
             "g": global_explanation.pk, "d": dataset.pk, "f": finetune.pk, "c": export.pk}
 
 
@@ -190,7 +202,8 @@ def test_other_organisation_gets_404(tabular, name, method, path, body, allowed)
     assert "credit" not in response.content.decode().replace("'credit'", "")  # nothing of the object
 
 
-ACCOUNTS_ROUTES = {"api-me", "api-organizations", "api-members", "api-member", "api-tokens", "api-token"}
+ACCOUNTS_ROUTES = {"api-me", "api-organizations", "api-members", "api-member", "api-tokens", "api-token",
+                   "api-sent-invitations", "api-invitation-revoke", "api-invitations", "api-invitation-answer"}
 
 
 def api_route_names(patterns: list[URLPattern | URLResolver], prefix: str = "") -> set[str]:

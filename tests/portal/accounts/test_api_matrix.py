@@ -27,6 +27,8 @@ class World:
     own_member_id: int
     other_member_id: int
     other_token_id: int
+    own_invitation_id: int
+    other_invitation_id: int
 
 
 @pytest.fixture
@@ -42,7 +44,20 @@ def world(db) -> World:
         own_member_id=own_consumer.pk,
         other_member_id=Membership.objects.get(user=stranger).pk,
         other_token_id=token_for(stranger, other).token.pk,
+        own_invitation_id=_invite(own, users["admin"], "someone").pk,
+        other_invitation_id=_invite(other, stranger, users["consumer"].username).pk,
     )
+
+
+def _invite(organization, admin, username: str):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal.accounts.models import Invitation
+
+    return Invitation.objects.create(organization=organization, username=username, role="consumer", invited_by=admin,
+                                     expires_at=timezone.now() + timedelta(days=1))
 
 
 def bearer(world: World, role: str) -> APIClient:
@@ -65,7 +80,7 @@ TOKEN_CASES = [
     ("members-list", "get", lambda w: "/api/v1/members", None,
      {**dict.fromkeys(ROLES, 403), "admin": 200}),
     ("members-add", "post", lambda w: "/api/v1/members", "add",
-     {**dict.fromkeys(ROLES, 403), "admin": 201}),
+     {**dict.fromkeys(ROLES, 403), "admin": 202}),
     ("member-role-own-org", "patch", lambda w: f"/api/v1/members/{w.own_member_id}", {"role": "auditor"},
      {**dict.fromkeys(ROLES, 403), "admin": 200}),
     ("member-role-other-org", "patch", lambda w: f"/api/v1/members/{w.other_member_id}", {"role": "auditor"},
@@ -75,6 +90,17 @@ TOKEN_CASES = [
      dict.fromkeys(ROLES, 403)),
     ("token-revoke-other-org", "delete", lambda w: f"/api/v1/tokens/{w.other_token_id}", None,
      dict.fromkeys(ROLES, 404)),
+    ("invitations-sent", "get", lambda w: "/api/v1/members/invitations", None,
+     {**dict.fromkeys(ROLES, 403), "admin": 200}),
+    ("invitation-revoke", "post", lambda w: f"/api/v1/members/invitations/{w.own_invitation_id}/revoke", None,
+     {**dict.fromkeys(ROLES, 403), "admin": 200}),
+    ("invitation-revoke-other-org", "post",
+     lambda w: f"/api/v1/members/invitations/{w.other_invitation_id}/revoke", None,
+     {**dict.fromkeys(ROLES, 403), "admin": 404}),
+    ("invitations-mine", "get", lambda w: "/api/v1/invitations", None, ALL),
+    # addressed to the consumer by another organisation: only the consumer may answer it
+    ("invitation-answer", "post", lambda w: f"/api/v1/invitations/{w.other_invitation_id}/decline", None,
+     {**dict.fromkeys(ROLES, 404), "consumer": 200}),
 ]
 
 

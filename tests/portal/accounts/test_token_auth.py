@@ -247,10 +247,16 @@ class BadInputTests:
         response = session.post("/api/v1/members", {"username": "nobody", "role": "god"}, format="json")
         assert response.status_code == 400
 
-    def test_unknown_user_gets_404_with_message(self, session) -> None:
-        response = session.post("/api/v1/members", {"username": "nobody", "role": "consumer"}, format="json")
-        assert response.status_code == 404
-        assert "nobody" in response.json()["error"]["message"]
+    def test_an_unknown_user_is_invited_as_anyone_else_is(self, session) -> None:
+        """No existence oracle: the answer does not depend on whether the user exists."""
+        from tests.portal.accounts.factories import UserFactory
+
+        stranger = UserFactory()
+        unknown = session.post("/api/v1/members", {"username": "nobody", "role": "consumer"}, format="json")
+        known = session.post("/api/v1/members", {"username": stranger.username, "role": "consumer"}, format="json")
+        assert unknown.status_code == known.status_code == 202
+        assert set(unknown.json()) == set(known.json()) and unknown.json()["status"] == known.json()["status"]
+        assert not Membership.objects.filter(user=stranger).exists()  # nobody joins without accepting
 
     def test_session_api_calls_need_csrf(self) -> None:
         org = OrganizationFactory()
