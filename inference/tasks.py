@@ -27,6 +27,10 @@ def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = N
     try:
         answer = prediction_run(prediction_id=prediction_id)
     except Exception as exc:
+        from inference.services.predictions import prediction_mark_failed
+
+        # stored as failed before the caller is told so: a caller never hears "failed" of a running prediction
+        prediction_mark_failed(prediction_id=prediction_id, error=f"{type(exc).__name__}: {exc}")
         reply_fail(reply_to, exc, message=f"The model failed on prediction {prediction_id}; it is recorded as failed.")
         raise
     reply_send(reply_to, answer)

@@ -227,7 +227,22 @@ def prediction_finish_many(items: list[_Finished]) -> list[dict[str, Any]]:
 
 
 def prediction_mark_failed(*, prediction_id: int, error: str) -> None:
-    """A prediction that will not be served: marked failed, its quota given back, and logged."""
+    """A prediction that will not be served: marked failed, its quota given back, and logged.
+
+    Its entry is written in the same transaction; if the audit log itself is what failed (the
+    reason it was not served, often), the prediction is still marked failed and its quota given
+    back, without the entry, and the worker's log says so: a prediction is never left running
+    while its caller hears that it failed.
+    """
+    try:
+        _mark_failed(prediction_id, error, audited=True)
+    except Exception:
+        logger.exception("prediction %s: its failure could not be audited; marking it failed without an entry",
+                         prediction_id)
+        _mark_failed(prediction_id, error, audited=False)
+
+
+def _mark_failed(prediction_id: int, error: str, *, audited: bool) -> None:
     with transaction.atomic():
         updated = Prediction.objects.filter(
             pk=prediction_id, status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]
@@ -236,11 +251,12 @@ def prediction_mark_failed(*, prediction_id: int, error: str) -> None:
             return
         prediction = Prediction.objects.select_related("requested_by").get(pk=prediction_id)
         quota_release(organization_id=prediction.organization_id, rows=prediction.rows)
-        audit_record(
-            action="prediction.failed", actor=_actor_of(prediction), organization_id=prediction.organization_id,
-            target_type="inference.Prediction", target_id=prediction.pk, request_id=prediction.request_id,
-            payload={"error": error[:500]},
-        )
+        if audited:
+            audit_record(
+                action="prediction.failed", actor=_actor_of(prediction), organization_id=prediction.organization_id,
+                target_type="inference.Prediction", target_id=prediction.pk, request_id=prediction.request_id,
+                payload={"error": error[:500]},
+            )
 
 
 def prediction_fail_stuck(*, older_than_seconds: float = 600) -> int:

@@ -199,3 +199,41 @@ def test_no_worker_gives_503(tabular, settings) -> None:
         cache.key_prefix = settings.CACHES["default"]["KEY_PREFIX"]
     assert response.status_code == 503 and "worker" in response.json()["error"]["message"]
     assert not Prediction.objects.exists()
+
+
+@pytest.fixture
+def completions_refused_by_the_log(db):
+    """The audit log refuses prediction receipts (as a full disk or a broken log would), in the database itself."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        statements = [
+            "CREATE FUNCTION test_refuse_receipt() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'audit log unavailable (test)'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER test_refuse_receipt BEFORE INSERT ON audit_log_logentry FOR EACH ROW "
+            "WHEN (NEW.action = 'prediction.completed') EXECUTE FUNCTION test_refuse_receipt()",
+        ]
+        undo = ["DROP TRIGGER test_refuse_receipt ON audit_log_logentry", "DROP FUNCTION test_refuse_receipt()"]
+    else:
+        statements = ["CREATE TRIGGER test_refuse_receipt BEFORE INSERT ON audit_log_logentry "
+                      "WHEN NEW.action = 'prediction.completed' BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END"]
+        undo = ["DROP TRIGGER test_refuse_receipt"]
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    yield
+    with connection.cursor() as cursor:
+        for statement in undo:
+            cursor.execute(statement)
+
+
+def test_a_failed_receipt_leaves_the_prediction_failed_not_running(celery_worker, tabular,
+                                                                    completions_refused_by_the_log) -> None:
+    response = client(tabular).post("/api/v1/models/credit/predict", {"inputs": [ROW]}, format="json")
+    assert response.status_code >= 500, response.content
+    assert "Traceback" not in response.content.decode()
+    prediction = Prediction.objects.get()
+    assert prediction.status == "failed", prediction.status  # stored so before the caller was told
+    assert LogEntry.objects.filter(action="prediction.failed", target_id=str(prediction.pk)).exists()
+    usage = UsageDaily.objects.filter(organization=tabular.org, token__isnull=True).first()
+    assert usage is None or usage.rows == 0  # the quota reserved for it is given back
