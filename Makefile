@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
+# The portal is secure by default (secure cookies, HSTS, redirects to https); what the Makefile
+# runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
+export HTTPS ?= false
 
 .PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-dp
 

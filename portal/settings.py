@@ -87,6 +87,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.RequestIdMiddleware",
     "portal.outages.OutageMiddleware",
@@ -241,9 +242,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
-# HTTPS=true behind TLS: secure cookies, HSTS and redirects. Off for the embedded default,
-# which serves plain HTTP on 127.0.0.1.
-HTTPS = env_bool("HTTPS", default=False)
+# Secure by default: secure cookies, HSTS and redirects to https, as behind TLS. A site served over
+# plain HTTP says so explicitly with HTTPS=false, as the Makefile does for `make run` and `make
+# test` on 127.0.0.1; DEBUG implies it.
+HTTPS = env_bool("HTTPS", default=not DEBUG)
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS

@@ -19,6 +19,13 @@ from tests.worker import CeleryWorker, start_worker
 # The worker processes that tests start inherit it through the environment.
 os.environ["CACHE_KEY_PREFIX"] = settings.CACHES["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:8]}"
 
+# Tests talk plain HTTP to the portal they start (the Makefile says HTTPS=false; pytest run directly
+# may not have): in this process and in the processes the tests start.
+os.environ.setdefault("HTTPS", "false")
+for _name, _value in (("SECURE_SSL_REDIRECT", False), ("SESSION_COOKIE_SECURE", False),
+                      ("CSRF_COOKIE_SECURE", False), ("SECURE_HSTS_SECONDS", 0)):
+    setattr(settings, _name, _value)
+
 # Tests serve static files from the finders, not from a collected (hashed) manifest.
 settings.STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 

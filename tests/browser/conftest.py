@@ -43,5 +43,9 @@ def page(browser, live_server) -> Iterator[object]:
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    refused: list[str] = []  # every page a test visits must keep to the Content-Security-Policy
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
     yield page
     context.close()
+    assert not refused, f"the Content-Security-Policy refused: {refused}"

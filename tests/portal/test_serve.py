@@ -184,3 +184,24 @@ def test_a_second_scheduler_on_the_same_schedule_refuses_to_start(tmp_path) -> N
         SingleScheduler(app=app, schedule_filename=str(tmp_path / "schedule"), lazy=True)
     first._lock.close()  # the lock goes with its holder
     SingleScheduler(app=app, schedule_filename=str(tmp_path / "schedule"), lazy=True)._lock.close()
+
+
+@pytest.mark.slow
+def test_headers_gunicorn_refuses_get_the_error_shape_and_pages_get_a_content_security_policy(serving) -> None:
+    import json
+
+    _, port, _ = serving
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), head
+    assert b"Content-Type: application/json" in head
+    assert set(json.loads(body)["error"]) == {"code", "message", "details"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/api/v1/me")  # (this data folder has no collected static files for pages)
+    response = conn.getresponse()
+    policy = response.getheader("Content-Security-Policy") or ""
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_manage(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     dropped = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE",
-               "AUDIT_SIGNING_KEY", "AUDIT_SIGNING_KEY_FILE"}
+               "AUDIT_SIGNING_KEY", "AUDIT_SIGNING_KEY_FILE", "HTTPS"}
     clean = {k: v for k, v in os.environ.items() if k not in dropped}
     clean.update({"STEWARD_DATA_DIR": str(tmp_path)}, **env)
     return subprocess.run(
@@ -51,20 +51,24 @@ class EnvTests:
 
 
 class DeploySettingsTests:
-    def test_production_like_variables_pass_check_deploy(self, tmp_path) -> None:
-        result = run_manage(
-            ["check", "--deploy", "--fail-level", "WARNING"],
-            {
-                "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
-                "SECRET_KEY": "x" * 30 + "-a-long-random-production-secret-" + "y" * 20,
-                "ALLOWED_HOSTS": "steward.example.org",
-                "HTTPS": "true",
-                "REDIS_URL": "redis://127.0.0.1:6379/0",
-                "AUDIT_SIGNING_KEY": generate_private_pem(),
-            },
-            tmp_path,
-        )
+    PRODUCTION: dict[str, str] = {
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+        "SECRET_KEY": "x" * 30 + "-a-long-random-production-secret-" + "y" * 20,
+        "ALLOWED_HOSTS": "steward.example.org",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
+
+    def test_production_variables_pass_check_deploy_secure_by_default(self, tmp_path) -> None:
+        """No HTTPS variable at all: the site is taken to be behind TLS."""
+        result = run_manage(["check", "--deploy", "--fail-level", "WARNING"],
+                            {**self.PRODUCTION, "AUDIT_SIGNING_KEY": generate_private_pem()}, tmp_path)
         assert result.returncode == 0, result.stderr + result.stdout
+
+    def test_only_an_explicit_plain_http_site_is_warned_of(self, tmp_path) -> None:
+        result = run_manage(["check", "--deploy", "--fail-level", "WARNING"],
+                            {**self.PRODUCTION, "AUDIT_SIGNING_KEY": generate_private_pem(), "HTTPS": "false"},
+                            tmp_path)
+        assert result.returncode != 0 and "SECURE_SSL_REDIRECT" in result.stdout + result.stderr
 
     def test_database_without_audit_key_fails_at_start(self, tmp_path) -> None:
         result = run_manage(

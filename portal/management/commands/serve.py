@@ -67,7 +67,7 @@ class Command(BaseCommand):
             python, "-m", "gunicorn", "portal.wsgi:application",
             "--bind", f"{options['host']}:{options['port']}",
             "--workers", str(options["web_workers"]),
-            "--worker-class", "gthread", "--threads", os.environ.get("WEB_THREADS", "16"),
+            "--worker-class", "portal.gunicorn_worker.ThreadWorker", "--threads", os.environ.get("WEB_THREADS", "16"),
             "--timeout", "120", "--graceful-timeout", "20",
             "--access-logfile", "-", "--log-level", settings.LOG_LEVEL.lower(),
         ]
