@@ -62,6 +62,9 @@ if not _audit_key:
     _audit_key = _key_path.read_text()
 AUDIT_SIGNING_KEY = _audit_key
 AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", default=60, minimum=1)
+# Every checkpoint is also appended here (audit/log/witness.py): put it where the database's owner
+# cannot rewrite it. Empty: no witness (the embedded default keeps one in its data folder).
+AUDIT_WITNESS_FILE = env_str("AUDIT_WITNESS_FILE", str(DATA_DIR / "audit-witness.jsonl") if EMBEDDED else "")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -158,6 +158,8 @@ def _audit(excerpt: list[dict[str, Any]]) -> dict[str, Any]:
         "verification": None if run is None else {
             "ok": run.ok, "finished_at": _when(run.finished_at), "entries": run.entries,
             "checkpoints": run.checkpoints, "summary": run.summary,
+            # ok | unverified_tail (entries after the last signed checkpoint) | fault
+            "verdict": "ok" if run.ok else ("unverified_tail" if run.fault_kind == "unverified_tail" else "fault"),
         },
     }
 
@@ -219,6 +221,9 @@ def issues(document: dict[str, Any]) -> list[dict[str, str]]:
     verification = document["audit"]["verification"]
     if verification is None:
         add("medium", "audit log", "The audit log has not been verified against its checkpoints yet.")
+    elif verification.get("verdict") == "unverified_tail":
+        add("low", "audit log", "The latest verification left the newest entries unverified: no signed checkpoint "
+            f"covered them yet ({verification['summary']}).")
     elif not verification["ok"]:
         add("high", "audit log", f"The latest verification of the audit log failed: {verification['summary']}")
     order = {"high": 0, "medium": 1, "low": 2}

@@ -93,6 +93,10 @@ class EvidenceReport:
     def ok(self) -> bool:
         return not self.faults
 
+    @property
+    def verdict(self) -> str:
+        return "ok" if self.ok else "fault"
+
     def summary(self) -> str:
         if not self.ok:
             fault = self.faults[0]

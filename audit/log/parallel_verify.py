@@ -73,7 +73,8 @@ def check_range(start: int, end: int) -> tuple[bytes, tuple[str, int, str] | Non
     return bytes(leaves), None, position - start, erased
 
 
-def verify_parallel(size: int, checkpoints: list[Any], public_key: Any, workers: int | None = None) -> Any:
+def verify_parallel(size: int, checkpoints: list[Any], public_key: Any, workers: int | None = None, *,
+                    kept: list[Any] | None = None) -> Any:
     from django.db import connection, connections
 
     from audit.log.verifier import Fault, Report, verify_leaves
@@ -98,4 +99,26 @@ def verify_parallel(size: int, checkpoints: list[Any], public_key: Any, workers:
     report.full_entries = report.entries
     if report.faults:
         return report
-    return verify_leaves(leaves, checkpoints, public_key, report)
+    verify_leaves(leaves, checkpoints, public_key, report, kept=kept or [])
+    if not report.faults:
+        _erasures(report)
+    return report
+
+
+def _erasures(report: Any) -> None:
+    """The erasure check of verifier.verify_log, from the database: each erased payload named by an erasure."""
+    from audit.log.models import LogEntry
+    from audit.log.verifier import Fault, erasures_check
+
+    report.erased_indexes = list(LogEntry.objects.filter(erased_at__isnull=False).order_by("index")
+                                 .values_list("index", flat=True))
+    for index, payload in LogEntry.objects.filter(action="subject.erased", erased_at__isnull=True).values_list(
+            "index", "payload"):
+        named = (payload or {}).get("entries") or []
+        report.erasures_recorded.update(i for i in named if isinstance(i, int) and i < index)
+
+    def fail(kind: str, index: int | None, message: str) -> bool:
+        report.faults.append(Fault(kind, index, message))
+        return True
+
+    erasures_check(report, fail)

@@ -294,13 +294,28 @@ def checkpoint_create(*, force: bool = False) -> Checkpoint | None:
     root = merkle.frontier_root(frontier).hex()
     now = timezone.now()
     signed = signing.sign(_signing_key(), head.size, root, _time(now))
-    return Checkpoint.objects.create(
+    checkpoint = Checkpoint.objects.create(
         tree_size=signed.tree_size,
         root_hash=signed.root_hash,
         created_at=now,
         key_id=signed.key_id,
         signature=signed.signature,
     )
+    if settings.AUDIT_WITNESS_FILE:
+        transaction.on_commit(lambda: _witness(signed))
+    return checkpoint
+
+
+def _witness(signed: Any) -> None:
+    from pathlib import Path
+
+    from audit.log.witness import witness_append
+
+    try:
+        witness_append(Path(settings.AUDIT_WITNESS_FILE), signed)
+    except OSError:
+        logger.exception("checkpoint of size %s could not be written to the witness %s", signed.tree_size,
+                         settings.AUDIT_WITNESS_FILE)
 
 
 def checkpoint_signed(checkpoint: Checkpoint) -> Any:
@@ -346,33 +361,40 @@ def audit_erase_subject(
 PARALLEL_VERIFY_FROM = 50_000
 
 
-def log_verify() -> VerificationRun:
-    """Verifies the whole log against every checkpoint; stores and returns the outcome."""
+def log_verify(*, known: list[Any] | None = None) -> VerificationRun:
+    """Verifies the whole log against every checkpoint: the database's, the witness's
+    (AUDIT_WITNESS_FILE) and `known` ones an auditor saved; stores and returns the outcome."""
     import time
+    from pathlib import Path
 
     from django.db import connection
 
     from audit.log import signing, verifier
     from audit.log.selectors import entries_for_verification
+    from audit.log.witness import checkpoints_read
 
     started = time.perf_counter()
     run = VerificationRun.objects.create(started_at=timezone.now())
     key = signing.load_private_key(settings.AUDIT_SIGNING_KEY).public_key()
     checkpoints = [checkpoint_signed(cp) for cp in Checkpoint.objects.order_by("tree_size", "id")]
+    kept = list(known or [])
+    witness = Path(settings.AUDIT_WITNESS_FILE) if settings.AUDIT_WITNESS_FILE else None
+    if witness is not None and witness.is_file():
+        kept += list(checkpoints_read(witness))
     size = LogEntry.objects.count()
     if connection.vendor == "postgresql" and size >= PARALLEL_VERIFY_FROM:
         from audit.log.parallel_verify import verify_parallel
 
-        report = verify_parallel(size, checkpoints, key)
+        report = verify_parallel(size, checkpoints, key, kept=kept)
     else:
-        report = verifier.verify_log(entries_for_verification(), checkpoints, key)
+        report = verifier.verify_log(entries_for_verification(), checkpoints, key, kept=kept)
     fault = report.first_fault
     run.finished_at = timezone.now()
     run.ok = report.ok
     run.entries = report.entries
     run.checkpoints = report.checkpoints_verified
-    run.fault_kind = fault.kind if fault else ""
-    run.fault_index = fault.index if fault else None
+    run.fault_kind = fault.kind if fault else ("unverified_tail" if report.tail_entries else "")
+    run.fault_index = fault.index if fault else (report.verified_entries if report.tail_entries else None)
     run.summary = report.summary()
     run.seconds = round(time.perf_counter() - started, 3)
     run.save()

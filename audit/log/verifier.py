@@ -5,6 +5,14 @@ on an export. An entry is either full (its canonical fields, its payload unless 
 leaf hash the log stored) or a stub (index and leaf hash only: another organisation's entry in an
 organisation's export). Every leaf is folded into the RFC 9162 tree, and the root at each signed
 checkpoint's size must equal the checkpoint's root.
+
+Only what a signed checkpoint covers is verified: whoever can write the database can rewrite the
+entries after the last checkpoint and their hashes alike, so that tail is reported as unverified
+(its size and since when), never as OK, and a log with entries and no checkpoint at all is a
+fault. An erased payload must be named by a `subject.erased` entry: a blanked payload that no
+erasure records is a fault. Checkpoints kept elsewhere (a witness file, or those an auditor saved
+earlier) are checked with the database's: each must verify against the entries, and must still be
+in the database.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from audit.log import entry, merkle, signing
 @dataclass
 class Fault:
     kind: str  # entry_modified, payload_modified, missing_entry, duplicate_entry, index_mismatch,
-    # root_mismatch, truncated, bad_signature, unknown_key, checkpoint_order, malformed
+    # root_mismatch, truncated, bad_signature, unknown_key, checkpoint_order, malformed, no_checkpoint,
+    # erasure_unrecorded, checkpoint_missing
     index: int | None
     message: str
 
@@ -35,10 +44,20 @@ class Report:
     checkpoints_verified: int = 0
     faults: list[Fault] = field(default_factory=list)
     root: str = ""
+    verified_entries: int = 0  # the entries the last signed checkpoint covers
+    tail_entries: int = 0  # after it: covered by no signature yet, so unverified
+    tail_since: str = ""  # the time of the first of them, where the verifier could read it
+    erased_indexes: list[int] = field(default_factory=list)
+    erasures_recorded: set[int] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
-        return not self.faults
+        """Everything verified: no fault, and no entry beyond the last signed checkpoint."""
+        return not self.faults and self.tail_entries == 0
+
+    @property
+    def verdict(self) -> str:
+        return "fault" if self.faults else ("unverified_tail" if self.tail_entries else "ok")
 
     @property
     def first_fault(self) -> Fault | None:
@@ -50,6 +69,14 @@ class Report:
                 f"OK: {self.entries} entries ({self.full_entries} with content, "
                 f"{self.erased_entries} erased), {self.checkpoints_verified} signed checkpoints "
                 f"verified; root {self.root}"
+            )
+        if not self.faults:
+            since = f", the oldest from {self.tail_since}" if self.tail_since else ""
+            return (
+                f"UNVERIFIED TAIL: entries 0..{self.verified_entries - 1} verified against "
+                f"{self.checkpoints_verified} signed checkpoints; the {self.tail_entries} entries after them "
+                f"({self.verified_entries}..{self.entries - 1}{since}) are covered by no signed checkpoint yet "
+                "and are not verified"
             )
         fault = self.faults[0]
         where = f" at index {fault.index}" if fault.index is not None else ""
@@ -66,20 +93,36 @@ def verify_log(
     public_key: Ed25519PublicKey,
     *,
     stop_at_first: bool = True,
+    kept: Iterable[signing.SignedCheckpoint] = (),
 ) -> Report:
-    """Checks every entry (content, payload, order) and the tree against every checkpoint."""
+    """Checks every entry (content, payload, order) and the tree against every checkpoint, the
+    log's own and those `kept` elsewhere (a witness, an auditor's copies)."""
     report = Report()
 
     def fail(kind: str, index: int | None, message: str) -> bool:
         report.faults.append(Fault(kind, index, message))
         return stop_at_first
 
+    checkpoints = checkpoints_beside(list(checkpoints), kept, public_key, report)
+    if report.faults and stop_at_first:
+        return report
     ordered = _checked_checkpoints(checkpoints, public_key, fail)
     if ordered is None:
         return report
-    leaves = _entry_leaves(entries, report, fail)
+    leaves = _entry_leaves(entries, report, fail, tail_from=ordered[-1].tree_size if ordered else 0)
     _fold(leaves, ordered, report, fail)
+    if not report.faults:
+        erasures_check(report, fail)
     return report
+
+
+def erasures_check(report: Report, fail: Any) -> None:
+    """Every erased payload is named by a `subject.erased` entry after it."""
+    for index in report.erased_indexes:
+        if index not in report.erasures_recorded:
+            if fail("erasure_unrecorded", index, "the entry's payload is erased, but no erasure entry names it: "
+                    "a payload was blanked outside an erasure"):
+                return
 
 
 def verify_leaves(
@@ -87,6 +130,8 @@ def verify_leaves(
     checkpoints: Iterable[signing.SignedCheckpoint],
     public_key: Ed25519PublicKey,
     report: Report,
+    *,
+    kept: Iterable[signing.SignedCheckpoint] = (),
 ) -> Report:
     """The tree part alone, over leaves whose entries were checked elsewhere (in parallel)."""
 
@@ -94,6 +139,9 @@ def verify_leaves(
         report.faults.append(Fault(kind, index, message))
         return True
 
+    checkpoints = checkpoints_beside(list(checkpoints), kept, public_key, report)
+    if report.faults:
+        return report
     ordered = _checked_checkpoints(checkpoints, public_key, fail)
     if ordered is not None and not report.faults:
         _fold(iter(leaves), ordered, report, fail)
@@ -127,8 +175,10 @@ def _checked_checkpoints(checkpoints: Iterable[signing.SignedCheckpoint], public
     return ordered
 
 
-def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any) -> Iterator[bytes]:
-    """Checks each entry and yields its leaf hash; stops at the first fault."""
+def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any, *,
+                  tail_from: int = 0) -> Iterator[bytes]:
+    """Checks each entry and yields its leaf hash; stops at the first fault. Notes erased entries,
+    the erasures recorded, and the time of the first entry at `tail_from` (the tail's first)."""
     position = 0
     for item in entries:
         index = item.get("index")
@@ -161,12 +211,18 @@ def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any) 
                 if fail("entry_modified", index, "the entry's content does not hash to its "
                         "leaf hash: a field was changed"):
                     return
+            if index == tail_from:
+                report.tail_since = str(fields.get("time", ""))
             if item.get("erased"):
                 report.erased_entries += 1
+                report.erased_indexes.append(index)
             elif _payload_hash(item.get("payload")) != fields.get("payload_sha256"):
                 if fail("payload_modified", index, "the stored payload does not match the "
                         "hash the entry commits to"):
                     return
+            elif fields.get("action") == "subject.erased" and isinstance(item.get("payload"), dict):
+                named = item["payload"].get("entries") or []
+                report.erasures_recorded.update(i for i in named if isinstance(i, int) and i < index)
         else:
             try:
                 leaf = bytes.fromhex(str(stored))
@@ -208,7 +264,32 @@ def _fold(leaves: Iterator[bytes], ordered: list[signing.SignedCheckpoint], repo
     if next_cp is not None:
         fail("truncated", position, f"a checkpoint signs {next_cp.tree_size} entries but the log "
              f"has {position}: the log was truncated")
+        return
+    if position and not ordered:
+        fail("no_checkpoint", None, f"the log has {position} entries and no signed checkpoint: nothing in it "
+             "can be verified (checkpoints deleted, or never made)")
+        return
+    report.verified_entries = last_checked_size
+    report.tail_entries = position - last_checked_size
     report.root = merkle.frontier_root(frontier).hex()
+
+
+def checkpoints_beside(stored: list[signing.SignedCheckpoint], kept: Iterable[signing.SignedCheckpoint],
+                      public_key: Ed25519PublicKey, report: Report) -> list[signing.SignedCheckpoint]:
+    """The stored checkpoints and those kept elsewhere (a witness, an auditor's copies), as one list;
+    a validly signed one kept elsewhere but missing from the store is a fault: checkpoints were removed."""
+    known = {(c.tree_size, c.root_hash, c.signature) for c in stored}
+    merged = list(stored)
+    for cp in kept:
+        if (cp.tree_size, cp.root_hash, cp.signature) in known:
+            continue
+        known.add((cp.tree_size, cp.root_hash, cp.signature))
+        merged.append(cp)
+        if signing.verify(public_key, cp) and not report.faults:
+            report.faults.append(Fault("checkpoint_missing", None, f"the checkpoint of size {cp.tree_size} "
+                                       f"({cp.time}) kept outside the database is missing from it: checkpoints "
+                                       "were deleted"))
+    return merged
 
 
 def checkpoints_from_dicts(items: Iterable[dict[str, Any]]) -> Iterator[signing.SignedCheckpoint]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from audit.log import evidence, signing
 from audit.log.verifier import Report, checkpoints_from_dicts, verify_log
+from audit.log.witness import checkpoints_read
 
 
 class Bundle:
@@ -52,31 +53,37 @@ class Bundle:
                         yield json.loads(line)
 
 
-def verify_bundle(path: Path, public_key_pem: bytes | None = None) -> Report | evidence.EvidenceReport:
+def verify_bundle(path: Path, public_key_pem: bytes | None = None, *,
+                  known: list[signing.SignedCheckpoint] | None = None) -> Report | evidence.EvidenceReport:
     bundle = Bundle(path)
     key = signing.load_public_key(public_key_pem or bundle.read("public_key.pem"))
     names = bundle.names()
     if evidence.MANIFEST in names:
         return evidence.verify_evidence(bundle.read, names, key)
     checkpoints = list(checkpoints_from_dicts(json.loads(bundle.read("checkpoints.json"))))
-    return verify_log(bundle.entries(), checkpoints, key)
+    return verify_log(bundle.entries(), checkpoints, key, kept=known or [])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m audit.log.verify", description=__doc__.split("\n\n")[0])
     parser.add_argument("export", type=Path, help="the export (.zip) or its unpacked folder")
     parser.add_argument("--public-key", type=Path, help="the log's public key (PEM), obtained apart")
+    parser.add_argument("--known-checkpoints", type=Path, action="append", default=[],
+                        help="signed checkpoints saved earlier (JSON lines or a JSON list): each must verify "
+                             "against the export's entries and be among its checkpoints")
     args = parser.parse_args(argv)
     try:
         pinned = args.public_key.read_bytes() if args.public_key else None
         if pinned is None:
             print("warning: no --public-key given; trusting the key inside the export", file=sys.stderr)
-        report = verify_bundle(args.export, pinned)
+        known = [cp for path in args.known_checkpoints for cp in checkpoints_read(path)]
+        report = verify_bundle(args.export, pinned, known=known)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         print(f"cannot read the export: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
-    return 0 if report.ok else 1
+    # 0: every entry verified; 3: entries after the last signed checkpoint, not verified; 1: a fault
+    return 0 if report.ok else (3 if report.verdict == "unverified_tail" else 1)
 
 
 if __name__ == "__main__":

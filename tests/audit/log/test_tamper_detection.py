@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 
 from audit.log import signing
 from audit.log.exports import export_bundle, public_key_pem
-from audit.log.models import LogEntry
-from audit.log.services import AuditActor, audit_erase_subject, log_verify
+from audit.log.models import Checkpoint, LogEntry
+from audit.log.services import (
+    AuditActor,
+    audit_erase_subject,
+    audit_record,
+    checkpoint_create,
+    checkpoint_signed,
+    log_verify,
+)
 from audit.log.verify import main as verify_main
 from audit.log.verify import verify_bundle
-from tests.audit.log.helpers import build_log
+from tests.audit.log.helpers import ACTOR, build_log
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[3]
@@ -165,8 +175,100 @@ class DatabaseTamperTests:
         )
         assert erased and all(LogEntry.objects.get(index=i).payload is None for i in erased)
         assert LogEntry.objects.get(index=receipt.index).payload == {"entries": erased, "count": len(erased)}
+        run = log_verify()  # the erasure's own entry is not signed yet: not OK, and not a fault
+        assert (run.ok, run.fault_kind, run.fault_index) == (False, "unverified_tail", receipt.index), run.summary
+        checkpoint_create()
         run = log_verify()
         assert run.ok, run.summary
+
+
+@contextmanager
+def triggers_bypassed():
+    """As the database's superuser would: `session_replication_role = replica` needs no ALTER and skips the
+    append-only triggers (SQLite has none to skip)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def rewrite(index: int, **changes) -> None:
+    """Changes an entry and recomputes its payload hash and leaf hash, so that only a signature can tell."""
+    from audit.log import entry as entries
+    from audit.log.services import entry_fields
+
+    with triggers_bypassed():
+        LogEntry.objects.filter(index=index).update(**changes)
+        row = LogEntry.objects.get(index=index)
+        if "payload" in changes:
+            row.payload_sha256 = hashlib.sha256(entries.canonical_json(row.payload)).hexdigest()
+        row.leaf_hash = entries.entry_leaf_hash(entry_fields(row)).hex()
+        LogEntry.objects.filter(index=index).update(payload_sha256=row.payload_sha256, leaf_hash=row.leaf_hash)
+
+
+class SuperuserTamperTests:
+    """What an outside test did as the database superuser, with the triggers bypassed, which audit_verify
+    once called OK."""
+
+    def test_a_rehashed_change_after_the_last_checkpoint_is_an_unverified_tail_not_ok(self) -> None:
+        build_log(10, checkpoint_every=100)  # one checkpoint, at 10
+        audit_record(action="thing.happened", actor=ACTOR, organization_id=1, payload={"i": 10})
+        audit_record(action="thing.happened", actor=ACTOR, organization_id=1, payload={"i": 11})
+        rewrite(11, payload={"i": "forged"}, actor_label="mallory")
+        run = log_verify()
+        assert (run.ok, run.fault_kind, run.fault_index) == (False, "unverified_tail", 10)
+        assert "UNVERIFIED TAIL" in run.summary and "2 entries" in run.summary and "OK" not in run.summary
+        with pytest.raises(SystemExit) as exited:
+            call_command("audit_verify")
+        assert exited.value.code == 2
+
+    def test_a_deleted_tail_entry_or_a_forged_one_is_never_ok(self) -> None:
+        build_log(10, checkpoint_every=100)
+        audit_record(action="thing.happened", actor=ACTOR, organization_id=1, payload={"i": 10})
+        with triggers_bypassed():
+            LogEntry.objects.filter(index=10).delete()
+        assert log_verify().ok  # back to what the checkpoint signs: that much is verified, and nothing else is claimed
+        audit_record(action="thing.forged", actor=ACTOR, organization_id=1, payload={"i": "forged"})
+        run = log_verify()  # the head still counts the deleted entry: the next one lands after a gap
+        assert not run.ok and (run.fault_kind, run.fault_index) == ("missing_entry", 10), run.summary
+
+    def test_a_fake_erasure_is_refused(self) -> None:
+        build_log(12, checkpoint_every=100)
+        with triggers_bypassed():  # blank a payload as an erasure would, with no erasure entry naming it
+            LogEntry.objects.filter(index=5).update(payload=None, salt="", erased_at=timezone.now())
+        run = log_verify()
+        assert (run.fault_kind, run.fault_index) == ("erasure_unrecorded", 5), run.summary
+
+    def test_all_checkpoints_deleted_is_a_fault(self) -> None:
+        build_log(12, checkpoint_every=5)
+        with triggers_bypassed():
+            Checkpoint.objects.all().delete()
+        run = log_verify()
+        assert (run.ok, run.fault_kind) == (False, "no_checkpoint"), run.summary
+
+    def test_the_witness_and_an_auditors_copies_catch_deleted_checkpoints(
+            self, settings, tmp_path, django_capture_on_commit_callbacks) -> None:
+        settings.AUDIT_WITNESS_FILE = str(tmp_path / "witness.jsonl")
+        with django_capture_on_commit_callbacks(execute=True):  # the witness is written once a checkpoint commits
+            build_log(12, checkpoint_every=5)
+        saved = tmp_path / "auditor.json"
+        saved.write_text(json.dumps([checkpoint_signed(cp).to_dict() for cp in Checkpoint.objects.all()]))
+        assert len((tmp_path / "witness.jsonl").read_text().splitlines()) == Checkpoint.objects.count() == 3
+        assert log_verify().ok
+        with triggers_bypassed():  # the last checkpoint goes, and the entries it covered are rewritten
+            Checkpoint.objects.filter(tree_size=12).delete()
+        rewrite(11, actor_label="mallory")
+        run = log_verify()
+        assert run.fault_kind in ("checkpoint_missing", "root_mismatch"), run.summary
+        settings.AUDIT_WITNESS_FILE = ""  # no witness: the auditor's saved copy still tells
+        with pytest.raises(CommandError, match="checkpoint_missing"):
+            call_command("audit_verify", "--known-checkpoints", str(saved))
 
 
 @pytest.mark.django_db(transaction=True)
