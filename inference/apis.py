@@ -23,6 +23,7 @@ from inference.models import GlobalSource, JobStatus, Task
 from inference.services import explanations, finetuning, global_explanations, jobs, predictions, registry, uploads
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
+from portal.openapi import OBJECT_LIST
 from portal.parsers import loads_checked
 
 
@@ -213,7 +214,7 @@ class PredictApi(APIView):
     required_capability = Cap.MODEL_PREDICT
 
     class InputSerializer(StrictSerializer):
-        inputs = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+        inputs = serializers.ListField(child=serializers.JSONField(), allow_empty=False, min_length=1)
         subject = serializers.CharField(required=False, allow_blank=True, max_length=200, default="",
                                         help_text="the data subject these inputs are about (for erasure)")
         explain = serializers.BooleanField(required=False, default=False,
@@ -309,7 +310,7 @@ class GlobalExplanationListCreateApi(APIView):
                                                "default 40 for text, 200 for tabular")
         max_evals = serializers.IntegerField(required=False, help_text=f"per row, {MIN_EVALS} to {MAX_EVALS}")
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Global explanations of a model version")
+    @extend_schema(responses={200: OBJECT_LIST}, summary="Global explanations of a model version")
     def get(self, request: Request, name: str, version: int) -> Response:
         actor = actor_of(request)
         found = selectors.version_get(actor=actor, name=name, version=version)
@@ -352,7 +353,7 @@ class TrainingDatasetListCreateApi(APIView):
         epsilon_cap = serializers.FloatField(help_text="the most privacy loss all runs together may spend")
         delta_cap = serializers.FloatField(help_text="the delta every run's epsilon is stated at; below 1/rows")
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Training datasets, with their privacy budgets",
+    @extend_schema(responses={200: OBJECT_LIST}, summary="Training datasets, with their privacy budgets",
                    operation_id="training_datasets_list")
     def get(self, request: Request) -> Response:
         return Response([finetuning.dataset_response(d) for d in selectors.dataset_list(actor=actor_of(request))])
@@ -397,7 +398,7 @@ class FineTuneListCreateApi(APIView):
                                               + "; default constant")
         max_grad_norm = serializers.FloatField(required=False, help_text="per-sample clipping norm; default 1.0")
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Private fine-tuning jobs",
+    @extend_schema(responses={200: OBJECT_LIST}, summary="Private fine-tuning jobs",
                    operation_id="fine_tunes_list")
     def get(self, request: Request) -> Response:
         return Response([finetuning.job_response(j) for j in selectors.finetune_list(actor=actor_of(request))[:100]])
@@ -455,8 +456,9 @@ class JobListCreateApi(APIView):
 
     @extend_schema(responses=JobSerializer(many=True), summary="Batch jobs of a model")
     def get(self, request: Request, name: str) -> Response:
-        model_name = name.split("@", 1)[0]
-        found = selectors.job_list(actor=actor_of(request)).filter(model_version__model__name=model_name)
+        actor = actor_of(request)
+        model = selectors.model_get(actor=actor, name=name.split("@", 1)[0])  # 404 for a model that is not there
+        found = selectors.job_list(actor=actor).filter(model_version__model=model)
         return Response(JobSerializer(found[:200], many=True).data)
 
     @extend_schema(request={"multipart/form-data": InputSerializer}, responses={202: JobSerializer},

@@ -76,7 +76,11 @@ class EntryListApi(APIView):
         before = serializers.IntegerField(required=False, min_value=0, help_text="entries with a lower index (paging)")
         limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
 
-    @extend_schema(parameters=[FilterSerializer], responses=EntrySerializer(many=True), summary="Search the audit log")
+    class PageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+        results = EntrySerializer(many=True)
+        next_before = serializers.IntegerField(allow_null=True, help_text="pass as `before` for the next page")
+
+    @extend_schema(parameters=[FilterSerializer], responses=PageSerializer, summary="Search the audit log")
     def get(self, request: Request) -> Response:
         params = self.FilterSerializer(data=request.query_params.dict())
         params.is_valid(raise_exception=True)

@@ -16,6 +16,7 @@ from audit.exports.downloads import download_response
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
+from portal.openapi import OBJECT_LIST
 
 
 class ExportListCreateApi(APIView):
@@ -26,7 +27,7 @@ class ExportListCreateApi(APIView):
                                              f"(default: {services.DEFAULT_PERIOD_DAYS} days before the end)")
         period_end = serializers.DateField(required=False, help_text="to this day, inclusive (default: today)")
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Compliance exports of a model version",
+    @extend_schema(responses={200: OBJECT_LIST}, summary="Compliance exports of a model version",
                    operation_id="exports_of_version_list")
     def get(self, request: Request, name: str, version: int) -> Response:
         actor = actor_of(request)
@@ -48,7 +49,7 @@ class ExportListCreateApi(APIView):
 class ExportListApi(APIView):
     required_capability = Cap.REPORT_READ
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Compliance exports of the organisation",
+    @extend_schema(responses={200: OBJECT_LIST}, summary="Compliance exports of the organisation",
                    operation_id="exports_list")
     def get(self, request: Request) -> Response:
         return Response([services.export_response(e) for e in selectors.export_list(actor=actor_of(request))[:200]])
