@@ -127,7 +127,8 @@ class MyInvitationListApi(APIView):
 
     @extend_schema(responses=InvitationOutputSerializer(many=True), summary="Invitations waiting for me")
     def get(self, request: Request) -> Response:
-        return Response(InvitationOutputSerializer(services.invitations_for_user(user=request.user), many=True).data)
+        invitations = services.invitations_for_user(user=request.user)  # type: ignore[arg-type]
+        return Response(InvitationOutputSerializer(invitations, many=True).data)
 
 
 class MyInvitationAnswerApi(APIView):
@@ -136,7 +137,8 @@ class MyInvitationAnswerApi(APIView):
     @extend_schema(request=None, responses={200: InvitationOutputSerializer},
                    summary="Accept or decline an invitation waiting for me")
     def post(self, request: Request, pk: int, answer: str) -> Response:
-        invitation = services.invitation_answer(user=request.user, invitation_id=pk, accept=answer == "accept")
+        invitation = services.invitation_answer(user=request.user, invitation_id=pk,  # type: ignore[arg-type]
+                                                accept=answer == "accept")
         return Response(InvitationOutputSerializer(invitation).data)
 
 

@@ -31,7 +31,7 @@ def member_required(view: Any) -> Any:
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if getattr(request, "actor", None) is None:
             return render(request, "portal/no_organization.html", status=403,
-                          context={"invitations": services.invitations_for_user(user=request.user)})
+                          context={"invitations": services.invitations_for_user(user=request.user)})  # type: ignore[arg-type]
         return view(request, *args, **kwargs)
 
     return wrapper
