@@ -64,14 +64,25 @@ def prediction_replies_sweep_task() -> None:
     reply_sweep()
 
 
-def _explanation_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-    from inference.services.explanations import explanation_mark_failed
+def _stored_then_told(mark_failed: str, id_name: str, what: str) -> Any:
+    """An on_failure handler: the failure is stored (`mark_failed`, a service's import path, given
+    `id_name`=the task's first argument), and only then is a waiting caller told, since what the
+    waiter reads is the stored failure."""
 
-    explanation_mark_failed(explanation_id=args[0], error=f"{type(exc).__name__}: {exc}")
-    if kwargs.get("reply_to"):  # told after the failure is stored, which is what the waiter reads
-        from portal.replies import reply_fail
+    def handler(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        from django.utils.module_loading import import_string
 
-        reply_fail(kwargs["reply_to"], exc, message=f"Explanation {args[0]} failed; it is recorded as failed.")
+        import_string(mark_failed)(**{id_name: args[0]}, error=f"{type(exc).__name__}: {exc}")
+        if kwargs.get("reply_to"):
+            from portal.replies import reply_fail
+
+            reply_fail(kwargs["reply_to"], exc, message=f"{what} {args[0]} failed; it is recorded as failed.")
+
+    return handler
+
+
+_explanation_failed = _stored_then_told("inference.services.explanations.explanation_mark_failed", "explanation_id",
+                                        "Explanation")
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_explanation_failed)
@@ -112,14 +123,8 @@ def finetune_run_task(self: Task, job_id: int) -> None:
     finetune_run(job_id=job_id)
 
 
-def _upload_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-    from inference.services.uploads import model_upload_mark_failed
-
-    model_upload_mark_failed(upload_id=args[0], error=f"{type(exc).__name__}: {exc}")
-    if kwargs.get("reply_to"):  # told after the failure is stored, which is what the waiter reads
-        from portal.replies import reply_fail
-
-        reply_fail(kwargs["reply_to"], exc, message=f"The check of upload {args[0]} failed; it is recorded as failed.")
+_upload_failed = _stored_then_told("inference.services.uploads.model_upload_mark_failed", "upload_id",
+                                   "The check of model upload")
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_upload_failed)

@@ -80,7 +80,8 @@ class EntryListApi(APIView):
         results = EntrySerializer(many=True)
         next_before = serializers.IntegerField(allow_null=True, help_text="pass as `before` for the next page")
 
-    @extend_schema(parameters=[FilterSerializer], responses=PageSerializer, summary="Search the audit log")
+    @extend_schema(parameters=[FilterSerializer], responses=PageSerializer, summary="Search the audit log",
+                   operation_id="audit_entries_list")
     def get(self, request: Request) -> Response:
         params = self.FilterSerializer(data=request.query_params.dict())
         params.is_valid(raise_exception=True)
