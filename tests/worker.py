@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection
 
 from portal.workers import worker_beats
+from tests.waits import patience
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,7 @@ def worker_env() -> dict[str, str]:
 _started = itertools.count()  # two workers of one name keep logs of their own
 
 
-def start_worker(queues: str = "default,cpu", timeout: float = 60.0, hostname: str = "") -> CeleryWorker:
+def start_worker(queues: str = "default,cpu", timeout: float | None = None, hostname: str = "") -> CeleryWorker:
     hostname = hostname or f"test-{os.getpid()}@localhost"
     log_path = Path(settings.DATA_DIR) / f"test-worker-{hostname.split('@')[0]}-{next(_started)}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,7 @@ def start_worker(queues: str = "default,cpu", timeout: float = 60.0, hostname: s
         cwd=ROOT, env=worker_env(), stdout=log, stderr=subprocess.STDOUT,
     )
     worker = CeleryWorker(process=process, hostname=hostname, log_path=log_path)
+    timeout = patience(60) if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

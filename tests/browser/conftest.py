@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import CHROMIUM
+from tests.waits import patience
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -42,7 +43,7 @@ def browser() -> Iterator[object]:
 def page(browser, live_server) -> Iterator[object]:
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(patience(15) * 1000)
     refused: list[str] = []  # every page a test visits must keep to the Content-Security-Policy
     page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
             else None)

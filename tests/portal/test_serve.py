@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waits import patience
 from tests.worker import ROOT, worker_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -74,7 +75,7 @@ def serving(django_db_setup, tmp_path) -> Iterator[tuple[subprocess.Popen[bytes]
     started: set[int] = set()
     last = b""
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + patience(90)
         while True:
             assert process.poll() is None, f"serve exited at start:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"/healthz never answered 200: {last!r}\n{log_path.read_text()[-3000:]}"

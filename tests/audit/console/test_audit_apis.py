@@ -16,6 +16,7 @@ from audit.log.verifier import verify_inclusion_document
 from audit.log.verify import verify_bundle
 from portal.accounts.roles import Role
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
+from tests.waits import patience
 
 ROLES = [r.value for r in Role]
 
@@ -161,7 +162,7 @@ def test_verification_runs_on_a_real_worker(celery_worker) -> None:
     # Other tests may have queued verifications too: wait for one started after this request.
     before = VerificationRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     assert client.post("/api/v1/audit/verification").status_code == 202
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience(30)
     while time.monotonic() < deadline and not VerificationRun.objects.filter(pk__gt=before, ok__isnull=False).exists():
         time.sleep(0.2)
     assert VerificationRun.objects.filter(pk__gt=before, ok__isnull=False).exists(), "no verification ran"

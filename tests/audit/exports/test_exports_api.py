@@ -25,6 +25,7 @@ from audit.log.models import LogEntry
 from audit.log.services import checkpoint_create, log_verify
 from tests.inference.factories import bearer_client, csv_upload, serve_model, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory
+from tests.waits import patience
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,7 +35,7 @@ SECTIONS = ["1. Summary and open issues", "2. Model card", "3. Lifecycle and app
 
 
 def finished(api, url: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline:
         body = api.get(url).json()
         if body["status"] in ("done", "failed"):

@@ -18,6 +18,7 @@ from inference.services.registry import model_version_transition
 from inference.services.uploads import model_version_register
 from tests.inference.factories import CARD, bearer_client, csv_upload, serve_model, stored_files
 from tests.portal.accounts.factories import OrganizationFactory
+from tests.waits import patience
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -45,7 +46,7 @@ def evaluation_rows(n: int = 240, *, biased: bool = True) -> list[dict]:
 
 
 def wait_for(report_id: int, timeout: float = 120) -> BiasReport:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline:
         report = BiasReport.objects.get(pk=report_id)
         if report.status in ("done", "failed"):

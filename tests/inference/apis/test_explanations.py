@@ -14,6 +14,7 @@ from inference.services.registry import alias_move, model_version_transition
 from inference.services.uploads import model_version_register
 from tests.inference.factories import CARD, bearer_client, serve_model, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
+from tests.waits import patience
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -122,7 +123,7 @@ def test_an_explanation_that_outlasts_the_wait_is_answered_202_and_polled(celery
     # the predict-and-explain call waits once for all its rows, not EXPLAIN_WAIT_SECONDS for each
     both = predict(api, TWO_ROWS, explain=True)
     assert [e["status"] in ("pending", "running", "done") for e in both["explanations"]] == [True, True]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience(60)
     while (polled := api.get(body["url"]).json())["status"] in ("pending", "running"):
         assert time.monotonic() < deadline, polled
         time.sleep(0.2)

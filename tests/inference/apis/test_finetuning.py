@@ -17,6 +17,7 @@ from inference.models import FineTuneJob, PrivacyLedgerEntry, TrainingDataset
 from inference.services import finetuning
 from tests.inference.factories import bearer_client, csv_upload, serve_model, stored_files
 from tests.portal.accounts.factories import OrganizationFactory
+from tests.waits import patience
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -50,7 +51,7 @@ def test_fine_tune_end_to_end(celery_worker, sentiment) -> None:
     assert response.status_code == 202, response.content
     job = response.json()
     assert job["steps_total"] == 2 and job["plan"]["noise_multiplier"] > 0
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + patience(300)
     while job["status"] in ("pending", "running") and time.monotonic() < deadline:
         time.sleep(0.5)
         job = owner.get(f"/api/v1/fine-tunes/{job['id']}").json()
@@ -91,7 +92,7 @@ def test_cancelling_releases_only_what_was_not_spent(celery_worker, sentiment) -
     job = owner.post("/api/v1/fine-tunes", {"dataset": dataset["id"], "model": "sentiment", "base_version": 1,
                                             "target_epsilon": 4, "epochs": 5, "batch_size": 8},
                      format="json").json()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + patience(120)
     while job["steps_done"] < 1 and time.monotonic() < deadline:
         time.sleep(0.3)
         job = owner.get(f"/api/v1/fine-tunes/{job['id']}").json()

@@ -16,6 +16,7 @@ from audit.log.models import LogEntry
 from inference.models import BatchJob, UsageDaily
 from inference.services.jobs import batch_job_requeue_stuck
 from tests.inference.factories import bearer_client, csv_upload
+from tests.waits import patience
 from tests.worker import CeleryWorker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -30,7 +31,7 @@ def csv_file(rows: list[dict], name: str = "rows.csv") -> io.BytesIO:
 
 
 def wait_for(job_id: int, statuses: set[str], timeout: float = 60) -> BatchJob:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline:
         job = BatchJob.objects.get(pk=job_id)
         if job.status in statuses:
@@ -148,7 +149,7 @@ def _long_job_under_way(tabular) -> tuple[list[dict[str, object]], BatchJob]:
     rows = [{"income": i % 100, "region": ("north", "south")[i % 2]} for i in range(60_000)]
     created = client(tabular).post("/api/v1/models/credit/jobs", {"file": csv_file(rows)}, format="multipart")
     assert created.status_code == 202, created.content
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + patience(60)
     while (job := BatchJob.objects.get(pk=created.json()["id"])).rows_done == 0:
         assert time.monotonic() < deadline and job.status in ("pending", "running"), job.status
         time.sleep(0.01)
@@ -211,7 +212,7 @@ def test_a_second_live_worker_of_the_same_name_takes_back_nothing(tabular) -> No
         rows, job = _long_job_under_way(tabular)
         # when: a second worker of that name starts while the first runs the job
         second = start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         while "another live worker is named" not in second.log():
             assert time.monotonic() < deadline, second.log()[-3000:]
             time.sleep(0.2)

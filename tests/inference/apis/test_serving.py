@@ -15,6 +15,7 @@ from audit.log.verifier import verify_inclusion_document
 from inference.models import Prediction, UsageDaily
 from tests.inference.factories import serve_model
 from tests.portal.accounts.factories import OrganizationFactory, token_for
+from tests.waits import patience
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -181,7 +182,7 @@ def test_a_prediction_the_worker_fails_gets_its_error_at_once(celery_worker, tab
     error = response.json()["error"]
     assert error["code"] == "artifact_mismatch" and "SHA-256" in error["message"]
     assert time.monotonic() - began < 10
-    deadline = time.monotonic() + 10  # the task's failure handler marks it failed, just after the answer
+    deadline = time.monotonic() + patience(10)  # the task's failure handler marks it failed, just after the answer
     while Prediction.objects.get().status != "failed" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert Prediction.objects.get().status == "failed"
