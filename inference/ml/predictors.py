@@ -18,6 +18,7 @@ from inference.ml.schema import (
     check_schema,
     encode_rows,
     example_row,
+    typical_row,
     validate_tabular_inputs,
     validate_text_inputs,
 )
@@ -279,7 +280,9 @@ class TabularClassifier:
             raise InputError(f"the model returns scores of shape {tuple(proba.shape)} for one row and "
                              f"{len(predictor.labels)} labels")
         example = predictions_from_proba(predictor.labels, proba)[0]
-        return ArtifactInfo(cls.task, cls.framework, predictor.labels, predictor.schema, example.__dict__,
+        # where people start in the playground: a typical row of the shipped training sample
+        schema = {**predictor.schema, "typical": typical_row(predictor.schema, predictor.background)}
+        return ArtifactInfo(cls.task, cls.framework, predictor.labels, schema, example.__dict__,
                             background_rows=len(predictor.background))
 
 

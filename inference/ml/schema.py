@@ -148,3 +148,22 @@ def validate_inputs(task: str, schema: dict[str, Any], inputs: list[Any]) -> lis
     if task == "text-classification":
         return validate_text_inputs(inputs)
     return validate_tabular_inputs(schema, inputs)
+
+
+def typical_row(schema: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A typical input for people to start from: each number's median and each category's most
+    frequent value among `rows` (the training sample a version ships), else `example_row`'s."""
+    import statistics
+    from collections import Counter
+
+    if not rows:
+        return example_row(schema)
+    typical: dict[str, Any] = {}
+    for feature in schema["features"]:
+        values = [row[feature["name"]] for row in rows if feature["name"] in row]
+        if feature["type"] == "number":
+            typical[feature["name"]] = statistics.median(values) if values else example_row(schema)[feature["name"]]
+        else:
+            counts = Counter(values)
+            typical[feature["name"]] = max(feature["values"], key=lambda v: (counts[v], -feature["values"].index(v)))
+    return typical

@@ -129,7 +129,17 @@ def version_action(request: HttpRequest, name: str, version: int) -> HttpRespons
 
 
 def _feature_fields(version: ModelVersion) -> list[dict[str, Any]]:
-    return list(version.input_schema.get("features", []))
+    """The schema's features, each with the value the playground starts from: the version's typical
+    row (median numbers, most frequent categories), or for versions registered before it was recorded,
+    the mean and the first value."""
+    typical = version.input_schema.get("typical") or {}
+    fields = []
+    for feature in version.input_schema.get("features", []):
+        start = typical.get(feature["name"])
+        if start is None:
+            start = round(feature.get("mean", 0)) if feature["type"] == "number" else feature["values"][0]
+        fields.append({**feature, "start": start})
+    return fields
 
 
 @member_required

@@ -37,6 +37,7 @@ def test_consumer_explains_a_text_prediction_from_the_playground(page, celery_wo
     assert "pushed towards NEGATIVE" in summary and ("'dull'" in summary or "'boring'" in summary)
     facts = page.inner_text("[data-testid=explanation-facts]")
     assert "exact" in facts and "residual" in facts.lower() and "audit entry" in facts
+    assert "E[f(x)]" in facts  # as rendered: no upper-case styling turns it into E[F(X)]
     page.screenshot(path=str(SHOTS / "explanation-text.png"), full_page=True)
     # the prediction page lists it
     page.click("text=← Prediction")

@@ -43,3 +43,16 @@ class SchemaTests:
     def test_bad_schemas_are_refused(self, schema) -> None:
         with pytest.raises(InputError):
             check_schema(schema)
+
+
+def test_a_typical_row_takes_each_numbers_median_and_each_categorys_most_frequent_value() -> None:
+    from inference.ml.schema import typical_row
+
+    schema = {"features": [{"name": "age", "type": "number", "mean": 40.0, "std": 10.0},
+                           {"name": "sex", "type": "category", "values": ["Female", "Male"]},
+                           {"name": "relationship", "type": "category", "values": ["?", "Husband", "Wife"]}],
+              "labels": ["<=50K", ">50K"]}
+    rows = [{"age": a, "sex": s, "relationship": r} for a, s, r in
+            [(25, "Male", "Husband"), (37, "Male", "Husband"), (52, "Female", "Wife"), (61, "Male", "Husband")]]
+    assert typical_row(schema, rows) == {"age": 44.5, "sex": "Male", "relationship": "Husband"}
+    assert typical_row(schema, []) == {"age": 40.0, "sex": "Female", "relationship": "?"}  # no sample shipped

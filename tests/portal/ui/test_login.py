@@ -24,6 +24,11 @@ class LoginTests:
         assert b"Acme" in response.content
         assert LogEntry.objects.filter(action="user.logged_in", actor_id=str(user.pk)).exists()
 
+    def test_the_sign_in_page_says_what_steward_is_and_has_an_icon(self) -> None:
+        page = Client().get("/login/").content.decode()
+        assert "Sign in to Steward" in page and "serves an organisation's machine-learning models" in page
+        assert 'rel="icon"' in page and "favicon.svg" in page
+
     def test_login_form_requires_csrf(self) -> None:
         user = member(Role.OWNER)
         client = Client(enforce_csrf_checks=True)
