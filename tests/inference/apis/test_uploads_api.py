@@ -15,6 +15,7 @@ from portal.accounts.roles import Role
 from tests.inference import hostile_models as hostile
 from tests.inference.factories import CARD, bearer_client, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
+from tests.waits import patience
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -72,7 +73,7 @@ def test_a_check_that_outlasts_the_wait_is_answered_202_and_polled(celery_worker
     response = post(owner, tiny_tabular_archive(tmp_path / "m"))
     assert response.status_code == 202, response.content
     url = response.json()["url"]
-    deadline = time.monotonic() + 300  # a generous limit: the test waits on the state, not a clock
+    deadline = time.monotonic() + patience(120)  # waits on the upload's state; the limit only stops a hang
     while (polled := owner.get(url).json())["status"] in ("pending", "running"):
         assert time.monotonic() < deadline, polled
         time.sleep(0.2)

@@ -14,6 +14,7 @@ from inference.ml.sandbox import CheckTimedOut, Limits, inspect_in_sandbox
 from inference.ml.schema import InputError
 from tests.inference import hostile_models as hostile
 from tests.inference.factories import onnx_linear
+from tests.waits import patience
 
 GENEROUS = Limits(seconds=300, memory_bytes=4 * 2**30)
 
@@ -46,12 +47,13 @@ def test_a_model_that_runs_too_long_is_stopped_at_the_limit_in_a_child_without_t
     runner.start()
     try:
         environ = b""
-        for _ in range(600):  # until the child exists (it runs for 20 s)
+        deadline = time.monotonic() + patience(20)  # until the child exists; the limit only stops a hang
+        while not environ and runner.is_alive() and time.monotonic() < deadline:
             pids = _probes(tmp_path / "m")
             if pids:
                 environ = Path(f"/proc/{pids[0]}/environ").read_bytes()
-                break
-            time.sleep(0.05)
+            else:
+                time.sleep(0.05)
         names = {item.split(b"=", 1)[0].decode() for item in environ.split(b"\0") if item}
         assert names, "the probe was never seen running"
         assert not names & {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "SECRET_KEY_CANARY_FOR_TEST",
