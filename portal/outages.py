@@ -47,13 +47,9 @@ class OutageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        try:
-            return self.get_response(request)
-        except Exception as exc:  # a middleware below this one (sessions, throttles) may meet it first
-            response = self.process_exception(request, exc)
-            if response is None:
-                raise
-            return response
+        # Django converts what a middleware below raises into a response itself; only the view's
+        # exceptions reach process_exception
+        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         service = outage_of(exc)
