@@ -39,7 +39,8 @@ class LockoutAuthenticationForm(AuthenticationForm):
                     self.error_messages["locked_out"], code="locked_out", params=locked
                 ) from None
             raise
-        lockout.attempt_succeeded(username=username, address=address)
+        # the count is given back by the view once the sign-in is logged (LoginView.form_valid), so
+        # the audit log shows every failure evaluated before a success ahead of it
         return cleaned
 
 

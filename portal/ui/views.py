@@ -10,17 +10,23 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.accounts import selectors, services
+from portal.accounts import lockout, selectors, services
 from portal.accounts.middleware import SESSION_ORG_KEY
 from portal.accounts.roles import ROLE_DESCRIPTIONS, Role, role_within
 from portal.exceptions import PortalError
-from portal.ui.forms import LockoutAuthenticationForm, TokenCreateForm
+from portal.ui.forms import LockoutAuthenticationForm, TokenCreateForm, client_address
 
 
 class LoginView(auth_views.LoginView):
     template_name = "portal/login.html"
     authentication_form = LockoutAuthenticationForm
     redirect_authenticated_user = True
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)  # signs in, which appends user.logged_in
+        lockout.attempt_succeeded(username=form.cleaned_data.get("username") or "",
+                                  address=client_address(self.request))
+        return response
 
 
 def member_required(view: Any) -> Any:
