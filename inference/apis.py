@@ -19,10 +19,11 @@ from inference import selectors
 from inference.exceptions import InvalidArchive, InvalidInput, JobNotFinished, JobResultsGone
 from inference.ml import private
 from inference.ml.explain import MAX_EVALS, MIN_EVALS
-from inference.models import GlobalSource, JobStatus, Task
+from inference.models import GlobalSource, Task
 from inference.services import explanations, finetuning, global_explanations, jobs, predictions, registry, uploads
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
+from portal.jobs import JobStatus
 from portal.openapi import OBJECT_LIST
 from portal.parsers import loads_checked
 

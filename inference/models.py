@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from portal.accounts.models import ApiToken, Organization
+from portal.jobs import Job, JobStatus, WorkerJob
 
 
 class Task(models.TextChoices):
@@ -101,13 +102,6 @@ class ModelAlias(models.Model):
         constraints = [models.UniqueConstraint(fields=["model", "name"], name="alias_unique")]
 
 
-class PredictionStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
 class Prediction(models.Model):
     """One prediction request (one or more input rows) and its outputs.
 
@@ -123,7 +117,7 @@ class Prediction(models.Model):
     inputs = models.JSONField()
     outputs = models.JSONField(null=True, blank=True)
     rows = models.PositiveIntegerField()
-    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     error = models.TextField(blank=True)
     device = models.CharField(max_length=60, blank=True)
     compute_ms = models.FloatField(null=True, blank=True)
@@ -136,35 +130,7 @@ class Prediction(models.Model):
         indexes = [models.Index(fields=["organization", "-created_at"])]
 
 
-class JobStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class WorkerJob(models.Model):
-    """What every job a worker runs in the background records: who asked, when it was created,
-    started and finished, its error, and what requeues it if its worker dies
-    (portal.workers.requeue_stale): its heartbeat, and the worker whose restart requeues it at
-    once. Each job keeps its own status, whose states differ."""
-
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    # the Celery worker running it: when that worker starts again, the job is requeued at once
-    worker = models.CharField(max_length=255, blank=True, default="")
-
-    class Meta:
-        abstract = True
-
-
 class BatchJob(WorkerJob):
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
     token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     input_name = models.CharField(max_length=200)
@@ -173,7 +139,6 @@ class BatchJob(WorkerJob):
     result_path = models.CharField(max_length=300, blank=True)
     rows_total = models.PositiveIntegerField()
     rows_done = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     cancel_requested = models.BooleanField(default=False)
 
     class Meta:
@@ -199,16 +164,14 @@ class UsageDaily(models.Model):
         ]
 
 
-class Explanation(models.Model):
+class Explanation(Job):
     """SHAP attributions for one row of a stored prediction, with what is needed to check them."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="explanations")
     row = models.PositiveIntegerField(default=0)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="explanations")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
     max_evals = models.PositiveIntegerField()
     method = models.CharField(max_length=32, blank=True)  # exact | partition | permutation
     label = models.CharField(max_length=200, blank=True)  # the explained (predicted) label
@@ -217,11 +180,8 @@ class Explanation(models.Model):
     evaluations = models.PositiveIntegerField(default=0)
     compute_ms = models.FloatField(null=True, blank=True)
     device = models.CharField(max_length=60, blank=True)
-    error = models.TextField(blank=True)
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -236,7 +196,6 @@ class GlobalSource(models.TextChoices):
 class GlobalExplanation(WorkerJob):
     """Mean |SHAP| per feature (tabular) or per word (text) over an evaluation sample; numbered per version."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="global_explanations")
     number = models.PositiveIntegerField()
     source = models.CharField(max_length=16, choices=GlobalSource.choices)
@@ -244,7 +203,6 @@ class GlobalExplanation(WorkerJob):
     dataset_sha256 = models.CharField(max_length=64)
     dataset_path = models.CharField(max_length=300)
     max_evals = models.PositiveIntegerField()
-    status = models.CharField(max_length=16, choices=PredictionStatus.choices, default=PredictionStatus.PENDING)
     rows_total = models.PositiveIntegerField()
     rows_done = models.PositiveIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)  # method, ranking, residual, evaluations
@@ -289,13 +247,11 @@ class TrainingDataset(models.Model):
 class FineTuneJob(WorkerJob):
     """A DP-SGD fine-tuning run of a base version on a dataset; its result is a new draft version."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="jobs")
     base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     result_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
                                        related_name="+")
     plan = models.JSONField()  # inference.ml.private.Plan: targets, hyper-parameters, noise, sample rate, steps
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     steps_done = models.PositiveIntegerField(default=0)
     epoch = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)
@@ -345,7 +301,6 @@ class ModelUpload(WorkerJob):
     that nothing of a refused upload stays behind.
     """
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     name = models.SlugField(max_length=60)
     task = models.CharField(max_length=32, choices=Task.choices)
     card = models.JSONField(default=dict)
@@ -353,7 +308,6 @@ class ModelUpload(WorkerJob):
     staged_path = models.CharField(max_length=300, blank=True)
     archive_sha256 = models.CharField(max_length=64)
     archive_size = models.BigIntegerField()
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     version = models.ForeignKey(ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     audit_actor = models.JSONField(default=dict, help_text="who uploaded it, as the audit log names them")
 

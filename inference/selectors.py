@@ -14,12 +14,12 @@ from inference.models import (
     Explanation,
     FineTuneJob,
     GlobalExplanation,
+    JobStatus,
     ModelAlias,
     ModelTransition,
     ModelUpload,
     ModelVersion,
     Prediction,
-    PredictionStatus,
     RegisteredModel,
     TrainingDataset,
     VersionStatus,
@@ -201,12 +201,12 @@ def version_aliases(*, version: ModelVersion) -> list[str]:
 
 
 def version_explanations_done(*, version: ModelVersion) -> QuerySet[Explanation]:
-    return (Explanation.objects.filter(model_version=version, status=PredictionStatus.DONE)
+    return (Explanation.objects.filter(model_version=version, status=JobStatus.DONE)
             .select_related("model_version__model", "prediction").order_by("-created_at"))
 
 
 def version_global_explanation_latest(*, version: ModelVersion) -> GlobalExplanation | None:
-    return (GlobalExplanation.objects.filter(model_version=version, status=PredictionStatus.DONE)
+    return (GlobalExplanation.objects.filter(model_version=version, status=JobStatus.DONE)
             .select_related("model_version__model", "created_by").order_by("-number").first())
 
 
@@ -232,14 +232,14 @@ def version_serving_statistics(*, version: ModelVersion, since: datetime, until:
     from django.db.models.functions import TruncDate
 
     found = version_predictions(version=version, since=since, until=until)
-    failed = Count("pk", filter=Q(status=PredictionStatus.FAILED))
+    failed = Count("pk", filter=Q(status=JobStatus.FAILED))
     daily = [{"day": row["day"].isoformat(), "requests": row["requests"], "rows": row["rows"] or 0,
               "failed": row["failed"]}
              for row in found.annotate(day=TruncDate("created_at")).values("day")
              .annotate(requests=Count("pk"), rows=Sum("rows"), failed=failed).order_by("day")]
     devices = {row["device"]: row["n"] for row in found.exclude(device="").values("device").annotate(n=Count("pk"))}
-    unfinished = found.filter(status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]).count()
-    answered = found.filter(status=PredictionStatus.DONE, finished_at__isnull=False).annotate(
+    unfinished = found.filter(status__in=[JobStatus.PENDING, JobStatus.RUNNING]).count()
+    answered = found.filter(status=JobStatus.DONE, finished_at__isnull=False).annotate(
         took=F("finished_at") - F("created_at")).values_list("took", flat=True).iterator(chunk_size=20_000)
     latency = np.fromiter((t.total_seconds() * 1000 for t in answered), dtype=np.float64)
     computed = found.exclude(compute_ms=None).values_list("compute_ms", flat=True).iterator(chunk_size=20_000)

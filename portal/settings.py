@@ -208,16 +208,8 @@ CELERY_BEAT_SCHEDULE = {
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
     "prediction-replies-sweep": {"task": "inference.tasks.prediction_replies_sweep_task", "schedule": 60.0},
 }
-# Background jobs whose worker went away are queued again: by every sweep below, each minute (jobs
-# whose heartbeat is stale) and as a worker starts (jobs its previous run left RUNNING).
-WORKER_JOB_SWEEPS = [
-    "inference.services.jobs.batch_job_requeue_stuck",
-    "inference.services.global_explanations.global_explanation_requeue_stuck",
-    "inference.services.finetuning.finetune_requeue_stuck",
-    "audit.fairness.services.bias_report_requeue_stuck",
-    "audit.exports.services.export_requeue_stuck",
-    "inference.services.uploads.model_upload_requeue_stuck",
-]
+# Background jobs whose worker went away are queued again, each minute and as a worker starts:
+# every kind registered with portal.jobs is swept (jobs_requeue_stale).
 CELERY_TASK_ROUTES = {"audit.*": {"queue": "default"}}
 # Eager mode hides what a real worker does (serialisation, transactions, redelivery): never on.
 CELERY_TASK_ALWAYS_EAGER = False

@@ -8,6 +8,6 @@ from celery import shared_task
 @shared_task(acks_late=True, ignore_result=True)
 def job_sweeps_task() -> None:
     """Every minute: background jobs whose worker stopped beating are queued again."""
-    from portal.workers import job_sweeps_run
+    from portal.jobs import jobs_requeue_stale
 
-    job_sweeps_run()
+    jobs_requeue_stale()

@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
@@ -46,29 +45,6 @@ def serving_queue() -> str | None:
         if _key(queue) in alive:
             return queue
     return None
-
-
-def requeue_stale(model: Any, task: Any, *, stale_after: timedelta, reset: dict[str, Any] | None = None,
-                  queue: str | None = None, orphaned_by: str = "") -> int:
-    """Puts back on a queue the jobs of `model` whose worker stopped beating (a crash, a restart).
-
-    A job is RUNNING with a `heartbeat_at` older than `stale_after`, or, with `orphaned_by`, RUNNING
-    on the worker of that name, which has just started and so is not running it (its previous run
-    died): such a job need not wait until its heartbeat is stale. It becomes PENDING again (with
-    `reset` applied), claimed by one conditional UPDATE so that two sweepers never requeue it twice,
-    and `task` is sent with its id (to `queue`, by default the serving pool). Returns how many were found.
-    """
-    from django.utils import timezone
-
-    if orphaned_by:
-        condition: dict[str, Any] = {"status": "running", "worker": orphaned_by}
-    else:
-        condition = {"status": "running", "heartbeat_at__lt": timezone.now() - stale_after}
-    stuck = list(model.objects.filter(**condition).values_list("pk", flat=True))
-    for pk in stuck:
-        if model.objects.filter(pk=pk, **condition).update(status="pending", worker="", **(reset or {})):
-            task.apply_async((pk,), queue=queue or serving_queue() or "cpu")
-    return len(stuck)
 
 
 def current_worker() -> str:
@@ -169,8 +145,10 @@ def _requeue_orphans(hostname: str) -> None:
     again now, not when their heartbeat is stale (minutes)."""
     from django.db import connection
 
+    from portal.jobs import SweepsFailed, jobs_requeue_stale
+
     try:
-        found = job_sweeps_run(orphaned_by=hostname)
+        found = jobs_requeue_stale(orphaned_by=hostname)
     except SweepsFailed:  # the worker still serves; the periodic sweep will find them later
         found = {}
     finally:  # the heartbeat thread's only use of the database: its connection is not kept idle
@@ -179,34 +157,6 @@ def _requeue_orphans(hostname: str) -> None:
         if count:
             logger.warning("%s: %d job(s) this worker left running when it stopped were queued again (%s)",
                            hostname, count, kind)
-
-
-class SweepsFailed(Exception):
-    """One or more of settings.WORKER_JOB_SWEEPS raised (each is logged; the others ran)."""
-
-
-def job_sweeps_run(*, orphaned_by: str = "") -> dict[str, int]:
-    """Runs every sweep of settings.WORKER_JOB_SWEEPS (one per kind of background job, each
-    `requeue_stale` for its model): jobs whose worker stopped beating, or with `orphaned_by`, jobs
-    that worker left RUNNING, are queued again. The periodic task and a starting worker both run
-    this one list. Returns how many each sweep requeued, by the sweep's name.
-
-    Raises:
-        SweepsFailed: a sweep failed; the ones after it still ran.
-    """
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    found, failed = {}, []
-    for path in settings.WORKER_JOB_SWEEPS:
-        try:
-            found[path.rsplit(".", 1)[1]] = import_string(path)(orphaned_by=orphaned_by)
-        except Exception:
-            logger.exception("the job sweep %s failed%s", path, f" (for {orphaned_by})" if orphaned_by else "")
-            failed.append(path)
-    if failed:
-        raise SweepsFailed(", ".join(failed))
-    return found
 
 
 @worker_shutdown.connect

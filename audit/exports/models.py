@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from inference.models import JobStatus, WorkerJob
-from portal.accounts.models import Organization
+from portal.jobs import WorkerJob
 
 
 class ComplianceExport(WorkerJob):
@@ -12,13 +11,11 @@ class ComplianceExport(WorkerJob):
     The bundle itself is in the artifact storage; the row keeps what lists and checks it.
     """
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey("inference.ModelVersion", on_delete=models.PROTECT,
                                       related_name="compliance_exports")
     number = models.PositiveIntegerField()
     period_start = models.DateField(help_text="serving statistics from this day (inclusive)")
     period_end = models.DateField(help_text="serving statistics to this day (inclusive)")
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     stage = models.CharField(max_length=60, blank=True)
     steps_done = models.PositiveSmallIntegerField(default=0)
     steps_total = models.PositiveSmallIntegerField(default=5)

@@ -29,10 +29,11 @@ from audit.exports.models import ComplianceExport
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
 from inference.exceptions import WorkerUnavailable
-from inference.models import JobStatus, ModelVersion
+from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.workers import current_worker, requeue_stale, worker_alive
+from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.workers import worker_alive
 
 logger = logging.getLogger("steward.exports")
 WORKER = AuditActor.system("export worker")
@@ -82,16 +83,12 @@ def export_create(*, actor: Actor, version: ModelVersion, period_start: date | N
             payload={"model": version.model.name, "version": version.version, "export": number,
                      "period": [start.isoformat(), end.isoformat()]},
         )
-        from audit.exports.tasks import export_run_task
-
-        export_id = export.pk
-        transaction.on_commit(lambda: export_run_task.apply_async((export_id,), queue=QUEUE))
+        EXPORTS.send_on_commit(export.pk)
     return export
 
 
 def _stage(export_id: int, step: int) -> None:
-    ComplianceExport.objects.filter(pk=export_id, status=JobStatus.RUNNING).update(
-        stage=STAGES[step], steps_done=step, heartbeat_at=timezone.now())
+    job_beat(ComplianceExport, export_id, stage=STAGES[step], steps_done=step)
 
 
 def export_run(*, export_id: int) -> None:
@@ -100,11 +97,7 @@ def export_run(*, export_id: int) -> None:
     from audit.log.exports import evidence_bundle_create
     from audit.log.selectors import entries_for_targets
 
-    now = timezone.now()
-    claimed = ComplianceExport.objects.filter(pk=export_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, steps_done=0, stage=STAGES[0],
-        worker=current_worker())
-    if claimed != 1:
+    if not job_claim(ComplianceExport, export_id, steps_done=0, stage=STAGES[0]):
         return
     export = ComplianceExport.objects.select_related("model_version__model__organization", "created_by").get(
         pk=export_id)
@@ -145,11 +138,11 @@ def export_run(*, export_id: int) -> None:
     path = default_storage.save(f"exports/{export.organization_id}/{stem}-{uuid.uuid4().hex[:8]}.zip",
                                 ContentFile(bundle))
     anchor = manifest["anchor"]["proof"]
-    updated = ComplianceExport.objects.filter(pk=export_id, status=JobStatus.RUNNING).update(
-        status=JobStatus.DONE, steps_done=len(STAGES), stage="done", bundle_path=path,
+    updated = job_finish(
+        ComplianceExport, export_id, steps_done=len(STAGES), stage="done", bundle_path=path,
         bundle_sha256=hashlib.sha256(bundle).hexdigest(), bundle_bytes=len(bundle), files=manifest["files"],
         issues=document["issues"], mapping=document["regulatory_mapping"],
-        audit_index=anchor["index"], audit_leaf_hash=anchor["leaf_hash"], finished_at=timezone.now())
+        audit_index=anchor["index"], audit_leaf_hash=anchor["leaf_hash"])
     if not updated:  # failed meanwhile (the sweeper gave up on it): keep no orphan file
         default_storage.delete(path)
 
@@ -167,27 +160,11 @@ def _validate(document: dict[str, Any]) -> None:
         raise ValueError(f"the export document does not follow its schema at {where}: {first.message}")
 
 
-def export_mark_failed(*, export_id: int, error: str) -> None:
-    with transaction.atomic():
-        export = ComplianceExport.objects.select_for_update().filter(pk=export_id).first()
-        if export is None or export.status not in (JobStatus.PENDING, JobStatus.RUNNING):
-            return
-        export.status = JobStatus.FAILED
-        export.error = error[:2000]
-        export.finished_at = timezone.now()
-        export.save(update_fields=["status", "error", "finished_at"])
-        audit_record(
-            action="compliance_export.failed", actor=WORKER, organization_id=export.organization_id,
-            target_type="exports.ComplianceExport", target_id=export_id, payload={"error": error[:500]},
-        )
-
-
-def export_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
-    """Exports whose worker stopped beating (a crash), or restarted (`orphaned_by`), start over."""
-    from audit.exports.tasks import export_run_task
-
-    return requeue_stale(ComplianceExport, export_run_task, stale_after=stale_after, queue=QUEUE,
-                         reset={"steps_done": 0, "stage": ""}, orphaned_by=orphaned_by)
+EXPORTS = register(JobKind(
+    name="compliance export", model=ComplianceExport, target_type="exports.ComplianceExport",
+    task="audit.exports.tasks.export_run_task", failed_action="compliance_export.failed", actor=lambda job: WORKER,
+    what="Compliance export", reset={"steps_done": 0, "stage": ""}, queue=QUEUE,
+))
 
 
 def export_bundle(*, export: ComplianceExport) -> bytes:

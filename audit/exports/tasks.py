@@ -1,19 +1,13 @@
-"""Thin tasks (STYLE.md C4): take ids, call a service."""
+"""Thin tasks (STYLE.md C4): take ids, call a service; failures are the job framework's (portal/jobs.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from celery import Task
 
-from celery import Task, shared_task
-
-
-def _export_failed(self: Task, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-    from audit.exports.services import export_mark_failed
-
-    export_mark_failed(export_id=args[0], error=f"{type(exc).__name__}: {exc}")
+from portal.jobs import job_task
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_export_failed)
+@job_task("compliance export")
 def export_run_task(self: Task, export_id: int) -> None:
     from audit.exports.services import export_run
 

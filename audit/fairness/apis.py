@@ -14,10 +14,10 @@ from rest_framework.views import APIView
 from audit.fairness import exports, selectors, services
 from audit.fairness.datasets import DEMO_DATASETS
 from audit.fairness.exceptions import InvalidDataset, ReportNotFinished
-from audit.fairness.models import ReportStatus
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.api import StrictSerializer, actor_of
+from portal.jobs import JobStatus
 from portal.parsers import loads_checked
 
 
@@ -140,7 +140,7 @@ class BiasReportDownloadApi(APIView):
     )
     def get(self, request: Request, pk: int) -> HttpResponse:
         report = selectors.report_get(actor=actor_of(request), pk=pk)
-        if report.status != ReportStatus.DONE:
+        if report.status != JobStatus.DONE:
             raise ReportNotFinished(f"The report is {report.status}; it can be downloaded once it is done.")
         wanted = request.query_params.get("format", "json")
         if wanted not in ("json", "csv"):

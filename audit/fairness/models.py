@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from inference.models import WorkerJob
 from portal.accounts.models import Organization
+from portal.jobs import WorkerJob
 
 
 class FairnessPolicy(models.Model):
@@ -26,13 +26,6 @@ class ReportKind(models.TextChoices):
     TEXT = "text"
 
 
-class ReportStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
 class Verdict(models.TextChoices):
     PASS = "pass"  # noqa: S105  (a verdict, not a password)
     WARN = "warn"
@@ -42,7 +35,6 @@ class Verdict(models.TextChoices):
 class BiasReport(WorkerJob):
     """One bias report of a model version on one dataset; numbered per version, never changed once done."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     model_version = models.ForeignKey("inference.ModelVersion", on_delete=models.PROTECT, related_name="bias_reports")
     number = models.PositiveIntegerField()
     kind = models.CharField(max_length=16, choices=ReportKind.choices)
@@ -50,7 +42,6 @@ class BiasReport(WorkerJob):
     dataset_sha256 = models.CharField(max_length=64)
     dataset_path = models.CharField(max_length=300)
     params = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=ReportStatus.choices, default=ReportStatus.PENDING)
     rows_total = models.PositiveIntegerField()
     rows_done = models.PositiveIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -16,11 +15,10 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.fairness import datasets, metrics
 from audit.fairness.exceptions import InvalidDataset, InvalidPolicy
-from audit.fairness.models import BiasReport, FairnessPolicy, ReportKind, ReportStatus
+from audit.fairness.models import BiasReport, FairnessPolicy, ReportKind
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
 from inference.exceptions import WorkerUnavailable
@@ -28,7 +26,8 @@ from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
-from portal.workers import current_worker, requeue_stale, serving_queue
+from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.fairness")
 WORKER = AuditActor.system("inference worker")
@@ -150,10 +149,7 @@ def bias_report_create(
                          "kind": kind, "dataset": checked.name, "dataset_sha256": checked.sha256,
                          "rows": checked.rows},
             )
-            from audit.fairness.tasks import bias_report_run_task
-
-            report_id = report.pk
-            transaction.on_commit(lambda: bias_report_run_task.apply_async((report_id,), queue=queue))
+            BIAS_REPORTS.send_on_commit(report.pk, queue=queue)
     except BaseException:
         default_storage.delete(stored)
         raise
@@ -175,9 +171,7 @@ class _Progress:
         now = time.monotonic()
         if now - self.last >= 0.5 or done == total:
             self.last = now
-            BiasReport.objects.filter(pk=self.report_id, status=ReportStatus.RUNNING).update(
-                rows_done=done, heartbeat_at=timezone.now()
-            )
+            job_beat(BiasReport, self.report_id, rows_done=done)
 
 
 def bias_report_run(*, report_id: int) -> None:
@@ -187,11 +181,7 @@ def bias_report_run(*, report_id: int) -> None:
 
     from inference.services.predictions import rows_predict_proba
 
-    now = timezone.now()
-    claimed = BiasReport.objects.filter(pk=report_id, status=ReportStatus.PENDING).update(
-        status=ReportStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0, worker=current_worker()
-    )
-    if claimed != 1:
+    if not job_claim(BiasReport, report_id, rows_done=0):
         return  # redelivered or already settled
     report = BiasReport.objects.select_related("model_version__model").get(pk=report_id)
     version = report.model_version
@@ -228,11 +218,7 @@ def bias_report_run(*, report_id: int) -> None:
                        "artifact_sha256": version.artifact_sha256}
     result["dataset"] = {"name": report.dataset_name, "sha256": report.dataset_sha256, "rows": report.rows_total}
     with transaction.atomic():
-        updated = BiasReport.objects.filter(pk=report_id, status=ReportStatus.RUNNING).update(
-            status=ReportStatus.DONE, result=result, verdict=result["verdict"], rows_done=report.rows_total,
-            finished_at=timezone.now(),
-        )
-        if updated:
+        if job_finish(BiasReport, report_id, result=result, verdict=result["verdict"], rows_done=report.rows_total):
             audit_record(
                 action="bias_report.completed", actor=WORKER, organization_id=report.organization_id,
                 target_type="fairness.BiasReport", target_id=report_id,
@@ -242,27 +228,11 @@ def bias_report_run(*, report_id: int) -> None:
             )
 
 
-def bias_report_mark_failed(*, report_id: int, error: str) -> None:
-    with transaction.atomic():
-        report = BiasReport.objects.select_for_update().filter(pk=report_id).first()
-        if report is None or report.status not in (ReportStatus.PENDING, ReportStatus.RUNNING):
-            return
-        report.status = ReportStatus.FAILED
-        report.error = error[:2000]
-        report.finished_at = timezone.now()
-        report.save(update_fields=["status", "error", "finished_at"])
-        audit_record(
-            action="bias_report.failed", actor=WORKER, organization_id=report.organization_id,
-            target_type="fairness.BiasReport", target_id=report_id, payload={"error": error[:500]},
-        )
-
-
-def bias_report_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
-    """Reports whose worker stopped beating (a crash), or restarted (`orphaned_by`), start over."""
-    from audit.fairness.tasks import bias_report_run_task
-
-    return requeue_stale(BiasReport, bias_report_run_task, stale_after=stale_after, reset={"rows_done": 0},
-                         orphaned_by=orphaned_by)
+BIAS_REPORTS = register(JobKind(
+    name="bias report", model=BiasReport, target_type="fairness.BiasReport",
+    task="audit.fairness.tasks.bias_report_run_task", failed_action="bias_report.failed", actor=lambda job: WORKER,
+    what="Bias report", reset={"rows_done": 0},
+))
 
 # ---------------------------------------------------------------- evidence for the registry
 
@@ -287,7 +257,7 @@ def _headline(report: BiasReport) -> str:
 
 def bias_evidence(version: ModelVersion) -> Evidence | None:
     """The latest finished bias report of a version, and whether the policy lets it be approved."""
-    latest = (BiasReport.objects.filter(model_version=version, status=ReportStatus.DONE)
+    latest = (BiasReport.objects.filter(model_version=version, status=JobStatus.DONE)
               .order_by("-number").first())
     policy = FairnessPolicy.objects.filter(organization_id=version.model.organization_id).first()
     required = bool(policy and policy.require_passing_report)

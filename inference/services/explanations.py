@@ -9,13 +9,13 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
 from inference.ml.explain import MAX_EVALS, MIN_EVALS, summary
-from inference.models import Explanation, Prediction, PredictionStatus
+from inference.models import Explanation, Prediction
 from portal.accounts.actor import Actor
+from portal.jobs import JobKind, JobStatus, job_claim, job_finish, register
 from portal.replies import ReplyTimeout, WorkerFailed, reply_key, reply_wait
 from portal.workers import serving_queue
 
@@ -38,7 +38,7 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
     budget = settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals
     if not MIN_EVALS <= budget <= MAX_EVALS:
         raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.")
-    if prediction.status != PredictionStatus.DONE:
+    if prediction.status != JobStatus.DONE:
         raise NotExplainable(f"Prediction {prediction.pk} is {prediction.status}; only a finished one can be explained.")
     rows = prediction.inputs.get("rows", [])
     if not rows:
@@ -67,11 +67,8 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
             payload={"prediction": prediction.pk, "row": row, "max_evals": budget, "model": version.model.name,
                      "version": version.version},
         )
-        from inference.tasks import explanation_run_task
-
-        explanation_id, reply_to = explanation.pk, reply_key() if waited_for else None
-        transaction.on_commit(lambda: explanation_run_task.apply_async(
-            (explanation_id,), {"reply_to": reply_to}, queue=queue, ignore_result=True))
+        reply_to = reply_key() if waited_for else None
+        EXPLANATIONS.send_on_commit(explanation.pk, queue=queue, reply_to=reply_to)
     explanation.reply_to = reply_to  # type: ignore[attr-defined]
     return explanation
 
@@ -96,7 +93,7 @@ def explanation_response(explanation: Explanation) -> dict[str, Any]:
         "version": explanation.model_version.version, "max_evals": explanation.max_evals,
         "url": reverse("api-explanation", args=[explanation.pk]),
     }
-    if explanation.status == PredictionStatus.DONE and explanation.result:
+    if explanation.status == JobStatus.DONE and explanation.result:
         result = explanation.result
         body.update({
             "method": explanation.method, "label": explanation.label, "labels": result["labels"],
@@ -106,17 +103,14 @@ def explanation_response(explanation: Explanation) -> dict[str, Any]:
             "summary": result.get("summary", ""), "compute_ms": explanation.compute_ms, "device": explanation.device,
             "receipt": {"index": explanation.audit_index, "leaf_hash": explanation.audit_leaf_hash},
         })
-    elif explanation.status == PredictionStatus.FAILED:
+    elif explanation.status == JobStatus.FAILED:
         body["error"] = explanation.error
     return body
 
 
 def explanation_run(*, explanation_id: int) -> None:
     """Computes an explanation on this worker (the task's body); a redelivered task is a no-op."""
-    claimed = Explanation.objects.filter(pk=explanation_id, status=PredictionStatus.PENDING).update(
-        status=PredictionStatus.RUNNING
-    )
-    if claimed != 1:
+    if not job_claim(Explanation, explanation_id):
         return
     explanation = Explanation.objects.select_related("prediction", "model_version__model").get(pk=explanation_id)
     from inference.runtime import explainer_for
@@ -129,6 +123,10 @@ def explanation_run(*, explanation_id: int) -> None:
     result["summary"] = summary(explained)
     compute_ms = round((time.perf_counter() - began) * 1000, 3)
     with transaction.atomic():
+        if not job_finish(Explanation, explanation_id, method=explained.method, label=explained.label,
+                          result=result, residual=explained.residual, evaluations=explained.evaluations,
+                          compute_ms=compute_ms, device=device):
+            return  # failed meanwhile: settled there
         receipt = audit_record(
             action="explanation.completed", actor=WORKER, organization_id=explanation.organization_id,
             target_type="inference.Explanation", target_id=explanation_id,
@@ -136,21 +134,13 @@ def explanation_run(*, explanation_id: int) -> None:
                      "max_evals": explained.max_evals, "label": explained.label, "residual": explained.residual,
                      "evaluations": explained.evaluations, "summary": result["summary"]},
         )
-        Explanation.objects.filter(pk=explanation_id).update(
-            status=PredictionStatus.DONE, method=explained.method, label=explained.label, result=result,
-            residual=explained.residual, evaluations=explained.evaluations, compute_ms=compute_ms, device=device,
-            audit_index=receipt.index, audit_leaf_hash=receipt.leaf_hash, finished_at=timezone.now(),
-        )
+        Explanation.objects.filter(pk=explanation_id).update(audit_index=receipt.index,
+                                                             audit_leaf_hash=receipt.leaf_hash)
 
 
-def explanation_mark_failed(*, explanation_id: int, error: str) -> None:
-    with transaction.atomic():
-        updated = Explanation.objects.filter(
-            pk=explanation_id, status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]
-        ).update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
-        if updated:
-            explanation = Explanation.objects.get(pk=explanation_id)
-            audit_record(
-                action="explanation.failed", actor=WORKER, organization_id=explanation.organization_id,
-                target_type="inference.Explanation", target_id=explanation_id, payload={"error": error[:500]},
-            )
+# a request someone waits on: never requeued (a worker that dies leaves it to the broker's redelivery)
+EXPLANATIONS = register(JobKind(
+    name="explanation", model=Explanation, target_type="inference.Explanation",
+    task="inference.tasks.explanation_run_task", failed_action="explanation.failed", actor=lambda job: WORKER,
+    what="Explanation", stale_after=None,
+))

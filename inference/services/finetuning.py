@@ -48,7 +48,8 @@ from inference.services.jobs import upload_text
 from portal import csvsafe
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
-from portal.workers import current_worker, requeue_stale, serving_queue
+from portal.jobs import JobKind, job_beat, job_claim, job_finish, register
+from portal.workers import serving_queue
 
 WORKER = AuditActor.system("training worker")
 EPSILON_RANGE = (0.01, 50.0)  # beyond 50, "private" says nothing a reader could rely on
@@ -273,10 +274,7 @@ def finetune_create(*, actor: Actor, dataset: TrainingDataset, base_version: Mod
             payload={"model": base_version.model.name, "base_version": base_version.version, "dataset": dataset.pk,
                      "dataset_sha256": dataset.sha256, "plan": plan.as_dict(), "ledger_entry": entry.pk},
         )
-        from inference.tasks import finetune_run_task
-
-        job_id = job.pk
-        transaction.on_commit(lambda: finetune_run_task.apply_async((job_id,), queue=queue))
+        FINETUNES.send_on_commit(job.pk, queue=queue)
     return job
 
 
@@ -304,9 +302,7 @@ class _Hooks:
         self.path = job.checkpoint_path or f"training/{job.organization_id}/job-{job.pk}-checkpoint.pt"
 
     def progress(self, p: private.Progress) -> None:
-        FineTuneJob.objects.filter(pk=self.job.pk, status=JobStatus.RUNNING).update(
-            steps_done=p.step, epoch=p.epoch, loss=p.loss, epsilon_spent=p.epsilon, heartbeat_at=timezone.now()
-        )
+        job_beat(FineTuneJob, self.job.pk, steps_done=p.step, epoch=p.epoch, loss=p.loss, epsilon_spent=p.epsilon)
 
     def should_stop(self) -> bool:
         return FineTuneJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
@@ -319,7 +315,7 @@ class _Hooks:
         if default_storage.exists(self.path):
             default_storage.delete(self.path)
         saved = default_storage.save(self.path, ContentFile(buffer.getvalue()))
-        FineTuneJob.objects.filter(pk=self.job.pk).update(checkpoint_path=saved, heartbeat_at=timezone.now())
+        job_beat(FineTuneJob, self.job.pk, checkpoint_path=saved)
 
     def resume(self) -> private.Checkpoint | None:
         if not self.job.checkpoint_path or not default_storage.exists(self.job.checkpoint_path):
@@ -337,13 +333,8 @@ class _Hooks:
 
 def finetune_run(*, job_id: int) -> None:
     """Trains (resuming from a checkpoint if a worker died), registers the result as a draft version."""
-    now = timezone.now()
-    claimed = FineTuneJob.objects.filter(pk=job_id, status=JobStatus.PENDING, cancel_requested=False).update(
-        status=JobStatus.RUNNING, heartbeat_at=now, worker=current_worker()
-    )
-    if claimed != 1:
+    if not job_claim(FineTuneJob, job_id, keep_started=True, only={"cancel_requested": False}):
         return
-    FineTuneJob.objects.filter(pk=job_id, started_at__isnull=True).update(started_at=now)
     job = FineTuneJob.objects.select_related("dataset", "base_version__model", "created_by", "organization").get(pk=job_id)
     plan = private.Plan(**job.plan)
     with default_storage.open(job.dataset.path, "rb") as handle:
@@ -365,10 +356,9 @@ def finetune_run(*, job_id: int) -> None:
     )
     if outcome.stopped:
         with transaction.atomic():
-            FineTuneJob.objects.filter(pk=job_id).update(
-                status=JobStatus.CANCELLED, steps_done=outcome.steps, epsilon_spent=outcome.epsilon,
-                finished_at=timezone.now(), device=device,
-            )
+            if not job_finish(FineTuneJob, job_id, status=JobStatus.CANCELLED, steps_done=outcome.steps,
+                              epsilon_spent=outcome.epsilon, device=device):
+                return  # failed meanwhile: settled there
             privacy_settle(job=job, steps_spent=outcome.steps)
             audit_record(action="finetune.cancelled", actor=WORKER, organization_id=job.organization_id,
                          target_type="inference.FineTuneJob", target_id=job_id,
@@ -418,12 +408,12 @@ def _register_result(*, job: FineTuneJob, plan: private.Plan, outcome: private.O
                 metrics={"holdout_accuracy": round(accuracy, 4), "base_holdout_accuracy": round(base_accuracy, 4)},
                 privacy=guarantee,
             )
-            FineTuneJob.objects.filter(pk=job.pk).update(
-                status=JobStatus.DONE, result_version=version, steps_done=outcome.steps,
-                epsilon_spent=outcome.epsilon, finished_at=timezone.now(), device=device,
-                result={"accuracy": accuracy, "base_accuracy": base_accuracy, "seconds": outcome.seconds,
-                        "final_loss": outcome.final_loss},
-            )
+            if not job_finish(FineTuneJob, job.pk, result_version=version, steps_done=outcome.steps,
+                              epsilon_spent=outcome.epsilon, device=device,
+                              result={"accuracy": accuracy, "base_accuracy": base_accuracy,
+                                      "seconds": outcome.seconds, "final_loss": outcome.final_loss}):
+                # failed or requeued meanwhile: the version registered above is rolled back with this
+                raise RuntimeError(f"fine-tuning job {job.pk} stopped running while it finished")
             privacy_settle(job=job, steps_spent=outcome.steps)
             audit_record(action="finetune.completed", actor=WORKER, organization_id=job.organization_id,
                          target_type="inference.FineTuneJob", target_id=job.pk,
@@ -432,25 +422,19 @@ def _register_result(*, job: FineTuneJob, plan: private.Plan, outcome: private.O
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def finetune_mark_failed(*, job_id: int, error: str) -> None:
-    with transaction.atomic():
-        job = FineTuneJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
-            return
-        job.status, job.error, job.finished_at = JobStatus.FAILED, error[:2000], timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        privacy_settle(job=job, steps_spent=job.steps_done)
-        audit_record(action="finetune.failed", actor=WORKER, organization_id=job.organization_id,
-                     target_type="inference.FineTuneJob", target_id=job_id,
-                     payload={"error": error[:500], "steps": job.steps_done})
-    _Hooks(job).discard()
+def _finetune_settle(job: FineTuneJob) -> dict[str, Any]:
+    """A failed run keeps only what it spent of the privacy budget."""
+    privacy_settle(job=job, steps_spent=job.steps_done)
+    return {"steps": job.steps_done}
 
 
-def finetune_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=3), orphaned_by: str = "") -> int:
-    """Jobs whose worker stopped beating, or restarted (`orphaned_by`), resume from their last checkpoint."""
-    from inference.tasks import finetune_run_task
+FINETUNES = register(JobKind(
+    name="fine-tuning", model=FineTuneJob, target_type="inference.FineTuneJob",
+    task="inference.tasks.finetune_run_task", failed_action="finetune.failed", actor=lambda job: WORKER,
+    what="Fine-tuning job", settle=_finetune_settle, after_failed=lambda job: _Hooks(job).discard(),
+    stale_after=timedelta(minutes=3),  # resumes from its last checkpoint
+))
 
-    return requeue_stale(FineTuneJob, finetune_run_task, stale_after=stale_after, orphaned_by=orphaned_by)
 
 def job_response(job: FineTuneJob) -> dict[str, Any]:
     plan = job.plan

@@ -13,7 +13,6 @@ import json
 import random
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,17 +22,17 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
 from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
 from inference.ml.explain import MAX_EVALS, MIN_EVALS, Explained, global_ranking
-from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Prediction, PredictionStatus, Task
+from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Prediction, Task
 from inference.services.jobs import rows_parse, rows_validate
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.workers import current_worker, requeue_stale, serving_queue
+from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
 DATA = Path(settings.BASE_DIR) / "data"
@@ -59,7 +58,7 @@ def _demo_rows(version: ModelVersion) -> tuple[list[Any], str, str]:
 
 def _served_rows(version: ModelVersion, limit: int) -> list[Any]:
     rows: list[Any] = []
-    for inputs in (Prediction.objects.filter(model_version=version, status=PredictionStatus.DONE)
+    for inputs in (Prediction.objects.filter(model_version=version, status=JobStatus.DONE)
                    .order_by("-created_at").values_list("inputs", flat=True).iterator()):
         rows.extend((inputs or {}).get("rows", []))
         if len(rows) >= limit:
@@ -133,10 +132,7 @@ def global_explanation_create(
                 payload={"model": version.model.name, "version": version.version, "number": number, "source": source,
                          "dataset": name, "dataset_sha256": digest, "rows": len(clean), "max_evals": budget},
             )
-            from inference.tasks import global_explanation_run_task
-
-            job_id = job.pk
-            transaction.on_commit(lambda: global_explanation_run_task.apply_async((job_id,), queue=queue))
+            GLOBAL_EXPLANATIONS.send_on_commit(job.pk, queue=queue)
     except BaseException:
         default_storage.delete(stored)
         raise
@@ -145,11 +141,7 @@ def global_explanation_create(
 
 def global_explanation_run(*, job_id: int) -> None:
     """Explains every row of the sample and aggregates (the task's body); a redelivered task is a no-op."""
-    now = timezone.now()
-    claimed = GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.PENDING).update(
-        status=PredictionStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0, worker=current_worker()
-    )
-    if claimed != 1:
+    if not job_claim(GlobalExplanation, job_id, rows_done=0):
         return
     job = GlobalExplanation.objects.select_related("model_version__model").get(pk=job_id)
     with default_storage.open(job.dataset_path, "rb") as handle:
@@ -163,18 +155,12 @@ def global_explanation_run(*, job_id: int) -> None:
         explained.append(explainer.explain(row, max_evals=job.max_evals))
         if time.monotonic() - last >= 0.5 or number == len(rows):
             last = time.monotonic()
-            GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.RUNNING).update(
-                rows_done=number, heartbeat_at=timezone.now()
-            )
+            job_beat(GlobalExplanation, job_id, rows_done=number)
     result = global_ranking(explained)
     result["max_evals"] = job.max_evals
     version = job.model_version
     with transaction.atomic():
-        updated = GlobalExplanation.objects.filter(pk=job_id, status=PredictionStatus.RUNNING).update(
-            status=PredictionStatus.DONE, result=result, rows_done=len(rows), device=device,
-            finished_at=timezone.now(),
-        )
-        if updated:
+        if job_finish(GlobalExplanation, job_id, result=result, rows_done=len(rows), device=device):
             audit_record(
                 action="global_explanation.completed", actor=WORKER, organization_id=job.organization_id,
                 target_type="inference.GlobalExplanation", target_id=job_id,
@@ -185,25 +171,12 @@ def global_explanation_run(*, job_id: int) -> None:
             )
 
 
-def global_explanation_mark_failed(*, job_id: int, error: str) -> None:
-    with transaction.atomic():
-        updated = GlobalExplanation.objects.filter(
-            pk=job_id, status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]
-        ).update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
-        if updated:
-            job = GlobalExplanation.objects.get(pk=job_id)
-            audit_record(
-                action="global_explanation.failed", actor=WORKER, organization_id=job.organization_id,
-                target_type="inference.GlobalExplanation", target_id=job_id, payload={"error": error[:500]},
-            )
+GLOBAL_EXPLANATIONS = register(JobKind(
+    name="global explanation", model=GlobalExplanation, target_type="inference.GlobalExplanation",
+    task="inference.tasks.global_explanation_run_task", failed_action="global_explanation.failed",
+    actor=lambda job: WORKER, what="Global explanation",
+))
 
-
-def global_explanation_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
-    """Jobs whose worker stopped beating (a crash), or restarted (`orphaned_by`), start over."""
-    from inference.tasks import global_explanation_run_task
-
-    return requeue_stale(GlobalExplanation, global_explanation_run_task, stale_after=stale_after,
-                         orphaned_by=orphaned_by)
 
 def global_explanation_response(job: GlobalExplanation) -> dict[str, Any]:
     version = job.model_version
@@ -214,16 +187,16 @@ def global_explanation_response(job: GlobalExplanation) -> dict[str, Any]:
         "created_at": job.created_at.isoformat(), "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "url": reverse("api-global-explanation", args=[job.pk]),
     }
-    if job.status == PredictionStatus.DONE and job.result:
+    if job.status == JobStatus.DONE and job.result:
         body.update({"device": job.device, **job.result})
-    elif job.status == PredictionStatus.FAILED:
+    elif job.status == JobStatus.FAILED:
         body["error"] = job.error
     return body
 
 
 def explanation_evidence(version: ModelVersion) -> Evidence | None:
     """The latest global explanation of a version, for its card (it never blocks approval)."""
-    latest = (GlobalExplanation.objects.filter(model_version=version, status=PredictionStatus.DONE)
+    latest = (GlobalExplanation.objects.filter(model_version=version, status=JobStatus.DONE)
               .order_by("-number").first())
     if latest is None:
         return Evidence(title="Global explanation", summary="none yet",

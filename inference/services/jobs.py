@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import logging
-from datetime import timedelta
 from typing import Any, BinaryIO
 
 from django.conf import settings
@@ -18,12 +17,13 @@ from django.utils import timezone
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, JobNotCancellable
 from inference.ml.schema import InputError, validate_inputs
-from inference.models import BatchJob, JobStatus, ModelVersion
+from inference.models import BatchJob, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal import csvsafe
 from portal.accounts.actor import Actor
 from portal.exceptions import PortalError
-from portal.workers import current_worker, requeue_stale, serving_queue
+from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
 CHUNK = 64
@@ -120,10 +120,7 @@ def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, n
                 payload={"model": version.model.name, "version": version.version, "rows": len(clean),
                          "file": name[:200]},
             )
-            from inference.tasks import batch_job_run_task
-
-            job_id = job.pk
-            transaction.on_commit(lambda: batch_job_run_task.apply_async((job_id,), queue=serving_queue() or "cpu"))
+            BATCH_JOBS.send_on_commit(job.pk)
     except BaseException:
         default_storage.delete(stored)
         raise
@@ -132,11 +129,7 @@ def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, n
 
 def batch_job_run(*, job_id: int) -> None:
     """Runs a job in chunks through the model's batcher; checks for cancellation between chunks."""
-    now = timezone.now()
-    claimed = BatchJob.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, rows_done=0, worker=current_worker()
-    )
-    if claimed != 1:
+    if not job_claim(BatchJob, job_id, rows_done=0):
         return  # redelivered, cancelled or done
     job = BatchJob.objects.select_related("model_version__model", "created_by", "token").get(pk=job_id)
     from inference.ml.predictors import predictions_from_proba
@@ -159,17 +152,14 @@ def batch_job_run(*, job_id: int) -> None:
             values = [row] if isinstance(row, str) else [row[c] for c in input_columns]
             writer.writerow([start + offset, *values, prediction.label, *[prediction.scores[x] for x in labels]])
         done = start + len(chunk)
-        still_running = BatchJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, cancel_requested=False).update(
-            rows_done=done, heartbeat_at=timezone.now()
-        )
-        if not still_running:
+        if not job_beat(BatchJob, job_id, only={"cancel_requested": False}, rows_done=done):
             _job_finish_cancelled(job_id=job_id, rows_done=start)
             return
     result = default_storage.save(f"jobs/{job.organization_id}/result-{job_id}.csv", ContentFile(out.getvalue().encode()))
     with transaction.atomic():
-        BatchJob.objects.filter(pk=job_id).update(
-            status=JobStatus.DONE, result_path=result, rows_done=len(rows), finished_at=timezone.now()
-        )
+        if not job_finish(BatchJob, job_id, result_path=result, rows_done=len(rows)):
+            default_storage.delete(result)  # failed or cancelled meanwhile: settled there
+            return
         usage_record(organization_id=job.organization_id, token_id=job.token_id, rows=len(rows), compute_ms=compute_ms)
         audit_record(
             action="job.completed", actor=AuditActor.system("inference worker"), organization_id=job.organization_id,
@@ -212,25 +202,14 @@ def batch_job_cancel(*, actor: Actor, job: BatchJob) -> BatchJob:
     return job
 
 
-def batch_job_mark_failed(*, job_id: int, error: str) -> None:
-    with transaction.atomic():
-        job = BatchJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
-            return
-        job.status = JobStatus.FAILED
-        job.error = error[:2000]
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        quota_release(organization_id=job.organization_id, rows=job.rows_total - job.rows_done)
-        audit_record(
-            action="job.failed", actor=AuditActor.system("inference worker"), organization_id=job.organization_id,
-            target_type="inference.BatchJob", target_id=job_id, payload={"error": error[:500]},
-        )
+def _batch_job_settle(job: BatchJob) -> dict[str, Any]:
+    """A failed job gives back the quota of the rows it did not predict."""
+    quota_release(organization_id=job.organization_id, rows=job.rows_total - job.rows_done)
+    return {}
 
 
-def batch_job_requeue_stuck(*, stale_after: timedelta = timedelta(minutes=2), orphaned_by: str = "") -> int:
-    """Requeues jobs whose worker stopped beating, or restarted (`orphaned_by`): they start over."""
-    from inference.tasks import batch_job_run_task
-
-    return requeue_stale(BatchJob, batch_job_run_task, stale_after=stale_after, reset={"rows_done": 0},
-                         orphaned_by=orphaned_by)
+BATCH_JOBS = register(JobKind(
+    name="batch job", model=BatchJob, target_type="inference.BatchJob", task="inference.tasks.batch_job_run_task",
+    failed_action="job.failed", actor=lambda job: AuditActor.system("inference worker"), what="Batch job",
+    settle=_batch_job_settle, reset={"rows_done": 0},
+))

@@ -13,10 +13,11 @@ from django.utils import timezone
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, PredictionTimeout, WorkerUnavailable
 from inference.ml.schema import InputError, validate_inputs
-from inference.models import ModelVersion, Prediction, PredictionStatus, RegisteredModel
+from inference.models import ModelVersion, Prediction, RegisteredModel
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
 from portal.accounts.models import User
+from portal.jobs import JobStatus
 from portal.prebuilt import Insert, Prebuilt, Statement, commit_without_flush
 from portal.replies import ReplyTimeout, reply_key, reply_wait
 from portal.workers import serving_queue
@@ -154,13 +155,13 @@ def prediction_run(*, prediction_id: int) -> dict[str, Any] | None:
     The model runs in the model's dynamic batch; the bookkeeping (outputs, receipt in the audit
     log, metering) runs in a second batch, one transaction for all predictions finished together.
     """
-    claimed = _CLAIM.execute([PredictionStatus.RUNNING.value, prediction_id, PredictionStatus.PENDING.value])
+    claimed = _CLAIM.execute([JobStatus.RUNNING.value, prediction_id, JobStatus.PENDING.value])
     from inference.ml.predictors import predictions_from_proba
     from inference.runtime import loaded_model, prediction_finisher
 
     prediction = _run_read(prediction_id)
     if claimed != 1:
-        return prediction_response(prediction) if prediction.status == PredictionStatus.DONE else None
+        return prediction_response(prediction) if prediction.status == JobStatus.DONE else None
 
     loaded = loaded_model(prediction.model_version)  # a first load is not the caller's compute
     started = time.perf_counter()
@@ -205,7 +206,7 @@ def prediction_finish_many(items: list[_Finished]) -> list[dict[str, Any]]:
         ])
         for item, receipt in zip(items, receipts, strict=True):
             p = item.prediction
-            p.outputs, p.status, p.compute_ms, p.device = item.outputs, PredictionStatus.DONE, item.compute_ms, item.device
+            p.outputs, p.status, p.compute_ms, p.device = item.outputs, JobStatus.DONE, item.compute_ms, item.device
             p.audit_index, p.audit_leaf_hash, p.finished_at = receipt.index, receipt.leaf_hash, now
         if len(items) == 1:  # a plain UPDATE, built once: bulk_update's CASE expressions cost ~2 ms more to build
             p = items[0].prediction
@@ -245,8 +246,8 @@ def prediction_mark_failed(*, prediction_id: int, error: str) -> None:
 def _mark_failed(prediction_id: int, error: str, *, audited: bool) -> None:
     with transaction.atomic():
         updated = Prediction.objects.filter(
-            pk=prediction_id, status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING]
-        ).update(status=PredictionStatus.FAILED, error=error[:2000], finished_at=timezone.now())
+            pk=prediction_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]
+        ).update(status=JobStatus.FAILED, error=error[:2000], finished_at=timezone.now())
         if not updated:
             return
         prediction = Prediction.objects.select_related("requested_by").get(pk=prediction_id)
@@ -270,7 +271,7 @@ def prediction_fail_stuck(*, older_than_seconds: float = 600) -> int:
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     stuck = list(
         Prediction.objects.filter(
-            status__in=[PredictionStatus.PENDING, PredictionStatus.RUNNING], created_at__lt=cutoff
+            status__in=[JobStatus.PENDING, JobStatus.RUNNING], created_at__lt=cutoff
         ).values_list("pk", flat=True)
     )
     for prediction_id in stuck:

@@ -16,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,18 +26,19 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from audit.log.services import AuditActor, audit_record
+from audit.log.services import AuditActor
 from inference.exceptions import ArchiveTooLarge, InvalidArchive, WorkerUnavailable
 from inference.ml import artifacts
 from inference.ml.predictors import ArtifactInfo
 from inference.ml.sandbox import Limits, inspect_in_sandbox
 from inference.ml.schema import InputError
-from inference.models import JobStatus, ModelUpload, ModelVersion, Task
+from inference.models import ModelUpload, ModelVersion, Task
 from inference.services.registry import card_clean, version_store
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
+from portal.jobs import JobKind, JobStatus, job_claim, job_fail, register
 from portal.replies import ReplyTimeout, WorkerFailed, reply_key, reply_wait
-from portal.workers import current_worker, requeue_stale, serving_queue
+from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
 
@@ -95,11 +97,7 @@ def model_upload_create(*, actor: Actor, name: str, task: str, archive: BinaryIO
             )
             reply_to = reply_key() if waited_for and queue else None
             if queue:
-                from inference.tasks import model_upload_check_task
-
-                upload_id = upload.pk
-                transaction.on_commit(lambda: model_upload_check_task.apply_async(
-                    (upload_id,), {"reply_to": reply_to}, queue=pool, ignore_result=True))
+                MODEL_UPLOADS.send_on_commit(upload.pk, queue=pool, reply_to=reply_to)
         return Staged(upload=upload, reply_to=reply_to)
     except BaseException:
         if staged_name:
@@ -135,11 +133,9 @@ def _checked(archive: Path, task: str, workdir: Path) -> ArtifactInfo:
 def model_upload_check(*, upload_id: int) -> ModelUpload:
     """The worker's side: checks the staged archive in the sandbox; registers it or refuses it.
     A redelivered task finds the upload claimed and does nothing."""
-    now = timezone.now()
-    claimed = ModelUpload.objects.filter(pk=upload_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=current_worker())
+    claimed = job_claim(ModelUpload, upload_id)
     upload = ModelUpload.objects.select_related("organization", "created_by").get(pk=upload_id)
-    if claimed != 1:
+    if not claimed:
         return upload
     workdir = Path(tempfile.mkdtemp(prefix="steward-check-"))
     try:
@@ -174,35 +170,29 @@ def _registered(upload: ModelUpload, version: ModelVersion) -> None:
 
 
 def _refuse(upload: ModelUpload, message: str) -> ModelUpload:
-    with transaction.atomic():
-        ModelUpload.objects.filter(pk=upload.pk).update(
-            status=JobStatus.FAILED, error=message, finished_at=timezone.now(), staged_path="")
-        audit_record(
-            action="model.upload_refused", actor=AuditActor(**upload.audit_actor),
-            organization_id=upload.organization_id, target_type="inference.ModelUpload", target_id=upload.pk,
-            payload={"model": upload.name, "task": upload.task, "sha256": upload.archive_sha256, "reason": message},
-        )
-        staged = upload.staged_path
-        transaction.on_commit(lambda: default_storage.delete(staged))
+    """The check refused the archive: `message` (a sentence for the uploader) is its reason."""
+    job_fail(MODEL_UPLOADS, upload.pk, error=message, public=True)
     upload.refresh_from_db()
     return upload
 
 
-def model_upload_mark_failed(*, upload_id: int, error: str) -> None:
-    """The check's task failed outside the check (storage, database): nothing is registered."""
-    upload = ModelUpload.objects.filter(pk=upload_id).exclude(status=JobStatus.DONE).first()
-    if upload is not None:
-        logger.error("model upload %s failed: %s", upload_id, error)
-        _refuse(upload, "The check could not be completed because of an internal error; upload the archive again.")
+def _upload_settle(upload: ModelUpload) -> dict[str, Any]:
+    """A refused or failed upload keeps nothing of the archive, only the reason."""
+    ModelUpload.objects.filter(pk=upload.pk).update(staged_path="")
+    staged = upload.staged_path
+    if staged:
+        transaction.on_commit(lambda: default_storage.delete(staged))
+    return {"model": upload.name, "task": upload.task, "sha256": upload.archive_sha256, "reason": upload.error}
 
 
-def model_upload_requeue_stuck(*, stale_after: Any = None, orphaned_by: str = "") -> int:
-    from datetime import timedelta
-
-    from inference.tasks import model_upload_check_task
-
-    return requeue_stale(ModelUpload, model_upload_check_task, stale_after=stale_after or timedelta(minutes=5),
-                         orphaned_by=orphaned_by)
+MODEL_UPLOADS = register(JobKind(
+    name="model upload", model=ModelUpload, target_type="inference.ModelUpload",
+    task="inference.tasks.model_upload_check_task", failed_action="model.upload_refused",
+    actor=lambda upload: AuditActor(**upload.audit_actor), what="The check of model upload", settle=_upload_settle,
+    # the task's own failure (storage, database) may carry what the uploaded model printed: never shown
+    public_error="The check could not be completed because of an internal error; upload the archive again.",
+    stale_after=timedelta(minutes=5),
+))
 
 
 def model_version_register(*, actor: Actor, name: str, task: str, archive: BinaryIO,

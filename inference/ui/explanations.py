@@ -13,14 +13,15 @@ from django.views.decorators.http import require_POST
 
 from inference import selectors
 from inference.ml.explain import MAX_EVALS, MIN_EVALS
-from inference.models import GlobalSource, PredictionStatus, Task
+from inference.models import GlobalSource, Task
 from inference.services import explanations, global_explanations, predictions
 from inference.ui import charts
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
+from portal.jobs import JobStatus
 from portal.ui.views import capability_required, htmx_progress, member_required
 
-RUNNING = (PredictionStatus.PENDING, PredictionStatus.RUNNING)
+RUNNING = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
 def _missing(request: HttpRequest, what: str) -> HttpResponse:
@@ -42,7 +43,7 @@ def prediction_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "inference/prediction.html", {
         "prediction": prediction, "answer": answer, "rows": items,
         "explanations": prediction.explanations.select_related("requested_by").order_by("-created_at")[:50],
-        "can_explain": actor.can(Cap.MODEL_PREDICT) and prediction.status == PredictionStatus.DONE and bool(rows),
+        "can_explain": actor.can(Cap.MODEL_PREDICT) and prediction.status == JobStatus.DONE and bool(rows),
         "default_evals": settings.EXPLAIN_DEFAULT_EVALS, "min_evals": MIN_EVALS, "max_evals": MAX_EVALS,
     })
 
@@ -82,7 +83,7 @@ def explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
                            context=context)
     if polled is not None:
         return polled
-    if explanation.status == PredictionStatus.DONE:
+    if explanation.status == JobStatus.DONE:
         label = body["labels"].index(body["label"])
         if body["words"]:
             context["heat_map"] = charts.word_heat_map(body["words"], body["label"])
@@ -147,7 +148,7 @@ def global_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
                            context=context)
     if polled is not None:
         return polled
-    if job.status == PredictionStatus.DONE and job.result:
+    if job.status == JobStatus.DONE and job.result:
         kind = job.result["kind"]
         context["chart"] = charts.global_bars(job.result["ranking"], kind=kind)
     return render(request, "inference/global_explanation.html", context)
@@ -158,7 +159,7 @@ def card_section(*, actor: Any, version: Any) -> dict[str, Any]:
     if not actor.can(Cap.REPORT_READ):
         return {}
     jobs = list(selectors.global_explanation_list(actor=actor, version=version)[:10])
-    latest = next((j for j in jobs if j.status == PredictionStatus.DONE and j.result), None)
+    latest = next((j for j in jobs if j.status == JobStatus.DONE and j.result), None)
     return {
         "global_jobs": jobs, "global_latest": latest,
         "global_chart": charts.global_bars(latest.result["ranking"], kind=latest.result["kind"], top=10)

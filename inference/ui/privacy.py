@@ -12,10 +12,11 @@ from django.views.decorators.http import require_POST
 
 from inference import selectors
 from inference.ml import private
-from inference.models import JobStatus, Task, VersionStatus
+from inference.models import Task, VersionStatus
 from inference.services import finetuning
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
+from portal.jobs import JobStatus
 from portal.ui.views import capability_required, forbidden, htmx_progress, member_required
 
 

@@ -13,12 +13,13 @@ from django.views.decorators.http import require_POST
 
 from inference import selectors
 from inference.evidence import version_evidence
-from inference.models import BatchJob, JobStatus, ModelVersion, Task, UsageDaily, VersionStatus
+from inference.models import BatchJob, ModelVersion, Task, UsageDaily, VersionStatus
 from inference.services import jobs, predictions, registry, uploads
 from inference.services.usage import today
 from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
+from portal.jobs import JobStatus
 from portal.ui.views import capability_required, forbidden, member_required
 
 

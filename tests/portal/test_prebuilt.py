@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from inference.models import Prediction, PredictionStatus
+from inference.models import Prediction
+from portal.jobs import JobStatus
 from portal.prebuilt import Insert, Statement, commit_without_flush
 
 pytestmark = pytest.mark.django_db
@@ -41,17 +42,17 @@ class InsertTests:
         for field in Prediction._meta.concrete_fields:
             if field.name not in skip:
                 assert getattr(stored, field.attname) == getattr(reference, field.attname), field.name
-        assert stored.created_at == mine.created_at and stored.status == PredictionStatus.PENDING
+        assert stored.created_at == mine.created_at and stored.status == JobStatus.PENDING
         assert stored.inputs["rows"][0]["note"] == "ünïcode" and stored.token_id is None
 
     def test_keys_follow_one_another_and_defaults_apply(self, tabular) -> None:
         insert = Insert(Prediction)
-        first, second = _new(tabular), _new(tabular, status=PredictionStatus.RUNNING)
+        first, second = _new(tabular), _new(tabular, status=JobStatus.RUNNING)
         insert.save(first)
         insert.save(second)  # the statement is built once and reused
         assert second.pk > first.pk
-        assert Prediction.objects.get(pk=second.pk).status == PredictionStatus.RUNNING
-        assert Prediction.objects.get(pk=first.pk).status == PredictionStatus.PENDING
+        assert Prediction.objects.get(pk=second.pk).status == JobStatus.RUNNING
+        assert Prediction.objects.get(pk=first.pk).status == JobStatus.PENDING
 
     def test_refuses_a_saved_instance_or_another_model(self, tabular) -> None:
         saved = _new(tabular)
@@ -92,6 +93,6 @@ class NoFlushTests:
         again = claim.execute(["running", prediction.pk, "pending"])
         # then: it changed the row once, and the session's setting is untouched
         assert (claimed, again) == (1, 0)
-        assert Prediction.objects.get(pk=prediction.pk).status == PredictionStatus.RUNNING
+        assert Prediction.objects.get(pk=prediction.pk).status == JobStatus.RUNNING
         assert _synchronous_commit() == "on"
         assert "set_config('synchronous_commit', 'off', true)" in claim._built["postgresql"]

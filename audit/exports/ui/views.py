@@ -14,9 +14,9 @@ from audit.exports.models import ComplianceExport
 from audit.log.exports import public_key_pem
 from audit.log.signing import key_id, load_public_key
 from inference import selectors as inference_selectors
-from inference.models import JobStatus
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
+from portal.jobs import JobStatus
 from portal.ui.views import capability_required, forbidden, htmx_progress
 
 

@@ -13,10 +13,10 @@ from django.shortcuts import redirect, render
 from audit.fairness import charts, selectors, services
 from audit.fairness.datasets import DEMO_DATASETS
 from audit.fairness.metrics import DEFAULT_THRESHOLDS, thresholds_check
-from audit.fairness.models import ReportStatus
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.exceptions import PortalError
+from portal.jobs import JobStatus
 from portal.ui.views import capability_required, forbidden, htmx_progress
 
 
@@ -82,11 +82,11 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "fairness/missing.html", {"pk": pk}, status=404)
     result = report.result or {}
     context: dict[str, Any] = {"report": report, "result": result, "running": report.status in
-                               (ReportStatus.PENDING, ReportStatus.RUNNING)}
+                               (JobStatus.PENDING, JobStatus.RUNNING)}
     polled = htmx_progress(request, running=context["running"], template="fairness/_progress.html", context=context)
     if polled is not None:
         return polled
-    if report.status == ReportStatus.DONE:
+    if report.status == JobStatus.DONE:
         if report.kind == "tabular":
             context["axes"] = [{**axis, "chart": charts.selection_rate_chart(axis)} for axis in result["axes"]]
         else:

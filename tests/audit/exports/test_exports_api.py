@@ -285,7 +285,8 @@ def test_exports_refused_clearly_and_nothing_stored(celery_worker, tabular, tmp_
 
 
 def test_an_export_whose_worker_died_is_requeued_and_finishes(celery_worker, tabular) -> None:
-    from audit.exports.services import export_requeue_stuck
+    from audit.exports.services import EXPORTS
+    from portal.jobs import job_requeue_stale
 
     # given: an export claimed by a worker that stopped beating three minutes ago
     today = timezone.localdate()
@@ -295,9 +296,9 @@ def test_an_export_whose_worker_died_is_requeued_and_finishes(celery_worker, tab
         status="running", stage="typesetting the PDF", steps_done=2, started_at=stale, heartbeat_at=stale,
         created_by=tabular.actors["auditor"].user)
     # when
-    assert export_requeue_stuck() == 1
+    assert job_requeue_stale(EXPORTS) == 1
     # then: a live worker assembles it from the start, once
     body = finished(bearer_client(tabular, "auditor"), f"/api/v1/exports/{export.pk}")
     assert body["status"] == "done" and body["steps_done"] == body["steps_total"]
     assert LogEntry.objects.filter(action="compliance_export.generated", target_id=str(export.pk)).count() == 1
-    assert export_requeue_stuck() == 0
+    assert job_requeue_stale(EXPORTS) == 0

@@ -14,7 +14,8 @@ from rest_framework.test import APIClient
 
 from audit.log.models import LogEntry
 from inference.models import BatchJob, UsageDaily
-from inference.services.jobs import batch_job_requeue_stuck
+from inference.services.jobs import BATCH_JOBS
+from portal.jobs import job_requeue_stale
 from tests.inference.factories import bearer_client, csv_upload
 from tests.waits import patience
 from tests.worker import CeleryWorker
@@ -112,7 +113,7 @@ def test_stuck_job_is_requeued_and_finishes(celery_worker, tabular) -> None:
     BatchJob.objects.filter(pk=created["id"]).update(status="running", rows_done=4,
                                                       heartbeat_at=timezone.now() - timedelta(minutes=5))
     # when
-    assert batch_job_requeue_stuck() == 1
+    assert job_requeue_stale(BATCH_JOBS) == 1
     # then
     assert wait_for(created["id"], {"done"}).rows_done == 10
 
@@ -123,11 +124,11 @@ def test_a_restarting_worker_requeues_only_the_jobs_it_was_running(celery_worker
     # given: a job running on another worker, beating a moment ago
     BatchJob.objects.filter(pk=created["id"]).update(status="running", rows_done=4, worker="other@host")
     # when: a worker of another name starts
-    assert batch_job_requeue_stuck(orphaned_by="mine@host") == 0
+    assert job_requeue_stale(BATCH_JOBS, orphaned_by="mine@host") == 0
     # then: the job is left to its worker
     assert BatchJob.objects.get(pk=created["id"]).status == "running"
     # and when its own worker starts again, it runs again from the start
-    assert batch_job_requeue_stuck(orphaned_by="other@host") == 1
+    assert job_requeue_stale(BATCH_JOBS, orphaned_by="other@host") == 1
     done = wait_for(created["id"], {"done"})
     assert done.rows_done == 10 and done.worker == celery_worker.hostname
 
