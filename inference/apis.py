@@ -235,12 +235,13 @@ class PredictApi(APIView):
             max_evals = data.validated_data.get("max_evals", settings.EXPLAIN_DEFAULT_EVALS)
             if not MIN_EVALS <= max_evals <= MAX_EVALS:
                 raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {max_evals}.")
-        prediction = predictions.prediction_create(
+        admitted = predictions.prediction_create(
             actor=actor, version=version, inputs=inputs,
             subject=data.validated_data["subject"], request_id=getattr(request._request, "request_id", ""),
         )
-        answer = predictions.prediction_wait(prediction=prediction)
+        answer = predictions.prediction_wait(admitted)
         if explain:
+            prediction = admitted.stored
             prediction.refresh_from_db()
             asked = [explanations.explanation_create(actor=actor, prediction=prediction, row=i, max_evals=max_evals,
                                                      waited_for=True)
@@ -248,7 +249,7 @@ class PredictApi(APIView):
             until = time.monotonic() + settings.EXPLAIN_WAIT_SECONDS  # one wait for them all, not one each
             answer["explanations"] = [
                 explanations.explanation_response(
-                    explanations.explanation_wait(explanation=e, timeout=max(until - time.monotonic(), 0.0)))
+                    explanations.explanation_wait(e, timeout=max(until - time.monotonic(), 0.0)))
                 for e in asked
             ]
         return Response(answer)
@@ -277,11 +278,11 @@ class ExplainApi(APIView):
         data.is_valid(raise_exception=True)
         actor = actor_of(request)
         prediction = selectors.prediction_get(actor=actor, pk=pk)
-        explanation = explanations.explanation_create(
+        asked = explanations.explanation_create(
             actor=actor, prediction=prediction, row=data.validated_data["row"],
             max_evals=data.validated_data.get("max_evals"), waited_for=True,
         )
-        explanation = explanations.explanation_wait(explanation=explanation)
+        explanation = explanations.explanation_wait(asked)
         done = explanation.status in ("done", "failed")
         return Response(explanations.explanation_response(explanation),
                         status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED)

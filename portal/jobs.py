@@ -20,8 +20,9 @@ it RUNNING; its heartbeat goes stale, or the worker of the same name starts agai
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -141,6 +142,22 @@ def kinds() -> list[JobKind]:
 
 def kind_named(name: str) -> JobKind:
     return _kinds[name]
+
+
+@contextlib.contextmanager
+def stored_input(name: str, content: bytes) -> Iterator[str]:
+    """Stores a job's input (artifact storage) for the block that creates the job, and deletes it
+    again if the block fails (a refusal, a rolled-back transaction): nothing of a job that was
+    not created stays behind. Yields the stored name."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    stored = default_storage.save(name, ContentFile(content))
+    try:
+        yield stored
+    except BaseException:
+        default_storage.delete(stored)
+        raise
 
 
 # --- one job's life -------------------------------------------------------------------------

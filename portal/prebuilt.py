@@ -39,8 +39,8 @@ def render(text: str, names: dict[str, type[models.Model]]) -> str:
 
 
 # _NO_FLUSH: commits that need not wait for the disk (PostgreSQL). A commit waits until its WAL is flushed
-# (synchronous_commit = on): 0.3 ms on a quiet disk, 3.6 ms on the bench VM on 2026-11-23, where a
-# commit that does not wait took 0.35. A prediction commits three times, and only the last must be
+# (synchronous_commit = on), several times longer than one that does not on a busy disk (figures in
+# bench/RESULTS.md). A prediction commits three times, and only the last must be
 # durable: the admission (its quota reserved, the prediction stored pending) and the worker's claim
 # are followed by the finishing transaction (outputs, audit receipt, metering), whose durable commit
 # flushes the WAL before it, theirs included, and nobody is answered before it. A crash before that

@@ -25,8 +25,9 @@ import re
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
@@ -67,6 +68,18 @@ def _redis() -> Any:
 
 def _longest_wait() -> float:
     return max(float(settings.PREDICT_TIMEOUT_SECONDS), 30.0)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Awaited(Generic[T]):
+    """What a service returns for work it stored and queued for a request that may wait on it: the
+    stored row, and the reply key its worker answers on (None: nobody waits, e.g. a page that polls)."""
+
+    stored: T
+    reply_to: str | None
 
 
 def reply_key() -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from audit.fairness.exceptions import DatasetTooLarge, InvalidDataset
-from inference.ml.schema import InputError, validate_inputs
+from inference.ml.schema import InputError, rows_from_records, validate_inputs
 from portal import csvsafe
 
 DATA = Path(settings.BASE_DIR) / "data"
@@ -106,20 +106,10 @@ def tabular_check(
                 f"The sensitive column {column!r} is empty in {len(empty)} row(s) (first at line {empty[0]}); "
                 "every row needs a group."
             )
-    kinds = {f["name"]: f["type"] for f in schema.get("features", [])}
-    rows: list[dict[str, Any]] = []
-    for line, record in enumerate(records, start=2):
-        row: dict[str, Any] = {}
-        for feature, kind in kinds.items():
-            value = record[feature]
-            if kind == "number":
-                try:
-                    row[feature] = float(value)
-                except ValueError:
-                    raise InvalidDataset(f"Line {line}: {feature} is not a number ({value!r}).") from None
-            else:
-                row[feature] = value
-        rows.append(row)
+    try:
+        rows = rows_from_records(schema, records)
+    except InputError as exc:
+        raise InvalidDataset(str(exc)) from None
     try:
         clean = validate_inputs("tabular-classification", schema, rows)
     except InputError as exc:

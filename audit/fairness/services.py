@@ -10,7 +10,6 @@ import logging
 import uuid
 from typing import Any
 
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
@@ -26,7 +25,7 @@ from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
-from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.fairness")
@@ -130,29 +129,22 @@ def bias_report_create(
     queue = serving_queue()
     if queue is None:
         raise WorkerUnavailable("No inference worker is running; the report was not created.")
-    stored = default_storage.save(
-        f"bias/{actor.organization.pk}/{uuid.uuid4().hex}.json", ContentFile(json.dumps(checked.content).encode())
-    )
-    try:
-        with transaction.atomic():
-            ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
-            number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
-            report = BiasReport.objects.create(
-                organization=actor.organization, model_version=version, number=number, kind=kind,
-                dataset_name=checked.name, dataset_sha256=checked.sha256, dataset_path=stored, params=params,
-                rows_total=checked.rows, created_by=actor.user,
-            )
-            audit_record(
-                action="bias_report.requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
-                target_type="fairness.BiasReport", target_id=report.pk,
-                payload={"model": version.model.name, "version": version.version, "report": number,
-                         "kind": kind, "dataset": checked.name, "dataset_sha256": checked.sha256,
-                         "rows": checked.rows},
-            )
-            BIAS_REPORTS.send_on_commit(report.pk, queue=queue)
-    except BaseException:
-        default_storage.delete(stored)
-        raise
+    with stored_input(f"bias/{actor.organization.pk}/{uuid.uuid4().hex}.json", json.dumps(checked.content).encode()) as stored, transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+        number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
+        report = BiasReport.objects.create(
+            organization=actor.organization, model_version=version, number=number, kind=kind,
+            dataset_name=checked.name, dataset_sha256=checked.sha256, dataset_path=stored, params=params,
+            rows_total=checked.rows, created_by=actor.user,
+        )
+        audit_record(
+            action="bias_report.requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
+            target_type="fairness.BiasReport", target_id=report.pk,
+            payload={"model": version.model.name, "version": version.version, "report": number,
+                     "kind": kind, "dataset": checked.name, "dataset_sha256": checked.sha256,
+                     "rows": checked.rows},
+        )
+        BIAS_REPORTS.send_on_commit(report.pk, queue=queue)
     return report
 
 

@@ -143,6 +143,31 @@ def validate_tabular_inputs(schema: dict[str, Any], inputs: list[Any]) -> list[d
     return rows
 
 
+def rows_from_records(schema: dict[str, Any], records: list[dict[str, Any]], *,
+                      first_line: int = 2) -> list[dict[str, Any]]:
+    """CSV records (text cells, by column) as rows of the schema's features: numbers parsed,
+    categories as written, both without surrounding blanks.
+
+    Raises:
+        InputError: a number cell that is not a number (its line, the feature and the value said).
+    """
+    kinds = {f["name"]: f["type"] for f in schema.get("features", [])}
+    rows: list[dict[str, Any]] = []
+    for line, record in enumerate(records, start=first_line):
+        row: dict[str, Any] = {}
+        for feature, kind in kinds.items():
+            value = (record.get(feature) or "").strip()
+            if kind == "number":
+                try:
+                    row[feature] = float(value)
+                except ValueError:
+                    raise InputError(f"Line {line}: {feature} is not a number ({value!r}).") from None
+            else:
+                row[feature] = value
+        rows.append(row)
+    return rows
+
+
 def validate_inputs(task: str, schema: dict[str, Any], inputs: list[Any]) -> list[Any]:
     """Checks inputs without loading the model (the web process runs this before queueing)."""
     if task == "text-classification":

@@ -16,14 +16,14 @@ from inference.ml.explain import MAX_EVALS, MIN_EVALS, summary
 from inference.models import Explanation, Prediction
 from portal.accounts.actor import Actor
 from portal.jobs import JobKind, JobStatus, job_claim, job_finish, register
-from portal.replies import ReplyTimeout, WorkerFailed, reply_key, reply_wait
+from portal.replies import Awaited, ReplyTimeout, WorkerFailed, reply_key, reply_wait
 from portal.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
 
 
 def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, max_evals: int | None = None,
-                       waited_for: bool = False) -> Explanation:
+                       waited_for: bool = False) -> Awaited[Explanation]:
     """Checks that the row can be explained within the budget and queues it on the prediction's model.
 
     `waited_for`: the caller will wait for it (`explanation_wait`); the worker then says when it is
@@ -69,21 +69,19 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
         )
         reply_to = reply_key() if waited_for else None
         EXPLANATIONS.send_on_commit(explanation.pk, queue=queue, reply_to=reply_to)
-    explanation.reply_to = reply_to  # type: ignore[attr-defined]
-    return explanation
+    return Awaited(explanation, reply_to)
 
 
-def explanation_wait(*, explanation: Explanation, timeout: float | None = None) -> Explanation:
+def explanation_wait(asked: Awaited[Explanation], *, timeout: float | None = None) -> Explanation:
     """Waits for the worker up to `timeout` seconds (EXPLAIN_WAIT_SECONDS); returns the explanation as
     it is then: done, failed, or still running (the caller answers 202 and the client polls)."""
-    reply_to = getattr(explanation, "reply_to", None)
-    if reply_to is None:
+    if asked.reply_to is None:
         raise ValueError("explanation_wait needs an explanation created with waited_for=True")
     # still running, or failed and recorded as such: the stored explanation says which
     with contextlib.suppress(ReplyTimeout, WorkerFailed):
-        reply_wait(reply_to, timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout)
-    explanation.refresh_from_db()
-    return explanation
+        reply_wait(asked.reply_to, timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout)
+    asked.stored.refresh_from_db()
+    return asked.stored
 
 
 def explanation_response(explanation: Explanation) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from inference.services.jobs import upload_text
 from portal import csvsafe
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
-from portal.jobs import JobKind, job_beat, job_claim, job_finish, register
+from portal.jobs import JobKind, job_beat, job_claim, job_finish, register, stored_input
 from portal.workers import serving_queue
 
 WORKER = AuditActor.system("training worker")
@@ -121,24 +121,18 @@ def dataset_create(*, actor: Actor, model: RegisteredModel, upload: BinaryIO, na
         "train": [rows[i] for i in range(len(rows)) if i not in held],
         "holdout": [rows[i] for i in sorted(held)],
     }
-    stored = default_storage.save(f"training/{actor.organization.pk}/{uuid.uuid4().hex}.json",
-                                  ContentFile(json.dumps(content).encode()))
-    try:
-        with transaction.atomic():
-            dataset = TrainingDataset.objects.create(
-                organization=actor.organization, model=model, name=(name or "training.csv")[:200], path=stored,
-                sha256=digest, train_rows=len(content["train"]), holdout_rows=holdout, epsilon_cap=epsilon_cap,
-                delta_cap=delta_cap, created_by=actor.user,
-            )
-            audit_record(  # the rows themselves are never logged
-                action="training_dataset.created", actor=actor.audit_actor, organization_id=actor.organization.pk,
-                target_type="inference.TrainingDataset", target_id=dataset.pk,
-                payload={"model": model.name, "name": dataset.name, "sha256": digest, "rows": len(rows),
-                         "holdout_rows": holdout, "epsilon_cap": epsilon_cap, "delta_cap": delta_cap},
-            )
-    except BaseException:
-        default_storage.delete(stored)
-        raise
+    with stored_input(f"training/{actor.organization.pk}/{uuid.uuid4().hex}.json", json.dumps(content).encode()) as stored, transaction.atomic():
+        dataset = TrainingDataset.objects.create(
+            organization=actor.organization, model=model, name=(name or "training.csv")[:200], path=stored,
+            sha256=digest, train_rows=len(content["train"]), holdout_rows=holdout, epsilon_cap=epsilon_cap,
+            delta_cap=delta_cap, created_by=actor.user,
+        )
+        audit_record(  # the rows themselves are never logged
+            action="training_dataset.created", actor=actor.audit_actor, organization_id=actor.organization.pk,
+            target_type="inference.TrainingDataset", target_id=dataset.pk,
+            payload={"model": model.name, "name": dataset.name, "sha256": digest, "rows": len(rows),
+                     "holdout_rows": holdout, "epsilon_cap": epsilon_cap, "delta_cap": delta_cap},
+        )
     return dataset
 
 

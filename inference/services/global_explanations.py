@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
@@ -31,7 +30,7 @@ from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Pred
 from inference.services.jobs import rows_parse, rows_validate
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
 from portal.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
@@ -114,28 +113,22 @@ def global_explanation_create(
     queue = serving_queue()
     if queue is None:
         raise WorkerUnavailable("No inference worker is running; the global explanation was not created.")
-    stored = default_storage.save(f"explanations/{actor.organization.pk}/{uuid.uuid4().hex}.json",
-                                  ContentFile(json.dumps(clean).encode()))
-    try:
-        with transaction.atomic():
-            ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
-            number = (GlobalExplanation.objects.filter(model_version=version)
-                      .aggregate(n=Max("number"))["n"] or 0) + 1
-            job = GlobalExplanation.objects.create(
-                organization=actor.organization, model_version=version, number=number, source=source,
-                dataset_name=name, dataset_sha256=digest, dataset_path=stored, max_evals=budget,
-                rows_total=len(clean), created_by=actor.user,
-            )
-            audit_record(
-                action="global_explanation.requested", actor=actor.audit_actor,
-                organization_id=actor.organization.pk, target_type="inference.GlobalExplanation", target_id=job.pk,
-                payload={"model": version.model.name, "version": version.version, "number": number, "source": source,
-                         "dataset": name, "dataset_sha256": digest, "rows": len(clean), "max_evals": budget},
-            )
-            GLOBAL_EXPLANATIONS.send_on_commit(job.pk, queue=queue)
-    except BaseException:
-        default_storage.delete(stored)
-        raise
+    with stored_input(f"explanations/{actor.organization.pk}/{uuid.uuid4().hex}.json", json.dumps(clean).encode()) as stored, transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+        number = (GlobalExplanation.objects.filter(model_version=version)
+                  .aggregate(n=Max("number"))["n"] or 0) + 1
+        job = GlobalExplanation.objects.create(
+            organization=actor.organization, model_version=version, number=number, source=source,
+            dataset_name=name, dataset_sha256=digest, dataset_path=stored, max_evals=budget,
+            rows_total=len(clean), created_by=actor.user,
+        )
+        audit_record(
+            action="global_explanation.requested", actor=actor.audit_actor,
+            organization_id=actor.organization.pk, target_type="inference.GlobalExplanation", target_id=job.pk,
+            payload={"model": version.model.name, "version": version.version, "number": number, "source": source,
+                     "dataset": name, "dataset_sha256": digest, "rows": len(clean), "max_evals": budget},
+        )
+        GLOBAL_EXPLANATIONS.send_on_commit(job.pk, queue=queue)
     return job
 
 

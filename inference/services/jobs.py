@@ -16,13 +16,13 @@ from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, JobNotCancellable
-from inference.ml.schema import InputError, validate_inputs
+from inference.ml.schema import InputError, rows_from_records, validate_inputs
 from inference.models import BatchJob, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal import csvsafe
 from portal.accounts.actor import Actor
 from portal.exceptions import PortalError
-from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
@@ -64,22 +64,13 @@ def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list
                 raise InvalidInput("The CSV file needs a 'text' column.")
             rows = [{"text": r["text"]} for r in records]
         else:
-            kinds = {f["name"]: f["type"] for f in version.input_schema["features"]}
-            missing = sorted(set(kinds) - set(fieldnames))
+            missing = sorted({f["name"] for f in version.input_schema["features"]} - set(fieldnames))
             if missing:
                 raise InvalidInput(f"The CSV file lacks the columns {', '.join(missing)}.")
-            for number, record in enumerate(records, start=2):
-                row: dict[str, Any] = {}
-                for feature, kind in kinds.items():
-                    value = (record.get(feature) or "").strip()
-                    if kind == "number":
-                        try:
-                            row[feature] = float(value)
-                        except ValueError:
-                            raise InvalidInput(f"Line {number}: {feature} is not a number ({value!r}).") from None
-                    else:
-                        row[feature] = value
-                rows.append(row)
+            try:
+                rows = rows_from_records(version.input_schema, records)
+            except InputError as exc:
+                raise InvalidInput(str(exc)) from None
     if not rows:
         raise InvalidInput("The file holds no rows.")
     if len(rows) > settings.JOB_MAX_ROWS:
@@ -105,25 +96,20 @@ def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, n
 
         raise WorkerUnavailable("No inference worker is running; the job was not created.")
     body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in clean).encode()
-    stored = default_storage.save(f"jobs/{actor.organization.pk}/input.jsonl", ContentFile(body))
-    try:
-        with transaction.atomic():
-            quota_reserve(organization=actor.organization, rows=len(clean))
-            job = BatchJob.objects.create(
-                organization=actor.organization, model_version=version, created_by=actor.user,
-                token=actor.token, input_name=name[:200], input_path=stored, input_format=fmt,
-                rows_total=len(clean),
-            )
-            audit_record(
-                action="job.created", actor=actor.audit_actor, organization_id=actor.organization.pk,
-                target_type="inference.BatchJob", target_id=job.pk,
-                payload={"model": version.model.name, "version": version.version, "rows": len(clean),
-                         "file": name[:200]},
-            )
-            BATCH_JOBS.send_on_commit(job.pk)
-    except BaseException:
-        default_storage.delete(stored)
-        raise
+    with stored_input(f"jobs/{actor.organization.pk}/input.jsonl", body) as stored, transaction.atomic():
+        quota_reserve(organization=actor.organization, rows=len(clean))
+        job = BatchJob.objects.create(
+            organization=actor.organization, model_version=version, created_by=actor.user,
+            token=actor.token, input_name=name[:200], input_path=stored, input_format=fmt,
+            rows_total=len(clean),
+        )
+        audit_record(
+            action="job.created", actor=actor.audit_actor, organization_id=actor.organization.pk,
+            target_type="inference.BatchJob", target_id=job.pk,
+            payload={"model": version.model.name, "version": version.version, "rows": len(clean),
+                     "file": name[:200]},
+        )
+        BATCH_JOBS.send_on_commit(job.pk)
     return job
 
 

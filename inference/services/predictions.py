@@ -19,7 +19,7 @@ from portal.accounts.actor import Actor
 from portal.accounts.models import User
 from portal.jobs import JobStatus
 from portal.prebuilt import Insert, Prebuilt, Statement, commit_without_flush
-from portal.replies import ReplyTimeout, reply_key, reply_wait
+from portal.replies import Awaited, ReplyTimeout, reply_key, reply_wait
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
@@ -43,7 +43,7 @@ _INSERT = Insert(Prediction)  # the admission's INSERT, built once (portal/prebu
 
 def prediction_create(
     *, actor: Actor, version: ModelVersion, inputs: list[Any], subject: str = "", request_id: str = ""
-) -> Prediction:
+) -> Awaited[Prediction]:
     """Admits a prediction: checks inputs, reserves quota, stores it pending, queues it.
 
     Raises:
@@ -70,11 +70,10 @@ def prediction_create(
         # The answer comes back on the reply key (portal/replies.py); Celery's result backend stores nothing.
         transaction.on_commit(lambda: prediction_run_task.apply_async(
             (prediction_id,), {"reply_to": reply_to}, queue=queue, ignore_result=True))
-    prediction.reply_to = reply_to  # type: ignore[attr-defined]
-    return prediction
+    return Awaited(prediction, reply_to)
 
 
-def prediction_wait(*, prediction: Prediction) -> dict[str, Any]:
+def prediction_wait(admitted: Awaited[Prediction]) -> dict[str, Any]:
     """Waits for a worker's answer; 504 (and the prediction marked failed) past the timeout.
 
     Raises:
@@ -83,9 +82,9 @@ def prediction_wait(*, prediction: Prediction) -> dict[str, Any]:
     """
     timeout = settings.PREDICT_TIMEOUT_SECONDS
     try:
-        answer = reply_wait(prediction.reply_to, timeout=timeout)  # type: ignore[attr-defined]
+        answer = reply_wait(admitted.reply_to, timeout=timeout) if admitted.reply_to else None
     except ReplyTimeout:
-        prediction_mark_failed(prediction_id=prediction.pk, error="timed out waiting for a worker")
+        prediction_mark_failed(prediction_id=admitted.stored.pk, error="timed out waiting for a worker")
         raise PredictionTimeout(
             f"No worker answered within {timeout} s; the request was not served."
         ) from None

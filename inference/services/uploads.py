@@ -37,16 +37,10 @@ from inference.services.registry import card_clean, version_store
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_claim, job_fail, register
-from portal.replies import ReplyTimeout, WorkerFailed, reply_key, reply_wait
+from portal.replies import Awaited, ReplyTimeout, WorkerFailed, reply_key, reply_wait
 from portal.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
-
-
-@dataclasses.dataclass
-class Staged:
-    upload: ModelUpload
-    reply_to: str | None
 
 
 def _spool(upload: BinaryIO, folder: Path) -> tuple[Path, str, int]:
@@ -62,7 +56,7 @@ def _spool(upload: BinaryIO, folder: Path) -> tuple[Path, str, int]:
 
 
 def model_upload_create(*, actor: Actor, name: str, task: str, archive: BinaryIO, card: dict[str, Any] | None = None,
-                        description: str = "", waited_for: bool = True, queue: bool = True) -> Staged:
+                        description: str = "", waited_for: bool = True, queue: bool = True) -> Awaited[ModelUpload]:
     """Stages an upload and queues its check. Refuses at once what needs no model loaded: an unknown
     task, a card with unknown fields, an archive too large, not a zip or tar.gz, or unsafe.
 
@@ -98,7 +92,7 @@ def model_upload_create(*, actor: Actor, name: str, task: str, archive: BinaryIO
             reply_to = reply_key() if waited_for and queue else None
             if queue:
                 MODEL_UPLOADS.send_on_commit(upload.pk, queue=pool, reply_to=reply_to)
-        return Staged(upload=upload, reply_to=reply_to)
+        return Awaited(upload, reply_to)
     except BaseException:
         if staged_name:
             default_storage.delete(staged_name)
@@ -107,13 +101,13 @@ def model_upload_create(*, actor: Actor, name: str, task: str, archive: BinaryIO
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def model_upload_wait(staged: Staged, *, timeout: float | None = None) -> ModelUpload:
+def model_upload_wait(staged: Awaited[ModelUpload], *, timeout: float | None = None) -> ModelUpload:
     """The upload once its check is done or failed, or as it is after `timeout` seconds (still checking)."""
     if staged.reply_to is not None:
         with contextlib.suppress(ReplyTimeout, WorkerFailed):
             reply_wait(staged.reply_to, timeout=settings.MODEL_CHECK_WAIT_SECONDS if timeout is None else timeout)
-    staged.upload.refresh_from_db()
-    return staged.upload
+    staged.stored.refresh_from_db()
+    return staged.stored
 
 
 def check_limits() -> Limits:

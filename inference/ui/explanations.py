@@ -63,7 +63,8 @@ def prediction_explain(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "The row and the budget must be whole numbers.")
         return redirect("prediction", pk=pk)
     try:
-        explanation = explanations.explanation_create(actor=actor, prediction=prediction, row=row, max_evals=budget)
+        explanation = explanations.explanation_create(actor=actor, prediction=prediction, row=row,
+                                                      max_evals=budget).stored
     except PortalError as exc:
         messages.error(request, exc.message)
         return redirect("prediction", pk=pk)

@@ -176,10 +176,9 @@ def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
                 else:
                     row[feature["name"]] = raw
             inputs = [row]
-        prediction = predictions.prediction_create(
+        result = predictions.prediction_wait(predictions.prediction_create(
             actor=actor, version=version, inputs=inputs, request_id=getattr(request, "request_id", "")
-        )
-        result = predictions.prediction_wait(prediction=prediction)
+        ))
     except PortalError as exc:
         error = exc.message
         details = exc.details.get("inputs") if isinstance(exc.details, dict) else None

@@ -135,7 +135,7 @@ def test_a_failed_explanation_is_stored_before_its_waiter_is_told(tabular) -> No
     from inference.models import Prediction
     from inference.services.explanations import explanation_wait
     from inference.tasks import explanation_run_task
-    from portal.replies import reply_key
+    from portal.replies import Awaited, reply_key
 
     api = client(tabular)
     prediction = Prediction.objects.create(
@@ -146,11 +146,11 @@ def test_a_failed_explanation_is_stored_before_its_waiter_is_told(tabular) -> No
     explanation = Explanation.objects.create(organization=tabular.org, prediction=prediction, row=0,
                                              model_version=tabular.version, max_evals=64,
                                              requested_by=tabular.actors["consumer"].user)
-    explanation.reply_to = reply_key()
+    asked = Awaited(explanation, reply_key())
     explanation_run_task.on_failure(RuntimeError("CUDA out of memory"), "t1", (explanation.pk,),
-                                    {"reply_to": explanation.reply_to}, None)
+                                    {"reply_to": asked.reply_to}, None)
     began = time.monotonic()
-    failed = explanation_wait(explanation=explanation, timeout=30)
+    failed = explanation_wait(asked, timeout=30)
     assert time.monotonic() - began < 5  # woken, not timed out
     assert failed.status == "failed" and "CUDA out of memory" in failed.error
     body = api.get(f"/api/v1/explanations/{failed.pk}").json()
