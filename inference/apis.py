@@ -22,10 +22,10 @@ from inference.ml.explain import MAX_EVALS, MIN_EVALS
 from inference.models import GlobalSource, Task
 from inference.services import explanations, finetuning, global_explanations, jobs, predictions, registry, uploads
 from portal.accounts.roles import Cap
-from portal.api import StrictSerializer, actor_of
 from portal.jobs import JobStatus
-from portal.openapi import OBJECT_LIST
-from portal.parsers import loads_checked
+from portal.platform.parsers import loads_checked
+from portal.web.api import StrictSerializer, actor_of
+from portal.web.openapi import OBJECT_LIST
 
 
 class TransitionSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-from portal.exceptions import Conflict, Forbidden, NotFound, PortalError
+from portal.platform.exceptions import Conflict, Forbidden, NotFound, PortalError
 
 
 class ModelNotFound(NotFound):

@@ -26,8 +26,8 @@ from inference.models import (
 )
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
-from portal.exceptions import NotFound
-from portal.prebuilt import Prebuilt
+from portal.platform.exceptions import NotFound
+from portal.platform.prebuilt import Prebuilt
 
 REF = re.compile(r"^(?P<name>[-a-zA-Z0-9_]+)(@(?P<ref>[-a-zA-Z0-9_]+))?$")
 

@@ -17,14 +17,14 @@ def _prediction_failed(self: Task, exc: BaseException, task_id: str, args: Any, 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, on_failure=_prediction_failed)
 def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = None) -> None:
-    """The answer goes to the caller waiting on `reply_to` (portal/replies.py); without one, it is
+    """The answer goes to the caller waiting on `reply_to` (portal/platform/replies.py); without one, it is
     only stored (a prediction nobody waits for any more)."""
     from inference.services.predictions import prediction_run
 
     if reply_to is None:
         prediction_run(prediction_id=prediction_id)
         return None
-    from portal.replies import reply_fail, reply_send
+    from portal.platform.replies import reply_fail, reply_send
 
     try:
         answer = prediction_run(prediction_id=prediction_id)
@@ -55,19 +55,19 @@ def prediction_fail_stuck_task() -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def prediction_replies_sweep_task() -> None:
-    from portal.replies import reply_sweep
+    from portal.platform.replies import reply_sweep
 
     reply_sweep()
 
 
 @job_task("explanation")
 def explanation_run_task(self: Task, explanation_id: int, reply_to: str | None = None) -> None:
-    """A waiting caller is told on `reply_to` (portal/replies.py) once the explanation is stored."""
+    """A waiting caller is told on `reply_to` (portal/platform/replies.py) once the explanation is stored."""
     from inference.services.explanations import explanation_run
 
     explanation_run(explanation_id=explanation_id)
     if reply_to:
-        from portal.replies import reply_send
+        from portal.platform.replies import reply_send
 
         reply_send(reply_to, {"explanation": explanation_id})
 
@@ -93,6 +93,6 @@ def model_upload_check_task(self: Task, upload_id: int, reply_to: str | None = N
 
     model_upload_check(upload_id=upload_id)
     if reply_to:
-        from portal.replies import reply_send
+        from portal.platform.replies import reply_send
 
         reply_send(reply_to, {"upload": upload_id})

@@ -7,7 +7,5 @@ class PortalConfig(AppConfig):
     verbose_name = "Steward portal"
 
     def ready(self) -> None:
-        from portal import (
-            openapi,  # noqa: F401  (registers the schema extensions)
-            workers,  # noqa: F401  (worker start-up: device log, heartbeat)
-        )
+        from portal.platform import workers  # noqa: F401  (worker start-up: device log, heartbeat)
+        from portal.web import openapi  # noqa: F401  (registers the schema extensions)

@@ -3,8 +3,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from portal.broker import register as register_embedded_broker
-from portal.broker import register_redis
+from portal.platform.broker import register as register_embedded_broker
+from portal.platform.broker import register_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 

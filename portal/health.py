@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from portal.celery import app as celery_app
-from portal.workers import HEARTBEAT_TTL, worker_beats
+from portal.platform.workers import HEARTBEAT_TTL, worker_beats
 
 
 def _database() -> dict[str, Any]:
@@ -30,7 +30,7 @@ def _broker() -> dict[str, Any]:
 
 
 def _worker() -> dict[str, Any]:
-    # Workers beat into the cache every few seconds (portal.workers); a silent one is down.
+    # Workers beat into the cache every few seconds (portal.platform.workers); a silent one is down.
     beats = worker_beats()
     if not beats:
         raise RuntimeError(f"no worker has beaten in the last {HEARTBEAT_TTL} s")

@@ -30,7 +30,10 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 from django.db import models, transaction
+from django.dispatch import receiver
 from django.utils import timezone
+
+from portal.platform.workers import worker_restarted
 
 logger = logging.getLogger("steward.jobs")
 
@@ -114,7 +117,7 @@ class JobKind:
     def send(self, job_id: int, *, queue: str | None = None, **kwargs: Any) -> None:
         from django.utils.module_loading import import_string
 
-        from portal.workers import serving_queue
+        from portal.platform.workers import serving_queue
 
         import_string(self.task).apply_async((job_id,), kwargs or None,
                                              queue=queue or self.queue or serving_queue() or "cpu")
@@ -167,7 +170,7 @@ def job_claim(model: type[Job], job_id: int, *, keep_started: bool = False, only
     """Turns a PENDING job RUNNING on this worker, once: False when it is not pending any more
     (a redelivered task, a cancelled job). `keep_started` keeps the first start of a job that resumes;
     `only` adds conditions; `fields` are set with it (progress reset, a first stage)."""
-    from portal.workers import current_worker
+    from portal.platform.workers import current_worker
 
     now = timezone.now()
     claimed = model._default_manager.filter(pk=job_id, status=JobStatus.PENDING, **(only or {})).update(
@@ -267,6 +270,20 @@ def jobs_requeue_stale(*, orphaned_by: str = "") -> dict[str, int]:
     return found
 
 
+@receiver(worker_restarted)
+def _requeue_orphans(sender: Any, hostname: str, **kwargs: Any) -> None:
+    """Jobs a worker's previous run left RUNNING (it was killed, or its machine stopped) start
+    again as soon as the worker of that name is back, not when their heartbeat is stale (minutes)."""
+    try:
+        found = jobs_requeue_stale(orphaned_by=hostname)
+    except SweepsFailed:  # the worker still serves; the periodic sweep will find them later
+        return
+    for kind, count in found.items():
+        if count:
+            logger.warning("%s: %d job(s) this worker left running when it stopped were queued again (%s)",
+                           hostname, count, kind)
+
+
 # --- the tasks ------------------------------------------------------------------------------
 
 class JobTask(Task):  # type: ignore[misc]
@@ -280,7 +297,7 @@ class JobTask(Task):  # type: ignore[misc]
         kind = kind_named(self.job_kind)
         job_fail(kind, args[0], error=f"{type(exc).__name__}: {exc}")
         if kwargs.get("reply_to"):
-            from portal.replies import reply_fail
+            from portal.platform.replies import reply_fail
 
             reply_fail(kwargs["reply_to"], exc, message=f"{kind.what} {args[0]} failed; it is recorded as failed.")
 

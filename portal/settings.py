@@ -15,7 +15,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import (
+from portal.platform.env import (
     env_bool,
     env_float,
     env_int,
@@ -93,7 +93,7 @@ MIDDLEWARE = [
     "portal.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.RequestIdMiddleware",
-    "portal.outages.OutageMiddleware",
+    "portal.platform.outages.OutageMiddleware",
     "portal.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -162,7 +162,7 @@ AUTH_USER_MODEL = "accounts.User"
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "portal.cache.SharedClientRedisCache",  # one client per pool (portal/cache.py)
+            "BACKEND": "portal.platform.cache.SharedClientRedisCache",  # one client per pool (portal/platform/cache.py)
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "steward"),
         }
@@ -178,12 +178,12 @@ else:
     }
 
 # --- Celery -------------------------------------------------------------------------------
-# stewardsqla: kombu's SQLAlchemy transport polling every 50 ms (portal/broker.py).
+# stewardsqla: kombu's SQLAlchemy transport polling every 50 ms (portal/platform/broker.py).
 CELERY_BROKER_URL = REDIS_URL or f"stewardsqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {} if REDIS_URL else {"connect_args": {"timeout": 30}}
 )
-# No result backend: a caller that waits for a task names a reply key (portal/replies.py), and
+# No result backend: a caller that waits for a task names a reply key (portal/platform/replies.py), and
 # everything else a task produces is stored in the database by the task itself.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -273,11 +273,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["portal.accounts.throttling.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "portal.parsers.StrictJSONParser",
+        "portal.platform.parsers.StrictJSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "portal.openapi.PortalAutoSchema",
-    "EXCEPTION_HANDLER": "portal.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "portal.web.openapi.PortalAutoSchema",
+    "EXCEPTION_HANDLER": "portal.platform.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -293,7 +293,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.openapi.error_responses"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.web.openapi.error_responses"],
     "COMPONENT_SPLIT_REQUEST": True,
 }
 

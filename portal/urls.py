@@ -3,9 +3,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from portal.health import healthz
 
-handler400 = "portal.exceptions.handler400"
-handler404 = "portal.exceptions.handler404"
-handler500 = "portal.exceptions.handler500"
+handler400 = "portal.platform.exceptions.handler400"
+handler404 = "portal.platform.exceptions.handler404"
+handler500 = "portal.platform.exceptions.handler500"
 
 api_v1 = [
     path("", include("portal.accounts.urls")),

@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from portal.workers import worker_beats
+from portal.platform.workers import worker_beats
 from tests.waits import patience
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,8 +25,8 @@ from audit.log.services import (
 from audit.log.signing import key_id, load_public_key
 from audit.log.tasks import log_verify_task
 from portal.accounts.roles import Cap
-from portal.api import StrictSerializer, actor_of
-from portal.exceptions import NotFound, PortalError
+from portal.platform.exceptions import NotFound, PortalError
+from portal.web.api import StrictSerializer, actor_of
 
 
 class EntrySerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -17,7 +17,7 @@ from audit.log.signing import key_id, load_public_key
 from audit.log.tasks import log_verify_task
 from audit.log.verifier import verify_inclusion_document
 from portal.accounts.roles import Cap
-from portal.ui.views import capability_required
+from portal.web.access import capability_required
 
 PAGE = 50
 

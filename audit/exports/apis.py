@@ -15,8 +15,8 @@ from audit.exports import document, selectors, services
 from audit.exports.downloads import download_response
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
-from portal.api import StrictSerializer, actor_of
-from portal.openapi import OBJECT_LIST
+from portal.web.api import StrictSerializer, actor_of
+from portal.web.openapi import OBJECT_LIST
 
 
 class ExportListCreateApi(APIView):

@@ -321,7 +321,7 @@ def _explanation_section(b: _Builder, explanations: dict[str, Any], model: dict[
     from reportlab.lib.units import cm
 
     from audit.exports.tables import label_values
-    from inference.ui.charts import global_bars
+    from inference.charts import global_bars
 
     latest = explanations["global"]
     b.heading("Global explanation", 2)

@@ -33,7 +33,7 @@ from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
-from portal.workers import worker_alive
+from portal.platform.workers import worker_alive
 
 logger = logging.getLogger("steward.exports")
 WORKER = AuditActor.system("export worker")

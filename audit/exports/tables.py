@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 from audit.fairness.exports import report_table
-from portal import csvsafe
+from portal.platform import csvsafe
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> bytes:

@@ -16,9 +16,9 @@ from audit.fairness.datasets import DEMO_DATASETS
 from audit.fairness.exceptions import InvalidDataset, ReportNotFinished
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
-from portal.api import StrictSerializer, actor_of
 from portal.jobs import JobStatus
-from portal.parsers import loads_checked
+from portal.platform.parsers import loads_checked
+from portal.web.api import StrictSerializer, actor_of
 
 
 class ReportSerializer(serializers.Serializer):  # type: ignore[type-arg]

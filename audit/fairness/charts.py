@@ -1,4 +1,4 @@
-"""The charts of a bias report (drawn by portal.ui.svg; the same numbers are in the tables under them)."""
+"""The charts of a bias report (drawn by portal.platform.svg; the same numbers are in the tables under them)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
-from portal.ui.svg import WIDTH, svg
-from portal.ui.svg import axis as draw_axis
+from portal.platform.svg import WIDTH, svg
+from portal.platform.svg import axis as draw_axis
 
 ROW = 26
 LEFT = 190

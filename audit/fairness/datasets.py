@@ -18,7 +18,7 @@ from django.conf import settings
 
 from audit.fairness.exceptions import DatasetTooLarge, InvalidDataset
 from inference.ml.schema import InputError, rows_from_records, validate_inputs
-from portal import csvsafe
+from portal.platform import csvsafe
 
 DATA = Path(settings.BASE_DIR) / "data"
 SLOT = "{identity}"

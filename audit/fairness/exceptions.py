@@ -1,4 +1,4 @@
-from portal.exceptions import NotFound, PortalError
+from portal.platform.exceptions import NotFound, PortalError
 
 
 class InvalidDataset(PortalError):

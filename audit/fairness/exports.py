@@ -7,7 +7,7 @@ from typing import Any
 
 from audit.fairness.metrics import GROUP_METRICS
 from audit.fairness.models import BiasReport
-from portal import csvsafe
+from portal.platform import csvsafe
 
 
 def report_document(report: BiasReport) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
-from portal.workers import serving_queue
+from portal.platform.workers import serving_queue
 
 logger = logging.getLogger("steward.fairness")
 WORKER = AuditActor.system("inference worker")

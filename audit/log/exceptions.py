@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from portal.platform.exceptions import PortalError
 
-class AuditError(Exception):
-    """Base of the log's own errors (the log imports nothing of the portal's error classes)."""
+
+class AuditError(PortalError):
+    """Base of the log's own errors: each has its status and stable code, as every PortalError."""
 
     status_code = 400
     code = "audit_error"

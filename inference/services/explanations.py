@@ -16,8 +16,8 @@ from inference.ml.explain import MAX_EVALS, MIN_EVALS, summary
 from inference.models import Explanation, Prediction
 from portal.accounts.actor import Actor
 from portal.jobs import JobKind, JobStatus, job_claim, job_finish, register
-from portal.replies import Awaited, ReplyTimeout, WorkerFailed, reply_key, reply_wait
-from portal.workers import serving_queue
+from portal.platform.replies import Awaited, ReplyTimeout, WorkerFailed, reply_key, reply_wait
+from portal.platform.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
 
@@ -27,7 +27,7 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
     """Checks that the row can be explained within the budget and queues it on the prediction's model.
 
     `waited_for`: the caller will wait for it (`explanation_wait`); the worker then says when it is
-    done on a reply key (portal/replies.py). A caller that does not wait (the browser, which polls
+    done on a reply key (portal/platform/replies.py). A caller that does not wait (the browser, which polls
     the page) leaves none behind.
 
     Raises:

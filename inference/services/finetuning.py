@@ -45,11 +45,11 @@ from inference.models import (
     TrainingDataset,
 )
 from inference.services.jobs import upload_text
-from portal import csvsafe
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, job_beat, job_claim, job_finish, register, stored_input
-from portal.workers import serving_queue
+from portal.platform import csvsafe
+from portal.platform.workers import serving_queue
 
 WORKER = AuditActor.system("training worker")
 EPSILON_RANGE = (0.01, 50.0)  # beyond 50, "private" says nothing a reader could rely on

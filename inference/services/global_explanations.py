@@ -31,7 +31,7 @@ from inference.services.jobs import rows_parse, rows_validate
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
-from portal.workers import serving_queue
+from portal.platform.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
 DATA = Path(settings.BASE_DIR) / "data"

@@ -19,11 +19,11 @@ from inference.exceptions import InvalidInput, JobNotCancellable
 from inference.ml.schema import InputError, rows_from_records, validate_inputs
 from inference.models import BatchJob, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
-from portal import csvsafe
 from portal.accounts.actor import Actor
-from portal.exceptions import PortalError
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
-from portal.workers import serving_queue
+from portal.platform import csvsafe
+from portal.platform.exceptions import PortalError
+from portal.platform.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
 CHUNK = 64

@@ -18,9 +18,9 @@ from inference.services.usage import quota_release, quota_reserve, usage_record
 from portal.accounts.actor import Actor
 from portal.accounts.models import User
 from portal.jobs import JobStatus
-from portal.prebuilt import Insert, Prebuilt, Statement, commit_without_flush
-from portal.replies import Awaited, ReplyTimeout, reply_key, reply_wait
-from portal.workers import serving_queue
+from portal.platform.prebuilt import Insert, Prebuilt, Statement, commit_without_flush
+from portal.platform.replies import Awaited, ReplyTimeout, reply_key, reply_wait
+from portal.platform.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
 
@@ -38,7 +38,7 @@ def prediction_inputs_check(*, version: ModelVersion, inputs: list[Any]) -> list
         raise InvalidInput(f"{exc}.", details={"inputs": exc.errors}) from None
 
 
-_INSERT = Insert(Prediction)  # the admission's INSERT, built once (portal/prebuilt.py)
+_INSERT = Insert(Prediction)  # the admission's INSERT, built once (portal/platform/prebuilt.py)
 
 
 def prediction_create(
@@ -56,7 +56,7 @@ def prediction_create(
     if queue is None:
         raise WorkerUnavailable("No inference worker is running; try again shortly or tell an admin.")
     with transaction.atomic():
-        commit_without_flush()  # the worker's durable finish flushes it (portal/prebuilt.py, _NO_FLUSH)
+        commit_without_flush()  # the worker's durable finish flushes it (portal/platform/prebuilt.py, _NO_FLUSH)
         quota_reserve(organization=actor.organization, rows=len(clean))
         prediction = Prediction(
             organization=actor.organization, model_version=version, requested_by=actor.user,
@@ -67,7 +67,7 @@ def prediction_create(
         from inference.tasks import prediction_run_task
 
         prediction_id, reply_to = prediction.pk, reply_key()
-        # The answer comes back on the reply key (portal/replies.py); Celery's result backend stores nothing.
+        # The answer comes back on the reply key (portal/platform/replies.py); Celery's result backend stores nothing.
         transaction.on_commit(lambda: prediction_run_task.apply_async(
             (prediction_id,), {"reply_to": reply_to}, queue=queue, ignore_result=True))
     return Awaited(prediction, reply_to)
@@ -115,7 +115,7 @@ def _actor_of(prediction: Prediction) -> AuditActor:
     return AuditActor(type="user", id=str(prediction.requested_by_id), label=prediction.requested_by.username)
 
 
-# What a worker reads to run and finish a prediction, built once per process (portal/prebuilt.py):
+# What a worker reads to run and finish a prediction, built once per process (portal/platform/prebuilt.py):
 # the ORM's compiling of the claim and the read cost more of a worker's time than running them.
 _CLAIM = Statement("UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Prediction.id} = %s AND {Prediction.status} = %s",
                    names=[Prediction], no_flush=True)  # the finish's durable commit flushes it

@@ -37,8 +37,8 @@ from inference.services.registry import card_clean, version_store
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_claim, job_fail, register
-from portal.replies import Awaited, ReplyTimeout, WorkerFailed, reply_key, reply_wait
-from portal.workers import serving_queue
+from portal.platform.replies import Awaited, ReplyTimeout, WorkerFailed, reply_key, reply_wait
+from portal.platform.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from inference.exceptions import QuotaExceeded
 from inference.models import UsageDaily
 from portal.accounts.models import Organization
-from portal.prebuilt import Statement
+from portal.platform.prebuilt import Statement
 
 
 def today() -> date:
@@ -28,7 +28,7 @@ def _row(organization_id: int, token_id: int | None, day: date) -> None:
 
 
 # Every prediction runs these (admission, then metering on the worker): written once, not compiled
-# by the ORM each time (portal/prebuilt.py).
+# by the ORM each time (portal/platform/prebuilt.py).
 _RESERVE = Statement(
     "UPDATE {UsageDaily} SET {UsageDaily.rows} = {UsageDaily.rows} + %s, {UsageDaily.requests} = {UsageDaily.requests} + 1 "
     "WHERE {UsageDaily.organization} = %s AND {UsageDaily.token} IS NULL AND {UsageDaily.day} = %s "

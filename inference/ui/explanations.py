@@ -11,15 +11,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from inference import selectors
+from inference import charts, selectors
 from inference.ml.explain import MAX_EVALS, MIN_EVALS
 from inference.models import GlobalSource, Task
 from inference.services import explanations, global_explanations, predictions
-from inference.ui import charts
 from portal.accounts.roles import Cap
-from portal.exceptions import PortalError
 from portal.jobs import JobStatus
-from portal.ui.views import capability_required, htmx_progress, member_required
+from portal.platform.exceptions import PortalError
+from portal.web.access import capability_required, htmx_progress, member_required
 
 RUNNING = (JobStatus.PENDING, JobStatus.RUNNING)
 

@@ -15,9 +15,9 @@ from inference.ml import private
 from inference.models import Task, VersionStatus
 from inference.services import finetuning
 from portal.accounts.roles import Cap
-from portal.exceptions import PortalError
 from portal.jobs import JobStatus
-from portal.ui.views import capability_required, forbidden, htmx_progress, member_required
+from portal.platform.exceptions import PortalError
+from portal.web.access import capability_required, forbidden, htmx_progress, member_required
 
 
 class DatasetForm(forms.Form):

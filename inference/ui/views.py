@@ -18,9 +18,9 @@ from inference.services import jobs, predictions, registry, uploads
 from inference.services.usage import today
 from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
-from portal.exceptions import PortalError
 from portal.jobs import JobStatus
-from portal.ui.views import capability_required, forbidden, member_required
+from portal.platform.exceptions import PortalError
+from portal.web.access import capability_required, forbidden, member_required
 
 
 @member_required

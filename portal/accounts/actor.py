@@ -23,7 +23,7 @@ class Actor:
     def require(self, cap: Cap, what: str) -> None:
         """Raises Forbidden (403) with the role and `what` it may not do, unless the actor can."""
         if cap not in self.capabilities:
-            from portal.exceptions import Forbidden
+            from portal.platform.exceptions import Forbidden
 
             raise Forbidden(f"Your role ({self.role.value}) cannot {what}.")
 

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from portal.accounts import selectors, services
 from portal.accounts.roles import Cap, Role
-from portal.api import StrictSerializer, actor_of
+from portal.web.api import StrictSerializer, actor_of
 
 ROLE_CHOICES = [r.value for r in Role]
 

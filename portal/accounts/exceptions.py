@@ -1,4 +1,4 @@
-from portal.exceptions import Conflict, Forbidden, PortalError
+from portal.platform.exceptions import Conflict, Forbidden, PortalError
 
 
 class RoleTooHigh(Forbidden):

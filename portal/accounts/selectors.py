@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from portal.accounts.actor import Actor
 from portal.accounts.models import ApiToken, ApiTokenQuerySet, Invitation, Membership, Organization, User
 from portal.accounts.roles import Cap
-from portal.exceptions import NotFound
+from portal.platform.exceptions import NotFound
 
 
 def membership_get(*, user: User, organization_id: int) -> Membership | None:

@@ -23,8 +23,8 @@ from portal.accounts.exceptions import (
 )
 from portal.accounts.models import ApiToken, Invitation, InvitationStatus, Membership, Organization, User
 from portal.accounts.roles import Cap, Role, role_within
-from portal.exceptions import Forbidden, NotFound
-from portal.prebuilt import Prebuilt
+from portal.platform.exceptions import Forbidden, NotFound
+from portal.platform.prebuilt import Prebuilt
 
 TOKEN_PREFIX = "stw_"  # noqa: S105  (a public prefix, not a secret)
 

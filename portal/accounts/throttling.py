@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from portal.accounts.models import ApiToken
-from portal.cache import SharedClientRedisCache
+from portal.platform.cache import SharedClientRedisCache
 
 # At most `limit` requests in any `window` seconds: a sliding log in a sorted set, checked and
 # added to in one atomic step (one round trip), so web processes sharing a token cannot together

@@ -1,4 +1,4 @@
-"""The Redis broker transport that keeps one client per channel pool (portal/broker.py), on a real Redis."""
+"""The Redis broker transport that keeps one client per channel pool (portal/platform/broker.py), on a real Redis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 import pytest
 from kombu import Connection
 
-from portal.broker import RedisTransport, SharedClientChannel
+from portal.platform.broker import RedisTransport, SharedClientChannel
 
 REDIS = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/5"
 

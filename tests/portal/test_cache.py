@@ -1,4 +1,4 @@
-"""The Redis cache backend that keeps one client per connection pool (portal/cache.py), on a real Redis."""
+"""The Redis cache backend that keeps one client per connection pool (portal/platform/cache.py), on a real Redis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from portal.cache import SharedClientRedisCache
+from portal.platform.cache import SharedClientRedisCache
 
 REDIS = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/5"
 

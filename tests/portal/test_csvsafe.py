@@ -8,7 +8,7 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from portal.csvsafe import FORMULA_STARTS, dict_writer, safe_cell, writer
+from portal.platform.csvsafe import FORMULA_STARTS, dict_writer, safe_cell, writer
 
 
 def test_formulas_are_quoted_and_nul_bytes_dropped() -> None:

@@ -1,4 +1,4 @@
-"""The embedded default's broker (kombu's SQLAlchemy transport on SQLite, portal/broker.py): a
+"""The embedded default's broker (kombu's SQLAlchemy transport on SQLite, portal/platform/broker.py): a
 publish rings a doorbell that wakes the consuming processes, instead of their next poll."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from portal.broker import Doorbell, EmbeddedTransport, register
+from portal.platform.broker import Doorbell, EmbeddedTransport, register
 from tests.worker import ROOT
 
 CONSUMER = """
 import json, sys, time
 from kombu import Connection
-from portal.broker import register
+from portal.platform.broker import register
 register()
 with Connection(sys.argv[1]) as conn:
     queue = conn.SimpleQueue("bell-test")

@@ -1,4 +1,4 @@
-"""portal/prebuilt.py: Insert (the same row, key and instance state as the ORM's save of a new instance),
+"""portal/platform/prebuilt.py: Insert (the same row, key and instance state as the ORM's save of a new instance),
 and commits that do not wait for the disk."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from inference.models import Prediction
 from portal.jobs import JobStatus
-from portal.prebuilt import Insert, Statement, commit_without_flush
+from portal.platform.prebuilt import Insert, Statement, commit_without_flush
 
 pytestmark = pytest.mark.django_db
 

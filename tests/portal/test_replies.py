@@ -1,4 +1,4 @@
-"""The reply channel of synchronous requests (portal/replies.py): on a real Redis, and as files in
+"""The reply channel of synchronous requests (portal/platform/replies.py): on a real Redis, and as files in
 the data folder (the embedded default)."""
 
 from __future__ import annotations
@@ -10,8 +10,16 @@ import time
 import pytest
 
 from inference.exceptions import ArtifactMismatch
-from portal import replies
-from portal.replies import ReplyTimeout, WorkerFailed, reply_fail, reply_key, reply_send, reply_sweep, reply_wait
+from portal.platform import replies
+from portal.platform.replies import (
+    ReplyTimeout,
+    WorkerFailed,
+    reply_fail,
+    reply_key,
+    reply_send,
+    reply_sweep,
+    reply_wait,
+)
 
 REDIS = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/5"
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from audit.log.signing import generate_private_pem
-from portal.env import env_bool, env_int, env_secret
+from portal.platform.env import env_bool, env_int, env_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 

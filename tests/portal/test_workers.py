@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from django.core.cache import cache
 
-from portal.workers import serving_queue, worker_alive, worker_heartbeat
+from portal.platform.workers import serving_queue, worker_alive, worker_heartbeat
 
 
 @pytest.fixture

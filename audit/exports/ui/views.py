@@ -15,9 +15,9 @@ from audit.log.exports import public_key_pem
 from audit.log.signing import key_id, load_public_key
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
-from portal.exceptions import PortalError
 from portal.jobs import JobStatus
-from portal.ui.views import capability_required, forbidden, htmx_progress
+from portal.platform.exceptions import PortalError
+from portal.web.access import capability_required, forbidden, htmx_progress
 
 
 class ExportForm(forms.Form):

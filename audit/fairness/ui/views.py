@@ -15,9 +15,9 @@ from audit.fairness.datasets import DEMO_DATASETS
 from audit.fairness.metrics import DEFAULT_THRESHOLDS, thresholds_check
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
-from portal.exceptions import PortalError
 from portal.jobs import JobStatus
-from portal.ui.views import capability_required, forbidden, htmx_progress
+from portal.platform.exceptions import PortalError
+from portal.web.access import capability_required, forbidden, htmx_progress
 
 
 class ReportForm(forms.Form):

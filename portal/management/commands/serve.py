@@ -42,7 +42,7 @@ def _start(command: list[str], env: dict[str, str] | None = None) -> subprocess.
 
 def _device_queues() -> str:
     """The serving pool of this machine's device (WORKER_QUEUES overrides): `gpu` where CUDA is,
-    which the web prefers while a GPU worker beats (portal/workers.py), else `cpu`."""
+    which the web prefers while a GPU worker beats (portal/platform/workers.py), else `cpu`."""
     import torch
 
     return "default,gpu" if torch.cuda.is_available() else "default,cpu"

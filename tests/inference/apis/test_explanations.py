@@ -135,7 +135,7 @@ def test_a_failed_explanation_is_stored_before_its_waiter_is_told(tabular) -> No
     from inference.models import Prediction
     from inference.services.explanations import explanation_wait
     from inference.tasks import explanation_run_task
-    from portal.replies import Awaited, reply_key
+    from portal.platform.replies import Awaited, reply_key
 
     api = client(tabular)
     prediction = Prediction.objects.create(

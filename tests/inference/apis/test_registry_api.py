@@ -109,7 +109,7 @@ def test_serving_references_that_point_nowhere_get_404_saying_what_is_missing(ta
 
 
 def test_serving_resolution_reads_what_the_orm_reads_in_one_query(tabular, django_assert_num_queries) -> None:
-    """The prebuilt resolution (portal/prebuilt.py) against the ORM's select_related, by alias and by number."""
+    """The prebuilt resolution (portal/platform/prebuilt.py) against the ORM's select_related, by alias and by number."""
     from inference import selectors
     from inference.models import ModelAlias
 

@@ -13,7 +13,7 @@ from inference.models import ModelVersion, RegisteredModel
 from inference.services.registry import alias_move, model_version_transition
 from inference.services.uploads import model_version_register
 from portal.accounts.actor import actor_for_membership
-from portal.exceptions import Forbidden
+from portal.platform.exceptions import Forbidden
 from tests.inference.factories import CARD, tiny_tabular_archive, zip_of
 from tests.portal.accounts.factories import OrganizationFactory, member
 

@@ -175,7 +175,7 @@ class RateLimitTests:
         from django.core.cache import caches
 
         from portal.accounts.throttling import TokenRateThrottle
-        from portal.cache import SharedClientRedisCache
+        from portal.platform.cache import SharedClientRedisCache
 
         if not isinstance(caches["default"], SharedClientRedisCache):
             pytest.skip("the embedded default's file cache uses DRF's throttle")

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client, RequestFactory
 
 from portal.accounts.roles import Role
-from portal.exceptions import handler500
+from portal.platform.exceptions import handler500
 from tests.portal.accounts.factories import PASSWORD, OrganizationFactory, member
 
 pytestmark = pytest.mark.django_db

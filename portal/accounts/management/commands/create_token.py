@@ -8,7 +8,7 @@ from audit.log.services import AuditActor
 from portal.accounts.models import Organization, User
 from portal.accounts.roles import Role
 from portal.accounts.services import token_create_unchecked
-from portal.exceptions import PortalError
+from portal.platform.exceptions import PortalError
 
 
 class Command(BaseCommand):

@@ -14,6 +14,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 from django.core.cache import cache
+from django.dispatch import Signal
 
 HEARTBEAT_TTL = 30  # a worker busy compiling (numba, on its first explanation) may not beat for seconds
 QUEUES = ("default", "cpu", "gpu")
@@ -140,23 +141,18 @@ def _name_settle(hostname: str, me: str) -> bool | None:
     return True
 
 
+# Sent (hostname=) once a starting worker owns its name: what its previous run left RUNNING was
+# cut off. The job framework (portal/jobs.py) requeues those jobs; the platform knows no jobs.
+worker_restarted = Signal()
+
+
 def _requeue_orphans(hostname: str) -> None:
-    """Jobs this worker's previous run left RUNNING (it was killed, or its machine stopped) start
-    again now, not when their heartbeat is stale (minutes)."""
     from django.db import connection
 
-    from portal.jobs import SweepsFailed, jobs_requeue_stale
-
     try:
-        found = jobs_requeue_stale(orphaned_by=hostname)
-    except SweepsFailed:  # the worker still serves; the periodic sweep will find them later
-        found = {}
+        worker_restarted.send_robust(sender=None, hostname=hostname)
     finally:  # the heartbeat thread's only use of the database: its connection is not kept idle
         connection.close()
-    for kind, count in found.items():
-        if count:
-            logger.warning("%s: %d job(s) this worker left running when it stopped were queued again (%s)",
-                           hostname, count, kind)
 
 
 @worker_shutdown.connect

@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 
-from portal.exceptions import PortalError
+from portal.platform.exceptions import PortalError
 
 PREFIX = "steward:reply:"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
-from portal.ui.svg import WIDTH, axis, svg
+from portal.platform.svg import WIDTH, axis, svg
 
 ROW = 24
 LEFT = 210

@@ -92,7 +92,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     if isinstance(exc, PortalError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-    from portal.outages import RETRY_AFTER, log_outage, outage_body, outage_of
+    from portal.platform.outages import RETRY_AFTER, log_outage, outage_body, outage_of
 
     service = outage_of(exc)
     if service is not None:
@@ -100,10 +100,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         log_outage(request, service, exc)
         return Response(outage_body(service, getattr(request, "request_id", "")), status=503,
                         headers={"Retry-After": RETRY_AFTER})
-    from audit.log.exceptions import AuditError
-
-    if isinstance(exc, AuditError):
-        return Response(error_body(exc.code, str(exc)), status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         from django.conf import settings
 

@@ -191,7 +191,7 @@ def register() -> None:
     """Makes `steward-sqla+sqlite:///...` broker URLs use this transport."""
     from kombu.transport import TRANSPORT_ALIASES
 
-    TRANSPORT_ALIASES.setdefault("stewardsqla", "portal.broker:EmbeddedTransport")
+    TRANSPORT_ALIASES.setdefault("stewardsqla", "portal.platform.broker:EmbeddedTransport")
 
 
 # --- Redis: the production broker -------------------------------------------------------------
@@ -229,4 +229,4 @@ def register_redis() -> None:
     from kombu.transport import TRANSPORT_ALIASES
 
     for scheme in ("redis", "rediss"):
-        TRANSPORT_ALIASES[scheme] = "portal.broker:RedisTransport"
+        TRANSPORT_ALIASES[scheme] = "portal.platform.broker:RedisTransport"
