@@ -66,7 +66,7 @@ def run_mode(mode: str) -> dict:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from inference.ml import private
+    from inference.ml import dp_accounting, private
     from inference.ml.demos import DATA, SENTIMENT, build_cached, default_cache_dir
     from inference.ml.training import read_sst2
 
@@ -87,7 +87,7 @@ def run_mode(mode: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times: list[float] = []
     # both runs take the private plan's steps
-    plan = private.plan_run(target_epsilon=EPSILON, target_delta=DELTA, rows=rows, epochs=epochs, batch_size=batch,
+    plan = dp_accounting.plan_run(target_epsilon=EPSILON, target_delta=DELTA, rows=rows, epochs=epochs, batch_size=batch,
                             learning_rate=LR, max_grad_norm=CLIP)
     steps = plan.steps
     if mode == "dp":
@@ -116,7 +116,7 @@ def run_mode(mode: str) -> dict:
                     break
                 ids, mask, types, positions, target = (t.to(device) for t in tensors)
                 for group in optimizer.param_groups:
-                    group["lr"] = private.learning_rate_at(plain_plan, steps_done)
+                    group["lr"] = dp_accounting.learning_rate_at(plain_plan, steps_done)
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(input_ids=ids, attention_mask=mask, token_type_ids=types, position_ids=positions).logits
                 torch.nn.functional.cross_entropy(logits, target).backward()

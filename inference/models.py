@@ -251,7 +251,7 @@ class FineTuneJob(WorkerJob):
     base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     result_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
                                        related_name="+")
-    plan = models.JSONField()  # inference.ml.private.Plan: targets, hyper-parameters, noise, sample rate, steps
+    plan = models.JSONField()  # inference.ml.dp_accounting.Plan: targets, hyper-parameters, noise, sample rate, steps
     steps_done = models.PositiveIntegerField(default=0)
     epoch = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)

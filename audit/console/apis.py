@@ -13,11 +13,10 @@ from rest_framework.views import APIView
 from audit.console.selectors import entry_get_for_actor, entry_list_for_actor
 from audit.log import selectors as log
 from audit.log.exceptions import ProofUnavailable
-from audit.log.exports import export_bundle, public_key_pem
+from audit.log.exports import log_export, public_key_pem
 from audit.log.models import Checkpoint, RedactionRule, VerificationRun
 from audit.log.services import (
     audit_erase_subject,
-    audit_record,
     checkpoint_create,
     checkpoint_signed,
     redaction_rule_create,
@@ -25,7 +24,7 @@ from audit.log.services import (
 from audit.log.signing import key_id, load_public_key
 from audit.log.tasks import log_verify_task
 from portal.accounts.roles import Cap
-from portal.platform.exceptions import NotFound, PortalError
+from portal.platform.exceptions import NotFound
 from portal.web.api import StrictSerializer, actor_of
 
 
@@ -227,15 +226,7 @@ class ExportApi(APIView):
     @extend_schema(responses={(200, "application/zip"): bytes}, summary="Export the organisation's log (zip)")
     def get(self, request: Request) -> HttpResponse:
         actor = actor_of(request)
-        data, size = export_bundle(organization_id=actor.organization.pk)
-        audit_record(
-            action="audit_log.exported",
-            actor=actor.audit_actor,
-            organization_id=actor.organization.pk,
-            target_type="audit.Log",
-            target_id=size,
-            payload={"tree_size": size, "bytes": len(data)},
-        )
+        data, size = log_export(actor=actor.audit_actor, organization_id=actor.organization.pk)
         response = HttpResponse(data, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="steward-audit-{actor.organization.slug}-{size}.zip"'
         return response
@@ -297,16 +288,6 @@ class RedactionRuleApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         actor = actor_of(request)
-        try:
-            rule = redaction_rule_create(organization_id=actor.organization.pk, **data.validated_data)
-        except ValueError as exc:
-            raise PortalError(str(exc), details={"pattern": [str(exc)]}) from None
-        audit_record(
-            action="redaction_rule.created",
-            actor=actor.audit_actor,
-            organization_id=actor.organization.pk,
-            target_type="audit.RedactionRule",
-            target_id=rule.pk,
-            payload={"label": rule.label, "pattern": rule.pattern},
-        )
+        rule = redaction_rule_create(actor=actor.audit_actor, organization_id=actor.organization.pk,
+                                     **data.validated_data)
         return Response(self.OutputSerializer(rule).data, status=status.HTTP_201_CREATED)

@@ -22,9 +22,10 @@ from audit.log import selectors as log_selectors
 from inference import selectors as inference_selectors
 from inference.models import ModelVersion
 from inference.services.explanations import explanation_response
-from inference.services.finetuning import dataset_response, job_response
+from inference.services.finetuning import job_response
 from inference.services.global_explanations import global_explanation_response
 from inference.services.registry import CARD_FIELDS, CARD_REQUIRED_TO_SUBMIT
+from inference.services.training_datasets import dataset_response
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "compliance-export.schema.json"
 SCHEMA_ID = "https://steward.invalid/schemas/compliance-export/1.json"

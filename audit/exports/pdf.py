@@ -8,156 +8,22 @@ with the portal's chart colours. Every chart is followed by the table of its num
 from __future__ import annotations
 
 import io
-from functools import cache
-from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from audit.exports import mapping
-
-FONT, BOLD, ITALIC = "StewardVera", "StewardVera-Bold", "StewardVera-Italic"
-# The charts get a font of their own: svglib registers a family for each font it draws with, which
-# would otherwise replace the bold face of the text's family.
-CHART_FONT = "StewardChart"
-INK = "#1d2733"
-MUTED = "#5b6778"
-SEVERITY_COLOURS = {"high": "#b3261e", "medium": "#b7791f", "low": "#5b6778"}
-STATUS_COLOURS = {"present": "#1e7b45", "partial": "#b7791f", "missing": "#b3261e"}
-VERDICT_COLOURS = {"pass": "#1e7b45", "warn": "#b7791f", "fail": "#b3261e"}
-CHART_STYLE = (
-    "<style>.axis{stroke:#8a97a8}.grid{stroke:#e7ecf2}.tick{fill:#5b6778;font-size:11px}.label{fill:#1d2733}"
-    ".value{fill:#1d2733}.cbar{fill:#4a78b5}.cbar-low{fill:#c0504d}.cbar-up{fill:#c0504d}.cbar-down{fill:#4a78b5}"
-    ".whisker{stroke:#1d2733;stroke-width:1.2}.threshold{stroke:#b7791f;stroke-dasharray:4 3;stroke-width:1.5}"
-    ".xbar-up{fill:#d66020}.xbar-down{fill:#2c6eb4}text{font-family:StewardChart;font-size:12px}</style>"
+from audit.exports.typesetting import (
+    FONT,
+    SEVERITY_COLOURS,
+    STATUS_COLOURS,
+    VERDICT_COLOURS,
+    Builder,
+    clean,
+    num,
+    status_mark,
 )
 
 
-@cache
-def _fonts() -> frozenset[int]:
-    """Registers the embedded fonts once; returns the code points they can draw."""
-    import reportlab
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
-
-    folder = Path(reportlab.__file__).parent / "fonts"
-    regular = TTFont(FONT, str(folder / "Vera.ttf"))
-    for font in (regular, TTFont(BOLD, str(folder / "VeraBd.ttf")), TTFont(ITALIC, str(folder / "VeraIt.ttf")),
-                 TTFont(CHART_FONT, str(folder / "Vera.ttf"))):
-        pdfmetrics.registerFont(font)
-    pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=ITALIC, boldItalic=BOLD)
-    return frozenset(regular.face.charToGlyph)
-
-
-def clean(text: Any) -> str:
-    """Plain text made safe for a Paragraph: markup escaped, characters the font lacks replaced."""
-    drawable = _fonts()
-    value = "" if text is None else str(text)
-    value = "".join(ch if ord(ch) in drawable or ch in "\n\t" else "?" for ch in value)
-    return escape(value).replace("\n", "<br/>")
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}".rstrip("0").rstrip(".")
-    return str(value)
-
-
-class _Builder:
-    def __init__(self, document: dict[str, Any]) -> None:
-        from reportlab.lib.styles import ParagraphStyle
-
-        _fonts()
-        self.doc = document
-        self.story: list[Any] = []
-        base = ParagraphStyle("body", fontName=FONT, fontSize=9.5, leading=13, textColor=INK, spaceAfter=4)
-        self.styles = {
-            "body": base,
-            "small": ParagraphStyle("small", parent=base, fontSize=8, leading=10.5, textColor=MUTED),
-            "cell": ParagraphStyle("cell", parent=base, fontSize=8, leading=10, spaceAfter=0),
-            "title": ParagraphStyle("title", parent=base, fontName=BOLD, fontSize=22, leading=28, spaceAfter=10),
-            "h1": ParagraphStyle("h1", parent=base, fontName=BOLD, fontSize=15, leading=20, spaceBefore=12,
-                                 spaceAfter=6),
-            "h2": ParagraphStyle("h2", parent=base, fontName=BOLD, fontSize=11.5, leading=15, spaceBefore=8,
-                                 spaceAfter=4),
-        }
-
-    # -- primitives
-    def p(self, text: str, style: str = "body") -> None:
-        from reportlab.platypus import Paragraph
-
-        self.story.append(Paragraph(text, self.styles[style]))
-
-    def heading(self, text: str, level: int = 1) -> None:
-        from reportlab.platypus import Paragraph
-
-        style = "h1" if level == 1 else "h2"
-        para = Paragraph(clean(text), self.styles[style])
-        para._bookmark = (text, level)  # type: ignore[attr-defined]  # picked up by the outline hook
-        self.story.append(para)
-
-    def table(self, header: list[str], rows: list[list[Any]], widths: list[float] | None = None) -> None:
-        from reportlab.lib import colors
-        from reportlab.platypus import Paragraph, Table, TableStyle
-
-        cell = self.styles["cell"]
-        data = [[Paragraph(f"<b>{clean(h)}</b>", cell) for h in header]]
-        for row in rows:
-            data.append([Paragraph(v if isinstance(v, _Markup) else clean(_num(v)), cell) for v in row])
-        table = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
-        style = [
-            ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#c9d2dd")),
-            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eef2f7")),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
-        ]
-        table.setStyle(TableStyle(style))
-        self.story.append(table)
-        self.spacer(6)
-
-    def spacer(self, height: float) -> None:
-        from reportlab.platypus import Spacer
-
-        self.story.append(Spacer(1, height))
-
-    def chart(self, markup: str) -> None:
-        """A portal SVG chart, drawn as vectors at the text width."""
-        from reportlab.lib.units import cm
-        from svglib.svglib import svg2rlg
-
-        if not markup:
-            return
-        try:
-            height = markup.split('viewBox="0 0 ', 1)[1].split('"', 1)[0].split()[1]
-        except IndexError:
-            return
-        drawable = _fonts()
-        text = "".join(ch if ord(ch) in drawable or ch in "\n\t" else "" for ch in markup)
-        text = text.replace('width="100%"', f'width="640" height="{height}"', 1)
-        at = text.find("</desc>")
-        text = text[: at + 7] + CHART_STYLE + text[at + 7:] if at >= 0 else text
-        drawing = svg2rlg(io.BytesIO(text.encode()))
-        if drawing is None:
-            return
-        scale = min(1.0, (17 * cm) / drawing.width)
-        drawing.scale(scale, scale)
-        drawing.width, drawing.height = drawing.width * scale, drawing.height * scale
-        self.story.append(drawing)
-        self.spacer(4)
-
-
-class _Markup(str):
-    """A table cell that is already Paragraph markup (escaped by whoever built it)."""
-
-
-def _status(value: str, colours: dict[str, str]) -> _Markup:
-    return _Markup(f'<font color="{colours.get(value, INK)}"><b>{clean(value)}</b></font>')
-
-
-def _sections(b: _Builder) -> None:
+def _sections(b: Builder) -> None:
     from reportlab.lib.units import cm
     from reportlab.platypus import PageBreak
 
@@ -184,7 +50,7 @@ def _sections(b: _Builder) -> None:
         f"{coverage['nist_ai_rmf']['missing']} missing.")
     if issues:
         b.table(["severity", "area", "issue"],
-                [[_status(i["severity"], SEVERITY_COLOURS), i["area"], i["message"]] for i in issues],
+                [[status_mark(i["severity"], SEVERITY_COLOURS), i["area"], i["message"]] for i in issues],
                 widths=[2 * cm, 2.6 * cm, 12.4 * cm])
     else:
         b.p("No open issue: every check passed and no evidence is missing.")
@@ -197,7 +63,7 @@ def _sections(b: _Builder) -> None:
         b.heading("Input schema", 2)
         b.table(["feature", "type", "allowed values or range"],
                 [[f["name"], f["type"], ", ".join(map(str, f["values"])) if f.get("values")
-                  else f"{_num(f.get('min'))} to {_num(f.get('max'))}"] for f in model["input_schema"]["features"]],
+                  else f"{num(f.get('min'))} to {num(f.get('max'))}"] for f in model["input_schema"]["features"]],
                 widths=[4 * cm, 2.4 * cm, 10.6 * cm])
 
     b.heading("3. Lifecycle and approvals")
@@ -264,7 +130,7 @@ def _sections(b: _Builder) -> None:
                        ("nist_ai_rmf", "NIST AI RMF 1.0 (Govern, Map, Measure, Manage)")):
         b.heading(title, 2)
         b.table(["item", "subject", "status", "evidence present", "missing"],
-                [[r["item"], r["title"], _status(r["status"], STATUS_COLOURS), "; ".join(r["evidence"]) or "-",
+                [[r["item"], r["title"], status_mark(r["status"], STATUS_COLOURS), "; ".join(r["evidence"]) or "-",
                   "; ".join(r["missing"]) or "-"] for r in doc["regulatory_mapping"][key]],
                 widths=[2 * cm, 3.6 * cm, 1.6 * cm, 5.2 * cm, 4.6 * cm])
 
@@ -280,7 +146,7 @@ def _sections(b: _Builder) -> None:
         "names the first file that does not match.", "small")
 
 
-def _bias_section(b: _Builder, bias: dict[str, Any]) -> None:
+def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
     from reportlab.lib.units import cm
 
     from audit.fairness import charts
@@ -290,7 +156,7 @@ def _bias_section(b: _Builder, bias: dict[str, Any]) -> None:
     b.p(f"Report #{bias['number']} ({bias['kind']}) on {clean(bias['dataset']['name'])} "
         f"({bias['dataset']['rows']} rows, SHA-256 {bias['dataset']['sha256'][:16]}...), finished "
         f"{clean((bias['finished_at'] or '')[:10])}. Verdict against the organisation's thresholds: "
-        f"{_status(bias['verdict'], VERDICT_COLOURS)}.")
+        f"{status_mark(bias['verdict'], VERDICT_COLOURS)}.")
     if bias["kind"] == "tabular":
         for axis in result.get("axes", [])[:4]:
             b.heading(f"By {axis['axis']}", 2)
@@ -302,8 +168,8 @@ def _bias_section(b: _Builder, bias: dict[str, Any]) -> None:
                       g.get("accuracy"), g.get("true_positive_rate"), g.get("false_positive_rate")]
                      for g in axis["groups"]], widths=[4 * cm, 1.6 * cm, 2.2 * cm, 3.2 * cm, 2 * cm, 2 * cm, 2 * cm])
             b.table(["disparity", "value", "95% interval", "verdict"],
-                    [[name.replace("_", " "), d["value"], f"{_num(d['ci95'][0])} to {_num(d['ci95'][1])}",
-                      _status(d["verdict"], VERDICT_COLOURS)]
+                    [[name.replace("_", " "), d["value"], f"{num(d['ci95'][0])} to {num(d['ci95'][1])}",
+                      status_mark(d["verdict"], VERDICT_COLOURS)]
                      for name, d in axis["disparities"].items()], widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
     else:
         b.chart(str(charts.identity_shift_chart(result.get("per_term", []))))
@@ -313,11 +179,11 @@ def _bias_section(b: _Builder, bias: dict[str, Any]) -> None:
         if checks:
             b.table(["check", "value", "verdict"],
                     [[name.replace("_", " "), c.get("value"),
-                      _status(c["verdict"], VERDICT_COLOURS)]
+                      status_mark(c["verdict"], VERDICT_COLOURS)]
                      for name, c in checks.items()], widths=[6 * cm, 3 * cm, 3 * cm])
 
 
-def _explanation_section(b: _Builder, explanations: dict[str, Any], model: dict[str, Any]) -> None:
+def _explanation_section(b: Builder, explanations: dict[str, Any], model: dict[str, Any]) -> None:
     from reportlab.lib.units import cm
 
     from audit.exports.tables import label_values
@@ -331,7 +197,7 @@ def _explanation_section(b: _Builder, explanations: dict[str, Any], model: dict[
         ranking = latest.get("ranking", [])
         b.p(f"Global explanation #{latest['number']}: mean |SHAP| over {latest.get('rows', latest['rows_total'])} rows "
             f"of {clean(latest['dataset'])} (methods {clean(', '.join(latest.get('methods', [])))}, budget "
-            f"{latest['max_evals']} evaluations per row, largest residual {_num(latest.get('max_residual'))}).")
+            f"{latest['max_evals']} evaluations per row, largest residual {num(latest.get('max_residual'))}).")
         b.chart(str(global_bars(ranking, kind=latest.get("kind", "feature"))))
         b.table(["rank", "word or feature", "mean |SHAP|", "mean signed", "rows containing it"],
                 [[i + 1, r["name"], r["mean_abs"], r.get("mean_signed"), r.get("occurrences")]
@@ -343,12 +209,12 @@ def _explanation_section(b: _Builder, explanations: dict[str, Any], model: dict[
         return
     b.p(f"Predictions of this version explained: {total}; the latest {len(explanations['local_sample'])} "
         f"follow. Largest residual |base + sum(SHAP) - f(x)| over all of them: "
-        f"{_num(explanations['local_max_residual'])}.")
+        f"{num(explanations['local_max_residual'])}.")
     for item in explanations["local_sample"]:
         label = item["label"]
         b.p(f"<b>Explanation {item['id']}</b> of prediction {item['prediction']} (row {item['row']}): "
             f"predicted {clean(label)}; method {clean(item['method'])}, {item['evaluations']} evaluations, residual "
-            f"{_num(item['residual'])}.")
+            f"{num(item['residual'])}.")
         if item.get("words"):
             reach = max((abs(w["value"]) for w in item["words"]), default=0) or 1.0
             spans = []
@@ -374,7 +240,7 @@ def _tint(strength: float, *, towards: bool) -> str:
     return f"#{r:02x}{g:02x}{bl:02x}"
 
 
-def _privacy_section(b: _Builder, privacy: dict[str, Any] | None) -> None:
+def _privacy_section(b: Builder, privacy: dict[str, Any] | None) -> None:
     from reportlab.lib.units import cm
 
     if privacy is None:
@@ -391,8 +257,8 @@ def _privacy_section(b: _Builder, privacy: dict[str, Any] | None) -> None:
         b.heading("Training data and its privacy ledger", 2)
         b.p(f"Dataset {clean(dataset['name'])} (SHA-256 {dataset['sha256'][:16]}..., {dataset['train_rows']} training "
             f"and {dataset['holdout_rows']} held-out rows), cap epsilon {dataset['epsilon_cap']} at delta "
-            f"{dataset['delta_cap']}. Spent (settled runs): {_num(budget['epsilon_spent'])}; committed "
-            f"(with reservations): {_num(budget['epsilon_committed'])}; composed with {clean(budget['accountant'])}.")
+            f"{dataset['delta_cap']}. Spent (settled runs): {num(budget['epsilon_spent'])}; committed "
+            f"(with reservations): {num(budget['epsilon_committed'])}; composed with {clean(budget['accountant'])}.")
         b.table(["job", "state", "noise", "sample rate", "steps reserved", "steps spent", "planned epsilon"],
                 [[e["job"], e["state"], e["noise_multiplier"], e["sample_rate"], e["steps_reserved"],
                   e["steps_spent"], e["epsilon_planned"]] for e in dataset["ledger"]])
@@ -404,7 +270,7 @@ def render(document: dict[str, Any]) -> bytes:
     from reportlab.lib.units import cm
     from reportlab.platypus import SimpleDocTemplate
 
-    builder = _Builder(document)
+    builder = Builder(document)
     _sections(builder)
     model, export = document["model"], document["export"]
     title = f"Technical documentation: {model['name']} v{model['version']}"

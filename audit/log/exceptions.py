@@ -22,3 +22,7 @@ class ProofUnavailable(AuditError):
 class SigningKeyError(AuditError):
     status_code = 500
     code = "signing_key_error"
+
+
+class InvalidRedactionRule(AuditError):
+    code = "invalid_redaction_rule"

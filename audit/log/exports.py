@@ -52,6 +52,14 @@ def export_lines(*, organization_id: int | None, tree_size: int) -> Any:
             yield {"index": row.index, "leaf_hash": row.leaf_hash}
 
 
+def log_export(*, actor: AuditActor, organization_id: int) -> tuple[bytes, int]:
+    """An organisation's log as a zip and its size (`export_bundle`), the export recorded in the log."""
+    data, size = export_bundle(organization_id=organization_id)
+    audit_record(action="audit_log.exported", actor=actor, organization_id=organization_id, target_type="audit.Log",
+                 target_id=size, payload={"tree_size": size, "bytes": len(data)})
+    return data, size
+
+
 def export_bundle(*, organization_id: int | None) -> tuple[bytes, int]:
     """A zip of the log up to a fresh checkpoint; `organization_id=None` exports every entry."""
     checkpoint_create(force=False)

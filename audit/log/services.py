@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +16,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from audit.log import entry, merkle, redaction, sequencer
+from audit.log import entry, merkle, redaction, rulebook, sequencer
 from audit.log.context import current_request_id
-from audit.log.exceptions import InvalidAction
+from audit.log.exceptions import InvalidAction, InvalidRedactionRule
 from audit.log.models import (
     Checkpoint,
     LogEntry,
@@ -63,82 +61,6 @@ def subject_key(subject: str) -> str:
     return hmac.new(
         settings.SECRET_KEY.encode(), subject.strip().lower().encode(), hashlib.sha256
     ).hexdigest()
-
-
-Rules = list[tuple[str, Any]]  # (label, RE2 pattern: redaction.compile_rule)
-
-
-class _RuleBook:
-    """The organisations' own redaction patterns, kept in this process for one version of them.
-
-    The version is `LogHead.rules_version`, which every rule created moves under the head's lock.
-    An append is redacted with the rules of the version this process knows and is written only
-    if that still is the head's version (the sequencer checks it in the same statement, or under
-    the lock, and has the entry prepared again otherwise). So an append costs no lookup of the
-    rules, and no entry is ever stored redacted by rules older than those committed before it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._version: int | None = None
-        self._by_org: dict[int, Rules] = {}
-
-    def version(self) -> int:
-        known = self._version
-        if known is None:  # once per process (and after forget): the version it starts from
-            found = LogHead.objects.filter(pk=1).values_list("rules_version", flat=True).first() or 0
-            with self._lock:
-                if self._version is None:
-                    self._version = found
-                known = self._version
-        return known
-
-    def forget(self) -> None:
-        with self._lock:
-            self._version, self._by_org = None, {}
-
-    def rules(self, version: int, organization_id: int | None) -> Rules:
-        if organization_id is None:
-            return []
-        with self._lock:
-            if version != self._version:  # the head has moved on (or back, in tests): start again
-                self._version, self._by_org = version, {}
-            known = self._by_org.get(organization_id)
-        if known is None:
-            stored = RedactionRule.objects.filter(organization_id=organization_id).values_list("label", "pattern")
-            known = [(label, _compiled(label, pattern)) for label, pattern in stored]
-            with self._lock:
-                if version == self._version:
-                    self._by_org[organization_id] = known
-        return known
-
-
-class _WholeText:
-    """Stands for a stored rule that RE2 cannot run (one saved before patterns were checked for it):
-    rather than store what the rule was meant to hide, every string it sees is redacted whole."""
-
-    def sub(self, replacement: str, text: str) -> str:
-        return replacement if text else text
-
-
-def _compiled(label: str, pattern: str) -> Any:
-    try:
-        return redaction.compile_rule(pattern)
-    except ValueError as exc:
-        logger.error("redaction rule %s cannot run in linear time (%s): its organisation's texts are redacted "
-                     "whole until an admin replaces it", label, exc)
-        return _WholeText()
-
-
-_RULES = _RuleBook()
-
-
-def _reset_after_fork() -> None:  # a forked worker must not inherit a lock held by a thread
-    global _RULES
-    _RULES = _RuleBook()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _time(value: datetime) -> str:
@@ -202,7 +124,7 @@ def _append(records: list[AuditRecord]) -> list[Receipt]:
     """Redacts and commits to each payload, then hands the entries to the sequencer."""
     now = timezone.now()
     bound_request_id = current_request_id.get()
-    version = _RULES.version()
+    version = rulebook.book().version()
     pending = [_prepare(record, version, now, bound_request_id, secrets.token_bytes(16)) for record in records]
     return [Receipt(index=index, leaf_hash=leaf, salt=p.salt)
             for p, (index, leaf) in zip(pending, sequencer.append(pending), strict=True)]
@@ -214,7 +136,7 @@ def _prepare(
     """The entry for `record`, redacted with the rules of `rules_version`; the salt and the
     commitment to the raw payload do not depend on the rules."""
     raw = record.payload or {}
-    redacted = redaction.redact(raw, _RULES.rules(rules_version, record.organization_id))
+    redacted = redaction.redact(raw, rulebook.book().rules(rules_version, record.organization_id))
     stamp = _time(now)
     fields: dict[str, Any] = {
         "v": entry.FORMAT_VERSION,
@@ -257,17 +179,31 @@ def entry_fields(row: LogEntry) -> dict[str, Any]:
     }
 
 
-def redaction_rule_create(*, organization_id: int, label: str, pattern: str) -> RedactionRule:
-    redaction.compile_rule(pattern)
+def redaction_rule_create(*, actor: AuditActor, organization_id: int, label: str, pattern: str) -> RedactionRule:
+    """Adds an organisation's pattern to the redaction of everything appended after it, audited.
+
+    Raises:
+        InvalidRedactionRule (400): a pattern that is not a linear-time regular expression, or
+            matches empty text; a label that is not 1-32 capital letters, digits or underscores.
+    """
+    try:
+        redaction.compile_rule(pattern)
+    except ValueError as exc:
+        raise InvalidRedactionRule(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", details={"pattern": [str(exc)]}) from None
     if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,31}", label):
-        raise ValueError("a label is 1-32 capital letters, digits or underscores, e.g. PATIENT_ID")
+        reason = "a label is 1-32 capital letters, digits or underscores, e.g. PATIENT_ID"
+        raise InvalidRedactionRule(f"{reason[:1].upper()}{reason[1:]}.", details={"label": [reason]})
     with transaction.atomic():
         rule = RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)
         # Under the head's lock, as appends are: every append written after this commits is
-        # redacted with the new rule, in every process (see _RuleBook).
+        # redacted with the new rule, in every process (see audit/log/rulebook.py).
         LogHead.objects.select_for_update().get_or_create(pk=1)
         LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
-    _RULES.forget()  # this process learns it at once (others at their next append)
+        rulebook.book().forget()  # this process learns it at once (others at their next append), its own record first
+        audit_record(action="redaction_rule.created", actor=actor, organization_id=organization_id,
+                     target_type="audit.RedactionRule", target_id=rule.pk,
+                     payload={"label": rule.label, "pattern": rule.pattern})
+    rulebook.book().forget()  # a rolled-back rule is forgotten too
     return rule
 
 

@@ -2,7 +2,7 @@
 
 The benchmarks of the ML layer (bench-explain, bench-dp) build and load the demo models through this
 module, so that they run where only the ML stack is installed (a lent GPU machine); registering and
-approving them in the portal is inference/demo.py's part.
+approving them in the portal is inference/services/demo_publishing.py's part.
 """
 
 from __future__ import annotations

@@ -72,6 +72,35 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
     return Awaited(explanation, reply_to)
 
 
+EXPLAIN_ON_PREDICT_MAX_ROWS = 8
+
+
+def explain_on_predict_check(*, rows: int, max_evals: int | None) -> int:
+    """The budget of explanations asked for with a prediction (`explain`), checked before the
+    prediction is admitted; returns it.
+
+    Raises:
+        InvalidInput (400): more rows than are explained with a prediction, or a budget outside the bounds.
+    """
+    if rows > EXPLAIN_ON_PREDICT_MAX_ROWS:
+        raise InvalidInput(f"With explain, send at most {EXPLAIN_ON_PREDICT_MAX_ROWS} inputs; explain more with "
+                           "POST /predictions/{id}/explain.")
+    budget = settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals
+    if not MIN_EVALS <= budget <= MAX_EVALS:
+        raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.")
+    return budget
+
+
+def explanations_of_prediction(*, actor: Actor, prediction: Prediction, max_evals: int) -> list[Explanation]:
+    """Every row of a finished prediction explained, waited for within one EXPLAIN_WAIT_SECONDS for
+    them all (not one each); those still running are returned as they are (the client polls)."""
+    prediction.refresh_from_db()
+    asked = [explanation_create(actor=actor, prediction=prediction, row=row, max_evals=max_evals, waited_for=True)
+             for row in range(prediction.rows)]
+    until = time.monotonic() + settings.EXPLAIN_WAIT_SECONDS
+    return [explanation_wait(one, timeout=max(until - time.monotonic(), 0.0)) for one in asked]
+
+
 def explanation_wait(asked: Awaited[Explanation], *, timeout: float | None = None) -> Explanation:
     """Waits for the worker up to `timeout` seconds (EXPLAIN_WAIT_SECONDS); returns the explanation as
     it is then: done, failed, or still running (the caller answers 202 and the client polls)."""

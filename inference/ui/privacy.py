@@ -11,9 +11,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from inference import selectors
-from inference.ml import private
+from inference.ml import dp_accounting
 from inference.models import Task, VersionStatus
-from inference.services import finetuning
+from inference.services import finetuning, training_datasets
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
 from portal.platform.exceptions import PortalError
@@ -36,12 +36,12 @@ class DatasetForm(forms.Form):
 class FineTuneForm(forms.Form):
     base_version = forms.TypedChoiceField(coerce=int)
     target_epsilon = forms.FloatField(min_value=0.01, initial=4.0)
-    epochs = forms.IntegerField(min_value=1, max_value=50, initial=finetuning.DEFAULTS["epochs"])
-    batch_size = forms.IntegerField(min_value=1, initial=finetuning.DEFAULTS["batch_size"])
-    learning_rate = forms.FloatField(initial=finetuning.DEFAULTS["learning_rate"])
-    lr_schedule = forms.ChoiceField(choices=[(k, f"{k}: {v}") for k, v in private.SCHEDULES.items()],
-                                    initial=finetuning.DEFAULTS["lr_schedule"], label="Learning-rate schedule")
-    max_grad_norm = forms.FloatField(initial=finetuning.DEFAULTS["max_grad_norm"])
+    epochs = forms.IntegerField(min_value=1, max_value=50, initial=training_datasets.DEFAULTS["epochs"])
+    batch_size = forms.IntegerField(min_value=1, initial=training_datasets.DEFAULTS["batch_size"])
+    learning_rate = forms.FloatField(initial=training_datasets.DEFAULTS["learning_rate"])
+    lr_schedule = forms.ChoiceField(choices=[(k, f"{k}: {v}") for k, v in dp_accounting.SCHEDULES.items()],
+                                    initial=training_datasets.DEFAULTS["lr_schedule"], label="Learning-rate schedule")
+    max_grad_norm = forms.FloatField(initial=training_datasets.DEFAULTS["max_grad_norm"])
 
     def __init__(self, *args: Any, versions: list[int], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,7 +65,7 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 upload = form.cleaned_data["file"]
-                dataset = finetuning.dataset_create(
+                dataset = training_datasets.dataset_create(
                     actor=actor, model=selectors.model_get(actor=actor, name=form.cleaned_data["model"]),
                     upload=upload, name=upload.name, epsilon_cap=form.cleaned_data["epsilon_cap"],
                     delta_cap=form.cleaned_data["delta_cap"],
@@ -76,7 +76,7 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Stored {dataset.name}: {dataset.train_rows} training rows, "
                                           f"{dataset.holdout_rows} held out.")
                 return redirect("privacy-dataset", pk=dataset.pk)
-    datasets = [(d, finetuning.budget_summary(d)) for d in selectors.dataset_list(actor=actor)]
+    datasets = [(d, training_datasets.budget_summary(d)) for d in selectors.dataset_list(actor=actor)]
     return render(request, "inference/privacy.html", {
         "form": form, "datasets": datasets, "jobs": selectors.finetune_list(actor=actor)[:50],
         "can_upload": actor.can(Cap.MODEL_REGISTER),
@@ -105,7 +105,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
             else:
                 return redirect("fine-tune", pk=job.pk)
     return render(request, "inference/privacy_dataset.html", {
-        "dataset": dataset, "budget": finetuning.budget_summary(dataset), "ledger": dataset.ledger.all(),
+        "dataset": dataset, "budget": training_datasets.budget_summary(dataset), "ledger": dataset.ledger.all(),
         "form": form, "can_train": actor.can(Cap.MODEL_REGISTER),
     }, status=400 if form.errors else 200)
 

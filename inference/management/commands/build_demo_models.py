@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
-from inference.demo import demo_model_publish
 from inference.ml.demos import DEMO_MODELS
+from inference.services.demo_publishing import demo_model_publish
 
 
 class Command(BaseCommand):

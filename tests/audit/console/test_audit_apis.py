@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from rest_framework.test import APIClient
 
-from audit.log.models import LogEntry, VerificationRun
+from audit.log.models import LogEntry, RedactionRule, VerificationRun
 from audit.log.services import checkpoint_create
 from audit.log.signing import load_public_key
 from audit.log.verifier import verify_inclusion_document
@@ -135,9 +135,17 @@ def test_only_admins_erase_and_redact(orgs) -> None:
         response = client_for(users[role], own).post("/api/v1/audit/erasures", {"subject": "x"}, format="json")
         assert response.status_code == (201 if role == "admin" else 403)
     admin = client_for(users["admin"], own)
-    assert admin.post("/api/v1/audit/redaction-rules", {"label": "MRN", "pattern": r"MRN-\d+"}, format="json").status_code == 201
+    created = admin.post("/api/v1/audit/redaction-rules", {"label": "MRN", "pattern": r"MRN-\d+"}, format="json")
+    assert created.status_code == 201
+    assert LogEntry.objects.get(action="redaction_rule.created", target_id=str(created.json()["id"])).payload["label"] == "MRN"
+    rules_before, entries_before = RedactionRule.objects.count(), LogEntry.objects.count()
     bad = admin.post("/api/v1/audit/redaction-rules", {"label": "ALL", "pattern": ".*"}, format="json")
     assert bad.status_code == 400 and "empty" in bad.json()["error"]["message"]
+    assert bad.json()["error"]["code"] == "invalid_redaction_rule"
+    badly_named = admin.post("/api/v1/audit/redaction-rules", {"label": "mrn", "pattern": r"X-\d+"}, format="json")
+    assert badly_named.status_code == 400 and "capital letters" in badly_named.json()["error"]["message"]
+    # a refused rule leaves neither a rule nor an entry behind
+    assert (RedactionRule.objects.count(), LogEntry.objects.count()) == (rules_before, entries_before)
 
 
 def test_organisation_pattern_redacts_later_entries(orgs) -> None:

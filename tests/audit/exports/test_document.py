@@ -14,7 +14,7 @@ from django.utils import timezone
 from pypdf import PdfReader
 
 from audit.exports import document, mapping, pdf, tables
-from inference.ml import private
+from inference.ml import dp_accounting
 from inference.models import FineTuneJob, ModelVersion, PrivacyLedgerEntry, TrainingDataset
 from tests.inference.factories import CARD
 
@@ -27,7 +27,7 @@ def private_version(tabular) -> ModelVersion:
         organization=tabular.org, model=base.model, name="claims.csv", path="training/claims.json",
         sha256="ab" * 32, train_rows=900, holdout_rows=100, epsilon_cap=10.0, delta_cap=1e-5,
         created_by=tabular.actors["owner"].user)
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-5, rows=900, epochs=2, batch_size=30,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-5, rows=900, epochs=2, batch_size=30,
                             learning_rate=5e-4, max_grad_norm=1.0)
     version = ModelVersion.objects.create(
         model=base.model, version=2, task=base.task, framework=base.framework, labels=base.labels,

@@ -81,13 +81,14 @@ class LinearTimeRuleTests:
 
     @pytest.mark.django_db
     def test_a_stored_rule_that_cannot_run_redacts_whole_texts_rather_than_leak(self) -> None:
+        from audit.log import rulebook
         from audit.log.models import LogEntry, RedactionRule
-        from audit.log.services import _RULES, AuditActor, audit_record
+        from audit.log.services import AuditActor, audit_record
         from tests.portal.accounts.factories import OrganizationFactory
 
         org = OrganizationFactory()
         RedactionRule.objects.create(organization_id=org.pk, label="LEGACY", pattern=r"(?<=id:)\d+")
-        _RULES.forget()
+        rulebook.book().forget()
         audit_record(action="test.recorded", actor=AuditActor.system(), organization_id=org.pk,
                      payload={"note": "id:12345"})
         assert LogEntry.objects.get(action="test.recorded").payload == {"note": "[LEGACY]"}

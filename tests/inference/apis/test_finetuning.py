@@ -11,10 +11,10 @@ from django.db import connection, transaction
 
 from audit.log.models import LogEntry
 from inference.exceptions import BudgetExceeded
-from inference.ml import private
+from inference.ml import dp_accounting
 from inference.ml.training import read_sst2
 from inference.models import FineTuneJob, PrivacyLedgerEntry, TrainingDataset
-from inference.services import finetuning
+from inference.services import training_datasets
 from tests.inference.factories import bearer_client, csv_upload, serve_model, stored_files
 from tests.portal.accounts.factories import OrganizationFactory
 from tests.waits import patience
@@ -160,10 +160,10 @@ def test_concurrent_reservations_never_overspend(sentiment) -> None:
     dataset = TrainingDataset.objects.create(
         organization=sentiment.org, model=version.model, name="records", path="training/x.json", sha256="0" * 64,
         train_rows=1000, holdout_rows=100, epsilon_cap=5.0, delta_cap=1e-5, created_by=owner.user)
-    plan = private.plan_run(target_epsilon=2.2, target_delta=1e-5, rows=1000, epochs=1, batch_size=50,
+    plan = dp_accounting.plan_run(target_epsilon=2.2, target_delta=1e-5, rows=1000, epochs=1, batch_size=50,
                             learning_rate=1e-3, max_grad_norm=1.0)
-    two = private.composed_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.steps)] * 2, 1e-5)
-    three = private.composed_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.steps)] * 3, 1e-5)
+    two = dp_accounting.composed_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.steps)] * 2, 1e-5)
+    three = dp_accounting.composed_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.steps)] * 3, 1e-5)
     dataset.epsilon_cap = (two + three) / 2  # RDP composes sublinearly: set the cap between two runs and three
     dataset.save(update_fields=["epsilon_cap"])
     jobs = [FineTuneJob.objects.create(organization=sentiment.org, dataset=dataset, base_version=version,
@@ -175,7 +175,7 @@ def test_concurrent_reservations_never_overspend(sentiment) -> None:
         try:
             barrier.wait()
             with transaction.atomic():
-                finetuning.privacy_reserve(dataset=dataset, job=job, plan=plan)
+                training_datasets.privacy_reserve(dataset=dataset, job=job, plan=plan)
             outcomes.append("reserved")
         except BudgetExceeded:
             outcomes.append("refused")
@@ -189,4 +189,4 @@ def test_concurrent_reservations_never_overspend(sentiment) -> None:
         thread.join()
     # then
     assert sorted(outcomes) == ["refused"] * 4 + ["reserved"] * 2
-    assert finetuning.budget_summary(dataset)["epsilon_committed"] <= dataset.epsilon_cap
+    assert training_datasets.budget_summary(dataset)["epsilon_committed"] <= dataset.epsilon_cap

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from inference.ml import private
+from inference.ml import dp_accounting, private
 
 
 def per_example_reference(model: Any, encoded: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,7 @@ def training_path_norms(model: Any, encoded: dict[str, torch.Tensor], labels: to
     from torch.utils.data import DataLoader, TensorDataset
 
     n = len(labels)
-    plan = private.plan_run(target_epsilon=8, target_delta=1e-5, rows=n, epochs=1, batch_size=n,
+    plan = dp_accounting.plan_run(target_epsilon=8, target_delta=1e-5, rows=n, epochs=1, batch_size=n,
                             learning_rate=1e-3, max_grad_norm=1e6)
     data = TensorDataset(*(v.cpu() for v in encoded.values()), labels.cpu())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)

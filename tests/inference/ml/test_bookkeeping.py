@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from inference.ml import bookkeeping, private
+from inference.ml import bookkeeping, dp_accounting, private
 from inference.ml.training import minilm_folder
 
 
@@ -168,7 +168,7 @@ def test_models_it_cannot_clip_are_named_and_left_to_opacus_ghost_clipping() -> 
     from torch.utils.data import DataLoader, TensorDataset
 
     data = TensorDataset(torch.randn(8, 2, 5), torch.randint(0, 2, (8,)))
-    plan = private.plan_run(target_epsilon=8, target_delta=1e-5, rows=8, epochs=1, batch_size=4,
+    plan = dp_accounting.plan_run(target_epsilon=8, target_delta=1e-5, rows=8, epochs=1, batch_size=4,
                             learning_rate=1e-3, max_grad_norm=1.0)
     made = private.make_private(conv, torch.optim.SGD(conv.parameters(), lr=0.1), DataLoader(data, batch_size=4),
                                 plan, secure_mode=False)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from inference.ml import private
+from inference.ml import dp_accounting, private
 from inference.ml.demos import DATA, SENTIMENT, build_cached, default_cache_dir
 from inference.ml.explain import TextExplainer
 from inference.ml.predictors import TextClassifier
@@ -83,7 +83,7 @@ def test_per_sample_gradient_norms_on_the_gpu_match_a_per_example_reference(sent
 def test_a_private_run_trains_on_the_gpu_within_its_target(sentiment_folder, secure) -> None:
     tokenizer, model = private.load_text_model(sentiment_folder)
     rows = read_sst2(DATA / "sst2" / "train_subset.tsv")[:256]
-    plan = private.plan_run(target_epsilon=2.0, target_delta=1e-5, rows=len(rows), epochs=1, batch_size=32,
+    plan = dp_accounting.plan_run(target_epsilon=2.0, target_delta=1e-5, rows=len(rows), epochs=1, batch_size=32,
                             learning_rate=5e-4, max_grad_norm=1.0)
     before = next(model.parameters()).detach().clone()
     outcome = private.train_text(model.to("cuda"), tokenizer, [t for t, _ in rows], [y for _, y in rows], plan,

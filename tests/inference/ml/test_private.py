@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.ml import private
+from inference.ml import dp_accounting, private
 from inference.ml.training import minilm_folder
 from tests.inference.ml.norms import per_example_reference, training_path_norms
 
@@ -16,26 +16,26 @@ LABELS = [0, 1, 0, 1, 1, 0, 1, 0]
 
 def test_the_accountant_gives_opacus_pinned_value() -> None:
     # Opacus's own test (tests/accountants_test.py): sigma 1.5, q 0.04, 2,250 steps, delta 1e-5
-    assert private.composed_epsilon([(1.5, 0.04, 2250)], 1e-5) == pytest.approx(7.32911117143, abs=1e-8)
+    assert dp_accounting.composed_epsilon([(1.5, 0.04, 2250)], 1e-5) == pytest.approx(7.32911117143, abs=1e-8)
 
 
 def test_runs_compose_under_rdp_tighter_than_adding_epsilons() -> None:
     from opacus.accountants import RDPAccountant
 
-    halves = private.composed_epsilon([(1.5, 0.04, 1125), (1.5, 0.04, 1125)], 1e-5)
-    assert halves == pytest.approx(private.composed_epsilon([(1.5, 0.04, 2250)], 1e-5), rel=1e-12)
-    assert halves < 2 * private.composed_epsilon([(1.5, 0.04, 1125)], 1e-5)
+    halves = dp_accounting.composed_epsilon([(1.5, 0.04, 1125), (1.5, 0.04, 1125)], 1e-5)
+    assert halves == pytest.approx(dp_accounting.composed_epsilon([(1.5, 0.04, 2250)], 1e-5), rel=1e-12)
+    assert halves < 2 * dp_accounting.composed_epsilon([(1.5, 0.04, 1125)], 1e-5)
     mixed = [(1.0, 0.01, 300), (0.8, 0.02, 150)]
     accountant = RDPAccountant()
     accountant.history = list(mixed)
-    assert private.composed_epsilon(mixed, 1e-5) == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
-    assert private.composed_epsilon([], 1e-5) == 0.0
+    assert dp_accounting.composed_epsilon(mixed, 1e-5) == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+    assert dp_accounting.composed_epsilon([], 1e-5) == 0.0
 
 
 def test_the_epsilon_meter_gives_the_accountants_epsilon_at_every_step() -> None:
     from opacus.accountants import RDPAccountant
 
-    meter = private.EpsilonMeter(1.1, 0.008, 1e-5)
+    meter = dp_accounting.EpsilonMeter(1.1, 0.008, 1e-5)
     assert meter.epsilon(0) == 0.0
     for steps in (1, 7, 125, 2250):
         accountant = RDPAccountant()
@@ -44,10 +44,10 @@ def test_the_epsilon_meter_gives_the_accountants_epsilon_at_every_step() -> None
 
 
 def test_a_plan_spends_its_target_and_no_more() -> None:
-    plan = private.plan_run(target_epsilon=3.0, target_delta=1e-5, rows=1000, epochs=2, batch_size=25,
+    plan = dp_accounting.plan_run(target_epsilon=3.0, target_delta=1e-5, rows=1000, epochs=2, batch_size=25,
                             learning_rate=1e-3, max_grad_norm=1.0)
     assert plan.sample_rate == pytest.approx(1 / 40) and plan.steps == 80
-    spent = private.composed_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.steps)], 1e-5)
+    spent = dp_accounting.composed_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.steps)], 1e-5)
     assert 3.0 - 0.05 <= spent <= 3.0
 
 
@@ -85,7 +85,7 @@ def _tiny_bert():
 
 def test_a_resumed_run_spends_no_more_than_one_run() -> None:
     texts, labels = TEXTS * 4, LABELS * 4
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
                             learning_rate=1e-3, max_grad_norm=1.0)
     assert plan.steps == 8
     # an uninterrupted run
@@ -119,7 +119,7 @@ def test_a_resumed_run_spends_no_more_than_one_run() -> None:
 
 def test_a_batch_larger_than_the_physical_limit_is_split_and_still_one_step() -> None:
     texts, labels = TEXTS * 4, LABELS * 4
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
                             learning_rate=1e-3, max_grad_norm=1.0)
     tokenizer, model = _tiny_bert()
     whole = private.train_text(model, tokenizer, texts, labels, plan, max_length=16)
@@ -136,7 +136,7 @@ def test_a_batch_larger_than_the_physical_limit_is_split_and_still_one_step() ->
 def test_the_linear_schedule_decays_to_zero_and_a_resumed_run_keeps_to_it() -> None:
     """The rate each optimizer step used, as the checkpoints after it hold it: lr (steps - k) / steps at step k."""
     texts, labels = TEXTS * 4, LABELS * 4
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
                             learning_rate=1e-3, max_grad_norm=1.0, lr_schedule="linear")
     expected = [1e-3 * (plan.steps - k) / plan.steps for k in range(plan.steps)]
     saved: list[private.Checkpoint] = []
@@ -155,13 +155,13 @@ def test_the_linear_schedule_decays_to_zero_and_a_resumed_run_keeps_to_it() -> N
 
 
 def test_a_constant_schedule_and_plans_stored_before_schedules_keep_the_rate() -> None:
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=100, epochs=2, batch_size=10,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=100, epochs=2, batch_size=10,
                             learning_rate=1e-3, max_grad_norm=1.0)
     assert plan.lr_schedule == "constant"  # the default
-    assert {private.learning_rate_at(plan, k) for k in range(plan.steps)} == {1e-3}
+    assert {dp_accounting.learning_rate_at(plan, k) for k in range(plan.steps)} == {1e-3}
     stored = plan.as_dict()
     del stored["lr_schedule"]  # a job queued by the previous release
-    assert private.Plan(**stored).lr_schedule == "constant"
+    assert dp_accounting.Plan(**stored).lr_schedule == "constant"
     with pytest.raises(ValueError, match="lr_schedule must be one of constant, linear"):
-        private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=100, epochs=2, batch_size=10,
+        dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=100, epochs=2, batch_size=10,
                          learning_rate=1e-3, max_grad_norm=1.0, lr_schedule="cosine")

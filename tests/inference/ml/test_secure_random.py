@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from inference.ml import private
+from inference.ml import dp_accounting, private
 from inference.ml.secure_random import SecurePoissonSampler, SecureRandom
 from tests.inference.ml.test_private import LABELS, TEXTS, _tiny_bert
 
@@ -46,7 +46,7 @@ def _weights(model) -> torch.Tensor:
 
 def test_a_secure_run_trains_its_plan_with_draws_no_seed_repeats() -> None:
     texts, labels = TEXTS * 4, LABELS * 4
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=2, batch_size=8,
                             learning_rate=1e-3, max_grad_norm=1.0)
     runs = {}
     for name, secure in [("plain-a", False), ("plain-b", False), ("secure-a", True), ("secure-b", True)]:
@@ -64,7 +64,7 @@ def test_a_secure_run_trains_its_plan_with_draws_no_seed_repeats() -> None:
 def test_secure_mode_puts_its_draws_in_place_of_opacus_generators() -> None:
     tokenizer, model = _tiny_bert()
     texts, labels = TEXTS * 4, LABELS * 4
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=1, batch_size=8,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=len(texts), epochs=1, batch_size=8,
                             learning_rate=1e-3, max_grad_norm=1.0)
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -85,7 +85,7 @@ def test_secure_mode_puts_its_draws_in_place_of_opacus_generators() -> None:
 def test_secure_mode_refuses_a_model_book_keeping_cannot_clip() -> None:
     _, model = _tiny_bert()
     model.classifier = torch.nn.Sequential(torch.nn.Linear(32, 2), torch.nn.PReLU())  # PReLU: not book-kept
-    plan = private.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=32, epochs=1, batch_size=8,
+    plan = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-4, rows=32, epochs=1, batch_size=8,
                             learning_rate=1e-3, max_grad_norm=1.0)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(32, 2)), batch_size=8)
     with pytest.raises(private.NotTrainable, match="Secure mode needs book-keeping clipping"):

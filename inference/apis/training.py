@@ -1,0 +1,108 @@
+"""Private fine-tuning through the API: training datasets under a privacy budget, and runs."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference import selectors
+from inference.ml import dp_accounting
+from inference.services import finetuning, training_datasets
+from portal.accounts.roles import Cap
+from portal.web.api import StrictSerializer, actor_of
+from portal.web.openapi import OBJECT_LIST
+
+
+class TrainingDatasetListCreateApi(APIView):
+    required_capability = {"GET": Cap.REPORT_READ, "POST": Cap.MODEL_REGISTER}
+
+    class InputSerializer(StrictSerializer):
+        model = serializers.CharField(max_length=60, help_text="the registered model the rows are for")
+        file = serializers.FileField(help_text="CSV with columns text and label (a label name or its index)")
+        name = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+        epsilon_cap = serializers.FloatField(help_text="the most privacy loss all runs together may spend")
+        delta_cap = serializers.FloatField(help_text="the delta every run's epsilon is stated at; below 1/rows")
+
+    @extend_schema(responses={200: OBJECT_LIST}, summary="Training datasets, with their privacy budgets",
+                   operation_id="training_datasets_list")
+    def get(self, request: Request) -> Response:
+        return Response([training_datasets.dataset_response(d) for d in selectors.dataset_list(actor=actor_of(request))])
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: OpenApiTypes.OBJECT},
+                   summary="Upload a training dataset under a privacy budget cap")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        upload = data.validated_data["file"]
+        dataset = training_datasets.dataset_create(
+            actor=actor, model=selectors.model_get(actor=actor, name=data.validated_data["model"]), upload=upload,
+            name=data.validated_data["name"] or upload.name, epsilon_cap=data.validated_data["epsilon_cap"],
+            delta_cap=data.validated_data["delta_cap"],
+        )
+        return Response(training_datasets.dataset_response(dataset), status=status.HTTP_201_CREATED)
+
+
+class TrainingDatasetDetailApi(APIView):
+    required_capability = Cap.REPORT_READ
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A training dataset: its budget and ledger (never its rows)")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(training_datasets.dataset_response(selectors.dataset_get(actor=actor_of(request), pk=pk)))
+
+
+class FineTuneListCreateApi(APIView):
+    required_capability = {"GET": Cap.REPORT_READ, "POST": Cap.MODEL_REGISTER}
+
+    class InputSerializer(StrictSerializer):
+        dataset = serializers.IntegerField()
+        model = serializers.CharField(max_length=60)
+        base_version = serializers.IntegerField()
+        target_epsilon = serializers.FloatField()
+        target_delta = serializers.FloatField(required=False, help_text="default: the dataset's delta cap")
+        epochs = serializers.IntegerField(required=False, help_text="default 3")
+        batch_size = serializers.IntegerField(required=False, help_text="expected batch (Poisson sampling); default 32")
+        learning_rate = serializers.FloatField(required=False, help_text="AdamW; default 5e-4")
+        lr_schedule = serializers.ChoiceField(choices=list(dp_accounting.SCHEDULES), required=False,
+                                              help_text="; ".join(f"{k}: {v}" for k, v in dp_accounting.SCHEDULES.items())
+                                              + "; default constant")
+        max_grad_norm = serializers.FloatField(required=False, help_text="per-sample clipping norm; default 1.0")
+
+    @extend_schema(responses={200: OBJECT_LIST}, summary="Private fine-tuning jobs",
+                   operation_id="fine_tunes_list")
+    def get(self, request: Request) -> Response:
+        return Response([finetuning.job_response(j) for j in selectors.finetune_list(actor=actor_of(request))[:100]])
+
+    @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT},
+                   summary="Fine-tune a version with DP-SGD (reserves the budget, then a job on the workers)")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        values = dict(data.validated_data)
+        dataset = selectors.dataset_get(actor=actor, pk=values.pop("dataset"))
+        base = selectors.version_get(actor=actor, name=values.pop("model"), version=values.pop("base_version"))
+        job = finetuning.finetune_create(actor=actor, dataset=dataset, base_version=base, **values)
+        return Response(finetuning.job_response(job), status=status.HTTP_202_ACCEPTED)
+
+
+class FineTuneDetailApi(APIView):
+    required_capability = Cap.REPORT_READ
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A fine-tuning job: step, epoch, loss, epsilon spent")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(finetuning.job_response(selectors.finetune_get(actor=actor_of(request), pk=pk)))
+
+
+class FineTuneCancelApi(APIView):
+    required_capability = Cap.MODEL_REGISTER
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Cancel a fine-tuning job")
+    def post(self, request: Request, pk: int) -> Response:
+        actor = actor_of(request)
+        job = finetuning.finetune_cancel(actor=actor, job=selectors.finetune_get(actor=actor, pk=pk))
+        return Response(finetuning.job_response(job))
