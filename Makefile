@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
 export HTTPS ?= false
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-dp
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ bench-bias: $(STAMP)
 
 bench-explain: $(STAMP)
 	$(PY) bench/explain_bench.py
+
+bench-explain-sampling: $(STAMP)
+	$(PY) bench/sampling_error.py
 
 bench-dp: $(STAMP)
 	$(PY) bench/dp_bench.py

@@ -222,7 +222,9 @@ def version_predictions(*, version: ModelVersion, since: datetime, until: dateti
 
 
 def version_serving_statistics(*, version: ModelVersion, since: datetime, until: datetime) -> dict[str, Any]:
-    """Volume, latency (request to answer, and compute) and errors of a version over [since, until).
+    """Volume, latency (request to answer, and compute) and errors of a version over [since, until):
+    its requests (synchronous predictions), and its batch jobs (`batch`: jobs, the rows they
+    predicted, failed, cancelled, unfinished); `rows_all` counts the rows of both.
 
     Counts are aggregated by the database (per day and per device); only the two latency figures of
     each request are read, streamed into arrays, so a year of traffic stays a few numbers a row.
@@ -254,9 +256,15 @@ def version_serving_statistics(*, version: ModelVersion, since: datetime, until:
         return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2),
                 "max": round(float(values.max()), 2)}
 
+    jobs = BatchJob.objects.filter(model_version=version, created_at__gte=since, created_at__lt=until).aggregate(
+        jobs=Count("pk"), rows=Sum("rows_done"), failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+        cancelled=Count("pk", filter=Q(status=JobStatus.CANCELLED)),
+        unfinished=Count("pk", filter=Q(status__in=[JobStatus.PENDING, JobStatus.RUNNING])))
+    batch = {key: value or 0 for key, value in jobs.items()}  # rows: those the jobs predicted
+    rows = sum(d["rows"] for d in daily)
     return {
         "since": since.isoformat(), "until": until.isoformat(), "requests": requests,
-        "rows": sum(d["rows"] for d in daily), "failed": failures, "unfinished": unfinished,
+        "rows": rows, "rows_all": rows + batch["rows"], "batch": batch, "failed": failures, "unfinished": unfinished,
         "error_rate": round(failures / requests, 6) if requests else None,
         "latency_ms": spread(latency), "compute_ms": spread(compute), "devices": devices, "daily": daily,
     }

@@ -214,8 +214,8 @@ def issues(document: dict[str, Any]) -> list[dict[str, str]]:
         elif guarantee.get("secure_mode") is False:
             add("medium", "privacy", "The DP noise was drawn without secure_mode (a non-cryptographic generator).")
     serving = document["serving"]
-    if serving["requests"] == 0:
-        add("low", "serving", "The version served no request in the chosen period.")
+    if serving["requests"] == 0 and serving["batch"]["jobs"] == 0:
+        add("low", "serving", "The version served no request and no batch job in the chosen period.")
     elif (serving["error_rate"] or 0) > ERROR_RATE_LIMIT:
         add("medium", "serving", f"{serving['error_rate']:.1%} of requests failed in the period "
             f"(more than {ERROR_RATE_LIMIT:.0%}).")

@@ -97,7 +97,9 @@ def _sections(b: Builder) -> None:
     s = doc["serving"]
     rate = "n/a" if s["error_rate"] is None else f"{s['error_rate']:.2%}"
     b.p(f"From {clean(s['since'][:10])} to {clean(s['until'][:10])} (exclusive): {s['requests']} requests, "
-        f"{s['rows']} rows, {s['failed']} failed, error rate {rate}.")
+        f"{s['rows']} rows, {s['failed']} failed, error rate {rate}. Batch jobs: {s['batch']['jobs']} "
+        f"({s['batch']['rows']} rows predicted, {s['batch']['failed']} failed, {s['batch']['cancelled']} cancelled); "
+        f"{s['rows_all']} rows in all.")
     b.table(["", "p50", "p95", "p99", "max"],
             [["latency, request to answer (ms)", *[s["latency_ms"][k] for k in ("p50", "p95", "p99", "max")]],
              ["model compute (ms)", *[s["compute_ms"][k] for k in ("p50", "p95", "p99", "max")]]],

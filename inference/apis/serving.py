@@ -51,7 +51,7 @@ class PredictApi(APIView):
         version = selectors.version_resolve_for_serving(actor=actor, ref=name)
         inputs, explain = data.validated_data["inputs"], data.validated_data["explain"]
         if explain:  # checked before the prediction is admitted: a refused request leaves nothing
-            max_evals = explanations.explain_on_predict_check(rows=len(inputs),
+            max_evals = explanations.explain_on_predict_check(version=version, rows=len(inputs),
                                                               max_evals=data.validated_data.get("max_evals"))
         admitted = predictions.prediction_create(
             actor=actor, version=version, inputs=inputs,

@@ -14,7 +14,10 @@ ships with the model version (masked features take the background rows' values, 
 up to EXACT_MAX_FEATURES features every coalition is evaluated (shap's Exact explainer): exact
 values, no sampling, and cheap for an MLP. The model is a TorchScript module, so gradient-based
 explainers (Deep, Gradient) cannot see inside it; a model-agnostic one is the fit. Beyond that
-many features, the Permutation explainer with the budget, seeded.
+many features, the Permutation explainer with the budget (at least 2 x features + 1 coalitions).
+
+Sampled explanations (Permutation, Partition) are seeded per request (`explanation_seed`), so the
+same prediction, row, budget and version give the same values; the seed is stored with them.
 
 Every explanation returns the base value, the model output f(x) and the residual
 |base + sum(attributions) - f(x)| per label, all computed in float64.
@@ -22,8 +25,10 @@ Every explanation returns the base value, the model output f(x) and the residual
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +38,24 @@ import numpy as np
 EXACT_MAX_FEATURES = 12
 MIN_EVALS, MAX_EVALS = 16, 5000
 WORD = re.compile(r"\S+")
+# shap's explainers draw from numpy's global generator (Permutation's orders, Partition's ties):
+# an explanation seeds it and runs alone in its process, so the same request gives the same values
+_SEEDED = threading.Lock()
+
+
+def budget_floor(task: str, features: int) -> int:
+    """The fewest evaluations an explanation of a model with `features` inputs can run with: the
+    Permutation explainer (tabular, beyond EXACT_MAX_FEATURES) walks one permutation forward and
+    back, 2 x features + 1 coalitions; otherwise MIN_EVALS."""
+    if task == "tabular-classification" and features > EXACT_MAX_FEATURES:
+        return max(MIN_EVALS, 2 * features + 1)
+    return MIN_EVALS
+
+
+def explanation_seed(*parts: Any) -> int:
+    """A seed fixed by what is explained (e.g. prediction, row, budget): asking again gives the same values."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
 @dataclass
@@ -50,6 +73,8 @@ class Explained:
     seconds: float
     words: list[dict[str, Any]] = field(default_factory=list)  # text: [{"word", "value"}] for `label`
     feature_values: list[Any] = field(default_factory=list)  # tabular: the input's values
+    seed: int = 0  # numpy's seed for the sampling explainers: the same seed gives the same values
+    model_rows: int = 0  # rows the model ran: a tabular coalition runs once per background row
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -130,7 +155,13 @@ class TextExplainer:
     def _masked_ids(self, masks: np.ndarray, text: str) -> np.ndarray:
         return np.stack([np.asarray(self.masker(m, text)[0]).reshape(-1) for m in masks])
 
-    def explain(self, text: str, *, max_evals: int = 500, batch_size: int = 64, method: str = "auto") -> Explained:
+    def explain(self, text: str, *, max_evals: int = 500, batch_size: int = 64, method: str = "auto",
+                seed: int = 0) -> Explained:
+        with _SEEDED:
+            np.random.seed(seed)
+            return self._explain(text, max_evals=max_evals, batch_size=batch_size, method=method, seed=seed)
+
+    def _explain(self, text: str, *, max_evals: int, batch_size: int, method: str, seed: int) -> Explained:
         began = time.perf_counter()
         self.model.reset()
         length = len(self.masker.tokenizer(text)["input_ids"])
@@ -163,7 +194,7 @@ class TextExplainer:
             method=method, max_evals=max_evals, evaluations=self.model.rows, labels=labels, label=labels[label],
             features=tokens, values=values.tolist(), base_values=base.tolist(), output=output.tolist(),
             residual=_residual(base, values, output), seconds=time.perf_counter() - began,
-            words=self._words(text, values[:, label]),
+            words=self._words(text, values[:, label]), seed=seed, model_rows=self.model.rows,
         )
 
     def _words(self, text: str, token_values: np.ndarray) -> list[dict[str, Any]]:
@@ -227,25 +258,38 @@ class TabularExplainer:
     def method(self) -> str:
         return "exact" if len(self.features) <= EXACT_MAX_FEATURES else "permutation"
 
-    def explain(self, row: dict[str, Any], *, max_evals: int = 500) -> Explained:
-        began = time.perf_counter()
-        self.model.rows = 0
-        x = self.codes([row])
-        output = self.model(x)[0]
-        if self.method == "exact":
-            result = self.explainer(x, silent=True)[0]
-            budget = 2 ** len(self.features)
-        else:
-            result = self.explainer(x, max_evals=max_evals, silent=True)[0]
-            budget = max_evals
+    def explain(self, row: dict[str, Any], *, max_evals: int = 500, seed: int = 0) -> Explained:
+        """`max_evals` counts coalitions (each run against every background row); exact values
+        (up to EXACT_MAX_FEATURES features) evaluate all 2^features of them, whatever the budget."""
+        floor = budget_floor("tabular-classification", len(self.features))
+        if self.method != "exact" and max_evals < floor:
+            raise ValueError(f"a model of {len(self.features)} features needs a budget of at least {floor}")
+        with _SEEDED:
+            np.random.seed(seed)
+            began = time.perf_counter()
+            self.model.rows = 0
+            x = self.codes([row])
+            output = self.model(x)[0]
+            if self.method == "exact":
+                result = self.explainer(x, silent=True)[0]
+                budget = 2 ** len(self.features)
+            else:
+                result = self.explainer(x, max_evals=max_evals, silent=True)[0]
+                budget = max_evals
+            rows = self.model.rows
         values = np.asarray(result.values, dtype=np.float64)
         base = np.asarray(result.base_values, dtype=np.float64)
         labels = list(self.predictor.labels)
+        # what the budget counts: coalitions (shap's Permutation walks whole permutations of 2n + 1
+        # each); the model's rows are more, each coalition run against the background (`model_rows`)
+        walk = 2 * len(self.features) + 1
+        coalitions = budget if self.method == "exact" else (max_evals // walk) * walk
         return Explained(
-            method=self.method, max_evals=budget, evaluations=self.model.rows, labels=labels,
+            method=self.method, max_evals=budget, evaluations=coalitions, labels=labels,
             label=labels[int(np.argmax(output))], features=self.features, values=values.tolist(),
             base_values=base.tolist(), output=output.tolist(), residual=_residual(base, values, output),
-            seconds=time.perf_counter() - began, feature_values=[row[f] for f in self.features],
+            seconds=time.perf_counter() - began, feature_values=[row[f] for f in self.features], seed=seed,
+            model_rows=rows,
         )
 
 

@@ -12,14 +12,30 @@ from django.urls import reverse
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
-from inference.ml.explain import MAX_EVALS, MIN_EVALS, summary
-from inference.models import Explanation, Prediction
+from inference.ml.explain import MAX_EVALS, MIN_EVALS, budget_floor, explanation_seed, summary
+from inference.models import Explanation, ModelVersion, Prediction
 from portal.accounts.actor import Actor
 from portal.jobs import JobKind, JobStatus, job_claim, job_finish, register
 from portal.platform.replies import Awaited, ReplyTimeout, WorkerFailed, reply_key, reply_wait
 from portal.platform.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
+
+
+def budget_check(version: ModelVersion, budget: int) -> int:
+    """The budget of an explanation of `version`, checked against the model before anything is queued.
+
+    Raises:
+        InvalidInput (400): a budget outside [the model's floor, MAX_EVALS], said with what to ask for.
+    """
+    features = len(version.input_schema.get("features", [])) if version.task == "tabular-classification" else 0
+    floor = budget_floor(version.task, features)
+    if not floor <= budget <= MAX_EVALS:
+        why = (f" (a model of {features} features is explained by sampling, which needs at least 2 x {features} + 1 "
+               "evaluations)") if floor > MIN_EVALS else ""
+        raise InvalidInput(f"max_evals must be between {floor} and {MAX_EVALS}{why}; got {budget}. "
+                           f"Ask for {floor} or more.", details={"max_evals": {"min": floor, "max": MAX_EVALS}})
+    return budget
 
 
 def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, max_evals: int | None = None,
@@ -35,9 +51,8 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
         NotExplainable (409): the prediction did not finish, or the model lacks what explaining needs.
         WorkerUnavailable (503).
     """
-    budget = settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals
-    if not MIN_EVALS <= budget <= MAX_EVALS:
-        raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.")
+    version = prediction.model_version
+    budget = budget_check(version, settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals)
     if prediction.status != JobStatus.DONE:
         raise NotExplainable(f"Prediction {prediction.pk} is {prediction.status}; only a finished one can be explained.")
     rows = prediction.inputs.get("rows", [])
@@ -45,7 +60,6 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
         raise NotExplainable(f"The inputs of prediction {prediction.pk} were erased; it can no longer be explained.")
     if not 0 <= row < len(rows):
         raise InvalidInput(f"Prediction {prediction.pk} has rows 0 to {len(rows) - 1}; there is no row {row}.")
-    version = prediction.model_version
     if version.task == "tabular-classification" and version.background_rows == 0:
         raise NotExplainable(
             f"{version} has no background sample (background.jsonl in its archive), which SHAP needs to explain "
@@ -75,7 +89,7 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
 EXPLAIN_ON_PREDICT_MAX_ROWS = 8
 
 
-def explain_on_predict_check(*, rows: int, max_evals: int | None) -> int:
+def explain_on_predict_check(*, version: ModelVersion, rows: int, max_evals: int | None) -> int:
     """The budget of explanations asked for with a prediction (`explain`), checked before the
     prediction is admitted; returns it.
 
@@ -85,10 +99,7 @@ def explain_on_predict_check(*, rows: int, max_evals: int | None) -> int:
     if rows > EXPLAIN_ON_PREDICT_MAX_ROWS:
         raise InvalidInput(f"With explain, send at most {EXPLAIN_ON_PREDICT_MAX_ROWS} inputs; explain more with "
                            "POST /predictions/{id}/explain.")
-    budget = settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals
-    if not MIN_EVALS <= budget <= MAX_EVALS:
-        raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.")
-    return budget
+    return budget_check(version, settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals)
 
 
 def explanations_of_prediction(*, actor: Actor, prediction: Prediction, max_evals: int) -> list[Explanation]:
@@ -128,6 +139,7 @@ def explanation_response(explanation: Explanation) -> dict[str, Any]:
             "residual": explanation.residual, "features": result["features"], "values": result["values"],
             "words": result.get("words", []), "feature_values": result.get("feature_values", []),
             "summary": result.get("summary", ""), "compute_ms": explanation.compute_ms, "device": explanation.device,
+            "seed": result.get("seed"), "model_rows": result.get("model_rows"),
             "receipt": {"index": explanation.audit_index, "leaf_hash": explanation.audit_leaf_hash},
         })
     elif explanation.status == JobStatus.FAILED:
@@ -145,7 +157,9 @@ def explanation_run(*, explanation_id: int) -> None:
     began = time.perf_counter()
     explainer, device = explainer_for(explanation.model_version)
     row = explanation.prediction.inputs["rows"][explanation.row]
-    explained = explainer.explain(row, max_evals=explanation.max_evals)
+    seed = explanation_seed(explanation.prediction_id, explanation.row, explanation.max_evals,
+                            explanation.model_version_id)
+    explained = explainer.explain(row, max_evals=explanation.max_evals, seed=seed)
     result = explained.as_dict()
     result["summary"] = summary(explained)
     compute_ms = round((time.perf_counter() - began) * 1000, 3)

@@ -25,8 +25,9 @@ from django.urls import reverse
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
 from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
-from inference.ml.explain import MAX_EVALS, MIN_EVALS, Explained, global_ranking
+from inference.ml.explain import Explained, explanation_seed, global_ranking
 from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Prediction, Task
+from inference.services.explanations import budget_check
 from inference.services.jobs import rows_parse, rows_validate
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
@@ -81,9 +82,7 @@ def global_explanation_create(
     size = DEFAULT_SAMPLE[task] if sample_size is None else sample_size
     if not 1 <= size <= settings.GLOBAL_EXPLAIN_MAX_ROWS:
         raise InvalidInput(f"sample_size must be between 1 and {settings.GLOBAL_EXPLAIN_MAX_ROWS}; got {size}.")
-    budget = DEFAULT_EVALS[task] if max_evals is None else max_evals
-    if not MIN_EVALS <= budget <= MAX_EVALS:
-        raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.")
+    budget = budget_check(version, DEFAULT_EVALS[task] if max_evals is None else max_evals)
     if task == Task.TABULAR and version.background_rows == 0:
         raise NotExplainable(f"{version} has no background sample (background.jsonl in its archive), which SHAP "
                              "needs to explain a tabular model; register a version with one.")
@@ -145,7 +144,8 @@ def global_explanation_run(*, job_id: int) -> None:
     explained: list[Explained] = []
     last = time.monotonic()
     for number, row in enumerate(rows, start=1):
-        explained.append(explainer.explain(row, max_evals=job.max_evals))
+        seed = explanation_seed(job.dataset_sha256, number, job.max_evals, job.model_version_id)
+        explained.append(explainer.explain(row, max_evals=job.max_evals, seed=seed))
         if time.monotonic() - last >= 0.5 or number == len(rows):
             last = time.monotonic()
             job_beat(GlobalExplanation, job_id, rows_done=number)

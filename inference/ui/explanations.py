@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from inference import charts, selectors
-from inference.ml.explain import MAX_EVALS, MIN_EVALS
+from inference.ml.explain import MAX_EVALS, MIN_EVALS, budget_floor
 from inference.models import GlobalSource, Task
 from inference.services import explanations, global_explanations, predictions
 from portal.accounts.roles import Cap
@@ -43,7 +43,9 @@ def prediction_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "prediction": prediction, "answer": answer, "rows": items,
         "explanations": prediction.explanations.select_related("requested_by").order_by("-created_at")[:50],
         "can_explain": actor.can(Cap.MODEL_PREDICT) and prediction.status == JobStatus.DONE and bool(rows),
-        "default_evals": settings.EXPLAIN_DEFAULT_EVALS, "min_evals": MIN_EVALS, "max_evals": MAX_EVALS,
+        "default_evals": settings.EXPLAIN_DEFAULT_EVALS, "max_evals": MAX_EVALS,
+        "min_evals": budget_floor(prediction.model_version.task,
+                                  len(prediction.model_version.input_schema.get("features", []))),
     })
 
 

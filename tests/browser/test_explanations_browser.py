@@ -59,6 +59,9 @@ def test_owner_explains_a_tabular_row_and_computes_a_global_explanation(page, ce
     assert "base value" in page.inner_html("[data-testid=waterfall]")
     table = page.inner_text("[data-testid=attribution-table]")
     assert "income" in table and "12" in table
+    # the budget as it was spent: coalitions, not the model's rows against the background
+    budget = page.inner_text("[data-testid=budget]")
+    assert "every coalition of the 2 features: 4 evaluated" in budget and "background row" in budget
     # a global explanation from the model card, over an uploaded sample, with live progress
     data = tmp_path / "sample.csv"
     data.write_text("income,region\n" + "".join(f"{i * 9 % 100},{'north' if i % 2 else 'south'}\n" for i in range(30)))

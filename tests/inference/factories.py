@@ -66,6 +66,46 @@ def tiny_tabular_archive(folder: Path, *, bias: float = 0.0, background: bool = 
     return artifacts.pack_directory(folder)
 
 
+def onnx_mlp(first: list[list[float]], second: list[list[float]]) -> bytes:
+    """An ONNX graph `logits = relu(x @ first.T) @ second.T`: a model whose features interact, so that
+    sampled Shapley values depend on the coalitions drawn."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1, w2 = np.asarray(first, dtype=np.float32), np.asarray(second, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["features", "w1"], ["hidden"], transB=1),
+         helper.make_node("Relu", ["hidden"], ["active"]),
+         helper.make_node("Gemm", ["active", "w2"], ["logits"], transB=1)], "mlp",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["rows", w1.shape[1]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", w2.shape[0]])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+
+def wide_tabular_archive(folder: Path, *, features: int = 21) -> bytes:
+    """A small MLP over `features` numbers f00, f01, ...: too many for exact values (explained by sampling)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    names = [f"f{i:02d}" for i in range(features)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(onnx_mlp(rng.normal(size=(8, features)).tolist(),
+                                                 rng.normal(size=(2, 8)).tolist()))
+    schema = {"features": [{"name": n, "type": "number", "min": -10, "max": 10, "mean": 0.0, "std": 1.0} for n in names],
+              "labels": ["deny", "grant"]}
+    (folder / "schema.json").write_text(json.dumps(schema))
+    background = [dict(zip(names, map(float, rng.normal(size=features).round(3)), strict=True)) for _ in range(20)]
+    (folder / "background.jsonl").write_text("".join(json.dumps(row) + "\n" for row in background))
+    return artifacts.pack_directory(folder)
+
+
+def wide_row(features: int = 21) -> dict[str, float]:
+    return {f"f{i:02d}": round(((i * 7) % 11 - 5) / 2.5, 2) for i in range(features)}
+
+
 def zip_of(files: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:

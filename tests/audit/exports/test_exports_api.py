@@ -187,6 +187,9 @@ def test_export_with_every_kind_of_evidence_and_tampering_named(celery_worker, t
                                                                 "explain": True}, format="json")
     assert predicted.status_code == 200, predicted.content
     consumer.post("/api/v1/models/credit/predict", {"inputs": [{"income": 20, "region": "south"}]}, format="json")
+    batch = consumer.post("/api/v1/models/credit/jobs", {"file": csv_upload(rows[:3], "batch.csv")}, format="multipart")
+    assert batch.status_code == 202, batch.content
+    assert finished(consumer, f"/api/v1/jobs/{batch.json()['id']}")["status"] == "done"
     # when
     _, data = export_of(auditor, "credit", period_start=str(timezone.localdate() - timedelta(days=6)))
     # then
@@ -199,6 +202,9 @@ def test_export_with_every_kind_of_evidence_and_tampering_named(celery_worker, t
     assert document["explanations"]["local_total"] == 1
     assert document["explanations"]["local_max_residual"] < 1e-6
     assert document["serving"]["requests"] == 2 and document["serving"]["latency_ms"]["p50"] > 0
+    # the batch job's rows are served rows too
+    assert document["serving"]["batch"] == {"jobs": 1, "rows": 3, "failed": 0, "cancelled": 0, "unfinished": 0}
+    assert document["serving"]["rows_all"] == document["serving"]["rows"] + 3
     messages = " ".join(i["message"] for i in document["issues"])
     assert "No finished bias report" not in messages and "No global explanation" not in messages
     annex = {r["item"]: r for r in document["regulatory_mapping"]["eu_ai_act_annex_iv"]}

@@ -156,3 +156,33 @@ def test_a_failed_explanation_is_stored_before_its_waiter_is_told(tabular) -> No
     body = api.get(f"/api/v1/explanations/{failed.pk}").json()
     assert body["status"] == "failed" and "CUDA out of memory" in body["error"]
     assert LogEntry.objects.filter(action="explanation.failed", target_id=str(failed.pk)).exists()
+
+
+def test_a_wide_model_states_the_budget_it_needs_and_explains_reproducibly(celery_worker, tmp_path) -> None:
+    """21 features are explained by sampling: a budget under 2 x 21 + 1 is refused before anything is
+    queued, in a sentence; a sampled explanation asked for twice gives the same values."""
+    from inference.models import Prediction
+    from tests.inference.factories import wide_row, wide_tabular_archive
+
+    served = serve_model(OrganizationFactory(), name="wide", task="tabular-classification",
+                         archive=wide_tabular_archive(tmp_path / "wide"))
+    api = client(served)
+    response = api.post("/api/v1/models/wide/predict", {"inputs": [wide_row()]}, format="json")
+    assert response.status_code == 200, response.content
+    prediction = response.json()
+    refused = api.post(f"/api/v1/predictions/{prediction['id']}/explain", {"max_evals": 16}, format="json")
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert "between 43 and 5000" in error["message"] and "21 features" in error["message"]
+    assert "Error" not in error["message"] and error["details"]["max_evals"] == {"min": 43, "max": 5000}
+    predictions_before = Prediction.objects.count()
+    with_explain = api.post("/api/v1/models/wide/predict", {"inputs": [wide_row()], "explain": True, "max_evals": 16},
+                            format="json")
+    assert with_explain.status_code == 400 and "between 43" in with_explain.json()["error"]["message"]
+    assert Explanation.objects.count() == 0 and Prediction.objects.count() == predictions_before  # nothing stored
+    first = explain(api, prediction, 201, max_evals=120)
+    again = explain(api, prediction, 201, max_evals=120)
+    assert first["method"] == "permutation" and first["id"] != again["id"]
+    assert again["values"] == first["values"] and again["seed"] == first["seed"]
+    assert first["evaluations"] <= 120 < first["model_rows"]  # coalitions counted against the budget, not rows
+    assert first["residual"] < 1e-6

@@ -170,3 +170,32 @@ def test_global_ranking_merges_words_and_counts_absent_words_as_zero() -> None:
     assert ranked["film"]["mean_abs"] == pytest.approx(0.05) and result["kind"] == "word"
     with pytest.raises(ValueError):
         global_ranking([])
+
+
+def _wide_explainer(tmp_path) -> TabularExplainer:
+    from inference.ml import artifacts
+    from tests.inference.factories import wide_tabular_archive
+
+    archive = tmp_path / "wide.zip"
+    archive.write_bytes(wide_tabular_archive(tmp_path / "wide"))
+    artifacts.extract(archive, tmp_path / "model", max_unpacked_bytes=2**30)
+    predictor = TabularClassifier()
+    predictor.load(tmp_path / "model", "cpu")
+    return TabularExplainer(predictor, predictor.background)
+
+
+def test_a_sampled_explanation_is_reproducible_by_its_seed_and_counts_what_it_ran(tmp_path) -> None:
+    from tests.inference.factories import wide_row
+
+    explainer = _wide_explainer(tmp_path)
+    with pytest.raises(ValueError, match="at least 43"):  # Permutation walks 2 x 21 + 1 coalitions at the least
+        explainer.explain(wide_row(), max_evals=42)
+    first = explainer.explain(wide_row(), max_evals=200, seed=11)
+    other = explainer.explain(wide_row(), max_evals=200, seed=12)  # the generator moves on in between
+    again = explainer.explain(wide_row(), max_evals=200, seed=11)
+    assert first.method == "permutation" and first.seed == 11
+    assert again.values == first.values  # the same seed, the same values, whatever ran in between
+    assert other.values != first.values  # features interact: the coalitions drawn matter
+    assert first.residual < 1e-6  # Permutation's values are efficient whatever it drew
+    # the budget counts coalitions; each ran against every background row, after f(x) itself
+    assert first.evaluations <= 200 and first.model_rows == 1 + first.evaluations * len(explainer.background)
