@@ -28,7 +28,6 @@ FEATURES, BACKGROUND, ROWS, BUDGETS, SEEDS = 20, 20, 5, (123, 500, 2000), (1, 2,
 
 
 def build(folder: Path) -> None:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(7)
