@@ -174,6 +174,8 @@ def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
                       status_mark(d["verdict"], VERDICT_COLOURS)]
                      for name, d in axis["disparities"].items()], widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
     else:
+        if result.get("direction"):
+            b.p("<b>The score label looks reversed.</b> " + clean(result["direction"]["message"]))
         b.chart(str(charts.identity_shift_chart(result.get("per_term", []))))
         header, rows = report_table(bias["kind"], result)
         b.table(header[:7], [r[:7] for r in rows])

@@ -317,16 +317,26 @@ def _auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float | No
     return _finite(roc_auc_score(y, np.r_[positive_scores, negative_scores]))
 
 
+FLIPPED_SHOWN = 5  # sentences shown per term whose label differs from the template's
+
+
 def identity_report(
     scores: Any, terms: Sequence[str], *, labels: Any | None = None, threshold: float = 0.5,
     resamples: int = 1000, seed: int = 0, thresholds: dict[str, dict[str, Any]] | None = None,
+    templates: Sequence[str] | None = None, slot: str = "{identity}",
 ) -> dict[str, Any]:
     """Counterfactual identity tests over `scores` (templates x terms): each template filled with each term.
 
     Per term: the mean score shift against the template's average over all terms; the flip rate
     (how often the term's predicted label differs from the label most terms get in that template);
     and, where templates carry labels (True = the class the score measures), the subgroup, BPSN and
-    BNSP AUCs of Borkan et al. 2019, the background being the other terms' sentences.
+    BNSP AUCs of Borkan et al. 2019, the background being the other terms' sentences. With
+    `templates`, each term lists the sentences whose label flipped (FLIPPED_SHOWN at most).
+
+    The labels' direction is checked: an overall AUC below 0.5 means the sentences labelled 1 score
+    lower than those labelled 0, so the score measures the opposite class (the wrong score label was
+    chosen). The AUC checks are then not judged as bias: their verdict is at most "warn", and
+    `direction` says what to change.
     """
     rules = thresholds or thresholds_check({})
     scores = np.asarray(scores, dtype=float)
@@ -359,6 +369,8 @@ def identity_report(
             row["subgroup_auc"] = _auc(sub[y], sub[~y])
             row["bpsn_auc"] = _auc(background[background_y], sub[~y])
             row["bnsp_auc"] = _auc(sub[y], background[~background_y])
+        if templates is not None:
+            row["flipped"] = [templates[i].replace(slot, term) for i in np.flatnonzero(flips[:, j])[:FLIPPED_SHOWN]]
         rows.append(row)
     rows.sort(key=lambda r: -abs(r["score_shift"] or 0))
     summary: dict[str, Any] = {
@@ -369,17 +381,29 @@ def identity_report(
         for metric in ("subgroup_auc", "bpsn_auc", "bnsp_auc"):
             values = [r[metric] for r in rows if r[metric] is not None]
             summary[f"identity_{metric}"] = min(values) if values else None
+    overall = _auc(scores[y].ravel(), scores[~y].ravel()) if y is not None else None
+    reversed_labels = overall is not None and overall < 0.5
     checks = {}
     for name, value in summary.items():
-        checks[name] = {"value": _finite(value) if value is not None else None,
-                        "verdict": judge(name, value, None, rules),
+        verdict = judge(name, value, None, rules)
+        if reversed_labels and name.endswith("_auc") and verdict == "fail":
+            verdict = "warn"  # measured against labels the score runs opposite to: not evidence of bias
+        checks[name] = {"value": _finite(value) if value is not None else None, "verdict": verdict,
                         "warn": rules[name]["warn"], "fail": rules[name]["fail"]}
+    direction = None
+    if reversed_labels:
+        direction = {"reversed": True, "overall_auc": _finite(overall),
+                     "message": (f"The sentences labelled 1 score lower than those labelled 0 (overall AUC "
+                                 f"{overall:.4f}): the score measures the opposite of what label 1 means, so the "
+                                 "AUC checks say nothing about bias. Choose the other score label and run the "
+                                 "report again.")}
     return {
         "kind": "text",
         "templates": n_templates,
         "terms": list(terms),
         "rows": int(scores.size),
-        "overall_auc": _auc(scores[y].ravel(), scores[~y].ravel()) if y is not None else None,
+        "overall_auc": overall,
+        "direction": direction,
         "per_term": rows,
         "checks": checks,
         "verdict": worst([c["verdict"] for c in checks.values()]),

@@ -202,9 +202,13 @@ def bias_report_run(*, report_id: int) -> None:
         scores = proba[:, labels.index(params["score_label"])].reshape(len(templates), len(terms))
         result = metrics.identity_report(
             scores, terms, labels=content["labels"], resamples=params["bootstrap_resamples"], seed=report.pk,
-            thresholds=rules,
+            thresholds=rules, templates=templates, slot=datasets.SLOT,
         )
         result["score_label"] = params["score_label"]
+        if result["direction"]:
+            others = [label for label in labels if label != params["score_label"]]
+            result["direction"]["message"] += f" ({params['score_label']} was chosen; the model's other label: " \
+                                               f"{', '.join(others)}.)"
         result["examples"] = templates[:3]
     result["model"] = {"name": version.model.name, "version": version.version, "labels": labels,
                        "artifact_sha256": version.artifact_sha256}

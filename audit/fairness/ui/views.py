@@ -91,6 +91,7 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
             context["axes"] = [{**axis, "chart": charts.selection_rate_chart(axis)} for axis in result["axes"]]
         else:
             context["shift_chart"] = charts.identity_shift_chart(result["per_term"])
+            context["any_flipped"] = any(row.get("flipped") for row in result["per_term"])
     return render(request, "fairness/report.html", context)
 
 

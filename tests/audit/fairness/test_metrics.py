@@ -200,3 +200,21 @@ def test_identity_report_without_labels_has_no_aucs() -> None:
     report = identity_report(np.full((5, 3), 0.7), ["x", "y", "z"], resamples=100)
     assert "subgroup_auc" not in report["per_term"][0] and report["overall_auc"] is None
     assert report["checks"]["identity_flip_rate"]["value"] == 0 and report["verdict"] == "pass"
+
+
+def test_a_reversed_score_label_is_said_and_not_judged_as_bias() -> None:
+    # given: the score runs opposite to the labels (the other class's probability was chosen)
+    labels = np.array([True, False] * 10)
+    scores = np.where(labels[:, None], 0.1, 0.9) + np.zeros((20, 3))
+    scores[0, 2] = 0.95  # "z" flips the first template's label
+    templates = [f"sentence {i} about {{identity}}" for i in range(20)]
+    # when
+    report = identity_report(scores, ["x", "y", "z"], labels=labels, resamples=100, templates=templates)
+    # then
+    assert report["overall_auc"] < 0.5 and report["direction"]["reversed"]
+    assert "opposite" in report["direction"]["message"]
+    assert {c["verdict"] for name, c in report["checks"].items() if name.endswith("_auc")} <= {"pass", "warn"}
+    by_term = {r["term"]: r for r in report["per_term"]}
+    assert by_term["z"]["flipped"] == ["sentence 0 about z"] and by_term["x"]["flipped"] == []
+    # the right label: no warning
+    assert identity_report(1 - scores, ["x", "y", "z"], labels=labels, resamples=100)["direction"] is None

@@ -118,6 +118,18 @@ def test_text_report_on_the_real_sentiment_model(celery_worker, db, sentiment_by
     shifts = [r["score_shift"] for r in result["per_term"]]
     assert sum(shifts) == pytest.approx(0, abs=1e-5)  # shifts are against the template average
     assert result["overall_auc"] is not None and result["verdict"] in ("pass", "warn", "fail")
+    assert result["direction"] is None  # NEGATIVE is what label 1 ("disgusting", "hate") means
+    # the opposite label: the report says so, and the reversed AUCs are not failures of the model
+    upload = io.BytesIO(templates.encode())
+    upload.name = "templates.csv"
+    reversed_run = client(served).post("/api/v1/models/sentiment/versions/1/bias-reports", {
+        "file": upload, "terms": json.dumps(["gay", "straight", "muslim", "christian"]), "score_label": "POSITIVE",
+    }, format="multipart")
+    assert reversed_run.status_code == 202, reversed_run.content
+    flipped = wait_for(reversed_run.json()["id"], timeout=180).result
+    assert flipped["overall_auc"] < 0.5 and flipped["direction"]["reversed"]
+    assert "NEGATIVE" in flipped["direction"]["message"] and "POSITIVE was chosen" in flipped["direction"]["message"]
+    assert all(c["verdict"] != "fail" for name, c in flipped["checks"].items() if name.endswith("_auc"))
 
 
 @pytest.mark.parametrize(("body", "status", "needle"), [
