@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from inference import selectors
 from inference.exceptions import InvalidArchive, InvalidInput
 from inference.models import Task
-from inference.services import registry, uploads
+from inference.services import cards, registry, uploads
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
 from portal.platform.parsers import loads_checked
@@ -142,12 +142,34 @@ class ModelDetailApi(APIView):
 
 
 class VersionDetailApi(APIView):
-    required_capability = Cap.MODEL_READ
+    required_capability = Cap.MODEL_READ  # editing and deleting: the service checks MODEL_REGISTER
+
+    class EditSerializer(StrictSerializer):
+        # values are checked as text by the service (a CharField would turn 3 into "3")
+        card = serializers.DictField(child=serializers.JSONField(), allow_empty=False,
+                                     help_text=f"the card fields to change (text, at most {cards.CARD_MAX_CHARS} "
+                                               "characters each); the others stay")
 
     @extend_schema(responses=VersionDetailSerializer, summary="A version with its card and lifecycle")
     def get(self, request: Request, name: str, version: int) -> Response:
         found = selectors.version_get(actor=actor_of(request), name=name, version=version)
         return Response(VersionDetailSerializer(found).data)
+
+    @extend_schema(request=EditSerializer, responses=VersionDetailSerializer,
+                   summary="Edit the model card of a draft or rejected version (audited)")
+    def patch(self, request: Request, name: str, version: int) -> Response:
+        data = self.EditSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        found = selectors.version_get(actor=actor, name=name, version=version)
+        edited = cards.model_card_edit(actor=actor, version=found, changes=data.validated_data["card"])
+        return Response(VersionDetailSerializer(edited).data)
+
+    @extend_schema(request=None, responses={204: None}, summary="Delete a draft version (audited)")
+    def delete(self, request: Request, name: str, version: int) -> Response:
+        actor = actor_of(request)
+        cards.model_version_delete(actor=actor, version=selectors.version_get(actor=actor, name=name, version=version))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class VersionTransitionApi(APIView):

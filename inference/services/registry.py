@@ -44,6 +44,31 @@ CARD_REQUIRED_TO_SUBMIT = ["intended_use", "out_of_scope_uses", "training_data",
 
 
 
+# What each field asks, for people: submission lists what is missing in these words.
+CARD_QUESTIONS = {
+    "intended_use": "what the model is for",
+    "out_of_scope_uses": "what it must not be used for",
+    "training_data": "what it was trained on",
+    "evaluation_data": "what it was evaluated on",
+    "metrics": "how well it does",
+    "limitations": "its limitations",
+    "ethical_considerations": "its ethical considerations",
+    "owner": "who answers for it",
+}
+
+
+def card_missing(card: dict[str, Any]) -> list[str]:
+    """The fields a reviewer needs that `card` leaves empty."""
+    return [f for f in CARD_REQUIRED_TO_SUBMIT if not str(card.get(f, "")).strip()]
+
+
+def card_missing_sentence(missing: list[str]) -> str:
+    """'The model card does not yet say what the model is for and who answers for it; complete it before review.'"""
+    words = [CARD_QUESTIONS[f] for f in missing]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"The model card does not yet say {listed}; complete it before review."
+
+
 def card_clean(card: Any) -> dict[str, Any]:
     if not isinstance(card, dict):
         raise IncompleteCard("The model card must be an object.")
@@ -133,11 +158,9 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
     if action == "reject" and not comment.strip():
         raise IllegalTransition("A rejection needs a comment saying why.")
     if action == "submit":
-        missing = [f for f in CARD_REQUIRED_TO_SUBMIT if not str(version.card.get(f, "")).strip()]
+        missing = card_missing(version.card)
         if missing:
-            raise IncompleteCard(
-                f"The model card needs {', '.join(missing)} before review.", details={"missing": missing}
-            )
+            raise IncompleteCard(card_missing_sentence(missing), details={"missing": missing})
         version.submitted_by = actor.user
     if action == "retire" and version.aliases.exists():
         names = ", ".join(version.aliases.values_list("name", flat=True))

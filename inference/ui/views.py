@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from inference import selectors
 from inference.evidence import version_evidence
 from inference.models import BatchJob, ModelVersion, Task, UsageDaily, VersionStatus
-from inference.services import jobs, predictions, registry, uploads
+from inference.services import cards, jobs, predictions, registry, uploads
 from inference.services.usage import today
 from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
@@ -97,6 +97,13 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_review": actor.can(Cap.MODEL_REVIEW) and chosen.status == VersionStatus.SUBMITTED
         and chosen.submitted_by_id != actor.user.pk,
         "can_submit": actor.can(Cap.MODEL_REGISTER) and chosen.status in (VersionStatus.DRAFT, VersionStatus.REJECTED),
+        "can_edit_card": actor.can(Cap.MODEL_REGISTER) and chosen.status in cards.EDITABLE,
+        "can_delete": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.DRAFT,
+        "card_missing": registry.card_missing_sentence(registry.card_missing(chosen.card))
+        if registry.card_missing(chosen.card) else "",
+        "card_fields": [{"name": f, "label": f.replace("_", " ").capitalize(), "question": registry.CARD_QUESTIONS[f],
+                         "value": chosen.card.get(f, "")} for f in registry.CARD_FIELDS],
+        "card_history": cards.card_history(chosen),
         "can_alias": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.APPROVED,
         "can_retire": actor.can(Cap.MODEL_REVIEW) and chosen.status == VersionStatus.APPROVED,
         "self_submitted": chosen.submitted_by_id == actor.user.pk,
@@ -118,6 +125,17 @@ def version_action(request: HttpRequest, name: str, version: int) -> HttpRespons
             registry.alias_move(actor=actor, model=found.model, alias=request.POST.get("alias") or "production",
                                 version=found)
             messages.success(request, f"{request.POST.get('alias') or 'production'} now points at {found}.")
+        elif action == "card":
+            changes = {f: request.POST[f"card-{f}"] for f in registry.CARD_FIELDS if f"card-{f}" in request.POST}
+            cards.model_card_edit(actor=actor, version=found, changes=changes)
+            messages.success(request, f"{found}: model card saved.")
+        elif action == "delete":
+            if request.POST.get("confirm") != "yes":
+                messages.error(request, "Tick the box to confirm that the draft is to be deleted.")
+            else:
+                cards.model_version_delete(actor=actor, version=found)
+                messages.success(request, f"{found} was deleted.")
+                return redirect("/models/" + (f"{name}/" if found.model.versions.exists() else ""))
         elif action in ("submit", "approve", "reject", "retire"):
             registry.model_version_transition(actor=actor, version=found, action=action,
                                               comment=request.POST.get("comment", ""))

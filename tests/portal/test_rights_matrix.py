@@ -52,6 +52,8 @@ CASES = [
     ("model-upload", "get", "/api/v1/model-uploads/{u}", None, REGISTRARS),
     ("model", "get", "/api/v1/models/credit", None, EVERYONE),
     ("version", "get", "/api/v1/models/credit/versions/1", None, EVERYONE),
+    ("version-card-edit", "patch", "/api/v1/models/credit/versions/1", {"card": {"limitations": "x"}}, REGISTRARS),
+    ("version-delete", "delete", "/api/v1/models/credit/versions/1", None, REGISTRARS),
     ("version-submit", "post", "/api/v1/models/credit/versions/1/submit", {}, REGISTRARS),
     ("version-approve", "post", "/api/v1/models/credit/versions/1/approve", {}, REVIEWERS),
     ("version-reject", "post", "/api/v1/models/credit/versions/1/reject", {"comment": "x"}, REVIEWERS),
@@ -106,7 +108,7 @@ CASES = [
 
 # Objects of an organisation: another organisation's members get 404 on these.
 OBJECT_CASES = [c for c in CASES if c[0] in {
-    "model", "model-upload", "version", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
+    "model", "model-upload", "version", "version-card-edit", "version-delete", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
     "global-explanations", "global-explanation-create", "global-explanation", "training-dataset", "fine-tune",
     "fine-tune-cancel", "exports-of-version", "export-create", "export", "export-download",
