@@ -19,7 +19,9 @@ from audit.log.services import (
     audit_erase_subject,
     checkpoint_create,
     checkpoint_signed,
+    redaction_preview,
     redaction_rule_create,
+    redaction_rule_delete,
 )
 from audit.log.signing import key_id, load_public_key
 from audit.log.tasks import log_verify_task
@@ -291,3 +293,36 @@ class RedactionRuleApi(APIView):
         rule = redaction_rule_create(actor=actor.audit_actor, organization_id=actor.organization.pk,
                                      **data.validated_data)
         return Response(self.OutputSerializer(rule).data, status=status.HTTP_201_CREATED)
+
+
+class RedactionRuleDetailApi(APIView):
+    required_capability = Cap.ORG_MANAGE
+
+    @extend_schema(request=None, responses={204: None}, summary="Remove a redaction pattern (audited)")
+    def delete(self, request: Request, pk: int) -> Response:
+        actor = actor_of(request)
+        redaction_rule_delete(actor=actor.audit_actor, organization_id=actor.organization.pk, rule_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RedactionPreviewApi(APIView):
+    """What the log would store of a text: nothing is stored, the text is not logged."""
+
+    required_capability = Cap.ORG_MANAGE
+
+    class InputSerializer(StrictSerializer):
+        text = serializers.CharField(max_length=10_000, trim_whitespace=False)
+        label = serializers.RegexField(r"^[A-Z][A-Z0-9_]{0,31}$", required=False, default="CANDIDATE")  # type: ignore[assignment]
+        pattern = serializers.CharField(max_length=500, required=False, default="",
+                                        help_text="a candidate rule, tried beside the organisation's")
+
+    class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+        redacted = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer,
+                   summary="Try the redaction (and a candidate pattern) on a sample text")
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        redacted = redaction_preview(organization_id=actor_of(request).organization.pk, **data.validated_data)
+        return Response(self.OutputSerializer({"redacted": redacted}).data)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("verify/", views.audit_verify_now, name="audit-verify"),
     path("verification/", views.audit_verification_status, name="audit-verification"),
     path("checkpoint/", views.audit_checkpoint_now, name="audit-checkpoint"),
+    path("redaction/", views.redaction_rules, name="audit-redaction"),
 ]

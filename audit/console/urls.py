@@ -13,4 +13,6 @@ urlpatterns = [
     path("export", apis.ExportApi.as_view(), name="api-audit-export"),
     path("erasures", apis.ErasureCreateApi.as_view(), name="api-audit-erasures"),
     path("redaction-rules", apis.RedactionRuleApi.as_view(), name="api-audit-redaction-rules"),
+    path("redaction-rules/<int:pk>", apis.RedactionRuleDetailApi.as_view(), name="api-audit-redaction-rule"),
+    path("redaction-preview", apis.RedactionPreviewApi.as_view(), name="api-audit-redaction-preview"),
 ]

@@ -106,3 +106,40 @@ def audit_checkpoint_now(request: HttpRequest) -> HttpResponse:
     return redirect("audit-log")
 
 
+
+
+@capability_required(Cap.ORG_MANAGE, "manage redaction rules")
+def redaction_rules(request: HttpRequest) -> HttpResponse:
+    """The organisation's own redaction patterns: list, add, try on a sample text, remove; audited."""
+    from django.contrib import messages
+
+    from audit.log.models import RedactionRule
+    from audit.log.services import redaction_preview, redaction_rule_create, redaction_rule_delete
+    from portal.platform.exceptions import PortalError
+
+    actor = request.actor  # type: ignore[attr-defined]
+    organization_id = actor.organization.pk
+    context: dict[str, object] = {"sample": "", "label": "", "pattern": ""}
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        label, pattern = request.POST.get("label", "").strip(), request.POST.get("pattern", "")
+        try:
+            if action == "add":
+                redaction_rule_create(actor=actor.audit_actor, organization_id=organization_id, label=label,
+                                      pattern=pattern)
+                messages.success(request, f"Redaction rule {label} added: entries from now on are redacted with it.")
+                return redirect("audit-redaction")
+            if action == "delete":
+                redaction_rule_delete(actor=actor.audit_actor, organization_id=organization_id,
+                                      rule_id=int(request.POST.get("rule") or 0))
+                messages.success(request, "Redaction rule removed; entries already stored stay as they are.")
+                return redirect("audit-redaction")
+            if action == "try":
+                sample = request.POST.get("sample", "")[:10_000]
+                context.update(sample=sample, label=label, pattern=pattern, tried=True,
+                               redacted=redaction_preview(organization_id=organization_id, text=sample,
+                                                          label=label or "CANDIDATE", pattern=pattern))
+        except PortalError as exc:
+            context.update(error=exc.message, label=label, pattern=pattern)
+    context["rules"] = RedactionRule.objects.filter(organization_id=organization_id).order_by("label")
+    return render(request, "audit/redaction.html", context, status=400 if context.get("error") else 200)

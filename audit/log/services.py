@@ -26,6 +26,7 @@ from audit.log.models import (
     RedactionRule,
     VerificationRun,
 )
+from portal.platform.exceptions import NotFound
 
 ACTION = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$")
 logger = logging.getLogger("steward.audit")
@@ -205,6 +206,43 @@ def redaction_rule_create(*, actor: AuditActor, organization_id: int, label: str
                      payload={"label": rule.label, "pattern": rule.pattern})
     rulebook.book().forget()  # a rolled-back rule is forgotten too
     return rule
+
+
+def redaction_rule_delete(*, actor: AuditActor, organization_id: int, rule_id: int) -> None:
+    """Removes an organisation's pattern: entries appended after this are no longer redacted by it
+    (those already stored stay as they were). Audited.
+
+    Raises:
+        NotFound (404): no such rule in this organisation.
+    """
+    with transaction.atomic():
+        rule = RedactionRule.objects.select_for_update().filter(pk=rule_id, organization_id=organization_id).first()
+        if rule is None:
+            raise NotFound("No such redaction rule in this organisation.")
+        payload = {"label": rule.label, "pattern": rule.pattern}
+        rule.delete()
+        LogHead.objects.select_for_update().get_or_create(pk=1)
+        LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
+        rulebook.book().forget()
+        audit_record(action="redaction_rule.deleted", actor=actor, organization_id=organization_id,
+                     target_type="audit.RedactionRule", target_id=rule_id, payload=payload)
+    rulebook.book().forget()
+
+
+def redaction_preview(*, organization_id: int, text: str, label: str = "", pattern: str = "") -> str:
+    """`text` as the log would store it: the built-in redaction and the organisation's rules, and a
+    candidate rule (`label`, `pattern`) when given. Nothing is stored.
+
+    Raises:
+        InvalidRedactionRule (400): a candidate pattern that cannot be run.
+    """
+    rules = list(rulebook.book().rules(rulebook.book().version(), organization_id))
+    if pattern:
+        try:
+            rules.append((label or "CANDIDATE", redaction.compile_rule(pattern)))
+        except ValueError as exc:
+            raise InvalidRedactionRule(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", details={"pattern": [str(exc)]}) from None
+    return redaction.redact_text(text, rules)
 
 
 def _signing_key():  # type: ignore[no-untyped-def]

@@ -104,6 +104,8 @@ CASES = [
     ("audit-erasure", "post", "/api/v1/audit/erasures", {"subject": "someone"}, ADMINS),
     ("audit-redaction-rules", "get", "/api/v1/audit/redaction-rules", None, ADMINS),
     ("audit-redaction-rule-add", "post", "/api/v1/audit/redaction-rules", {"label": "X", "pattern": "X-\\d+"}, ADMINS),
+    ("audit-redaction-rule-delete", "delete", "/api/v1/audit/redaction-rules/999999", None, ADMINS),
+    ("audit-redaction-preview", "post", "/api/v1/audit/redaction-preview", {"text": "x"}, ADMINS),
 ]
 
 # Objects of an organisation: another organisation's members get 404 on these.
