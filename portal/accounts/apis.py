@@ -159,6 +159,13 @@ class MemberUpdateApi(APIView):
         )
         return Response(MemberOutputSerializer(membership).data)
 
+    @extend_schema(request=None, responses={204: None},
+                   summary="Remove a member (their tokens for the organisation are revoked)")
+    def delete(self, request: Request, pk: int) -> Response:
+        actor = actor_of(request)
+        services.membership_remove(actor=actor, membership=selectors.membership_get_for_actor(actor=actor, pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class TokenOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     id = serializers.IntegerField()

@@ -173,6 +173,29 @@ def membership_role_change(*, actor: Actor, membership: Membership, role: Role) 
 
 
 @transaction.atomic
+def membership_remove(*, actor: Actor, membership: Membership) -> None:
+    """Removes a member: their tokens for this organisation are revoked with it, and the
+    organisation keeps at least one admin. What they did stays in the log, under their name.
+
+    Raises:
+        LastAdmin (409): the only admin.
+    """
+    _check_can_manage(actor)
+    admins = list(Membership.objects.select_for_update()
+                  .filter(organization=membership.organization, role=Role.ADMIN).values_list("pk", flat=True))
+    if admins == [membership.pk]:
+        raise LastAdmin()
+    revoked = ApiToken.objects.filter(user_id=membership.user_id, organization_id=membership.organization_id,
+                                      revoked_at__isnull=True).update(revoked_at=timezone.now())
+    Membership.objects.filter(pk=membership.pk).delete()
+    audit_record(
+        action="membership.removed", actor=actor.audit_actor, organization_id=membership.organization_id,
+        target_type="accounts.User", target_id=membership.user_id,
+        payload={"username": membership.user.username, "role": membership.role, "tokens_revoked": revoked},
+    )
+
+
+@transaction.atomic
 def token_create(
     *,
     actor: Actor,

@@ -131,6 +131,11 @@ def members(request: HttpRequest) -> HttpResponse:
                                                         role=Role(request.POST.get("role", "")))
                 messages.success(request, f"Invited {invitation.username} as {invitation.role}: they join when they "
                                           "accept, from their dashboard.")
+            elif "remove" in request.POST:
+                membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["remove"]))
+                services.membership_remove(actor=actor, membership=membership)
+                messages.success(request, f"{membership.user.username} is no longer a member; their tokens here are "
+                                          "revoked.")
             elif "revoke" in request.POST:
                 invitation = selectors.invitation_get_sent(actor=actor, pk=int(request.POST["revoke"]))
                 services.invitation_revoke(actor=actor, invitation=invitation)

@@ -85,6 +85,8 @@ TOKEN_CASES = [
      {**dict.fromkeys(ROLES, 403), "admin": 200}),
     ("member-role-other-org", "patch", lambda w: f"/api/v1/members/{w.other_member_id}", {"role": "auditor"},
      {**dict.fromkeys(ROLES, 403), "admin": 404}),
+    ("member-remove-other-org", "delete", lambda w: f"/api/v1/members/{w.other_member_id}", None,
+     {**dict.fromkeys(ROLES, 403), "admin": 404}),
     ("tokens-list", "get", lambda w: "/api/v1/tokens", None, ALL),
     ("tokens-create-with-token", "post", lambda w: "/api/v1/tokens", {"name": "x"},
      dict.fromkeys(ROLES, 403)),
@@ -118,7 +120,7 @@ def test_token_rights(world, role, name, method, path, body, expected) -> None:
     assert response.status_code == expected[role], response.content
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"code", "message", "details"}
-    if name == "member-role-other-org":
+    if name in ("member-role-other-org", "member-remove-other-org"):
         assert Membership.objects.get(pk=world.other_member_id).role == "admin"
 
 
@@ -176,3 +178,41 @@ def test_anonymous_gets_401_everywhere(db) -> None:
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_an_admin_removes_a_member_whose_tokens_go_with_it_but_never_the_last_admin(world) -> None:
+    from audit.log.models import LogEntry
+
+    admin = session(world, "admin")
+    consumer_token = token_for(world.users["consumer"], world.own_org)
+    still = APIClient()
+    still.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_token.secret}")
+    assert still.get("/api/v1/me").status_code == 200
+    # the consumer's own token cannot remove anyone
+    assert still.delete(f"/api/v1/members/{world.own_member_id}").status_code == 403
+    # when
+    assert admin.delete(f"/api/v1/members/{world.own_member_id}").status_code == 204
+    # then: gone, the token with it, the removal in the log
+    assert not Membership.objects.filter(pk=world.own_member_id).exists()
+    assert still.get("/api/v1/me").status_code == 401
+    assert ApiToken.objects.get(pk=consumer_token.token.pk).revoked_at is not None
+    entry = LogEntry.objects.get(action="membership.removed", target_id=str(world.users["consumer"].pk))
+    assert entry.payload["username"] == world.users["consumer"].username and entry.payload["tokens_revoked"] >= 1
+    assert admin.delete(f"/api/v1/members/{world.own_member_id}").status_code == 404
+    # the last admin stays
+    own_admin = Membership.objects.get(user=world.users["admin"], organization=world.own_org)
+    refused = admin.delete(f"/api/v1/members/{own_admin.pk}")
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "last_admin"
+    assert Membership.objects.filter(pk=own_admin.pk).exists()
+
+
+def test_the_members_page_removes_a_member(world) -> None:
+    from django.test import Client
+
+    page = Client()
+    page.force_login(world.users["admin"])
+    shown = page.get("/members/").content.decode()
+    assert f'name="remove" value="{world.own_member_id}"' in shown
+    removed = page.post("/members/", {"remove": world.own_member_id}, follow=True).content.decode()
+    assert "is no longer a member" in removed
+    assert not Membership.objects.filter(pk=world.own_member_id).exists()
