@@ -87,8 +87,19 @@ _VERSION_BY_ALIAS = Prebuilt(
 )
 
 
-def version_resolve_for_serving(*, actor: Actor, ref: str) -> ModelVersion:
-    """`name`, `name@alias` or `name@3` to a servable version (the `production` alias by default)."""
+TRIAL_STATES = (VersionStatus.DRAFT, VersionStatus.SUBMITTED)
+
+
+def _may_try(actor: Actor) -> bool:
+    return actor.can(Cap.MODEL_REGISTER) or actor.can(Cap.MODEL_REVIEW)
+
+
+def version_resolve_for_serving(*, actor: Actor, ref: str, trial: bool = False) -> ModelVersion:
+    """`name`, `name@alias` or `name@3` to a servable version (the `production` alias by default).
+
+    `trial` (the playground): owners and reviewers may also try a draft or submitted version, whose
+    predictions the log marks as made by a version not approved. Consumers never see one.
+    """
     match = REF.match(ref)
     if match is None:
         raise ModelNotFound(f"{ref!r} is not a model reference (name, name@alias or name@version).")
@@ -115,7 +126,7 @@ def version_resolve_for_serving(*, actor: Actor, ref: str) -> ModelVersion:
     if not version.is_servable and not _sees_unapproved(actor):
         # Consumers do not learn that unapproved versions exist.
         raise ModelNotFound(f"Model {name!r} has no servable version {pointer}.")
-    if not version.is_servable:
+    if not version.is_servable and not (trial and version.status in TRIAL_STATES and _may_try(actor)):
         raise ModelNotServable(
             f"{name}@{version.version} is {version.status}; only approved versions serve predictions."
         )

@@ -122,7 +122,7 @@ _CLAIM = Statement("UPDATE {Prediction} SET {Prediction.status} = %s WHERE {Pred
 _RUN_READ = Prebuilt(
     [(Prediction, "p", ("organization", "model_version", "requested_by", "token", "request_id", "inputs", "rows",
                         "status", "outputs", "device", "compute_ms", "audit_index", "audit_leaf_hash", "finished_at")),
-     (ModelVersion, "v", ("version", "task", "labels", "artifact", "artifact_sha256", "model")),
+     (ModelVersion, "v", ("version", "task", "labels", "artifact", "artifact_sha256", "model", "status")),
      (RegisteredModel, "m", ("name",)),
      (User, "u", ("username",))],
     "FROM {Prediction} p INNER JOIN {ModelVersion} v ON v.{ModelVersion.id} = p.{Prediction.model_version} "
@@ -198,7 +198,10 @@ def prediction_finish_many(items: list[_Finished]) -> list[dict[str, Any]]:
                 payload={"model": item.prediction.model_version.model.name,
                          "version": item.prediction.model_version.version,
                          "inputs": item.prediction.inputs["rows"], "outputs": item.outputs,
-                         "latency_ms": item.latency_ms, "compute_ms": item.compute_ms, "device": item.device},
+                         "latency_ms": item.latency_ms, "compute_ms": item.compute_ms, "device": item.device,
+                         # tried in the playground by an owner or a reviewer before approval
+                         **({} if item.prediction.model_version.is_servable else
+                            {"approved": False, "version_status": item.prediction.model_version.status})},
                 subject=item.prediction.inputs.get("subject") or None,
             )
             for item in items

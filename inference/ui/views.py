@@ -98,6 +98,9 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         and chosen.submitted_by_id != actor.user.pk,
         "can_submit": actor.can(Cap.MODEL_REGISTER) and chosen.status in (VersionStatus.DRAFT, VersionStatus.REJECTED),
         "can_edit_card": actor.can(Cap.MODEL_REGISTER) and chosen.status in cards.EDITABLE,
+        "can_try": chosen.status in selectors.TRIAL_STATES
+        and (actor.can(Cap.MODEL_REGISTER) or actor.can(Cap.MODEL_REVIEW)),
+        "try_ref": f"{model.name}@{chosen.version}",
         "can_delete": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.DRAFT,
         "card_missing": registry.card_missing_sentence(registry.card_missing(chosen.card))
         if registry.card_missing(chosen.card) else "",
@@ -165,11 +168,13 @@ def _feature_fields(version: ModelVersion) -> list[dict[str, Any]]:
 def playground(request: HttpRequest, name: str) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
-        version = selectors.version_resolve_for_serving(actor=actor, ref=name)
+        version = selectors.version_resolve_for_serving(actor=actor, ref=name, trial=True)
     except PortalError as exc:
         return render(request, "inference/missing.html", {"name": name, "why": exc.message}, status=404)
     return render(request, "inference/playground.html", {
         "version": version, "features": _feature_fields(version), "can_predict": actor.can(Cap.MODEL_PREDICT),
+        "ref": name,  # the form posts to the version that was opened: a tried draft is the one that answers
+        "trial": not version.is_servable,
     })
 
 
@@ -179,7 +184,7 @@ def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     error, result, version = "", None, None
     try:
-        version = selectors.version_resolve_for_serving(actor=actor, ref=name)
+        version = selectors.version_resolve_for_serving(actor=actor, ref=name, trial=True)
         if version.task == Task.TEXT:
             inputs: list[Any] = [request.POST.get("text", "")]
         else:
