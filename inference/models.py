@@ -218,6 +218,22 @@ class GlobalExplanation(WorkerJob):
         return f"global explanation {self.number} of {self.model_version}"
 
 
+class Evaluation(WorkerJob):
+    """A version's metrics measured on a held-out file the owner uploaded; when done, they are the
+    version's `metrics["evaluation"]`, with the file's hash."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="evaluations")
+    dataset_name = models.CharField(max_length=200)
+    dataset_sha256 = models.CharField(max_length=64)
+    dataset_path = models.CharField(max_length=300)
+    rows_total = models.PositiveIntegerField()
+    rows_done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
 class TrainingDataset(models.Model):
     """Records an organisation may fine-tune on, under a privacy budget its data owner set.
 

@@ -11,6 +11,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
     BatchJob,
+    Evaluation,
     Explanation,
     FineTuneJob,
     GlobalExplanation,
@@ -173,6 +174,19 @@ def global_explanation_get(*, actor: Actor, pk: int) -> GlobalExplanation:
              .select_related("model_version__model", "created_by").first())
     if found is None:
         raise NotFound("No such global explanation in this organisation.")
+    return found
+
+
+def evaluation_list(*, actor: Actor, version: ModelVersion) -> QuerySet[Evaluation]:
+    return (Evaluation.objects.filter(organization=actor.organization, model_version=version)
+            .select_related("model_version__model", "created_by"))
+
+
+def evaluation_get(*, actor: Actor, pk: int) -> Evaluation:
+    found = (Evaluation.objects.filter(organization=actor.organization, pk=pk)
+             .select_related("model_version__model", "created_by").first())
+    if found is None or not (found.model_version.is_servable or _sees_unapproved(actor)):
+        raise NotFound("No such evaluation in this organisation.")
     return found
 
 

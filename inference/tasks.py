@@ -96,3 +96,10 @@ def model_upload_check_task(self: Task, upload_id: int, reply_to: str | None = N
         from portal.platform.replies import reply_send
 
         reply_send(reply_to, {"upload": upload_id})
+
+
+@job_task("evaluation")
+def evaluation_run_task(self: Task, evaluation_id: int) -> None:
+    from inference.services.evaluations import evaluation_run
+
+    evaluation_run(evaluation_id=evaluation_id)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from inference.apis import batch, catalog, serving, training
+from inference.apis import batch, catalog, evaluation, serving, training
 
 urlpatterns = [
     path("models", catalog.ModelListRegisterApi.as_view(), name="api-models"),
@@ -18,6 +18,9 @@ urlpatterns = [
     path("models/<slug:name>/versions/<int:version>/global-explanations", serving.GlobalExplanationListCreateApi.as_view(),
          name="api-global-explanations"),
     path("global-explanations/<int:pk>", serving.GlobalExplanationDetailApi.as_view(), name="api-global-explanation"),
+    path("models/<slug:name>/versions/<int:version>/evaluations", evaluation.EvaluationListCreateApi.as_view(),
+         name="api-evaluations"),
+    path("evaluations/<int:pk>", evaluation.EvaluationDetailApi.as_view(), name="api-evaluation"),
     path("training-datasets", training.TrainingDatasetListCreateApi.as_view(), name="api-training-datasets"),
     path("training-datasets/<int:pk>", training.TrainingDatasetDetailApi.as_view(), name="api-training-dataset"),
     path("fine-tunes", training.FineTuneListCreateApi.as_view(), name="api-fine-tunes"),

@@ -1,12 +1,14 @@
 from django.urls import path, re_path
 
-from inference.ui import explanations, privacy, views
+from inference.ui import evaluations, explanations, privacy, views
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
     path("models/register/", views.model_register, name="model-register"),
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
     path("models/<slug:name>/versions/<int:version>/", views.version_action, name="version-action"),
+    path("models/<slug:name>/versions/<int:version>/evaluations/", evaluations.evaluation_create,
+         name="evaluation-create"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/$", views.playground, name="playground"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/predict/$", views.playground_predict, name="playground-predict"),
     path("models/<slug:name>/versions/<int:version>/global-explanations/", explanations.global_explanation_create,

@@ -101,6 +101,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_try": chosen.status in selectors.TRIAL_STATES
         and (actor.can(Cap.MODEL_REGISTER) or actor.can(Cap.MODEL_REVIEW)),
         "try_ref": f"{model.name}@{chosen.version}",
+        "evaluations": selectors.evaluation_list(actor=actor, version=chosen)[:5],
+        "can_evaluate": actor.can(Cap.MODEL_REGISTER),
         "can_delete": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.DRAFT,
         "card_missing": registry.card_missing_sentence(registry.card_missing(chosen.card))
         if registry.card_missing(chosen.card) else "",

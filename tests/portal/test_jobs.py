@@ -15,7 +15,7 @@ from inference.services.usage import quota_reserve
 from portal import jobs
 from portal.jobs import JobStatus, JobTask, job_beat, job_claim, job_fail, job_finish, jobs_requeue_stale
 
-KINDS = {"batch job", "explanation", "global explanation", "fine-tuning", "bias report", "compliance export",
+KINDS = {"batch job", "explanation", "global explanation", "fine-tuning", "bias report", "compliance export", "evaluation",
          "model upload"}
 
 

@@ -54,6 +54,9 @@ CASES = [
     ("version", "get", "/api/v1/models/credit/versions/1", None, EVERYONE),
     ("version-card-edit", "patch", "/api/v1/models/credit/versions/1", {"card": {"limitations": "x"}}, REGISTRARS),
     ("version-delete", "delete", "/api/v1/models/credit/versions/1", None, REGISTRARS),
+    ("evaluations", "get", "/api/v1/models/credit/versions/1/evaluations", None, EVERYONE),
+    ("evaluation-create", "post", "/api/v1/models/credit/versions/1/evaluations", {}, REGISTRARS),
+    ("evaluation", "get", "/api/v1/evaluations/999999", None, EVERYONE),
     ("version-submit", "post", "/api/v1/models/credit/versions/1/submit", {}, REGISTRARS),
     ("version-approve", "post", "/api/v1/models/credit/versions/1/approve", {}, REVIEWERS),
     ("version-reject", "post", "/api/v1/models/credit/versions/1/reject", {"comment": "x"}, REVIEWERS),
@@ -110,7 +113,8 @@ CASES = [
 
 # Objects of an organisation: another organisation's members get 404 on these.
 OBJECT_CASES = [c for c in CASES if c[0] in {
-    "model", "model-upload", "version", "version-card-edit", "version-delete", "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
+    "model", "model-upload", "version", "version-card-edit", "version-delete", "evaluations", "evaluation-create",
+    "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
     "global-explanations", "global-explanation-create", "global-explanation", "training-dataset", "fine-tune",
     "fine-tune-cancel", "exports-of-version", "export-create", "export", "export-download",
