@@ -208,7 +208,7 @@ def main() -> None:
     for portal in configs.values():  # nothing of this shell's own configuration leaks in
         for key in ("DATABASE_URL", "REDIS_URL"):
             if portal.name == "embedded" or key not in production:
-                portal.platform.env.pop(key, None)
+                portal.env.pop(key, None)
     results = {}
     for name, portal in configs.items():
         token = portal.start(json.dumps({"inputs": [text]}).encode())
