@@ -15,3 +15,16 @@ PATIENCE = float(os.environ.get("TEST_PATIENCE", "3") or 3)
 def patience(seconds: float) -> float:
     """The limit for an event expected within `seconds` on an idle machine."""
     return seconds * PATIENCE
+
+
+def finished(api: object, url: str, timeout: float = 120) -> dict:
+    """The body of a job's API resource (`url`) once its status is done or failed, polled."""
+    import time
+
+    deadline, body = time.monotonic() + patience(timeout), None
+    while time.monotonic() < deadline:
+        body = api.get(url).json()  # type: ignore[attr-defined]
+        if body["status"] in ("done", "failed"):
+            return body  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not finish: {body}")

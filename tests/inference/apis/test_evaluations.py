@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from audit.log.models import LogEntry
 from inference.models import Evaluation, ModelVersion
 from tests.inference.factories import bearer_client
-from tests.waits import patience
+from tests.waits import finished
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -36,14 +35,6 @@ def upload(content: bytes, name: str = "heldout.csv") -> io.BytesIO:
     return file
 
 
-def finished(api, url: str) -> dict:
-    deadline = time.monotonic() + patience(120)
-    while time.monotonic() < deadline:
-        body = api.get(url).json()
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not finish: {body}")
 
 
 def test_an_owner_measures_a_versions_metrics_on_held_out_rows(celery_worker, tabular) -> None:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from audit.log.models import LogEntry
 from inference.models import GlobalExplanation
 from tests.inference.factories import bearer_client, csv_upload, serve_model, stored_files
 from tests.portal.accounts.factories import OrganizationFactory
-from tests.waits import patience
+from tests.waits import finished
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 BASE = "/api/v1/models/credit/versions/1/global-explanations"
 
 
-def finished(api, url: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + patience(timeout)
-    while time.monotonic() < deadline:
-        body = api.get(url).json()
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not finish: {body}")
 
 
 def test_global_explanation_of_an_uploaded_sample(celery_worker, tabular) -> None:
