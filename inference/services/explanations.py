@@ -184,4 +184,7 @@ EXPLANATIONS = register(JobKind(
     name="explanation", model=Explanation, target_type="inference.Explanation",
     task="inference.tasks.explanation_run_task", failed_action="explanation.failed", actor=lambda job: WORKER,
     what="Explanation", stale_after=None,
+    # what the explainer raised is for the operators (the worker's log), not a Python error for the user
+    public_error=("The explanation could not be computed on the worker. Try again; if it fails again, try a "
+                  "smaller budget or a shorter input, or ask an admin to look at the worker's log."),
 ))

@@ -168,6 +168,8 @@ GLOBAL_EXPLANATIONS = register(JobKind(
     name="global explanation", model=GlobalExplanation, target_type="inference.GlobalExplanation",
     task="inference.tasks.global_explanation_run_task", failed_action="global_explanation.failed",
     actor=lambda job: WORKER, what="Global explanation",
+    public_error=("The global explanation could not be computed on the worker. Try again; if it fails again, try "
+                  "a smaller sample or budget, or ask an admin to look at the worker's log."),
 ))
 
 
