@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from inference.ui import evaluations, explanations, privacy, views
+from inference.ui import evaluations, explanations, privacy, reviews, views
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("privacy/datasets/<int:pk>/", privacy.dataset_detail, name="privacy-dataset"),
     path("fine-tunes/<int:pk>/", privacy.finetune_detail, name="fine-tune"),
     path("fine-tunes/<int:pk>/cancel/", privacy.finetune_cancel, name="fine-tune-cancel"),
+    path("reviews/", reviews.review_inbox, name="reviews"),
     path("jobs/", views.job_list, name="jobs"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("usage/card/", views.usage_card, name="usage-card"),

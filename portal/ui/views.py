@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from portal.accounts import lockout, selectors, services
 from portal.accounts.middleware import SESSION_ORG_KEY
-from portal.accounts.roles import ROLE_DESCRIPTIONS, Role, role_within
+from portal.accounts.roles import ROLE_DESCRIPTIONS, Cap, Role, role_within
 from portal.platform.exceptions import PortalError
 from portal.ui.forms import LockoutAuthenticationForm, TokenCreateForm, client_address
 from portal.web.access import capability_required, member_required
@@ -37,6 +37,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "token_count": selectors.token_list_for_actor(actor=actor).filter(user=actor.user).usable().count(),
         "invitations": services.invitations_for_user(user=actor.user),
     }
+    from inference.models import ModelVersion, VersionStatus  # the shell shows each role its own work
+
+    versions = ModelVersion.objects.filter(model__organization=actor.organization)
+    if actor.can(Cap.MODEL_REVIEW):
+        context["reviews_waiting"] = versions.filter(status=VersionStatus.SUBMITTED).exclude(
+            submitted_by=actor.user).count()
+    if actor.can(Cap.MODEL_REGISTER):
+        context["drafts"] = versions.filter(status__in=[VersionStatus.DRAFT, VersionStatus.REJECTED]).count()
     return render(request, "portal/dashboard.html", context)
 
 

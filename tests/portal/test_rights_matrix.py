@@ -48,6 +48,7 @@ ROW = {"income": 90, "region": "north"}
 # {u} a model upload, {x} an explanation, {g} a global explanation, {d} a training dataset, {f} a fine-tuning job, {c} a compliance export
 CASES = [
     ("models-list", "get", "/api/v1/models", None, EVERYONE),
+    ("reviews", "get", "/api/v1/reviews", None, REVIEWERS),
     ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
     ("model-upload", "get", "/api/v1/model-uploads/{u}", None, REGISTRARS),
     ("model", "get", "/api/v1/models/credit", None, EVERYONE),
