@@ -1,10 +1,11 @@
 from django.urls import path, re_path
 
-from inference.apis import batch, catalog, evaluation, reviews, serving, training
+from inference.apis import batch, catalog, evaluation, reviews, serving, training, usage
 
 urlpatterns = [
     path("models", catalog.ModelListRegisterApi.as_view(), name="api-models"),
     path("reviews", reviews.ReviewListApi.as_view(), name="api-reviews"),
+    path("usage", usage.UsageApi.as_view(), name="api-usage"),
     path("model-uploads/<int:pk>", catalog.ModelUploadDetailApi.as_view(), name="api-model-upload"),
     path("models/<slug:name>", catalog.ModelDetailApi.as_view(), name="api-model"),
     path("models/<slug:name>/versions/<int:version>", catalog.VersionDetailApi.as_view(), name="api-version"),

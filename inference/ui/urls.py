@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from inference.ui import evaluations, explanations, privacy, reviews, views
+from inference.ui import evaluations, explanations, privacy, reviews, usage, views
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
@@ -25,4 +25,5 @@ urlpatterns = [
     path("jobs/", views.job_list, name="jobs"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("usage/card/", views.usage_card, name="usage-card"),
+    path("usage/", usage.usage_page, name="usage"),
 ]

@@ -49,6 +49,7 @@ ROW = {"income": 90, "region": "north"}
 CASES = [
     ("models-list", "get", "/api/v1/models", None, EVERYONE),
     ("reviews", "get", "/api/v1/reviews", None, REVIEWERS),
+    ("usage", "get", "/api/v1/usage", None, EVERYONE),
     ("models-register", "post", "/api/v1/models", {}, REGISTRARS),
     ("model-upload", "get", "/api/v1/model-uploads/{u}", None, REGISTRARS),
     ("model", "get", "/api/v1/models/credit", None, EVERYONE),

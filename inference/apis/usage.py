@@ -1,0 +1,58 @@
+"""Usage over time through the API."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference.exceptions import InvalidInput
+from inference.usage_history import MAX_DAYS, usage_history
+from portal.accounts.roles import Cap
+from portal.web.api import actor_of
+
+
+class DaySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    day = serializers.DateField()
+    requests = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    compute_ms = serializers.FloatField()
+
+
+class TokenUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    token = serializers.IntegerField()
+    name = serializers.CharField()
+    requests = serializers.IntegerField()
+    rows = serializers.IntegerField()
+
+
+class ModelUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    model = serializers.CharField()
+    requests = serializers.IntegerField()
+    batch_jobs = serializers.IntegerField()
+    rows = serializers.IntegerField()
+
+
+class UsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    since = serializers.DateField()
+    until = serializers.DateField()
+    daily = DaySerializer(many=True)
+    tokens = TokenUsageSerializer(many=True)
+    models = ModelUsageSerializer(many=True)
+
+
+class UsageApi(APIView):
+    required_capability = Cap.ORG_READ
+
+    @extend_schema(parameters=[OpenApiParameter("days", int, description=f"1 to {MAX_DAYS}, default 30")],
+                   responses=UsageSerializer, summary="Usage per day, per token and per model over a period")
+    def get(self, request: Request) -> Response:
+        try:
+            days = int(request.query_params.get("days") or 30)
+        except ValueError:
+            raise InvalidInput(f"days must be a whole number from 1 to {MAX_DAYS}.") from None
+        if not 1 <= days <= MAX_DAYS:
+            raise InvalidInput(f"days must be a whole number from 1 to {MAX_DAYS}; got {days}.")
+        return Response(UsageSerializer(usage_history(actor=actor_of(request), days=days)).data)

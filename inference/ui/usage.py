@@ -1,0 +1,22 @@
+"""Usage over time: a chart of rows per day, and the period's totals per token and per model."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from inference import charts
+from inference.usage_history import MAX_DAYS, usage_history
+from portal.accounts.roles import Cap
+from portal.web.access import capability_required
+
+
+@capability_required(Cap.ORG_READ, "see the organisation's usage")
+def usage_page(request: HttpRequest) -> HttpResponse:
+    try:
+        days = min(max(int(request.GET.get("days") or 30), 1), MAX_DAYS)
+    except ValueError:
+        days = 30
+    history = usage_history(actor=request.actor, days=days)  # type: ignore[attr-defined]
+    return render(request, "inference/usage.html", {"history": history, "days": days,
+                                                    "chart": charts.usage_columns(history["daily"])})

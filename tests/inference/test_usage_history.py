@@ -1,0 +1,56 @@
+"""Usage over time, per day, per token and per model, from the metering already stored."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from inference.models import BatchJob, Prediction, UsageDaily
+from inference.services.usage import today
+from tests.inference.factories import bearer_client
+from tests.portal.accounts.factories import token_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def metered(tabular):
+    """Three days of metering, a token's share, two predictions and a batch job of credit."""
+    token = token_for(tabular.actors["consumer"].user, tabular.org, "consumer", name="claims service").token
+    day = today()
+    for back, rows in ((0, 5), (1, 7), (3, 2)):
+        UsageDaily.objects.create(organization=tabular.org, token=None, day=day - timedelta(days=back),
+                                  requests=rows, rows=rows, compute_ms=rows * 1.5)
+    UsageDaily.objects.create(organization=tabular.org, token=token, day=day, requests=4, rows=4, compute_ms=6.0)
+    for rows in (1, 2):
+        Prediction.objects.create(organization=tabular.org, model_version=tabular.version, status="done",
+                                  requested_by=tabular.actors["consumer"].user, inputs={"rows": []}, rows=rows)
+    BatchJob.objects.create(organization=tabular.org, model_version=tabular.version, input_name="b.csv",
+                            input_path="x", input_format="csv", rows_total=10, rows_done=10, status="done",
+                            created_by=tabular.actors["owner"].user)
+    return token
+
+
+def test_usage_per_day_token_and_model_through_the_api(tabular, metered) -> None:
+    response = bearer_client(tabular, "owner").get("/api/v1/usage?days=7")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert len(body["daily"]) == 7 and body["until"] == today().isoformat()
+    by_day = {d["day"]: d["rows"] for d in body["daily"]}
+    assert by_day[today().isoformat()] == 5 and by_day[(today() - timedelta(days=1)).isoformat()] == 7
+    assert by_day[(today() - timedelta(days=2)).isoformat()] == 0  # a day without traffic is there, at 0
+    assert body["tokens"] == [{"token": metered.pk, "name": "claims service", "requests": 4, "rows": 4}]
+    assert body["models"] == [{"model": "credit", "requests": 2, "batch_jobs": 1, "rows": 13}]
+    assert bearer_client(tabular, "owner").get("/api/v1/usage?days=0").status_code == 400
+    assert bearer_client(tabular, "owner").get("/api/v1/usage?days=x").status_code == 400
+
+
+def test_the_usage_page_charts_the_days_and_lists_tokens_and_models(tabular, metered) -> None:
+    page = Client()
+    page.force_login(tabular.actors["owner"].user)
+    html = page.get("/usage/?days=7").content.decode()
+    assert 'data-testid="usage-daily"' in html and html.count('class="cbar"') == 7
+    assert "claims service" in html and ">credit</a>" in html
+    assert 'data-testid="usage-link"' in page.get("/usage/card/").content.decode()
