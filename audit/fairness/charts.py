@@ -11,8 +11,17 @@ from portal.platform.svg import WIDTH, svg
 from portal.platform.svg import axis as draw_axis
 
 ROW = 26
-LEFT = 190
-PLOT = WIDTH - LEFT - 60
+CHAR = 7.2  # width of a label's character at the charts' 12 px (Vera/DejaVu), a little generous
+LABEL_MAX = 42  # longer labels are cut with an ellipsis; the whole label is in the bar's tooltip and the table
+
+
+def _label(text: str) -> str:
+    return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
+
+
+def _left(labels: list[str]) -> int:
+    """The left margin that the longest label needs, so that no label is clipped (at least 120 px)."""
+    return int(max(120, min(8 + 8 + CHAR * max((len(label) for label in labels), default=0), 8 + 8 + CHAR * LABEL_MAX)))
 
 
 def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
@@ -20,15 +29,18 @@ def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
     groups = [g for g in axis["groups"] if not g["too_small"] and g["selection_rate"] is not None]
     if not groups:
         return mark_safe("")
+    labels = [_label(f"{g['group']} ({g['count']})") for g in groups]
+    left = _left(labels)
+    plot = WIDTH - left - 60
     top = max(max((g["selection_rate_ci95"][1] or g["selection_rate"]) for g in groups), 0.05)
     limit = min(1.0, round(top * 1.15 + 0.05, 1))
     height = 30 + ROW * len(groups) + 30
 
     def scale(value: float) -> float:
-        return round(LEFT + PLOT * value / limit, 1)
+        return round(left + plot * value / limit, 1)
 
     ticks = [limit * i / 4 for i in range(5)]
-    parts = draw_axis(LEFT, LEFT + PLOT, 20, height - 30, ticks, "{:.2f}", scale)
+    parts = draw_axis(left, left + plot, 20, height - 30, ticks, "{:.2f}", scale)
     highest = max(g["selection_rate"] for g in groups)
     line = 0.8 * highest
     parts.append(f'<line x1="{scale(line)}" y1="14" x2="{scale(line)}" y2="{height - 30}" class="threshold"/>')
@@ -38,9 +50,8 @@ def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
         rate = group["selection_rate"]
         low, high = group["selection_rate_ci95"]
         below = rate < line
-        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">'
-                     f'{escape(group["group"])} ({group["count"]})</text>')
-        parts.append(f'<rect x="{LEFT}" y="{y + 3}" width="{max(scale(rate) - LEFT, 1)}" height="14" '
+        parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(labels[i])}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(scale(rate) - left, 1)}" height="14" '
                      f'class="cbar {"cbar-low" if below else ""}"><title>{escape(group["group"])}: selection rate '
                      f'{rate:.3f} (95% CI {low:.3f} to {high:.3f}){" below the four-fifths line" if below else ""}</title></rect>')
         if low is not None and high is not None:
@@ -60,24 +71,27 @@ def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
     reach = max(max(abs(v) for r in terms for v in r["score_shift_ci95"] if v is not None), 0.02)
     reach = round(reach * 1.1 + 0.005, 3)
     height = 30 + ROW * len(terms) + 30
-    middle = LEFT + PLOT / 2
+    labels = [_label(row["term"]) for row in terms]
+    left = _left(labels)
+    plot = WIDTH - left - 60
+    middle = left + plot / 2
 
     def scale(value: float) -> float:
-        return round(middle + (PLOT / 2) * value / reach, 1)
+        return round(middle + (plot / 2) * value / reach, 1)
 
-    parts = draw_axis(LEFT, LEFT + PLOT, 20, height - 30, [-reach, -reach / 2, 0, reach / 2, reach], "{:+.3f}", scale)
+    parts = draw_axis(left, left + plot, 20, height - 30, [-reach, -reach / 2, 0, reach / 2, reach], "{:+.3f}", scale)
     parts.append(f'<line x1="{middle}" y1="14" x2="{middle}" y2="{height - 30}" class="threshold"/>')
     for i, row in enumerate(terms):
         y = 24 + i * ROW
         shift = row["score_shift"] or 0
         low, high = row["score_shift_ci95"]
         x0, x1 = sorted((middle, scale(shift)))
-        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(row["term"])}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(labels[i])}</text>')
         parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" '
                      f'class="cbar {"cbar-up" if shift > 0 else "cbar-down"}"><title>{escape(row["term"])}: shift '
                      f'{shift:+.4f} (95% CI {low:+.4f} to {high:+.4f}), flip rate {row["flip_rate"]:.3f}</title></rect>')
         parts.append(f'<line x1="{scale(low)}" y1="{y + 10}" x2="{scale(high)}" y2="{y + 10}" class="whisker"/>')
-        parts.append(f'<text x="{LEFT + PLOT + 4}" y="{y + 13}" class="value">{shift:+.3f}</text>')
+        parts.append(f'<text x="{left + plot + 4}" y="{y + 13}" class="value">{shift:+.3f}</text>')
     description = "; ".join(f"{r['term']}: {r['score_shift']:+.4f}" for r in terms)
     return svg(height, "Score shift per identity term against the template average, with 95% intervals",
                 description, parts)
