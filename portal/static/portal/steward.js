@@ -6,3 +6,16 @@ document.addEventListener("change", (event) => {
     field.form.submit();
   }
 });
+
+// The top bar's menu on small screens: without this script the links simply wrap.
+document.addEventListener("DOMContentLoaded", () => {
+  const button = document.querySelector("[data-menu-button]");
+  const bar = button && button.closest(".topbar");
+  if (!button || !bar) return;
+  button.hidden = false;
+  bar.classList.add("js-menu");
+  button.addEventListener("click", () => {
+    const open = bar.classList.toggle("open");
+    button.setAttribute("aria-expanded", String(open));
+  });
+});
