@@ -43,3 +43,7 @@ def test_on_a_phone_the_top_bar_is_a_menu_and_nothing_scrolls_sideways(page, adm
         page.wait_for_load_state("load")
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, (path, overflow)
+    # a chart keeps its labels legible (11 px ticks drawn at 10 px or more) and scrolls inside its card
+    page.goto("/usage/")
+    label = page.locator("[data-testid=usage-daily] svg.chart text.tick").first
+    assert float(page.evaluate("(e) => e.getBoundingClientRect().height", label.element_handle())) >= 10

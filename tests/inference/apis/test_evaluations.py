@@ -73,6 +73,18 @@ def test_an_owner_measures_a_versions_metrics_on_held_out_rows(celery_worker, ta
     page.force_login(tabular.actors["owner"].user)
     card = page.get("/models/credit/").content.decode()
     assert 'data-testid="evaluation-metrics"' in card and "accuracy 0.8500" in card
+    # and the compliance evidence no longer lacks them
+    from django.utils import timezone
+
+    from audit.exports import document as evidence_document
+
+    today = timezone.localdate()
+    built = evidence_document.build(version=ModelVersion.objects.get(pk=tabular.version.pk), number=1,
+                                    period=(today, today), generated_by="test", excerpt=[])
+    assert built["evaluation"]["metrics"]["evaluation"]["accuracy"] == metrics["accuracy"]
+    assert not any("No evaluation metrics" in issue["message"] for issue in built["issues"])
+    annex = {row["item"]: row for row in built["regulatory_mapping"]["eu_ai_act_annex_iv"]}
+    assert "evaluation metrics" not in annex["4"]["missing"]
 
 
 @pytest.mark.parametrize(("content", "label_column", "needle"), [
