@@ -12,11 +12,9 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
-from portal.platform.svg import WIDTH, axis, svg
+from portal.platform.svg import WIDTH, axis, fit_label, left_margin, svg
 
 ROW = 24
-LEFT = 210
-PLOT = WIDTH - LEFT - 70
 TOWARDS, AWAY = (214, 96, 32), (44, 110, 180)  # orange, blue: readable by the common colour-blindnesses
 
 
@@ -60,27 +58,30 @@ def waterfall(explanation: dict[str, Any], *, top: int = 12) -> SafeString:
     span = (high - low) or 1.0
     low, high = low - 0.05 * span, high + 0.05 * span
     height = 30 + ROW * (len(items) + 2) + 30
+    output_label = f"output f(x) for {explanation['label']}"
+    left = left_margin(["base value E[f(x)]", output_label, *(name for name, _ in items)])
+    plot = WIDTH - left - 70
 
     def scale(value: float) -> float:
-        return round(LEFT + PLOT * (value - low) / (high - low), 1)
+        return round(left + plot * (value - low) / (high - low), 1)
 
     ticks = [low + (high - low) * i / 4 for i in range(5)]
-    parts = axis(LEFT, LEFT + PLOT, 20, height - 30, ticks, "{:.2f}", scale)
+    parts = axis(left, left + plot, 20, height - 30, ticks, "{:.2f}", scale)
     parts.append(f'<line x1="{scale(base)}" y1="16" x2="{scale(base)}" y2="{height - 30}" class="threshold"/>')
-    parts.append(f'<text x="{LEFT - 8}" y="{24 + 13}" text-anchor="end" class="label">base value E[f(x)]</text>')
+    parts.append(f'<text x="{left - 8}" y="{24 + 13}" text-anchor="end" class="label">base value E[f(x)]</text>')
     parts.append(f'<text x="{scale(base) + 4}" y="{24 + 13}" class="value">{base:.3f}</text>')
     for i, (name, value) in enumerate(items):
         y = 24 + (i + 1) * ROW
         x0, x1 = sorted((scale(running[i]), scale(running[i + 1])))
         direction = "towards" if value > 0 else "away from"
-        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(name[:34])}</text>')
+        parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(fit_label(name))}</text>')
         parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" '
                      f'class="cbar {"xbar-up" if value > 0 else "xbar-down"}"><title>{escape(name)}: {value:+.4f} '
                      f'({direction} {escape(explanation["label"])})</title></rect>')
         parts.append(f'<text x="{max(x1, x0 + 1) + 4}" y="{y + 13}" class="value">{value:+.3f}</text>')
     y = 24 + (len(items) + 1) * ROW
-    parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">'
-                 f'output f(x) for {escape(explanation["label"])}</text>')
+    parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">'
+                 f'{escape(fit_label(output_label))}</text>')
     parts.append(f'<line x1="{scale(output)}" y1="{y}" x2="{scale(output)}" y2="{y + 18}" class="whisker"/>')
     parts.append(f'<text x="{scale(output) + 4}" y="{y + 13}" class="value">{output:.3f}</text>')
     description = f"base {base:.4f}; " + "; ".join(f"{n}: {v:+.4f}" for n, v in items) + f"; output {output:.4f}"
@@ -94,15 +95,18 @@ def global_bars(ranking: list[dict[str, Any]], *, kind: str, top: int = 15) -> S
         return mark_safe("")
     reach = max(r["mean_abs"] for r in rows) or 1.0
     height = 30 + ROW * len(rows) + 30
+    left = left_margin([r["name"] for r in rows])
+    plot = WIDTH - left - 70
 
     def scale(value: float) -> float:
-        return round(LEFT + PLOT * value / (reach * 1.1), 1)
+        return round(left + plot * value / (reach * 1.1), 1)
 
-    parts = axis(LEFT, LEFT + PLOT, 20, height - 30, [reach * 1.1 * i / 4 for i in range(5)], "{:.3f}", scale)
+    parts = axis(left, left + plot, 20, height - 30, [reach * 1.1 * i / 4 for i in range(5)], "{:.3f}", scale)
     for i, row in enumerate(rows):
         y = 24 + i * ROW
-        parts.append(f'<text x="{LEFT - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(row["name"][:34])}</text>')
-        parts.append(f'<rect x="{LEFT}" y="{y + 3}" width="{max(scale(row["mean_abs"]) - LEFT, 1)}" height="14" '
+        parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">'
+                     f'{escape(fit_label(row["name"]))}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(scale(row["mean_abs"]) - left, 1)}" height="14" '
                      f'class="cbar"><title>{escape(row["name"])}: mean |SHAP| {row["mean_abs"]:.4f}, '
                      f'in {row["occurrences"]} rows</title></rect>')
         parts.append(f'<text x="{scale(row["mean_abs"]) + 4}" y="{y + 13}" class="value">{row["mean_abs"]:.3f}</text>')
@@ -132,3 +136,25 @@ def usage_columns(daily: list[dict[str, Any]]) -> SafeString:
     return svg(height, "Rows served per day",
                f"Rows predicted each day from {daily[0]['day']} to {daily[-1]['day']}; the table below lists them.",
                parts)
+
+
+def total_bars(items: list[tuple[str, float]], *, title: str, unit: str) -> SafeString:
+    """A period's totals (e.g. rows per token), largest first, one bar each."""
+    if not items:
+        return mark_safe("")
+    reach = max(value for _, value in items) or 1.0
+    height = 30 + ROW * len(items) + 30
+    left = left_margin([name for name, _ in items])
+    plot = WIDTH - left - 70
+
+    def scale(value: float) -> float:
+        return round(left + plot * value / (reach * 1.1), 1)
+
+    parts = axis(left, left + plot, 20, height - 30, [reach * 1.1 * i / 4 for i in range(5)], "{:,.0f}", scale)
+    for i, (name, value) in enumerate(items):
+        y = 24 + i * ROW
+        parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(fit_label(name))}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(scale(value) - left, 1)}" height="14" class="cbar">'
+                     f"<title>{escape(name)}: {value:,.0f} {escape(unit)}</title></rect>")
+        parts.append(f'<text x="{scale(value) + 4}" y="{y + 13}" class="value">{value:,.0f}</text>')
+    return svg(height, title, "; ".join(f"{name}: {value:,.0f} {unit}" for name, value in items), parts)

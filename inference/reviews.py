@@ -26,6 +26,7 @@ class Review:
     metrics: list[dict[str, Any]]  # {"name", "production", "this"} for the evaluation's figures
     evidence: list[Evidence]
     refusals: list[str] = field(default_factory=list)  # why Approve would be refused; empty: it would not
+    production_evidence: dict[str, Evidence] = field(default_factory=dict)  # by title, to compare verdicts
 
     @property
     def approvable(self) -> bool:
@@ -34,6 +35,11 @@ class Review:
     @property
     def card_changed_words(self) -> list[str]:
         return [f.replace("_", " ") for f in self.card_changed]
+
+    @property
+    def evidence_pairs(self) -> list[tuple[Evidence, Evidence | None]]:
+        """This version's evidence, each beside production's of the same kind (bias report, export...)."""
+        return [(e, self.production_evidence.get(e.title)) for e in self.evidence]
 
 
 def _evaluation(version: ModelVersion | None) -> dict[str, Any]:
@@ -52,8 +58,9 @@ def review_of(*, actor: Actor, version: ModelVersion) -> Review:
     refusals = [e.reason for e in evidence if e.blocks_approval]
     if version.submitted_by_id == actor.user.pk:
         refusals.append("You submitted this version: another reviewer approves it.")
+    before_evidence = {e.title: e for e in version_evidence(production)} if production else {}
     return Review(version=version, production=production, card_changed=changed, metrics=metrics,
-                  evidence=evidence, refusals=refusals)
+                  evidence=evidence, refusals=refusals, production_evidence=before_evidence)
 
 
 def review_queue(*, actor: Actor) -> list[Review]:

@@ -7,21 +7,10 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
-from portal.platform.svg import WIDTH, svg
+from portal.platform.svg import WIDTH, fit_label, left_margin, svg
 from portal.platform.svg import axis as draw_axis
 
 ROW = 26
-CHAR = 7.2  # width of a label's character at the charts' 12 px (Vera/DejaVu), a little generous
-LABEL_MAX = 42  # longer labels are cut with an ellipsis; the whole label is in the bar's tooltip and the table
-
-
-def _label(text: str) -> str:
-    return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
-
-
-def _left(labels: list[str]) -> int:
-    """The left margin that the longest label needs, so that no label is clipped (at least 120 px)."""
-    return int(max(120, min(8 + 8 + CHAR * max((len(label) for label in labels), default=0), 8 + 8 + CHAR * LABEL_MAX)))
 
 
 def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
@@ -29,8 +18,8 @@ def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
     groups = [g for g in axis["groups"] if not g["too_small"] and g["selection_rate"] is not None]
     if not groups:
         return mark_safe("")
-    labels = [_label(f"{g['group']} ({g['count']})") for g in groups]
-    left = _left(labels)
+    labels = [fit_label(f"{g['group']} ({g['count']})") for g in groups]
+    left = left_margin(labels)
     plot = WIDTH - left - 60
     top = max(max((g["selection_rate_ci95"][1] or g["selection_rate"]) for g in groups), 0.05)
     limit = min(1.0, round(top * 1.15 + 0.05, 1))
@@ -71,8 +60,8 @@ def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
     reach = max(max(abs(v) for r in terms for v in r["score_shift_ci95"] if v is not None), 0.02)
     reach = round(reach * 1.1 + 0.005, 3)
     height = 30 + ROW * len(terms) + 30
-    labels = [_label(row["term"]) for row in terms]
-    left = _left(labels)
+    labels = [fit_label(row["term"]) for row in terms]
+    left = left_margin(labels)
     plot = WIDTH - left - 60
     middle = left + plot / 2
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from typing import Any
+
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -36,8 +38,14 @@ class ReviewSerializer(serializers.Serializer):  # type: ignore[type-arg]
                                          "production's")
     metrics = MetricChangeSerializer(many=True)
     evidence = EvidenceSerializer(many=True)
+    production_evidence = serializers.SerializerMethodField(help_text="production's evidence of the same kinds")
     approvable = serializers.BooleanField()
     refusals = serializers.ListField(child=serializers.CharField(), help_text="why Approve would be refused")
+
+
+    @extend_schema_field(EvidenceSerializer(many=True))
+    def get_production_evidence(self, review: Any) -> list[dict[str, Any]]:
+        return EvidenceSerializer(list(review.production_evidence.values()), many=True).data  # type: ignore[return-value]
 
 
 class ReviewListApi(APIView):

@@ -18,5 +18,10 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     except ValueError:
         days = 30
     history = usage_history(actor=request.actor, days=days)  # type: ignore[attr-defined]
-    return render(request, "inference/usage.html", {"history": history, "days": days,
-                                                    "chart": charts.usage_columns(history["daily"])})
+    return render(request, "inference/usage.html", {
+        "history": history, "days": days, "chart": charts.usage_columns(history["daily"]),
+        "token_chart": charts.total_bars([(t["name"] or f"token {t['token']}", t["rows"]) for t in history["tokens"]],
+                                         title="Rows per token over the period", unit="rows"),
+        "model_chart": charts.total_bars([(m["model"], m["rows"]) for m in history["models"]],
+                                         title="Rows per model over the period", unit="rows"),
+    })

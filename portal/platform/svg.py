@@ -14,6 +14,18 @@ from typing import Any
 from django.utils.safestring import SafeString, mark_safe
 
 WIDTH = 640
+CHAR = 7.2  # width of a label's character at the charts' 12 px (Vera/DejaVu), a little generous
+LABEL_MAX = 42  # longer labels end in an ellipsis; the whole label is in the mark's tooltip and the table
+
+
+def fit_label(text: str) -> str:
+    return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
+
+
+def left_margin(labels: list[str], *, least: int = 120) -> int:
+    """The left margin that the longest (fitted) label needs, right-aligned 8 px from the plot: no label is clipped."""
+    longest = max((len(fit_label(label)) for label in labels), default=0)
+    return int(max(least, 16 + CHAR * longest))
 
 
 def svg(height: int, title: str, description: str, body: list[str], *, width: int = WIDTH) -> SafeString:

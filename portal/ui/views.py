@@ -45,6 +45,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             submitted_by=actor.user).count()
     if actor.can(Cap.MODEL_REGISTER):
         context["drafts"] = versions.filter(status__in=[VersionStatus.DRAFT, VersionStatus.REJECTED]).count()
+    if actor.can(Cap.AUDIT_READ):
+        from audit.log.selectors import verification_latest
+
+        context["verification"] = verification_latest()
     return render(request, "portal/dashboard.html", context)
 
 

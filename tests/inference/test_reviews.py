@@ -37,10 +37,12 @@ def test_the_inbox_shows_what_changed_and_approves_where_allowed(tabular, submit
     assert review["card_changed"] == ["limitations"]
     assert {"name": "accuracy", "production": 0.8, "this": 0.85} in review["metrics"]
     assert review["approvable"] and review["refusals"] == []
+    assert {e["title"] for e in review["production_evidence"]} == {e["title"] for e in review["evidence"]}
     page = Client()
     page.force_login(tabular.actors["reviewer"].user)
     shown = page.get("/reviews/").content.decode()
     assert "credit v2" in shown and "Model card: limitations" in shown and "approve-refused" not in shown
+    assert 'data-testid="evidence-changes"' in shown
     assert "1 version waits for your review" in re.sub(r"<[^>]+>", "", page.get("/").content.decode())
 
 
@@ -64,3 +66,11 @@ def test_only_reviewers_have_an_inbox(tabular, submitted) -> None:
     assert page.get("/reviews/").status_code == 403
     text = re.sub(r"<[^>]+>", "", page.get("/").content.decode())
     assert "draft or rejected version" in text and "for your review" not in text  # the owner's own work instead
+
+
+def test_the_auditors_dashboard_leads_to_the_log(tabular) -> None:
+    page = Client()
+    page.force_login(tabular.actors["auditor"].user)
+    text = re.sub(r"<[^>]+>", "", page.get("/").content.decode())
+    assert "The log has not been verified yet" in text or "Latest verification of the whole log" in text
+    assert "for your review" not in text

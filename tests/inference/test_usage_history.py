@@ -51,6 +51,7 @@ def test_the_usage_page_charts_the_days_and_lists_tokens_and_models(tabular, met
     page = Client()
     page.force_login(tabular.actors["owner"].user)
     html = page.get("/usage/?days=7").content.decode()
-    assert 'data-testid="usage-daily"' in html and html.count('class="cbar"') == 7
+    assert 'data-testid="usage-daily"' in html and html.count('class="cbar"') == 7 + 1 + 1  # days, a token, a model
+    assert "Rows per token over the period" in html and "Rows per model over the period" in html
     assert "claims service" in html and ">credit</a>" in html
     assert 'data-testid="usage-link"' in page.get("/usage/card/").content.decode()

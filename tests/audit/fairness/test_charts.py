@@ -1,10 +1,11 @@
-"""The bias report's charts never clip a label: the left margin is what the longest label needs."""
+"""Charts never clip a label: the left margin is what the longest label needs (bias reports, explanations, usage)."""
 
 from __future__ import annotations
 
 import re
 
-from audit.fairness.charts import CHAR, LABEL_MAX, identity_shift_chart, selection_rate_chart
+from audit.fairness.charts import identity_shift_chart, selection_rate_chart
+from portal.platform.svg import CHAR, LABEL_MAX
 
 
 def _labels(svg: str) -> list[tuple[float, str]]:
@@ -33,3 +34,16 @@ def test_identity_terms_get_the_same_care() -> None:
             for term, shift in (("Native Hawaiian and Pacific Islander", 0.04), ("gay", -0.02))]
     for right_edge, text in _labels(str(identity_shift_chart(rows))):
         assert right_edge - CHAR * len(text) >= 0, text
+
+
+def test_explanation_and_usage_charts_keep_their_labels_whole() -> None:
+    from inference.charts import global_bars, total_bars, waterfall
+
+    explanation = {"labels": ["deny", "grant"], "label": "grant", "base_values": [0.5, 0.5], "output": [0.2, 0.8],
+                   "features": ["number of previous loan applications", "region"], "feature_values": [12, "north"],
+                   "values": [[-0.25, 0.25], [-0.05, 0.05]]}
+    ranking = [{"name": "capital-loss of the household last year", "mean_abs": 0.2, "occurrences": 10}]
+    for chart in (waterfall(explanation), global_bars(ranking, kind="feature"),
+                  total_bars([("claims service of the north region", 120.0), ("batch", 4.0)], title="Rows", unit="rows")):
+        labels = _labels(str(chart))
+        assert labels and all(x - CHAR * len(text) >= 0 for x, text in labels), labels
