@@ -8,7 +8,11 @@ limit (default 3): a busy 2-core machine once took 43 minutes for the suite and 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
+T = TypeVar("T")
 PATIENCE = float(os.environ.get("TEST_PATIENCE", "3") or 3)
 
 
@@ -17,14 +21,24 @@ def patience(seconds: float) -> float:
     return seconds * PATIENCE
 
 
-def finished(api: object, url: str, timeout: float = 120) -> dict:
-    """The body of a job's API resource (`url`) once its status is done or failed, polled."""
-    import time
-
-    deadline, body = time.monotonic() + patience(timeout), None
-    while time.monotonic() < deadline:
-        body = api.get(url).json()  # type: ignore[attr-defined]
-        if body["status"] in ("done", "failed"):
-            return body  # type: ignore[no-any-return]
+def until(check: Callable[[], T], *, within: float, what: str) -> T:
+    """`check()`'s first truthy value, asked again every 0.2 s; AssertionError (naming `what`) only
+    when none came within `patience(within)`, a limit for a hang, not a speed goal."""
+    deadline = time.monotonic() + patience(within)
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} did not happen within {patience(within):.0f} s")
         time.sleep(0.2)
-    raise AssertionError(f"{url} did not finish: {body}")
+
+
+def finished(api: object, url: str, timeout: float = 120) -> dict:
+    """The body of a job's API resource (`url`) once its status is done or failed."""
+
+    def settled() -> dict | None:
+        body = api.get(url).json()  # type: ignore[attr-defined]
+        return body if body["status"] in ("done", "failed") else None
+
+    return until(settled, within=timeout, what=f"{url} finishing")

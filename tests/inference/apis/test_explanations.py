@@ -14,7 +14,7 @@ from inference.services.registry import alias_move, model_version_transition
 from inference.services.uploads import model_version_register
 from tests.inference.factories import CARD, bearer_client, serve_model, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
-from tests.waits import patience
+from tests.waits import patience, until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -130,9 +130,8 @@ def test_an_explanation_that_outlasts_the_wait_is_answered_202_and_polled(celery
     assert polled["status"] == "done" and polled["residual"] < 1e-6 and polled["feature_values"] == [90, "north"]
     # the worker explains one at a time (each under its own seed): the test ends when it has
     # settled every explanation it was given, not while one still writes to the tables it clears
-    while Explanation.objects.filter(status__in=["pending", "running"]).exists():
-        assert time.monotonic() < deadline, list(Explanation.objects.values_list("pk", "status"))
-        time.sleep(0.2)
+    until(lambda: not Explanation.objects.filter(status__in=["pending", "running"]).exists(), within=60,
+          what="the worker settling every explanation of the test")
 
 
 def test_a_failed_explanation_is_stored_before_its_waiter_is_told(tabular, caplog) -> None:
