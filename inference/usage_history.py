@@ -4,7 +4,7 @@ and per model over a period. Per model it counts finished predictions and the ro
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Count, Sum
@@ -20,6 +20,7 @@ MAX_DAYS = 90
 def usage_history(*, actor: Actor, days: int = 30) -> dict[str, Any]:
     until: date = today()
     since = until - timedelta(days=days - 1)
+    start = datetime.combine(since, time.min, tzinfo=UTC)  # a bound the created_at indexes can use (UTC days)
     metered = UsageDaily.objects.filter(organization=actor.organization, day__gte=since, day__lte=until)
     totals = {row.day: row for row in metered.filter(token__isnull=True)}
     daily = []
@@ -34,12 +35,12 @@ def usage_history(*, actor: Actor, days: int = 30) -> dict[str, Any]:
               .annotate(requests=Sum("requests"), rows=Sum("rows")).order_by("-rows")]
     models: dict[str, dict[str, Any]] = {}
     predictions = (Prediction.objects.filter(organization=actor.organization, status=JobStatus.DONE,
-                                             created_at__date__gte=since)
+                                             created_at__gte=start)
                    .values("model_version__model__name").annotate(requests=Count("pk"), rows=Sum("rows")))
     for row in predictions:
         models[row["model_version__model__name"]] = {"model": row["model_version__model__name"],
                                                      "requests": row["requests"], "rows": row["rows"] or 0}
-    jobs = (BatchJob.objects.filter(organization=actor.organization, created_at__date__gte=since)
+    jobs = (BatchJob.objects.filter(organization=actor.organization, created_at__gte=start)
             .values("model_version__model__name").annotate(jobs=Count("pk"), rows=Sum("rows_done")))
     for job_row in jobs:
         name = job_row["model_version__model__name"]
