@@ -98,8 +98,8 @@ def model_version_delete(*, actor: Actor, version: ModelVersion) -> None:
             ModelTransition.objects.filter(version=locked).delete()
             locked.delete()
     except ProtectedError:
-        raise IllegalTransition(f"{locked} cannot be deleted: reports, exports, explanations or a fine-tuning run "
-                                "refer to it. It stays a draft that nobody can serve.") from None
+        raise IllegalTransition(f"{locked} cannot be deleted: reports, evaluations, exports, explanations or a "
+                                "fine-tuning run refer to it. It stays a draft that nobody can serve.") from None
     audit_record(action="model.draft_deleted", actor=actor.audit_actor, organization_id=actor.organization.pk,
                  target_type="inference.ModelVersion", target_id=version.pk, payload=payload)
     if not ModelVersion.objects.filter(model=model).exists():

@@ -159,3 +159,16 @@ def tiny_tabular_archive_bytes() -> bytes:
     from pathlib import Path
 
     return tiny_tabular_archive(Path(tempfile.mkdtemp()) / "m")
+
+
+def test_a_draft_that_work_refers_to_stays(draft) -> None:
+    from inference.models import Evaluation
+
+    org, users, version = draft
+    Evaluation.objects.create(organization=org, model_version=version, created_by=users["owner"],
+                              dataset_name="heldout.csv", dataset_sha256="0" * 64, dataset_path="x", rows_total=10)
+    response = api(org, users["owner"], "owner").delete(URL)
+    assert response.status_code == 409 and "refer to it" in response.json()["error"]["message"]
+    assert ModelVersion.objects.filter(pk=version.pk).exists() and default_storage.exists(version.artifact)
+    assert ModelVersion.objects.get(pk=version.pk).transitions.exists()  # its history is kept whole
+    assert not LogEntry.objects.filter(action="model.draft_deleted").exists()
