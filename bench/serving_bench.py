@@ -92,18 +92,27 @@ class Portal:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result.stdout
 
-    def start(self, body: bytes) -> str:
+    def prepare(self, model: str, quota: str, value: int) -> str:
+        """The database, the demo organisation and `model`, a quota (`quota`, an Organization field, set
+        to `value`) the bench cannot spend, and a consumer's token, which it returns."""
         self.manage("migrate", "--noinput")
         self.manage("setup_demo", "--quiet")
-        self.manage("build_demo_models", "--only", "sentiment")
+        self.manage("build_demo_models", "--only", model)
         self.manage("shell", "-c", "from portal.accounts.models import Organization; "
-                    "Organization.objects.filter(slug='demo').update(daily_row_quota=10**9)")
-        token = self.manage("create_token", "--user", "demo-consumer", "--org", "demo", "--role", "consumer",
-                            "--rate", "10000000").strip()
+                    f"Organization.objects.filter(slug='demo').update({quota}={value})")
+        return self.manage("create_token", "--user", "demo-consumer", "--org", "demo", "--role", "consumer",
+                           "--rate", "10000000").strip()
+
+    def launch(self) -> None:
+        """`manage.py serve` on this portal's port, its output in serve.log."""
         self.log = (self.data / "serve.log").open("w")
         self.process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(self.port)],
                                         cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
+
+    def start(self, body: bytes) -> str:
+        token = self.prepare("sentiment", "daily_row_quota", 10**9)
+        self.launch()
         # ready when a prediction comes back: the web answers before its workers have said they are up
         # (503 until then), and a worker process loads the model on its first request
         deadline, last = time.monotonic() + 180, ""

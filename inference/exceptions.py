@@ -86,3 +86,50 @@ class BudgetExceeded(Conflict):
 
 class JobNotCancellable(Conflict):
     code = "job_not_cancellable"
+
+
+class NotGenerative(PortalError):
+    code = "model_not_generative"
+
+
+class NotEmbedding(PortalError):
+    code = "model_not_embedding"
+
+
+class NotModeration(PortalError):
+    code = "model_not_moderation"
+
+
+class InvalidCompletion(PortalError):
+    """A request the model cannot answer as asked (a prompt longer than its context, ...); `param`
+    names the request's field at fault, as OpenAI's errors do."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str | None = None, *, param: str | None = None,
+                 details: dict[str, object] | None = None) -> None:
+        super().__init__(message, details={**(details or {}), **({"param": param} if param else {})})
+        self.param = param
+
+
+class GenerationTimeout(PortalError):
+    status_code = 504
+    code = "generation_timeout"
+
+
+class GenerationWorkerLost(PortalError):
+    status_code = 503
+    code = "worker_lost"
+
+
+def classifier_required(version: object, what: str) -> None:
+    """Refuses work that only a classifier can do (predictions, explanations, bias reports, evaluations,
+    batch jobs) on a generative or an embedding model, with a 400 that says where to go instead."""
+    task = getattr(version, "task", "")
+    name = getattr(getattr(version, "model", None), "name", "this model")
+    if task == "text-generation":
+        raise InvalidInput(f"{what} are for classifiers; '{name}' generates text: call it at /v1/chat/completions "
+                           "or /v1/completions.")
+    if task == "text-embedding":
+        raise InvalidInput(f"{what} are for classifiers; '{name}' turns text into vectors: call it at "
+                           "/v1/embeddings.")

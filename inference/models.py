@@ -11,6 +11,8 @@ from portal.jobs import Job, JobStatus, WorkerJob
 class Task(models.TextChoices):
     TEXT = "text-classification"
     TABULAR = "tabular-classification"
+    GENERATION = "text-generation"
+    EMBEDDING = "text-embedding"
 
 
 class VersionStatus(models.TextChoices):
@@ -154,6 +156,11 @@ class UsageDaily(models.Model):
     requests = models.PositiveIntegerField(default=0)
     rows = models.PositiveIntegerField(default=0)
     compute_ms = models.FloatField(default=0)
+    # generative models: tokens reserved or spent today (the quota's counter, on the organisation's row),
+    # and the prompt and completion tokens served
+    tokens = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -329,3 +336,39 @@ class ModelUpload(WorkerJob):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class CompletionKind(models.TextChoices):
+    CHAT = "chat"
+    TEXT = "text"
+
+
+class Completion(WorkerJob):
+    """One request to a generative model (/v1/chat/completions or /v1/completions) and its answer.
+
+    Only redacted copies of the prompt and the answer are kept (the organisation's redaction rules);
+    the audit log commits to the raw ones, and the caller's receipt holds the salt that opens the
+    commitment. The raw prompt travels to the worker in the task's message and is stored nowhere.
+    """
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="completions")
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    request_id = models.CharField(max_length=64, blank=True)
+    kind = models.CharField(max_length=8, choices=CompletionKind.choices)
+    stream = models.BooleanField(default=False)
+    parameters = models.JSONField(default=dict, help_text="what changes the output: max_tokens, temperature, ...")
+    prompt = models.JSONField(null=True, blank=True, help_text="redacted: the messages or the prompt")
+    choices = models.JSONField(null=True, blank=True, help_text="redacted: [{index, text, finish_reason}]")
+    tokens_reserved = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    system_fingerprint = models.CharField(max_length=40, blank=True)
+    device = models.CharField(max_length=60, blank=True)
+    compute_ms = models.FloatField(null=True, blank=True)
+    first_token_ms = models.FloatField(null=True, blank=True)
+    audit_index = models.BigIntegerField(null=True, blank=True)
+    audit_leaf_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"]),
+                   models.Index(fields=["model_version", "-created_at"])]

@@ -118,3 +118,34 @@ def explainer_for(version: ModelVersion) -> tuple[Any, str]:
         else:
             loaded.explainer = TabularExplainer(loaded.predictor, loaded.predictor.background)  # type: ignore[attr-defined]
     return loaded.explainer, loaded.predictor.device
+
+
+_generators: ModelCache[Any] | None = None
+
+
+def loaded_generator(version: ModelVersion) -> Any:
+    """The generative model of a version on this worker (inference/ml/generation.Generator), with its
+    continuous batch running; evicted (its batch stopped) under memory pressure like the others."""
+    global _generators
+    if _generators is None:
+        _generators = ModelCache(max_bytes=settings.MODEL_CACHE_MAX_MB * 2**20, size_of=lambda g: g.memory,
+                                 on_evict=lambda g: g.close())
+
+    def load() -> Any:
+        import torch
+
+        from inference.ml.generation import Generator
+
+        torch.set_num_threads(settings.GENERATION_THREADS)
+        device = best_device()
+        generator = Generator(artifact_folder(version), device, cache_tokens=settings.GENERATION_CACHE_TOKENS)
+        logger.info("loaded %s (text-generation) on %s, %d torch thread(s)", version, device, torch.get_num_threads())
+        return generator
+
+    return _generators.get(f"{version.pk}:{version.artifact_sha256}", load)
+
+
+def generators_close() -> None:
+    """Stops every continuous batch of this process (a worker that stops: their threads would keep it alive)."""
+    if _generators is not None:
+        _generators.clear()

@@ -11,6 +11,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
     BatchJob,
+    Completion,
     Evaluation,
     Explanation,
     FineTuneJob,
@@ -142,6 +143,29 @@ def prediction_get(*, actor: Actor, pk: int) -> Prediction:
     )
     if found is None:
         raise NotFound("No such prediction in this organisation.")
+    return found
+
+
+def openai_models_in_production(*, actor: Actor) -> list[ModelVersion]:
+    """What /v1/models lists: the organisation's generative and embedding models whose `production` alias
+    points at an approved version (classifiers are served by Steward's own API, not OpenAI's)."""
+    aliases = (ModelAlias.objects.filter(model__organization=actor.organization, name="production",
+                                         version__task__in=["text-generation", "text-embedding"],
+                                         version__status=VersionStatus.APPROVED)
+               .select_related("version__model__organization").order_by("model__name"))
+    return [alias.version for alias in aliases]
+
+
+def completion_list(*, actor: Actor, version: ModelVersion | None = None) -> QuerySet[Completion]:
+    found = Completion.objects.filter(organization=actor.organization).select_related(
+        "model_version__model", "created_by").order_by("-created_at")
+    return found.filter(model_version=version) if version is not None else found
+
+
+def completion_get(*, actor: Actor, pk: int) -> Completion:
+    found = completion_list(actor=actor).filter(pk=pk).first()
+    if found is None:
+        raise NotFound("No such completion in this organisation.")
     return found
 
 

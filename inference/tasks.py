@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
+from celery.signals import worker_shutdown
 
 from portal.jobs import job_task
 
@@ -19,11 +20,12 @@ def _prediction_failed(self: Task, exc: BaseException, task_id: str, args: Any, 
 def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = None) -> None:
     """The answer goes to the caller waiting on `reply_to` (portal/platform/replies.py); without one, it is
     only stored (a prediction nobody waits for any more)."""
-    from inference.services.predictions import prediction_run
+    from inference.services.prediction_runs import prediction_run
 
     if reply_to is None:
         prediction_run(prediction_id=prediction_id)
         return None
+    from portal.platform.exceptions import PortalError
     from portal.platform.replies import reply_fail, reply_send
 
     try:
@@ -32,8 +34,11 @@ def prediction_run_task(self: Task, prediction_id: int, reply_to: str | None = N
         from inference.services.predictions import prediction_mark_failed
 
         # stored as failed before the caller is told so: a caller never hears "failed" of a running prediction
+        # (a refused input was deleted by the run: marking it is then a no-op)
         prediction_mark_failed(prediction_id=prediction_id, error=f"{type(exc).__name__}: {exc}")
         reply_fail(reply_to, exc, message=f"The model failed on prediction {prediction_id}; it is recorded as failed.")
+        if isinstance(exc, PortalError) and exc.status_code < 500:
+            return None  # bad input found on the worker (a text longer than the model reads): not the worker's failure
         raise
     reply_send(reply_to, answer)
     return None
@@ -103,3 +108,24 @@ def evaluation_run_task(self: Task, evaluation_id: int) -> None:
     from inference.services.evaluations import evaluation_run
 
     evaluation_run(evaluation_id=evaluation_id)
+
+
+@job_task("completion")
+def completion_run_task(self: Task, completion_id: int, ask: dict[str, Any], reply_to: str | None = None) -> None:
+    from inference.services.completion_runs import completion_run
+
+    completion_run(completion_id=completion_id, ask=ask, reply_to=reply_to)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def completion_fail_abandoned_task() -> None:
+    from inference.services.completion_runs import completion_fail_abandoned
+
+    completion_fail_abandoned()
+
+
+@worker_shutdown.connect
+def _stop_generation(**kwargs: Any) -> None:
+    from inference.runtime import generators_close
+
+    generators_close()

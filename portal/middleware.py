@@ -38,7 +38,7 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith("/api/"):
+        if request.path.startswith(("/api/", "/v1/")):
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
@@ -46,6 +46,10 @@ class BodySizeLimitMiddleware:
             multipart = request.content_type == "multipart/form-data"
             limit = settings.API_MAX_UPLOAD_BYTES if multipart else settings.API_MAX_JSON_BYTES
             if length > limit:
+                if request.path.startswith("/v1/"):  # OpenAI's error shape on OpenAI's surface
+                    return JsonResponse({"error": {
+                        "message": f"The request body is larger than the limit of {limit} bytes.",
+                        "type": "invalid_request_error", "param": None, "code": "request_too_large"}}, status=413)
                 return too_large_response(limit)
         return self.get_response(request)
 

@@ -140,6 +140,16 @@ if DATABASE_URL:
     # statements (PgBouncer in transaction mode before 1.21, or without max_prepared_statements).
     if env_bool("DB_PREPARED_STATEMENTS", default=True):
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+    # The ASGI web server runs each synchronous view in a thread of its own, which would open a
+    # connection per request and leave it behind: its connections come from psycopg's pool instead
+    # (`serve` sets DB_POOL for the web process; workers keep one persistent connection per thread).
+    # A request waits for a free connection up to DB_POOL_TIMEOUT seconds.
+    if env_bool("DB_POOL", default=False):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 2, "max_size": env_int("DB_POOL_MAX_SIZE", default=40, minimum=2),
+            "timeout": float(env_int("DB_POOL_TIMEOUT", default=30, minimum=1)),
+        }
 else:
     DATABASES = {
         "default": {
@@ -207,6 +217,7 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-requeue-stuck": {"task": "portal.tasks.job_sweeps_task", "schedule": 60.0},
     "predictions-fail-stuck": {"task": "inference.tasks.prediction_fail_stuck_task", "schedule": 60.0},
     "prediction-replies-sweep": {"task": "inference.tasks.prediction_replies_sweep_task", "schedule": 60.0},
+    "completions-fail-abandoned": {"task": "inference.tasks.completion_fail_abandoned_task", "schedule": 60.0},
 }
 # Background jobs whose worker went away are queued again, each minute and as a worker starts:
 # every kind registered with portal.jobs is swept (jobs_requeue_stale).
@@ -328,7 +339,25 @@ BATCH_MAX_SIZE = env_int("BATCH_MAX_SIZE", default=32, minimum=1)
 # a few ms more at concurrency 1.
 BATCH_MAX_WAIT_MS = env_float("BATCH_MAX_WAIT_MS", default=5.0, minimum=0.0)
 JOB_MAX_ROWS = env_int("JOB_MAX_ROWS", default=100_000, minimum=1)
+
+# --- generative models (the OpenAI-compatible API under /v1/) ----------------------------------
+# torch threads of the generation worker process: one decodes faster than two on 2 shared cores
+# (../shared/datasets/README.md's measure; bench-llm), since the web and the database need the other.
+GENERATION_THREADS = env_int("GENERATION_THREADS", default=1, minimum=1)
+GENERATION_MAX_TOKENS = env_int("GENERATION_MAX_TOKENS", default=512, minimum=1)  # per choice, at most
+GENERATION_DEFAULT_MAX_TOKENS = env_int("GENERATION_DEFAULT_MAX_TOKENS", default=128, minimum=1)
+GENERATION_MAX_N = env_int("GENERATION_MAX_N", default=8, minimum=1)
+# a model's key-value cache holds this many tokens of its running requests (about 0.7 GB for SmolLM2-135M)
+GENERATION_CACHE_TOKENS = env_int("GENERATION_CACHE_TOKENS", default=16384, minimum=256)
+# the whole generation (a first load of the model included) ends with an error past this
+GENERATION_TIMEOUT_SECONDS = env_float("GENERATION_TIMEOUT_SECONDS", default=300.0, minimum=1.0)
+GENERATION_FIRST_TOKEN_SECONDS = env_float("GENERATION_FIRST_TOKEN_SECONDS", default=120.0, minimum=1.0)
+# how often a waiting stream asks whether its worker still beats (a dead one is known within ~10 s)
+GENERATION_LIVENESS_SECONDS = env_float("GENERATION_LIVENESS_SECONDS", default=2.0, minimum=0.1)
 JOB_MAX_BYTES = env_int("JOB_MAX_BYTES", default=50 * 2**20, minimum=1024)
+# /v1/moderations: the organisation's model it uses when none is named, and the score that flags a category
+MODERATION_MODEL = env_str("MODERATION_MODEL", "moderation") or "moderation"
+MODERATION_FLAG_SCORE = env_float("MODERATION_FLAG_SCORE", default=0.5, minimum=0.0)
 
 # --- bias reports -------------------------------------------------------------------------
 BIAS_MAX_BYTES = env_int("BIAS_MAX_BYTES", default=20 * 2**20, minimum=1024)

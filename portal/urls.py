@@ -1,6 +1,7 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from inference.urls import openai_urlpatterns
 from portal.health import healthz
 
 handler400 = "portal.platform.exceptions.handler400"
@@ -18,6 +19,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include(api_v1)),
+    path("v1/", include(openai_urlpatterns)),  # OpenAI's API: base_url="http://host/v1"
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # the split view serves its script as a file: the Content-Security-Policy allows no inline script
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

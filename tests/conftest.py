@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from tests.asgi_server import AsgiLiveServer
 from tests.inference.factories import Served, sentiment_archive, serve_model, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory
 from tests.worker import CeleryWorker, start_worker
@@ -46,6 +47,14 @@ def _no_lockouts_between_tests() -> Iterator[None]:
     cache.delete_many(["login-fail:addr:127.0.0.1", "login-fail:addr:"])
 
 
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[AsgiLiveServer]:
+    """The portal served as production serves it (ASGI, uvicorn): tests/asgi_server.py."""
+    server = AsgiLiveServer()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
@@ -73,3 +82,49 @@ def tabular(db, tmp_path) -> Served:
 def sentiment_bytes() -> bytes:
     """The demo sentiment model with real MiniLM weights (built once per checkout)."""
     return sentiment_archive()
+
+
+@pytest.fixture(scope="session")
+def generation_worker(django_db_setup, django_db_blocker) -> Iterator[CeleryWorker]:
+    """The generation pool's worker: a process of its own, as `manage.py serve` starts it."""
+    with django_db_blocker.unblock():
+        worker = start_worker(queues="gen-cpu", hostname=f"gen-{os.getpid()}@localhost")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def assistant_bytes() -> bytes:
+    from django.conf import settings
+
+    from inference.ml import artifacts
+    from inference.ml.demos import ASSISTANT, build_cached
+
+    folder, _ = build_cached(ASSISTANT, lambda *a: None, settings.BUILD_CACHE_DIR)
+    return artifacts.pack_directory(folder)
+
+
+@pytest.fixture(scope="session")
+def embedder_bytes() -> bytes:
+    from django.conf import settings
+
+    from inference.ml import artifacts
+    from inference.ml.demos import EMBEDDER, build_cached
+
+    folder, _ = build_cached(EMBEDDER, lambda *a: None, settings.BUILD_CACHE_DIR)
+    return artifacts.pack_directory(folder)
+
+
+@pytest.fixture
+def embedder(embedder_bytes, celery_worker) -> Served:
+    """The demo embedder (all-MiniLM-L6-v2, real weights) served in organisation `words` by a real worker."""
+    return serve_model(OrganizationFactory(slug="words"), name="embedder", task="text-embedding",
+                       archive=embedder_bytes)
+
+
+@pytest.fixture
+def assistant(assistant_bytes, generation_worker) -> Served:
+    return serve_model(OrganizationFactory(slug="lab"), name="assistant", task="text-generation",
+                       archive=assistant_bytes)

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -13,10 +12,10 @@ from rest_framework.views import APIView
 
 from audit.exports import document, selectors, services
 from audit.exports.downloads import download_response
+from audit.exports.outputs import ExportOutput
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.web.api import StrictSerializer, actor_of
-from portal.web.openapi import OBJECT_LIST
 
 
 class ExportListCreateApi(APIView):
@@ -27,14 +26,14 @@ class ExportListCreateApi(APIView):
                                              f"(default: {services.DEFAULT_PERIOD_DAYS} days before the end)")
         period_end = serializers.DateField(required=False, help_text="to this day, inclusive (default: today)")
 
-    @extend_schema(responses={200: OBJECT_LIST}, summary="Compliance exports of a model version",
+    @extend_schema(responses={200: ExportOutput(many=True)}, summary="Compliance exports of a model version",
                    operation_id="exports_of_version_list")
     def get(self, request: Request, name: str, version: int) -> Response:
         actor = actor_of(request)
         found = inference_selectors.version_get(actor=actor, name=name, version=version)
-        return Response([services.export_response(e) for e in selectors.export_list(actor=actor, version=found)])
+        return Response(ExportOutput(selectors.export_list(actor=actor, version=found), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT},
+    @extend_schema(request=InputSerializer, responses={202: ExportOutput},
                    summary="Generate a compliance export (PDF, JSON, CSV under a signed manifest; a job)")
     def post(self, request: Request, name: str, version: int) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -43,24 +42,24 @@ class ExportListCreateApi(APIView):
         found = inference_selectors.version_get(actor=actor, name=name, version=version)
         export = services.export_create(actor=actor, version=found, period_start=data.validated_data.get("period_start"),
                                         period_end=data.validated_data.get("period_end"))
-        return Response(services.export_response(export), status=status.HTTP_202_ACCEPTED)
+        return Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ExportListApi(APIView):
     required_capability = Cap.REPORT_READ
 
-    @extend_schema(responses={200: OBJECT_LIST}, summary="Compliance exports of the organisation",
+    @extend_schema(responses={200: ExportOutput(many=True)}, summary="Compliance exports of the organisation",
                    operation_id="exports_list")
     def get(self, request: Request) -> Response:
-        return Response([services.export_response(e) for e in selectors.export_list(actor=actor_of(request))[:200]])
+        return Response(ExportOutput(selectors.export_list(actor=actor_of(request))[:200], many=True).data)
 
 
 class ExportDetailApi(APIView):
     required_capability = Cap.REPORT_READ
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A compliance export: progress, then its files and issues")
+    @extend_schema(responses=ExportOutput, summary="A compliance export: progress, then its files and issues")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(services.export_response(selectors.export_get(actor=actor_of(request), pk=pk)))
+        return Response(ExportOutput(selectors.export_get(actor=actor_of(request), pk=pk)).data)
 
 
 class ExportDownloadApi(APIView):
@@ -85,6 +84,8 @@ class ExportSchemaApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list[Any] = []
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The JSON Schema of a compliance export's evidence.json")
+    @extend_schema(responses={200: {"type": "object", "additionalProperties": True,
+                                   "description": "a JSON Schema (draft 2020-12) document"}},
+                   summary="The JSON Schema of a compliance export's evidence.json")
     def get(self, request: Request) -> Response:
         return Response(document.schema())

@@ -21,11 +21,8 @@ from audit.fairness.exports import report_document
 from audit.log import selectors as log_selectors
 from inference import selectors as inference_selectors
 from inference.models import ModelVersion
-from inference.services.explanations import explanation_response
-from inference.services.finetuning import job_response
-from inference.services.global_explanations import global_explanation_response
+from inference.outputs import ExplanationOutput, FineTuneJobOutput, GlobalExplanationOutput, TrainingDatasetOutput
 from inference.services.registry import CARD_FIELDS, CARD_REQUIRED_TO_SUBMIT
-from inference.services.training_datasets import dataset_response
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "compliance-export.schema.json"
 SCHEMA_ID = "https://steward.invalid/schemas/compliance-export/1.json"
@@ -120,7 +117,7 @@ def _explanations(version: ModelVersion) -> dict[str, Any]:
     done = inference_selectors.version_explanations_done(version=version)
     sample = []
     for explanation in done[:LOCAL_SAMPLE]:
-        body = explanation_response(explanation)
+        body = dict(ExplanationOutput(explanation).data)
         body.pop("url", None)
         sample.append(body)
     residuals = [r for r in done.values_list("residual", flat=True) if r is not None]
@@ -133,7 +130,7 @@ def _explanations(version: ModelVersion) -> dict[str, Any]:
 
 
 def _global(job: Any) -> dict[str, Any]:
-    body = global_explanation_response(job)
+    body = dict(GlobalExplanationOutput(job).data)
     body.pop("url", None)
     return body
 
@@ -144,8 +141,8 @@ def _privacy(version: ModelVersion) -> dict[str, Any] | None:
         return None
     found: dict[str, Any] = {"guarantee": dict(version.privacy or {}), "job": None, "dataset": None}
     if job is not None:
-        found["job"] = job_response(job)
-        found["dataset"] = dataset_response(job.dataset)
+        found["job"] = dict(FineTuneJobOutput(job).data)
+        found["dataset"] = dict(TrainingDatasetOutput(job.dataset).data)
     return found
 
 

@@ -23,7 +23,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.exports import document as evidence_document
-from audit.exports import mapping
 from audit.exports.exceptions import ExportNotFinished, InvalidExport
 from audit.exports.models import ComplianceExport
 from audit.log.services import AuditActor, audit_record
@@ -183,29 +182,6 @@ def export_file(*, export: ComplianceExport, name: str) -> bytes:
         raise InvalidExport(f"The bundle has no file {name!r}.", details={"files": [f["name"] for f in export.files]})
     with zipfile.ZipFile(io.BytesIO(export_bundle(export=export))) as bundle:
         return bundle.read(name)
-
-
-def export_response(export: ComplianceExport) -> dict[str, Any]:
-    version = export.model_version
-    body: dict[str, Any] = {
-        "id": export.pk, "number": export.number, "model": version.model.name, "version": version.version,
-        "status": export.status, "stage": export.stage, "steps_done": export.steps_done,
-        "steps_total": export.steps_total,
-        "period": {"start": export.period_start.isoformat(), "end": export.period_end.isoformat()},
-        "created_by": export.created_by.username, "created_at": export.created_at.isoformat(),
-        "finished_at": export.finished_at.isoformat() if export.finished_at else None,
-        "url": reverse("api-export", args=[export.pk]),
-    }
-    if export.status == JobStatus.DONE:
-        body.update({
-            "bundle": {"sha256": export.bundle_sha256, "bytes": export.bundle_bytes,
-                       "url": reverse("api-export-download", args=[export.pk])},
-            "files": export.files, "issues": export.issues, "coverage": mapping.coverage(export.mapping),
-            "receipt": {"index": export.audit_index, "leaf_hash": export.audit_leaf_hash},
-        })
-    elif export.status == JobStatus.FAILED:
-        body["error"] = export.error
-    return body
 
 
 def export_evidence(version: ModelVersion) -> Evidence | None:

@@ -4,7 +4,6 @@ import json
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -135,7 +134,9 @@ class BiasReportDownloadApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["json", "csv"], default="json")],
-        responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): bytes},
+        responses={(200, "application/json"): {"type": "object", "additionalProperties": True, "description":
+                   "the report document: the report's detail with its per-group tables, as a file"},
+                   (200, "text/csv"): bytes},
         summary="Download a finished bias report as JSON or CSV",
     )
     def get(self, request: Request, pk: int) -> HttpResponse:

@@ -20,7 +20,7 @@ from audit.fairness.exceptions import InvalidDataset, InvalidPolicy
 from audit.fairness.models import BiasReport, FairnessPolicy, ReportKind
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
-from inference.exceptions import WorkerUnavailable
+from inference.exceptions import WorkerUnavailable, classifier_required
 from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
@@ -92,6 +92,7 @@ def bias_report_create(
         InvalidDataset (400), DatasetTooLarge (413): nothing is stored.
         WorkerUnavailable (503): no worker to run it.
     """
+    classifier_required(version, "Bias reports")
     actor.require(Cap.REPORT_CREATE, "run bias reports")
     labels = list(version.labels)
     if version.task == "tabular-classification":
@@ -171,7 +172,7 @@ def bias_report_run(*, report_id: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from inference.services.predictions import rows_predict_proba
+    from inference.services.prediction_runs import rows_predict_proba
 
     if not job_claim(BiasReport, report_id, rows_done=0):
         return  # redelivered or already settled

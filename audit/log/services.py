@@ -229,6 +229,13 @@ def redaction_rule_delete(*, actor: AuditActor, organization_id: int, rule_id: i
     rulebook.book().forget()
 
 
+def redacted_for(*, organization_id: int, value: Any) -> Any:
+    """`value` (JSON) as the log would store it: the built-in redaction and the organisation's rules. For
+    copies kept beside the log (a completion's prompt and answer), so that both hold the same text."""
+    rules = rulebook.book().rules(rulebook.book().version(), organization_id)
+    return redaction.redact(value, rules)
+
+
 def redaction_preview(*, organization_id: int, text: str, label: str = "", pattern: str = "") -> str:
     """`text` as the log would store it: the built-in redaction and the organisation's rules, and a
     candidate rule (`label`, `pattern`) when given. Nothing is stored.

@@ -86,7 +86,8 @@ class ModelListRegisterApi(APIView):
         task = serializers.ChoiceField(choices=Task.values)
         archive = serializers.FileField(
             help_text=".zip or .tar.gz: a Hugging Face model folder with safetensors weights "
-                      "(text-classification), or model.onnx + schema.json (tabular-classification)")
+                      "(text-classification, text-generation, text-embedding), or model.onnx + schema.json "
+                      "(tabular-classification); or a single .gguf file (text-generation), converted on a worker")
         card = serializers.JSONField(required=False, help_text="the model card, as a JSON object")
         description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -12,22 +11,10 @@ from rest_framework.views import APIView
 from inference import selectors
 from inference.ml.explain import MAX_EVALS, MIN_EVALS
 from inference.models import GlobalSource
+from inference.outputs import ExplanationOutput, GlobalExplanationOutput, PredictionOutput
 from inference.services import explanations, global_explanations, predictions
 from portal.accounts.roles import Cap
 from portal.web.api import StrictSerializer, actor_of
-from portal.web.openapi import OBJECT_LIST
-
-
-class PredictionOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    id = serializers.IntegerField()
-    model = serializers.CharField()
-    version = serializers.IntegerField()
-    request_id = serializers.CharField()
-    status = serializers.CharField()
-    predictions = serializers.ListField(child=serializers.DictField())
-    device = serializers.CharField()
-    compute_ms = serializers.FloatField(allow_null=True)
-    receipt = serializers.DictField(allow_null=True)
 
 
 class PredictApi(APIView):
@@ -43,7 +30,7 @@ class PredictApi(APIView):
                                            help_text="also explain each input (SHAP); at most 8 inputs")
         max_evals = serializers.IntegerField(required=False, help_text="the explanation budget (model evaluations)")
 
-    @extend_schema(request=InputSerializer, responses=PredictionOutputSerializer, summary="Predict")
+    @extend_schema(request=InputSerializer, responses=PredictionOutput, summary="Predict")
     def post(self, request: Request, name: str) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -57,23 +44,21 @@ class PredictApi(APIView):
             actor=actor, version=version, inputs=inputs,
             subject=data.validated_data["subject"], request_id=getattr(request._request, "request_id", ""),
         )
-        answer = predictions.prediction_wait(admitted)
+        body = PredictionOutput(predictions.prediction_wait(admitted)).data
         if explain:
-            answer["explanations"] = [
-                explanations.explanation_response(e)
-                for e in explanations.explanations_of_prediction(actor=actor, prediction=admitted.stored,
-                                                                  max_evals=max_evals)
-            ]
-        return Response(answer)
+            body["explanations"] = ExplanationOutput(
+                explanations.explanations_of_prediction(actor=actor, prediction=admitted.stored, max_evals=max_evals),
+                many=True).data
+        return Response(body)
 
 
 class PredictionDetailApi(APIView):
     required_capability = Cap.MODEL_READ
 
-    @extend_schema(responses=PredictionOutputSerializer, summary="A stored prediction")
+    @extend_schema(responses=PredictionOutput, summary="A stored prediction")
     def get(self, request: Request, pk: int) -> Response:
         prediction = selectors.prediction_get(actor=actor_of(request), pk=pk)
-        return Response(predictions.prediction_response(prediction))
+        return Response(PredictionOutput(predictions.prediction_result(prediction)).data)
 
 
 class ExplainApi(APIView):
@@ -83,7 +68,7 @@ class ExplainApi(APIView):
         row = serializers.IntegerField(required=False, default=0, help_text="which input of the prediction")
         max_evals = serializers.IntegerField(required=False, help_text=f"model evaluations, {MIN_EVALS} to {MAX_EVALS}")
 
-    @extend_schema(request=InputSerializer, responses={201: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+    @extend_schema(request=InputSerializer, responses={201: ExplanationOutput, 202: ExplanationOutput},
                    summary="Explain a stored prediction (SHAP); 202 while it is still computing")
     def post(self, request: Request, pk: int) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -96,17 +81,17 @@ class ExplainApi(APIView):
         )
         explanation = explanations.explanation_wait(asked)
         done = explanation.status in ("done", "failed")
-        return Response(explanations.explanation_response(explanation),
+        return Response(ExplanationOutput(explanation).data,
                         status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED)
 
 
 class ExplanationDetailApi(APIView):
     required_capability = Cap.MODEL_READ
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="An explanation: attributions, base value, residual")
+    @extend_schema(responses=ExplanationOutput, summary="An explanation: attributions, base value, residual")
     def get(self, request: Request, pk: int) -> Response:
         found = selectors.explanation_get(actor=actor_of(request), pk=pk)
-        return Response(explanations.explanation_response(found))
+        return Response(ExplanationOutput(found).data)
 
 
 class GlobalExplanationListCreateApi(APIView):
@@ -124,15 +109,15 @@ class GlobalExplanationListCreateApi(APIView):
                                                "default 40 for text, 200 for tabular")
         max_evals = serializers.IntegerField(required=False, help_text=f"per row, {MIN_EVALS} to {MAX_EVALS}")
 
-    @extend_schema(responses={200: OBJECT_LIST}, summary="Global explanations of a model version")
+    @extend_schema(responses={200: GlobalExplanationOutput(many=True)}, summary="Global explanations of a model version")
     def get(self, request: Request, name: str, version: int) -> Response:
         actor = actor_of(request)
         found = selectors.version_get(actor=actor, name=name, version=version)
-        return Response([global_explanations.global_explanation_response(job)
-                         for job in selectors.global_explanation_list(actor=actor, version=found)])
+        return Response(GlobalExplanationOutput(selectors.global_explanation_list(actor=actor, version=found),
+                                                many=True).data)
 
     @extend_schema(request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
-                   responses={202: OpenApiTypes.OBJECT},
+                   responses={202: GlobalExplanationOutput},
                    summary="Compute a global explanation (mean |SHAP| over a sample; a job on the workers)")
     def post(self, request: Request, name: str, version: int) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -145,13 +130,13 @@ class GlobalExplanationListCreateApi(APIView):
             upload_name=getattr(upload, "name", "") or "", sample_size=data.validated_data.get("sample_size"),
             max_evals=data.validated_data.get("max_evals"),
         )
-        return Response(global_explanations.global_explanation_response(job), status=status.HTTP_202_ACCEPTED)
+        return Response(GlobalExplanationOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class GlobalExplanationDetailApi(APIView):
     required_capability = Cap.REPORT_READ
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A global explanation: progress, then the ranking")
+    @extend_schema(responses=GlobalExplanationOutput, summary="A global explanation: progress, then the ranking")
     def get(self, request: Request, pk: int) -> Response:
         found = selectors.global_explanation_get(actor=actor_of(request), pk=pk)
-        return Response(global_explanations.global_explanation_response(found))
+        return Response(GlobalExplanationOutput(found).data)

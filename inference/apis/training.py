@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -11,10 +10,10 @@ from rest_framework.views import APIView
 
 from inference import selectors
 from inference.ml import dp_accounting
+from inference.outputs import FineTuneJobOutput, TrainingDatasetOutput
 from inference.services import finetuning, training_datasets
 from portal.accounts.roles import Cap
 from portal.web.api import StrictSerializer, actor_of
-from portal.web.openapi import OBJECT_LIST
 
 
 class TrainingDatasetListCreateApi(APIView):
@@ -27,12 +26,12 @@ class TrainingDatasetListCreateApi(APIView):
         epsilon_cap = serializers.FloatField(help_text="the most privacy loss all runs together may spend")
         delta_cap = serializers.FloatField(help_text="the delta every run's epsilon is stated at; below 1/rows")
 
-    @extend_schema(responses={200: OBJECT_LIST}, summary="Training datasets, with their privacy budgets",
+    @extend_schema(responses={200: TrainingDatasetOutput(many=True)}, summary="Training datasets, with their privacy budgets",
                    operation_id="training_datasets_list")
     def get(self, request: Request) -> Response:
-        return Response([training_datasets.dataset_response(d) for d in selectors.dataset_list(actor=actor_of(request))])
+        return Response(TrainingDatasetOutput(selectors.dataset_list(actor=actor_of(request)), many=True).data)
 
-    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: OpenApiTypes.OBJECT},
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: TrainingDatasetOutput},
                    summary="Upload a training dataset under a privacy budget cap")
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -44,15 +43,15 @@ class TrainingDatasetListCreateApi(APIView):
             name=data.validated_data["name"] or upload.name, epsilon_cap=data.validated_data["epsilon_cap"],
             delta_cap=data.validated_data["delta_cap"],
         )
-        return Response(training_datasets.dataset_response(dataset), status=status.HTTP_201_CREATED)
+        return Response(TrainingDatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 
 class TrainingDatasetDetailApi(APIView):
     required_capability = Cap.REPORT_READ
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A training dataset: its budget and ledger (never its rows)")
+    @extend_schema(responses=TrainingDatasetOutput, summary="A training dataset: its budget and ledger (never its rows)")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(training_datasets.dataset_response(selectors.dataset_get(actor=actor_of(request), pk=pk)))
+        return Response(TrainingDatasetOutput(selectors.dataset_get(actor=actor_of(request), pk=pk)).data)
 
 
 class FineTuneListCreateApi(APIView):
@@ -72,12 +71,12 @@ class FineTuneListCreateApi(APIView):
                                               + "; default constant")
         max_grad_norm = serializers.FloatField(required=False, help_text="per-sample clipping norm; default 1.0")
 
-    @extend_schema(responses={200: OBJECT_LIST}, summary="Private fine-tuning jobs",
+    @extend_schema(responses={200: FineTuneJobOutput(many=True)}, summary="Private fine-tuning jobs",
                    operation_id="fine_tunes_list")
     def get(self, request: Request) -> Response:
-        return Response([finetuning.job_response(j) for j in selectors.finetune_list(actor=actor_of(request))[:100]])
+        return Response(FineTuneJobOutput(selectors.finetune_list(actor=actor_of(request))[:100], many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT},
+    @extend_schema(request=InputSerializer, responses={202: FineTuneJobOutput},
                    summary="Fine-tune a version with DP-SGD (reserves the budget, then a job on the workers)")
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -87,22 +86,22 @@ class FineTuneListCreateApi(APIView):
         dataset = selectors.dataset_get(actor=actor, pk=values.pop("dataset"))
         base = selectors.version_get(actor=actor, name=values.pop("model"), version=values.pop("base_version"))
         job = finetuning.finetune_create(actor=actor, dataset=dataset, base_version=base, **values)
-        return Response(finetuning.job_response(job), status=status.HTTP_202_ACCEPTED)
+        return Response(FineTuneJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class FineTuneDetailApi(APIView):
     required_capability = Cap.REPORT_READ
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="A fine-tuning job: step, epoch, loss, epsilon spent")
+    @extend_schema(responses=FineTuneJobOutput, summary="A fine-tuning job: step, epoch, loss, epsilon spent")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(finetuning.job_response(selectors.finetune_get(actor=actor_of(request), pk=pk)))
+        return Response(FineTuneJobOutput(selectors.finetune_get(actor=actor_of(request), pk=pk)).data)
 
 
 class FineTuneCancelApi(APIView):
     required_capability = Cap.MODEL_REGISTER
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT, summary="Cancel a fine-tuning job")
+    @extend_schema(request=None, responses=FineTuneJobOutput, summary="Cancel a fine-tuning job")
     def post(self, request: Request, pk: int) -> Response:
         actor = actor_of(request)
         job = finetuning.finetune_cancel(actor=actor, job=selectors.finetune_get(actor=actor, pk=pk))
-        return Response(finetuning.job_response(job))
+        return Response(FineTuneJobOutput(job).data)

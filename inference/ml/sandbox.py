@@ -69,12 +69,22 @@ def inspect_in_sandbox(task: str, folder: Path, limits: Limits) -> ArtifactInfo:
         InputError: the artifact is refused, with the sentence that says why (never the model's output).
         CheckTimedOut: the check ran past its time.
     """
+    return _probe([task, str(folder)], folder.name, limits)
+
+
+def convert_gguf_in_sandbox(source: Path, out: Path, limits: Limits) -> ArtifactInfo:
+    """Turns a single GGUF file into a Hugging Face folder at `out` and checks it, within `limits`
+    (the file is parsed in the child: a malformed one fails there, not in the worker)."""
+    return _probe(["--gguf", str(source), str(out)], source.name, limits)
+
+
+def _probe(arguments: list[str], label: str, limits: Limits) -> ArtifactInfo:
     root = Path(__file__).resolve().parents[2]  # the probe's package, importable whatever the cwd
     with tempfile.TemporaryDirectory(prefix="steward-probe-") as home:
         env = child_environment(Path(home))
         env["PYTHONPATH"] = str(root)
         child = subprocess.Popen(
-            [sys.executable, "-s", "-m", "inference.ml.probe", task, str(folder)],
+            [sys.executable, "-s", "-m", "inference.ml.probe", *arguments],
             cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=_limit(limits), start_new_session=True,
         )
@@ -91,7 +101,7 @@ def inspect_in_sandbox(task: str, folder: Path, limits: Limits) -> ArtifactInfo:
                 os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
     if err:
-        logger.info("model check of %s wrote to stderr: %s", folder.name, err.decode(errors="replace")[-2000:])
+        logger.info("model check of %s wrote to stderr: %s", label, err.decode(errors="replace")[-2000:])
     return _verdict(child.returncode, out)
 
 

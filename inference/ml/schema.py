@@ -170,7 +170,7 @@ def rows_from_records(schema: dict[str, Any], records: list[dict[str, Any]], *,
 
 def validate_inputs(task: str, schema: dict[str, Any], inputs: list[Any]) -> list[Any]:
     """Checks inputs without loading the model (the web process runs this before queueing)."""
-    if task == "text-classification":
+    if task in ("text-classification", "text-embedding"):
         return validate_text_inputs(inputs)
     return validate_tabular_inputs(schema, inputs)
 

@@ -37,34 +37,20 @@ def read_sst2(path: Path) -> list[tuple[str, int]]:
         return [(row[text_col], int(row[label_col])) for row in reader if len(row) > 1]
 
 
-def build_sentiment(
-    out: Path,
-    train_tsv: Path,
-    dev_tsv: Path,
-    *,
-    examples: int = 4000,
-    epochs: int = 1,
-    batch_size: int = 32,
-    lr: float = 5e-5,
-    max_length: int = 64,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Fine-tunes MiniLM for sentiment; saves a Hugging Face folder; returns dev metrics."""
+def fine_tune_text_classifier(
+    train: list[tuple[str, int]], labels: list[str], *, epochs: int, batch_size: int, lr: float, max_length: int,
+    rng: random.Random, progress: Progress | None = None,
+) -> tuple[Any, Any]:
+    """MiniLM with a classification head for `labels`, fine-tuned whole on (text, label index) rows."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
     base = minilm_folder()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, local_files_only=True, num_labels=2,
-        id2label=dict(enumerate(SENTIMENT_LABELS)), label2id={n: i for i, n in enumerate(SENTIMENT_LABELS)},
+        base, local_files_only=True, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
     )
-    train = read_sst2(train_tsv)
-    rng.shuffle(train)
-    train = train[:examples]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * ((len(train) + batch_size - 1) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
@@ -86,6 +72,32 @@ def build_sentiment(
             if progress:
                 progress(step, steps, f"loss {loss.item():.3f}")
     model.eval()
+    return model, tokenizer
+
+
+def build_sentiment(
+    out: Path,
+    train_tsv: Path,
+    dev_tsv: Path,
+    *,
+    examples: int = 4000,
+    epochs: int = 1,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    max_length: int = 64,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Fine-tunes MiniLM for sentiment; saves a Hugging Face folder; returns dev metrics."""
+    import torch
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    train = read_sst2(train_tsv)
+    rng.shuffle(train)
+    train = train[:examples]
+    model, tokenizer = fine_tune_text_classifier(train, SENTIMENT_LABELS, epochs=epochs, batch_size=batch_size,
+                                                 lr=lr, max_length=max_length, rng=rng, progress=progress)
     dev = read_sst2(dev_tsv)
     accuracy = evaluate_text_classifier(model, tokenizer, dev, max_length=max_length)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,18 +107,59 @@ def build_sentiment(
             "train_examples": len(train), "epochs": epochs}
 
 
-def evaluate_text_classifier(model: Any, tokenizer: Any, rows: list[tuple[str, int]], *, max_length: int = 128) -> float:
+# --- moderation (Davidson et al.'s labelled tweets) ----------------------------------------------
+MODERATION_LABELS = ["hate", "offensive", "neither"]
+
+
+def read_toxicity(path: Path) -> list[tuple[str, int]]:
+    """(tweet, label index) rows of data/toxicity's CSV files (label: hate, offensive, neither)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [(row["tweet"], MODERATION_LABELS.index(row["label"])) for row in csv.DictReader(handle)]
+
+
+def build_moderation(
+    out: Path, train_csv: Path, heldout_csv: Path, *, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5,
+    max_length: int = 64, seed: int = 0, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Fine-tunes MiniLM to tell hate speech and offensive language from neither; returns held-out
+    accuracy and each class's F1 (hate is 5 % of the held-out tweets: its F1 says more than accuracy)."""
+    import torch
+    from sklearn.metrics import f1_score
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    train = read_toxicity(train_csv)
+    model, tokenizer = fine_tune_text_classifier(train, MODERATION_LABELS, epochs=epochs, batch_size=batch_size,
+                                                 lr=lr, max_length=max_length, rng=rng, progress=progress)
+    heldout = read_toxicity(heldout_csv)
+    predicted = predict_text_classifier(model, tokenizer, [t for t, _ in heldout], max_length=max_length)
+    truth = [y for _, y in heldout]
+    f1 = f1_score(truth, predicted, labels=list(range(len(MODERATION_LABELS))), average=None)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return {"heldout_accuracy": round(sum(int(p == y) for p, y in zip(predicted, truth, strict=True)) / len(truth), 4),
+            "heldout_examples": len(heldout), "heldout_macro_f1": round(float(f1.mean()), 4),
+            **{f"heldout_f1_{label}": round(float(value), 4) for label, value in zip(MODERATION_LABELS, f1, strict=True)},
+            "heldout_counts": {label: truth.count(i) for i, label in enumerate(MODERATION_LABELS)},
+            "train_examples": len(train), "epochs": epochs}
+
+
+def predict_text_classifier(model: Any, tokenizer: Any, texts: list[str], *, max_length: int = 128) -> list[int]:
     import torch
 
-    correct = 0
+    predicted: list[int] = []
     with torch.inference_mode():
-        for start in range(0, len(rows), 64):
-            batch = rows[start : start + 64]
-            encoded = tokenizer([t for t, _ in batch], padding=True, truncation=True,
+        for start in range(0, len(texts), 64):
+            encoded = tokenizer(texts[start : start + 64], padding=True, truncation=True,
                                 max_length=max_length, return_tensors="pt")
-            predicted = model(**encoded).logits.argmax(dim=-1).tolist()
-            correct += sum(int(p == y) for p, (_, y) in zip(predicted, batch, strict=True))
-    return correct / len(rows)
+            predicted += model(**encoded).logits.argmax(dim=-1).tolist()
+    return predicted
+
+
+def evaluate_text_classifier(model: Any, tokenizer: Any, rows: list[tuple[str, int]], *, max_length: int = 128) -> float:
+    predicted = predict_text_classifier(model, tokenizer, [t for t, _ in rows], max_length=max_length)
+    return sum(int(p == y) for p, (_, y) in zip(predicted, rows, strict=True)) / len(rows)
 
 
 # --- income (UCI Adult) ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from audit.log.services import AuditActor, audit_record
-from inference.exceptions import InvalidInput, WorkerUnavailable
+from inference.exceptions import InvalidInput, WorkerUnavailable, classifier_required
 from inference.ml.schema import InputError, rows_from_records
 from inference.models import Evaluation, ModelVersion, Task
 from inference.services.jobs import rows_validate, upload_text
@@ -67,6 +67,7 @@ def evaluation_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, 
         InvalidInput (400): a file that does not fit the model, or labels it does not know.
         WorkerUnavailable (503). Nothing is stored on any of them.
     """
+    classifier_required(version, "Evaluations of accuracy")
     actor.require(Cap.MODEL_REGISTER, "evaluate model versions")
     rows, targets, digest = evaluation_parse(upload, version, label_column)
     queue = serving_queue()
@@ -123,7 +124,7 @@ def evaluation_run(*, evaluation_id: int) -> None:
     """Predicts the file with the version's model and records its metrics (the task's body)."""
     from django.core.files.storage import default_storage
 
-    from inference.services.predictions import rows_predict_proba
+    from inference.services.prediction_runs import rows_predict_proba
 
     if not job_claim(Evaluation, evaluation_id, rows_done=0):
         return

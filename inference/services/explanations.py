@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 
 from audit.log.services import AuditActor, audit_record
-from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
+from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable, classifier_required
 from inference.ml.explain import MAX_EVALS, MIN_EVALS, budget_floor, explanation_seed, summary
 from inference.models import Explanation, ModelVersion, Prediction
 from portal.accounts.actor import Actor
@@ -52,6 +50,7 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
         WorkerUnavailable (503).
     """
     version = prediction.model_version
+    classifier_required(version, "Explanations")  # a vector has no label whose probability SHAP could explain
     budget = budget_check(version, settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals)
     if prediction.status != JobStatus.DONE:
         raise NotExplainable(f"Prediction {prediction.pk} is {prediction.status}; only a finished one can be explained.")
@@ -122,29 +121,6 @@ def explanation_wait(asked: Awaited[Explanation], *, timeout: float | None = Non
         reply_wait(asked.reply_to, timeout=settings.EXPLAIN_WAIT_SECONDS if timeout is None else timeout)
     asked.stored.refresh_from_db()
     return asked.stored
-
-
-def explanation_response(explanation: Explanation) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": explanation.pk, "prediction": explanation.prediction_id, "row": explanation.row,
-        "status": explanation.status, "model": explanation.model_version.model.name,
-        "version": explanation.model_version.version, "max_evals": explanation.max_evals,
-        "url": reverse("api-explanation", args=[explanation.pk]),
-    }
-    if explanation.status == JobStatus.DONE and explanation.result:
-        result = explanation.result
-        body.update({
-            "method": explanation.method, "label": explanation.label, "labels": result["labels"],
-            "evaluations": explanation.evaluations, "base_values": result["base_values"], "output": result["output"],
-            "residual": explanation.residual, "features": result["features"], "values": result["values"],
-            "words": result.get("words", []), "feature_values": result.get("feature_values", []),
-            "summary": result.get("summary", ""), "compute_ms": explanation.compute_ms, "device": explanation.device,
-            "seed": result.get("seed"), "model_rows": result.get("model_rows"),
-            "receipt": {"index": explanation.audit_index, "leaf_hash": explanation.audit_leaf_hash},
-        })
-    elif explanation.status == JobStatus.FAILED:
-        body["error"] = explanation.error
-    return body
 
 
 def explanation_run(*, explanation_id: int) -> None:

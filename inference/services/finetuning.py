@@ -252,15 +252,3 @@ FINETUNES = register(JobKind(
     what="Fine-tuning job", settle=_finetune_settle, after_failed=lambda job: _Hooks(job).discard(),
     stale_after=timedelta(minutes=3),  # resumes from its last checkpoint
 ))
-
-
-def job_response(job: FineTuneJob) -> dict[str, Any]:
-    plan = job.plan
-    return {
-        "id": job.pk, "status": job.status, "model": job.base_version.model.name, "base_version": job.base_version.version,
-        "dataset": job.dataset_id, "plan": plan, "steps_done": job.steps_done, "steps_total": plan["steps"],
-        "epoch": job.epoch, "loss": job.loss, "epsilon_spent": job.epsilon_spent,
-        "cancel_requested": job.cancel_requested, "result": job.result, "error": job.error, "device": job.device,
-        "result_version": job.result_version.version if job.result_version else None,
-        "created_at": job.created_at.isoformat(), "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-    }

@@ -24,7 +24,7 @@ from django.urls import reverse
 
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
-from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
+from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable, classifier_required
 from inference.ml.explain import Explained, explanation_seed, global_ranking
 from inference.models import GlobalExplanation, GlobalSource, ModelVersion, Prediction, Task
 from inference.services.explanations import budget_check
@@ -78,6 +78,7 @@ def global_explanation_create(
         WorkerUnavailable (503). Nothing is stored on any of them.
     """
     actor.require(Cap.REPORT_CREATE, "compute global explanations")
+    classifier_required(version, "Global explanations")
     task = Task(version.task)
     size = DEFAULT_SAMPLE[task] if sample_size is None else sample_size
     if not 1 <= size <= settings.GLOBAL_EXPLAIN_MAX_ROWS:
@@ -171,22 +172,6 @@ GLOBAL_EXPLANATIONS = register(JobKind(
     public_error=("The global explanation could not be computed on the worker. Try again; if it fails again, try "
                   "a smaller sample or budget, or ask an admin to look at the worker's log."),
 ))
-
-
-def global_explanation_response(job: GlobalExplanation) -> dict[str, Any]:
-    version = job.model_version
-    body: dict[str, Any] = {
-        "id": job.pk, "number": job.number, "model": version.model.name, "version": version.version,
-        "status": job.status, "source": job.source, "dataset": job.dataset_name, "dataset_sha256": job.dataset_sha256,
-        "max_evals": job.max_evals, "rows_total": job.rows_total, "rows_done": job.rows_done,
-        "created_at": job.created_at.isoformat(), "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "url": reverse("api-global-explanation", args=[job.pk]),
-    }
-    if job.status == JobStatus.DONE and job.result:
-        body.update({"device": job.device, **job.result})
-    elif job.status == JobStatus.FAILED:
-        body["error"] = job.error
-    return body
 
 
 def explanation_evidence(version: ModelVersion) -> Evidence | None:

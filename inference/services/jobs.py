@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
-from inference.exceptions import InvalidInput, JobNotCancellable
+from inference.exceptions import InvalidInput, JobNotCancellable, classifier_required
 from inference.ml.schema import InputError, rows_from_records, validate_inputs
 from inference.models import BatchJob, ModelVersion
 from inference.services.usage import quota_release, quota_reserve, usage_record
@@ -89,6 +89,7 @@ def rows_validate(version: ModelVersion, rows: list[Any]) -> list[Any]:
 
 def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, name: str) -> BatchJob:
     """Checks every row of the upload, reserves quota, stores the rows and queues the job."""
+    classifier_required(version, "Batch jobs")
     rows, fmt, _ = rows_parse(upload, name, version)
     clean = rows_validate(version, rows)
     if serving_queue() is None:

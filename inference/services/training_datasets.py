@@ -200,17 +200,3 @@ def privacy_settle(*, job: FineTuneJob, steps_spent: int) -> None:
                                                            entry.steps_spent)], dataset.delta_cap),
                  "epsilon_spent_total": budget_summary(dataset)["epsilon_spent"]},
     )
-
-
-
-def dataset_response(dataset: TrainingDataset) -> dict[str, Any]:
-    return {
-        "id": dataset.pk, "model": dataset.model.name, "name": dataset.name, "sha256": dataset.sha256,
-        "train_rows": dataset.train_rows, "holdout_rows": dataset.holdout_rows, "epsilon_cap": dataset.epsilon_cap,
-        "delta_cap": dataset.delta_cap, "created_by": dataset.created_by.username,
-        "created_at": dataset.created_at.isoformat(), "budget": budget_summary(dataset),
-        "ledger": [{"job": e.job_id, "state": e.state, "noise_multiplier": e.noise_multiplier,
-                    "sample_rate": e.sample_rate, "steps_reserved": e.steps_reserved, "steps_spent": e.steps_spent,
-                    "epsilon_planned": e.epsilon_planned, "created_at": e.created_at.isoformat(),
-                    "settled_at": e.settled_at.isoformat() if e.settled_at else None} for e in dataset.ledger.all()],
-    }

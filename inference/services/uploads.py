@@ -30,7 +30,7 @@ from audit.log.services import AuditActor
 from inference.exceptions import ArchiveTooLarge, InvalidArchive, WorkerUnavailable
 from inference.ml import artifacts
 from inference.ml.predictors import ArtifactInfo
-from inference.ml.sandbox import Limits, inspect_in_sandbox
+from inference.ml.sandbox import Limits, convert_gguf_in_sandbox, inspect_in_sandbox
 from inference.ml.schema import InputError
 from inference.models import ModelUpload, ModelVersion, Task
 from inference.services.registry import card_clean, version_store
@@ -74,13 +74,8 @@ def model_upload_create(*, actor: Actor, name: str, task: str, archive: BinaryIO
     staged_name = ""
     try:
         path, sha256, size = _spool(archive, workdir)
-        try:
-            artifacts.list_members(path, max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
-        except artifacts.ArchiveError as exc:
-            raise InvalidArchive(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+        suffix = _admitted_format(path, task)
         with path.open("rb") as handle:
-            suffix = ".zip" if handle.read(2) == b"PK" else ".tar.gz"
-            handle.seek(0)
             staged_name = default_storage.save(f"uploads/{actor.organization.pk}/{uuid.uuid4().hex}{suffix}",
                                                File(handle))
         with transaction.atomic():
@@ -110,15 +105,72 @@ def model_upload_wait(staged: Awaited[ModelUpload], *, timeout: float | None = N
     return staged.stored
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def is_gguf(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == GGUF_MAGIC
+
+
+def _gguf_for(task: str) -> None:
+    if task != Task.GENERATION:
+        raise InvalidArchive(f"A GGUF file holds a generative model: register it as text-generation, not {task}.")
+
+
+def _admitted_format(path: Path, task: str) -> str:
+    """The staged file's suffix, once what needs no model loaded is checked: an archive's table of
+    contents (traversal, links, bombs), or a single GGUF file, which only a generative model can be."""
+    if is_gguf(path):
+        _gguf_for(task)
+        return ".gguf"
+    try:
+        artifacts.list_members(path, max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
+    except artifacts.ArchiveError as exc:
+        raise InvalidArchive(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+    with path.open("rb") as handle:
+        return ".zip" if handle.read(2) == b"PK" else ".tar.gz"
+
+
+@dataclasses.dataclass
+class Checked:
+    """An upload that passed its check: what to store (the upload itself, or the folder a GGUF file
+    was converted to, packed), its digest and size, what it is, and where it came from."""
+
+    path: Path
+    sha256: str
+    size: int
+    info: ArtifactInfo
+    source: dict[str, Any] | None = None  # a converted upload: its format, digest and size
+
+
 def check_limits() -> Limits:
     return Limits(seconds=settings.MODEL_CHECK_SECONDS, memory_bytes=settings.MODEL_CHECK_MEMORY_MB * 2**20)
 
 
-def _checked(archive: Path, task: str, workdir: Path) -> ArtifactInfo:
-    """Unpacks and checks an archive in the sandbox; InvalidArchive with the reason, as a sentence."""
+def _checked(archive: Path, task: str, workdir: Path, sha256: str, size: int) -> Checked:
+    """Unpacks and checks an archive in the sandbox, or converts a GGUF file there and checks the
+    folder it gives (stored packed: what is served is what was checked); InvalidArchive with the
+    reason, as a sentence."""
+    gguf = is_gguf(archive)
+    if gguf:
+        _gguf_for(task)
     try:
+        if gguf:
+            # the child writes the converted weights: each file within what an archive may unpack to
+            limits = dataclasses.replace(check_limits(), file_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
+            info = convert_gguf_in_sandbox(archive, workdir / "model", limits)
+            written = sum(f.stat().st_size for f in (workdir / "model").rglob("*") if f.is_file())
+            if written > settings.MODEL_MAX_UNPACKED_BYTES:
+                raise InputError(f"the converted model takes {written} bytes, more than the limit of "
+                                 f"{settings.MODEL_MAX_UNPACKED_BYTES}")
+            packed = workdir / "converted.zip"
+            packed.write_bytes(artifacts.pack_directory(workdir / "model"))
+            stored_sha256, stored_size = artifacts.sha256_file(packed), packed.stat().st_size
+            return Checked(packed, stored_sha256, stored_size, info,
+                           source={"format": "gguf", "sha256": sha256, "bytes": size})
         artifacts.extract(archive, workdir / "model", max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
-        return inspect_in_sandbox(task, workdir / "model", check_limits())
+        return Checked(archive, sha256, size, inspect_in_sandbox(task, workdir / "model", check_limits()))
     except (artifacts.ArchiveError, InputError) as exc:
         text = str(exc).rstrip(".")
         raise InvalidArchive(f"{text[:1].upper()}{text[1:]}.") from None
@@ -139,13 +191,14 @@ def model_upload_check(*, upload_id: int) -> ModelUpload:
         if artifacts.sha256_file(local) != upload.archive_sha256:
             return _refuse(upload, "The staged archive changed after it was uploaded; upload it again.")
         try:
-            info = _checked(local, upload.task, workdir)
+            checked = _checked(local, upload.task, workdir, upload.archive_sha256, upload.archive_size)
         except InvalidArchive as exc:
             return _refuse(upload, exc.message)
         version = version_store(
             organization=upload.organization, user=upload.created_by, audit_actor=AuditActor(**upload.audit_actor),
-            name=upload.name, task=upload.task, path=local, sha256=upload.archive_sha256, size=upload.archive_size,
-            info=info, card=upload.card, description=upload.description,
+            name=upload.name, task=upload.task, path=checked.path, sha256=checked.sha256, size=checked.size,
+            info=checked.info, card=upload.card, description=upload.description,
+            metrics={"converted_from": checked.source} if checked.source else None,
             on_commit=lambda version: _registered(upload, version),
         )
         upload.refresh_from_db()
@@ -205,11 +258,13 @@ def model_version_register(*, actor: Actor, name: str, task: str, archive: Binar
     workdir = Path(tempfile.mkdtemp(prefix="steward-register-"))
     try:
         path, sha256, size = _spool(archive, workdir)
-        info = _checked(path, task, workdir)
+        checked = _checked(path, task, workdir, sha256, size)
+        if checked.source:
+            metrics = {**(metrics or {}), "converted_from": checked.source}
         return version_store(
             organization=actor.organization, user=actor.user, audit_actor=actor.audit_actor, name=name, task=task,
-            path=path, sha256=sha256, size=size, info=info, card=card, description=description, metrics=metrics,
-            privacy=privacy,
+            path=checked.path, sha256=checked.sha256, size=checked.size, info=checked.info, card=card,
+            description=description, metrics=metrics, privacy=privacy,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

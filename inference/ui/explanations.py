@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from inference import charts, selectors
 from inference.ml.explain import MAX_EVALS, MIN_EVALS, budget_floor
 from inference.models import GlobalSource, Task
+from inference.outputs import ExplanationOutput
 from inference.services import explanations, global_explanations, predictions
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
@@ -35,14 +36,16 @@ def prediction_detail(request: HttpRequest, pk: int) -> HttpResponse:
         prediction = selectors.prediction_get(actor=actor, pk=pk)
     except PortalError:
         return _missing(request, f"prediction {pk}")
-    answer = predictions.prediction_response(prediction)
+    answer = predictions.prediction_result(prediction)
     rows = (prediction.inputs or {}).get("rows", [])
     outputs = answer.get("predictions") or []
     items = [{"index": i, "input": row, "output": outputs[i] if i < len(outputs) else None} for i, row in enumerate(rows)]
     return render(request, "inference/prediction.html", {
         "prediction": prediction, "answer": answer, "rows": items,
         "explanations": prediction.explanations.select_related("requested_by").order_by("-created_at")[:50],
-        "can_explain": actor.can(Cap.MODEL_PREDICT) and prediction.status == JobStatus.DONE and bool(rows),
+        "embedding": prediction.model_version.task == Task.EMBEDDING,
+        "can_explain": actor.can(Cap.MODEL_PREDICT) and prediction.status == JobStatus.DONE and bool(rows)
+        and prediction.model_version.task != Task.EMBEDDING,
         "default_evals": settings.EXPLAIN_DEFAULT_EVALS, "max_evals": MAX_EVALS,
         "min_evals": budget_floor(prediction.model_version.task,
                                   len(prediction.model_version.input_schema.get("features", []))),
@@ -79,7 +82,7 @@ def explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         explanation = selectors.explanation_get(actor=actor, pk=pk)
     except PortalError:
         return _missing(request, f"explanation {pk}")
-    body = explanations.explanation_response(explanation)
+    body = ExplanationOutput(explanation).data
     context: dict[str, Any] = {"explanation": explanation, "body": body, "running": explanation.status in RUNNING}
     polled = htmx_progress(request, running=context["running"], template="inference/_explanation_progress.html",
                            context=context)

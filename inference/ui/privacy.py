@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from inference import selectors
 from inference.ml import dp_accounting
 from inference.models import Task, VersionStatus
+from inference.outputs import FineTuneJobOutput
 from inference.services import finetuning, training_datasets
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
@@ -118,7 +119,7 @@ def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except PortalError:
         return render(request, "inference/missing.html", {"name": f"fine-tuning job {pk}"}, status=404)
     running = job.status in (JobStatus.PENDING, JobStatus.RUNNING)
-    context = {"job": job, "body": finetuning.job_response(job), "running": running,
+    context = {"job": job, "body": FineTuneJobOutput(job).data, "running": running,
                "can_cancel": running and actor.can(Cap.MODEL_REGISTER)}
     polled = htmx_progress(request, running=running, template="inference/_finetune_progress.html", context=context)
     return polled or render(request, "inference/finetune.html", context)

@@ -4,6 +4,7 @@ from inference.ui import evaluations, explanations, privacy, reviews, usage, vie
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
+    path("completions/<int:pk>/", views.completion_detail, name="completion-detail"),
     path("models/register/", views.model_register, name="model-register"),
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
     path("models/<slug:name>/versions/<int:version>/", views.version_action, name="version-action"),

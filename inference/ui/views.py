@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -33,7 +34,8 @@ class RegisterForm(forms.Form):
     name = forms.SlugField(max_length=60, help_text="lower-case letters, digits and dashes")
     task = forms.ChoiceField(choices=Task.choices)
     archive = forms.FileField(help_text=".zip or .tar.gz: a Hugging Face folder with safetensors weights, or "
-                                        "model.onnx + schema.json for a tabular model")
+                                        "model.onnx + schema.json for a tabular model; or one .gguf file for "
+                                        "a generative model")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     intended_use = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     out_of_scope_uses = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
@@ -115,6 +117,8 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "evidence": version_evidence(chosen) if actor.can(Cap.REPORT_READ) else [],
     }
     context["blocking"] = [e for e in context["evidence"] if e.blocks_approval]
+    if chosen.task == Task.GENERATION:
+        context["completions"] = [_with_preview(c) for c in selectors.completion_list(actor=actor, version=chosen)[:10]]
     context.update(card_section(actor=actor, version=chosen))
     return render(request, "inference/model_detail.html", context)
 
@@ -166,6 +170,29 @@ def _feature_fields(version: ModelVersion) -> list[dict[str, Any]]:
     return fields
 
 
+def _with_preview(completion: Any) -> Any:
+    """The last message of a chat (or the prompt), redacted as stored, for a one-line listing."""
+    prompt = completion.prompt
+    if isinstance(prompt, list) and prompt:
+        prompt = prompt[-1].get("content", "")
+    completion.prompt_preview = prompt if isinstance(prompt, str) else ""
+    return completion
+
+
+@member_required
+def completion_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    try:
+        completion = selectors.completion_get(actor=actor, pk=pk)
+    except PortalError:
+        return render(request, "inference/missing.html", {"name": f"completion {pk}"}, status=404)
+    messages_ = completion.prompt if isinstance(completion.prompt, list) else None
+    return render(request, "inference/completion.html", {
+        "completion": completion, "messages": messages_, "prompt": completion.prompt if messages_ is None else "",
+        "can_audit": actor.can(Cap.AUDIT_READ),
+    })
+
+
 @member_required
 def playground(request: HttpRequest, name: str) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -173,8 +200,14 @@ def playground(request: HttpRequest, name: str) -> HttpResponse:
         version = selectors.version_resolve_for_serving(actor=actor, ref=name, trial=True)
     except PortalError as exc:
         return render(request, "inference/missing.html", {"name": name, "why": exc.message}, status=404)
+    if version.task == Task.GENERATION:
+        return render(request, "inference/chat.html", {
+            "version": version, "can_predict": actor.can(Cap.MODEL_PREDICT), "ref": name,
+            "trial": not version.is_servable, "max_tokens": settings.GENERATION_MAX_TOKENS,
+        })
     return render(request, "inference/playground.html", {
-        "version": version, "features": _feature_fields(version), "can_predict": actor.can(Cap.MODEL_PREDICT),
+        "version": version, "features": _feature_fields(version),
+        "can_predict": actor.can(Cap.MODEL_PREDICT), "max_texts": EMBED_PLAYGROUND_TEXTS,
         "ref": name,  # the form posts to the version that was opened: a tried draft is the one that answers
         "trial": not version.is_servable,
     })
@@ -187,6 +220,8 @@ def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
     error, result, version = "", None, None
     try:
         version = selectors.version_resolve_for_serving(actor=actor, ref=name, trial=True)
+        if version.task == Task.EMBEDDING:
+            return _playground_embed(request, actor, version)
         if version.task == Task.TEXT:
             inputs: list[Any] = [request.POST.get("text", "")]
         else:
@@ -211,6 +246,39 @@ def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
             error += " " + json.dumps(details)
     # 200 either way: htmx swaps only successful responses, and the error is this fragment's content.
     return render(request, "inference/_prediction.html", {"result": result, "error": error, "version": version})
+
+
+EMBED_PLAYGROUND_TEXTS = 8
+
+
+def _playground_embed(request: HttpRequest, actor: Any, version: Any) -> HttpResponse:
+    """Texts (one per line) to vectors on a worker, shown as their cosine similarities."""
+    import numpy as np
+
+    texts = [line.strip() for line in request.POST.get("texts", "").splitlines() if line.strip()]
+    context: dict[str, Any] = {"version": version, "error": ""}
+    if not texts:
+        context["error"] = "Write at least one text, one per line."
+    elif len(texts) > EMBED_PLAYGROUND_TEXTS:
+        context["error"] = f"At most {EMBED_PLAYGROUND_TEXTS} texts here; the API takes more."
+    else:
+        try:
+            result = predictions.prediction_wait(predictions.prediction_create(
+                actor=actor, version=version, inputs=texts, request_id=getattr(request, "request_id", ""),
+                embedding=True))
+        except PortalError as exc:
+            context["error"] = exc.message
+        else:
+            vectors = np.asarray([r["embedding"] for r in result["predictions"]], dtype=np.float64)
+            unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+            similarity = unit @ unit.T
+            context.update(
+                result=result, texts=texts, vectors=len(texts), dimensions=vectors.shape[1],
+                normalized=bool((version.input_schema or {}).get("normalized")),
+                tokens=sum(int(r["tokens"]) for r in result["predictions"]),
+                matrix=[{"text": t, "cells": [float(c) for c in row]} for t, row in zip(texts, similarity, strict=True)],
+                head=", ".join(f"{x:.4f}" for x in vectors[0][:6]))
+    return render(request, "inference/_embeddings.html", context)
 
 
 class JobForm(forms.Form):

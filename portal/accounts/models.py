@@ -20,6 +20,9 @@ class Organization(models.Model):
     daily_row_quota = models.PositiveIntegerField(
         default=100_000, help_text="Rows a day that the organisation's calls may predict."
     )
+    daily_token_quota = models.PositiveBigIntegerField(
+        default=2_000_000, help_text="Tokens a day (prompt and completion) that the organisation's calls may generate."
+    )
     token_max_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="The longest a member's API token may live (empty: API_TOKEN_MAX_DAYS)."
     )

@@ -142,6 +142,9 @@ def _is_api(request: HttpRequest) -> bool:
 
 
 def handler404(request: HttpRequest, exception: Exception) -> Any:
+    if request.path.startswith("/v1/"):  # OpenAI's error shape on OpenAI's surface
+        return JsonResponse({"error": {"message": "No such endpoint.", "type": "invalid_request_error", "param": None,
+                                       "code": "unknown_url"}}, status=404)
     if _is_api(request):
         return JsonResponse(error_body("not_found", "No such endpoint or object."), status=404)
     from django.views.defaults import page_not_found

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
@@ -17,7 +18,7 @@ from django.core.cache import cache
 from django.dispatch import Signal
 
 HEARTBEAT_TTL = 30  # a worker busy compiling (numba, on its first explanation) may not beat for seconds
-QUEUES = ("default", "cpu", "gpu")
+QUEUES = ("default", "cpu", "gpu", "gen-cpu", "gen-gpu")
 
 
 def _key(queue: str) -> str:
@@ -43,6 +44,16 @@ def serving_queue() -> str | None:
     """The GPU pool where a GPU worker is alive, else the CPU pool; None when neither is."""
     alive = cache.get_many([_key("gpu"), _key("cpu")])  # one round trip on every prediction
     for queue in ("gpu", "cpu"):
+        if _key(queue) in alive:
+            return queue
+    return None
+
+
+def generation_queue() -> str | None:
+    """The generative models' pool: a worker process of their own (GENERATION_THREADS torch threads),
+    on the GPU where one beats; None when no such worker is alive."""
+    alive = cache.get_many([_key("gen-gpu"), _key("gen-cpu")])
+    for queue in ("gen-gpu", "gen-cpu"):
         if _key(queue) in alive:
             return queue
     return None
@@ -104,6 +115,27 @@ def _beat(hostname: str, queues: list[str], device: str) -> None:
         _stop.wait(NAME_BEAT_SECONDS)
     if owner:
         cache.delete(_name_key(hostname))  # a clean stop: a restart need not wait to take the name
+
+
+class WorkerWatch:
+    """Whether a named worker still lives, judged as a worker judges its own name (`_name_settle`):
+    a live worker renews its claim on its name every NAME_BEAT_SECONDS, so a claim that has not
+    changed for five beats belongs to a worker that stopped, and one absent for longer than a new
+    worker takes to settle its name and a dead one's claim to expire means none holds it. Changes are
+    timed on this process's monotonic clock: no clock of another host is compared with ours."""
+
+    def __init__(self, hostname: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.hostname, self.clock = hostname, clock
+        self.seen: Any = object()  # nothing seen yet: the first look counts as a change
+        self.changed_at = 0.0
+
+    def alive(self) -> bool:
+        claim = cache.get(_name_key(self.hostname))
+        now = self.clock()
+        if claim != self.seen:
+            self.seen, self.changed_at = claim, now
+        quiet = now - self.changed_at
+        return quiet <= (2 * HEARTBEAT_TTL if claim is None else 5 * NAME_BEAT_SECONDS)
 
 
 def _claim(hostname: str, me: str) -> None:

@@ -31,9 +31,6 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
         return {"type": "http", "scheme": "bearer", "description": "An API token: stw_..."}
 
 
-# A list of objects, for the list endpoints whose items have no serializer of their own yet.
-OBJECT_LIST: dict[str, Any] = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
-
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["error"], "additionalProperties": False,
     "properties": {"error": {

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import expect
 
 from portal.accounts.models import ApiToken
 from portal.accounts.roles import Role
 from tests.portal.accounts.factories import PASSWORD, MembershipFactory, OrganizationFactory, member
+from tests.waits import patience
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -58,7 +60,8 @@ def test_sign_in_switch_organisation_create_and_revoke_token(page, live_server) 
 
     # when: she creates a token there
     page.click("nav >> text=API tokens")
-    assert page.locator("#id_role option").all_inner_texts() == ["consumer"]
+    # (waits for the page: a click does not wait for the next page to load)
+    expect(page.locator("#id_role option")).to_have_text(["consumer"], timeout=patience(15) * 1000)
     page.fill("#id_name", "claims service")
     page.click("[data-testid=token-form] button[type=submit]")
     secret = page.inner_text("#new-token-secret").strip()

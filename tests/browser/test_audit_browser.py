@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from portal.accounts.roles import Role
 from tests.browser.test_accounts_browser import SHOTS, sign_in
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
+from tests.waits import patience
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +26,8 @@ def test_auditor_reads_an_entry_and_its_proof(page) -> None:
     page.fill("#id_action", "token.")
     page.click("[data-testid=audit-search] button[type=submit]")
     rows = page.locator("[data-testid=audit-entries] tbody tr")
-    assert rows.count() == 1 and "token.created" in rows.first.inner_text()
+    expect(rows).to_have_count(1, timeout=patience(15) * 1000)  # the search's page, loaded
+    assert "token.created" in rows.first.inner_text()
 
     # and signs a checkpoint so that the entry is covered, then opens it
     page.click("text=Sign a checkpoint now")

@@ -105,3 +105,25 @@ def test_the_broker_database_keeps_a_write_ahead_log(broker, tmp_path) -> None:
         assert database.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         database.close()
+
+
+def test_a_taken_message_leaves_no_row_behind(broker, tmp_path) -> None:
+    """kombu keeps a taken message as an invisible row; a completion's task carries its raw prompt,
+    which must be stored nowhere, so the embedded broker deletes the row as it hands the message over."""
+    import sqlite3
+
+    with Connection(broker) as conn:
+        queue = conn.SimpleQueue("taken-test")
+        queue.put({"prompt": "my card number is 4111 1111 1111 1111"})
+        queue.put({"prompt": "second"})
+        first = queue.get(timeout=5)
+        assert first.payload["prompt"].startswith("my card")
+        first.ack()
+        database = sqlite3.connect(tmp_path / "broker.sqlite3")
+        try:
+            rows = [r[0] for r in database.execute("SELECT payload FROM kombu_message")]
+        finally:
+            database.close()
+        assert len(rows) == 1 and "4111" not in rows[0]
+        assert queue.get(timeout=5).payload == {"prompt": "second"}
+        queue.close()

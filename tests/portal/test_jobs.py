@@ -16,7 +16,7 @@ from portal import jobs
 from portal.jobs import JobStatus, JobTask, job_beat, job_claim, job_fail, job_finish, jobs_requeue_stale
 
 KINDS = {"batch job", "explanation", "global explanation", "fine-tuning", "bias report", "compliance export", "evaluation",
-         "model upload"}
+         "model upload", "completion"}
 
 
 def _job(served, *, rows: int = 10, status: str = JobStatus.PENDING, rows_done: int = 0) -> BatchJob:
@@ -42,8 +42,8 @@ def test_every_kind_is_registered_once_with_its_task_and_swept() -> None:
         assert isinstance(task, JobTask) and task.job_kind == kind.name and task.name in app.tasks
         assert task.acks_late and task.ignore_result
     found = jobs_requeue_stale()
-    # a request someone waits on (an explanation) is never requeued; every other kind is swept
-    assert set(found) == KINDS - {"explanation"} and set(found.values()) == {0}
+    # a request someone waits on (an explanation, a completion) is never requeued; every other kind is swept
+    assert set(found) == KINDS - {"explanation", "completion"} and set(found.values()) == {0}
     schedule = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "portal.tasks.job_sweeps_task" in schedule and "portal.tasks.job_sweeps_task" in app.tasks
 
@@ -68,7 +68,7 @@ def test_a_failing_sweep_is_reported_after_the_others_have_run(monkeypatch, capl
     monkeypatch.setattr(jobs, "job_requeue_stale", sweep)
     with pytest.raises(jobs.SweepsFailed, match="bias report"):
         jobs_requeue_stale(orphaned_by="worker0@host")
-    assert set(swept) == KINDS - {"explanation", "bias report"}
+    assert set(swept) == KINDS - {"explanation", "completion", "bias report"}
     assert "the sweep of bias report failed (for worker0@host)" in caplog.text
 
 

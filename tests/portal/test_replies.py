@@ -158,3 +158,30 @@ def test_a_key_that_is_not_a_reply_key_never_names_a_file(files) -> None:
         with pytest.raises(ValueError, match="not a reply key"):
             reply_send(key, {"label": "x"})
     assert not files.folder.joinpath("etc").exists()
+
+
+def test_threads_that_ask_for_the_client_at_once_share_one(on_redis, monkeypatch) -> None:
+    """A worker's task threads write their first parts at once: each once made its own client, and the
+    ones dropped closed their pools under another thread's read (completions failed)."""
+    import redis
+
+    made = redis.Redis.from_url
+
+    def slowly_made(*args, **kwargs):  # the window in which the others also find no client, widened
+        time.sleep(0.05)
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "from_url", slowly_made)
+    start = threading.Barrier(16)
+    got: list[object] = []
+
+    def ask() -> None:
+        start.wait(timeout=30)
+        got.append(replies._redis())
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(got) == 16 and len({id(client) for client in got}) == 1

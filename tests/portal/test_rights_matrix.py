@@ -70,6 +70,8 @@ CASES = [
     ("jobs-list", "get", "/api/v1/models/credit/jobs", None, EVERYONE),
     ("jobs-create", "post", "/api/v1/models/credit/jobs", {}, PREDICTORS),
     ("prediction", "get", "/api/v1/predictions/{p}", None, EVERYONE),
+    ("completions", "get", "/api/v1/completions", None, EVERYONE),
+    ("completion", "get", "/api/v1/completions/999999", None, EVERYONE),
     ("job", "get", "/api/v1/jobs/{j}", None, EVERYONE),
     ("job-cancel", "post", "/api/v1/jobs/{j}/cancel", {}, PREDICTORS),
     ("job-results", "get", "/api/v1/jobs/{j}/results", None, EVERYONE),
@@ -111,6 +113,14 @@ CASES = [
     ("audit-redaction-rule-add", "post", "/api/v1/audit/redaction-rules", {"label": "X", "pattern": "X-\\d+"}, ADMINS),
     ("audit-redaction-rule-delete", "delete", "/api/v1/audit/redaction-rules/999999", None, ADMINS),
     ("audit-redaction-preview", "post", "/api/v1/audit/redaction-preview", {"text": "x"}, ADMINS),
+    # OpenAI's surface (/v1/): the same roles; `credit` classifies, so the allowed get a 400 or a 404 about it
+    ("openai-chat", "post", "/v1/chat/completions", {"model": "credit", "messages": [{"role": "user", "content": "hi"}]},
+     PREDICTORS),
+    ("openai-completions", "post", "/v1/completions", {"model": "credit", "prompt": "hi"}, PREDICTORS),
+    ("openai-embeddings", "post", "/v1/embeddings", {"model": "credit", "input": "hi"}, PREDICTORS),
+    ("openai-moderations", "post", "/v1/moderations", {"model": "credit", "input": "hi"}, PREDICTORS),
+    ("openai-models", "get", "/v1/models", None, EVERYONE),
+    ("openai-model", "get", "/v1/models/credit", None, EVERYONE),
 ]
 
 # Objects of an organisation: another organisation's members get 404 on these.
@@ -120,6 +130,7 @@ OBJECT_CASES = [c for c in CASES if c[0] in {
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
     "global-explanations", "global-explanation-create", "global-explanation", "training-dataset", "fine-tune",
     "fine-tune-cancel", "exports-of-version", "export-create", "export", "export-download",
+    "openai-chat", "openai-completions", "openai-embeddings", "openai-moderations", "openai-model",
 }]
 
 
@@ -185,8 +196,10 @@ def call(api: APIClient, method: str, path: str, body):
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("name", "method", "path", "body", "allowed"), CASES, ids=[c[0] for c in CASES])
-def test_own_organisation(tabular, role, name, method, path, body, allowed) -> None:
-    # given
+def test_own_organisation(tabular, role, name, method, path, body, allowed, settings) -> None:
+    # given: a prediction admitted here is never answered (no worker sees this test's uncommitted rows):
+    # the allowed get a quick 504, which proves the right as well as a 200 would
+    settings.PREDICT_TIMEOUT_SECONDS = 0.5
     ids = objects_of(tabular)
     api = bearer(tabular.actors[role].user, tabular.org, role)
     # when
@@ -222,7 +235,7 @@ def api_route_names(patterns: list[URLPattern | URLResolver], prefix: str = "") 
         path = prefix + str(pattern.pattern)
         if isinstance(pattern, URLResolver):
             names |= api_route_names(pattern.url_patterns, path)
-        elif path.startswith("api/v1/") and pattern.name:
+        elif (path.startswith("api/v1/") or path.startswith("v1/")) and pattern.name:
             names.add(pattern.name)
     return names
 

@@ -126,13 +126,20 @@ def _environ(pid: int) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_the_worker_gets_the_cores_and_lets_torch_threads_sleep_while_they_wait(serving) -> None:
+    from django.conf import settings
+
     process, _port, _log_path = serving
-    workers = [pid for pid in _alive(_descendants(process.pid))  # serve's own child, not beat
-               if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") and _parent(pid) == process.pid]
-    assert len(workers) == 1
-    environ = _environ(workers[0])
+    workers = {}
+    for pid in _alive(_descendants(process.pid)):  # serve's own children, not beat
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"worker" in command and _parent(pid) == process.pid:
+            workers[b"gen-cpu" in command or b"gen-gpu" in command] = pid
+    assert len(workers) == 2  # the serving pool's worker and the generation pool's
+    environ = _environ(workers[False])
     assert environ["OMP_NUM_THREADS"] == str(os.cpu_count())
     assert environ["OMP_WAIT_POLICY"] == "PASSIVE"  # serve's default; an operator's own value wins
+    # the generation worker decodes with GENERATION_THREADS (one decodes faster than two on 2 shared cores)
+    assert _environ(workers[True])["OMP_NUM_THREADS"] == str(settings.GENERATION_THREADS)
 
 
 @pytest.mark.slow
@@ -168,8 +175,9 @@ def test_a_worker_killed_outright_stops_steward_and_leaves_no_scheduler_behind(s
     """kill -9 of the worker once left its embedded beat running (ppid 1): two schedulers after a restart."""
     process, _port, log_path = serving
     children = _descendants(process.pid)
+    # worker0 by its hostname: the generation worker is a "celery worker" child of serve too
     worker = next(pid for pid in _alive(children) if _parent(pid) == process.pid
-                  and b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
+                  and any(arg.startswith(b"worker0@") for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")))
     os.kill(worker, signal.SIGKILL)
     assert process.wait(timeout=60) != 0, log_path.read_text()[-3000:]  # serve says it stopped, and why
     assert not _wait_gone(children, 30), f"left running:\n{log_path.read_text()[-3000:]}"
@@ -187,20 +195,28 @@ def test_a_second_scheduler_on_the_same_schedule_refuses_to_start(tmp_path) -> N
     SingleScheduler(app=app, schedule_filename=str(tmp_path / "schedule"), lazy=True)._lock.close()
 
 
-@pytest.mark.slow
-def test_headers_gunicorn_refuses_get_the_error_shape_and_pages_get_a_content_security_policy(serving) -> None:
-    import json
-
-    _, port, _ = serving
+def _exchange(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """The server's whole answer to raw bytes: its head and its body."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        raw.sendall(b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        raw.sendall(request)
         answer = b""
         while chunk := raw.recv(65536):
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.slow
+def test_requests_the_server_refuses_get_the_error_shape_and_pages_get_a_content_security_policy(serving) -> None:
+    import json
+
+    _, port, _ = serving
+    head, body = _exchange(port, b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431"), head
     assert b"Content-Type: application/json" in head
     assert set(json.loads(body)["error"]) == {"code", "message", "details"}
+    head, body = _exchange(port, b"GET /api/v1/me?q=" + b"a" * 5_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414") and json.loads(body)["error"]["code"] == "uri_too_long", head
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/api/v1/me")  # (this data folder has no collected static files for pages)
     response = conn.getresponse()

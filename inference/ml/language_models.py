@@ -1,0 +1,185 @@
+"""Predictors of language models that do not classify: generative models (served by
+inference/ml/generation.Generator; registered here for the registry's checks) and sentence encoders
+(embeddings, served on the predictions' path). Each registers itself with the registry in predictors.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from inference.ml.predictors import TEXT_MAX_TOKENS, ArtifactInfo, TextClassifier, parameter_bytes, register_predictor
+from inference.ml.schema import InputError, validate_text_inputs
+
+
+class CausalLanguageModel:
+    """A Hugging Face causal language model (config, safetensors, tokenizer with its chat template,
+    generation config), served by inference/ml/generation.Generator. It does not classify: it is
+    registered here for the registry's checks (files, loads, generates a few tokens)."""
+
+    task: ClassVar[str] = "text-generation"
+    framework: ClassVar[str] = "transformers"
+    REQUIRED: ClassVar[list[str]] = ["config.json"]
+
+    def __init__(self) -> None:
+        self.labels: list[str] = []
+        self.device = "cpu"
+
+    @classmethod
+    def check_files(cls, folder: Path) -> None:
+        missing = [name for name in cls.REQUIRED if not (folder / name).is_file()]
+        if not any(folder.glob("*.safetensors")):
+            if (folder / "pytorch_model.bin").exists():
+                raise InputError("pickled weights (pytorch_model.bin) are refused: upload safetensors")
+            missing.append("model.safetensors")
+        if not (folder / "tokenizer.json").is_file():
+            missing.append("tokenizer.json")
+        if missing:
+            raise InputError(f"the model folder lacks {', '.join(missing)}")
+        from inference.ml.hf_check import check_hf_folder
+
+        check_hf_folder(folder)
+
+    def load(self, folder: Path, device: str) -> None:
+        raise InputError("a generative model is served by the generation workers, not as a classifier")
+
+    def validate(self, inputs: list[Any]) -> list[Any]:
+        raise InputError("a generative model does not classify: use /v1/chat/completions or /v1/completions")
+
+    def predict_proba(self, inputs: list[Any]) -> Any:
+        raise InputError("a generative model does not classify: use /v1/chat/completions or /v1/completions")
+
+    def memory_bytes(self) -> int:
+        return 0
+
+    @classmethod
+    def inspect(cls, folder: Path) -> ArtifactInfo:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        cls.check_files(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                     trust_remote_code=False, dtype=torch.float32).eval()
+        chat = bool(getattr(tokenizer, "chat_template", None))
+        ids: Any
+        if chat:
+            encoded: Any = tokenizer.apply_chat_template([{"role": "user", "content": "Say hello."}],
+                                                         add_generation_prompt=True, tokenize=True, return_dict=True)
+            ids = encoded["input_ids"]
+        else:
+            ids = tokenizer("Hello,", add_special_tokens=True)["input_ids"]
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([list(ids)]), max_new_tokens=4, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        made = out[0, len(ids):].tolist()
+        if not made:
+            raise InputError("the model generated no token from an example prompt")
+        context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        return ArtifactInfo(cls.task, cls.framework, [], {"chat_template": chat, "context": context,
+                                                          "architecture": type(model).__name__},
+                            {"example_tokens": len(made)})
+
+
+class SentenceEncoder:
+    """A sentence-transformers folder (a Hugging Face encoder, its tokenizer, `1_Pooling/config.json`,
+    and `modules.json` naming a Normalize step where there is one): text in, one vector per text.
+
+    Served like the classifiers (the prediction path, the dynamic batch); its "probabilities" are the
+    vectors. Pooling is read from the folder, as sentence-transformers reads it: mean or CLS; any other
+    is refused at registration rather than computed differently from what the model's authors meant.
+    """
+
+    task: ClassVar[str] = "text-embedding"
+    framework: ClassVar[str] = "transformers"
+    REQUIRED: ClassVar[list[str]] = ["config.json", "model.safetensors"]
+
+    def __init__(self) -> None:
+        self.labels: list[str] = []
+        self.device = "cpu"
+        self.pooling = "mean"
+        self.normalize = False
+        self.max_tokens = TEXT_MAX_TOKENS
+
+    @classmethod
+    def read_layout(cls, folder: Path) -> tuple[str, bool, int]:
+        """(pooling, normalize, max_tokens) from the sentence-transformers files; a plain encoder
+        folder without them is pooled by its mean, not normalised, up to TEXT_MAX_TOKENS."""
+        pooling, normalize, max_tokens = "mean", False, TEXT_MAX_TOKENS
+        pooling_file = folder / "1_Pooling" / "config.json"
+        if pooling_file.is_file():
+            config = json.loads(pooling_file.read_text())
+            modes = [k for k, v in config.items() if k.startswith("pooling_mode_") and v is True]
+            if modes == ["pooling_mode_mean_tokens"]:
+                pooling = "mean"
+            elif modes == ["pooling_mode_cls_token"]:
+                pooling = "cls"
+            else:
+                raise InputError(f"the pooling {', '.join(modes) or 'none'} is not supported: mean or CLS only")
+        modules = folder / "modules.json"
+        if modules.is_file():
+            kinds = [m.get("type", "") for m in json.loads(modules.read_text()) if isinstance(m, dict)]
+            normalize = any(k.endswith(".Normalize") for k in kinds)
+        bert = folder / "sentence_bert_config.json"
+        if bert.is_file():
+            max_tokens = int(json.loads(bert.read_text()).get("max_seq_length") or TEXT_MAX_TOKENS)
+        return pooling, normalize, max_tokens
+
+    @classmethod
+    def check_files(cls, folder: Path) -> None:
+        TextClassifier.check_files(folder)
+        cls.read_layout(folder)
+
+    def load(self, folder: Path, device: str) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.check_files(folder)
+        self.pooling, self.normalize, self.max_tokens = self.read_layout(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, trust_remote_code=False)
+        limit = int(getattr(model.config, "max_position_embeddings", 0) or self.max_tokens)
+        self.max_tokens = min(self.max_tokens, limit)
+        self.device = device
+        self.model = model.to(device).eval()
+
+    def validate(self, inputs: list[Any]) -> list[str]:
+        return validate_text_inputs(inputs)
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens per text as the model reads it (special tokens included), for usage and the length check."""
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+
+    def predict_proba(self, inputs: list[str]) -> Any:
+        import torch
+
+        batch = self.tokenizer(list(inputs), padding=True, truncation=True, max_length=self.max_tokens,
+                               return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state.float()
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.cpu().numpy()
+
+    def memory_bytes(self) -> int:
+        return parameter_bytes(self.model)
+
+    @classmethod
+    def inspect(cls, folder: Path) -> ArtifactInfo:
+        predictor = cls()
+        predictor.load(folder, "cpu")
+        vectors = predictor.predict_proba(["This is an example."])
+        dimensions = int(vectors.shape[1])
+        return ArtifactInfo(cls.task, cls.framework, [],
+                            {"dimensions": dimensions, "max_tokens": predictor.max_tokens, "pooling": predictor.pooling,
+                             "normalized": predictor.normalize},
+                            {"dimensions": dimensions})
+
+
+register_predictor(CausalLanguageModel.task, CausalLanguageModel)  # type: ignore[arg-type]
+register_predictor(SentenceEncoder.task, SentenceEncoder)  # type: ignore[arg-type]

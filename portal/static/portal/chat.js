@@ -1,0 +1,104 @@
+// The chat playground of a generative model: it calls the OpenAI-compatible API (/v1/chat/completions)
+// with the page's session, streaming, and shows the tokens as they come, then usage and the receipt.
+(() => {
+  const form = document.querySelector("[data-chat-form]");
+  if (!form) return;
+  const log = document.querySelector("[data-chat-log]");
+  const status = document.querySelector("[data-chat-status]");
+  const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const conversation = [];
+
+  function bubble(role, text) {
+    const item = document.createElement("div");
+    item.className = `chat-message ${role}`;
+    item.dataset.role = role;
+    const who = document.createElement("strong");
+    // EU AI Act Art. 50: a person must be able to tell text a model made
+    who.textContent = role === "user" ? "You" : "Assistant (AI-generated)";
+    const body = document.createElement("p");
+    body.textContent = text;
+    item.append(who, body);
+    log.append(item);
+    item.scrollIntoView({block: "end"});
+    return body;
+  }
+
+  function receipt(item, steward, usage) {
+    const line = document.createElement("p");
+    line.className = "hint chat-receipt";
+    line.dataset.testid = "chat-receipt";
+    const link = document.createElement("a");
+    link.href = `/completions/${steward.completion}/`;
+    link.textContent = `completion #${steward.completion}`;
+    line.append(link, ` · ${usage ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens · ` : ""}` +
+      `receipt: log entry #${steward.receipt.index}, leaf ${steward.receipt.leaf_hash.slice(0, 12)}…` +
+      (steward.cut_off ? " · cut off" : ""));
+    item.parentElement.append(line);
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = form.querySelector("[name=message]");
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    conversation.push({role: "user", content: text});
+    bubble("user", text);
+    const answer = bubble("assistant", "");
+    const system = form.querySelector("[name=system]").value.trim();
+    const body = {
+      model: form.dataset.model, stream: true, stream_options: {include_usage: true},
+      messages: system ? [{role: "system", content: system}, ...conversation] : conversation,
+      temperature: parseFloat(form.querySelector("[name=temperature]").value),
+      max_tokens: parseInt(form.querySelector("[name=max_tokens]").value, 10),
+    };
+    const send = form.querySelector("button[type=submit]");
+    send.disabled = true;
+    status.textContent = "Generating…";
+    let steward = null, usage = null, failed = null;
+    try {
+      const response = await fetch("/v1/chat/completions", {
+        method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "X-CSRFToken": csrf}, body: JSON.stringify(body),
+      });
+      if (!response.ok) {
+        failed = ((await response.json()).error || {}).message || `The request failed (${response.status}).`;
+      } else {
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        let buffered = "";
+        for (;;) {
+          const {value, done} = await reader.read();
+          if (done) break;
+          buffered += decoder.decode(value, {stream: true});
+          let end;
+          while ((end = buffered.indexOf("\n\n")) >= 0) {
+            const line = buffered.slice(0, end).replace(/^data: /, "");
+            buffered = buffered.slice(end + 2);
+            if (line === "[DONE]") continue;
+            const chunk = JSON.parse(line);
+            if (chunk.error) { failed = chunk.error.message; continue; }
+            if (chunk.steward) steward = chunk.steward;
+            if (chunk.usage) usage = chunk.usage;
+            for (const choice of chunk.choices || []) {
+              if (choice.delta && choice.delta.content) answer.textContent += choice.delta.content;
+            }
+          }
+        }
+      }
+    } catch (error) {
+      failed = "The connection to the portal was lost.";
+    }
+    if (failed) {
+      answer.textContent = failed;
+      answer.parentElement.classList.add("error");
+      conversation.pop();
+    } else {
+      conversation.push({role: "assistant", content: answer.textContent});
+      if (steward) receipt(answer.parentElement, steward, usage);
+    }
+    status.textContent = "";
+    send.disabled = false;
+    input.focus();
+  });
+})();
