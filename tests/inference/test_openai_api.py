@@ -199,6 +199,24 @@ def test_a_client_that_goes_away_frees_its_place(live_server, assistant) -> None
     assert entry.payload["cut_off"] is True
 
 
+def test_stored_completions_are_listed_by_model_and_version_and_bad_filters_are_400s(live_server, assistant) -> None:
+    from tests.inference.factories import bearer_client
+
+    answer = sdk(live_server, assistant).chat.completions.create(model="assistant", messages=HELLO, max_tokens=4)
+    owner = bearer_client(assistant, "owner")
+    version = assistant.version.version
+    listed = owner.get(f"/api/v1/completions?model=assistant&version={version}")
+    assert listed.status_code == 200
+    assert [c["id"] for c in listed.json()] == [answer.model_extra["steward"]["completion"]]
+    assert owner.get("/api/v1/completions?model=someone-else").json() == []
+    # what PostgreSQL cannot hold or the filter cannot mean is the caller's mistake, said as such
+    for query, field in [("model=%00x", "model"), (f"model=assistant&version=-5.3e-67", "version"),
+                         (f"version={version}", "version"), ("modle=assistant", "modle")]:
+        refused = owner.get(f"/api/v1/completions?{query}")
+        assert refused.status_code == 400, query
+        assert field in refused.json()["error"]["details"], refused.json()
+
+
 def test_classifier_work_on_a_generative_model_is_a_400_that_says_where_to_go(assistant) -> None:
     from tests.inference.factories import bearer_client
 
