@@ -210,7 +210,7 @@ def test_stored_completions_are_listed_by_model_and_version_and_bad_filters_are_
     assert [c["id"] for c in listed.json()] == [answer.model_extra["steward"]["completion"]]
     assert owner.get("/api/v1/completions?model=someone-else").json() == []
     # what PostgreSQL cannot hold or the filter cannot mean is the caller's mistake, said as such
-    for query, field in [("model=%00x", "model"), (f"model=assistant&version=-5.3e-67", "version"),
+    for query, field in [("model=%00x", "model"), ("model=assistant&version=-5.3e-67", "version"),
                          (f"version={version}", "version"), ("modle=assistant", "modle")]:
         refused = owner.get(f"/api/v1/completions?{query}")
         assert refused.status_code == 400, query
