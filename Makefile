@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
 export HTTPS ?= false
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,3 +71,6 @@ bench-llm: $(STAMP)
 clean:
 	@# the broker database with its write-ahead log: a WAL left without its database would be replayed into a new one
 	rm -rf var/cache var/broker.sqlite3 var/broker.sqlite3-wal var/broker.sqlite3-shm var/bells var/test var/test-* .pytest_cache
+
+bench-guard: $(STAMP)
+	$(PY) bench/guard_bench.py

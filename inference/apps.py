@@ -9,7 +9,15 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         # each of these registers its kind of job (portal/jobs.py)
         from inference.evidence import register_evidence_provider
-        from inference.services import evaluations, explanations, finetuning, jobs, uploads  # noqa: F401
+        from inference.services import (  # noqa: F401
+            completion_explanations,
+            completions,
+            evaluations,
+            explanations,
+            finetuning,
+            jobs,
+            uploads,
+        )
         from inference.services.global_explanations import explanation_evidence
 
         register_evidence_provider("global_explanation", explanation_evidence)

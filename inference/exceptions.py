@@ -1,4 +1,4 @@
-from portal.platform.exceptions import Conflict, Forbidden, NotFound, PortalError
+from portal.platform.exceptions import Conflict, Forbidden, NotFound, PortalError, ServiceUnavailable
 
 
 class ModelNotFound(NotFound):
@@ -133,3 +133,19 @@ def classifier_required(version: object, what: str) -> None:
     if task == "text-embedding":
         raise InvalidInput(f"{what} are for classifiers; '{name}' turns text into vectors: call it at "
                            "/v1/embeddings.")
+
+
+class InvalidGuardrailPolicy(PortalError):
+    code = "invalid_guardrail_policy"
+
+
+class GuardUnavailable(ServiceUnavailable):
+    """A policy moderates with a model that is not in service: nothing is generated unchecked."""
+
+    code = "guardrail_unavailable"
+
+
+class ContentFiltered(PortalError):
+    """The organisation's guardrail policy refused the prompt (OpenAI's and Azure's code for it)."""
+
+    code = "content_filter"

@@ -368,7 +368,76 @@ class Completion(WorkerJob):
     first_token_ms = models.FloatField(null=True, blank=True)
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
+    guard = models.JSONField(default=dict, blank=True,
+                             help_text="the guardrail policy applied (its revision) and each of its decisions")
+    guard_outcome = models.CharField(max_length=16, blank=True,
+                                     help_text="'' (passed), flagged, blocked (the prompt) or filtered (the output)")
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"]),
                    models.Index(fields=["model_version", "-created_at"])]
+
+
+class GuardAction(models.TextChoices):
+    OFF = "off"
+    FLAG = "flag"  # served, and marked for review
+    BLOCK = "block"  # refused (a prompt) or stopped (an output)
+
+
+class GuardrailPolicy(models.Model):
+    """What an organisation checks around its generative models: one policy for the organisation
+    (model = None) and, where a model needs its own, one for that model, which then replaces the
+    organisation's (it does not merge with it). Changes are audited; each completion records the
+    revision it ran under."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="guardrail_policies")
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, null=True, blank=True,
+                              related_name="guardrail_policies")
+    mask_pii = models.BooleanField(default=False, help_text="the redaction rules applied to the prompt before the model")
+    moderation_model = models.CharField(max_length=200, default="moderation",
+                                        help_text="the moderation model (name, name@alias or name@version)")
+    categories = models.JSONField(default=list, blank=True,
+                                  help_text="the moderation categories checked; empty: all the model scores")
+    input_action = models.CharField(max_length=8, choices=GuardAction.choices, default=GuardAction.OFF)
+    input_threshold = models.FloatField(default=0.5)
+    output_action = models.CharField(max_length=8, choices=GuardAction.choices, default=GuardAction.OFF)
+    output_threshold = models.FloatField(default=0.5)
+    blocked_patterns = models.JSONField(default=list, blank=True,
+                                        help_text="RE2 patterns refused in prompts and stopped in outputs")
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization"], condition=Q(model__isnull=True),
+                                    name="one_guardrail_policy_per_organization"),
+            models.UniqueConstraint(fields=["organization", "model"], condition=Q(model__isnull=False),
+                                    name="one_guardrail_policy_per_model"),
+        ]
+
+
+class CompletionExplanation(WorkerJob):
+    """SHAP attributions of a span of a stored completion's answer to the words of the caller's message."""
+
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="explanations")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    token = models.ForeignKey(ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    choice = models.PositiveSmallIntegerField(default=0)
+    span_start = models.PositiveIntegerField(help_text="the span of the answer explained: characters [start, end)")
+    span_end = models.PositiveIntegerField()
+    max_evals = models.PositiveIntegerField()
+    rows_total = models.PositiveIntegerField(default=0, help_text="the model evaluations the budget allows")
+    rows_done = models.PositiveIntegerField(default=0)
+    method = models.CharField(max_length=32, blank=True)  # exact | partition
+    result = models.JSONField(null=True, blank=True, help_text="tokens, values, words, base value, output, seed")
+    residual = models.FloatField(null=True, blank=True)
+    evaluations = models.PositiveIntegerField(default=0)
+    compute_ms = models.FloatField(null=True, blank=True)
+    device = models.CharField(max_length=60, blank=True)
+    audit_index = models.BigIntegerField(null=True, blank=True)
+    audit_leaf_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -243,5 +243,58 @@ class CompletionOutput(OutputSerializer):
     token = serializers.IntegerField(source="token_id", allow_null=True)
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+    guard = serializers.JSONField(help_text="the guardrail policy applied (revision) and its decisions; {} without one")
+    guard_outcome = serializers.CharField(allow_blank=True, help_text="'', flagged, blocked or filtered")
     receipt = Receipt()
     error = serializers.CharField()
+
+
+class CompletionExplanationOutput(OutputSerializer):
+    """Attributions of a span of a completion's answer to the words of the caller's message."""
+
+    only_when = {name: has_result for name in (
+        "method", "evaluations", "base_value", "output", "residual", "tokens", "values", "words", "span_text",
+        "prompt_as_seen", "seed", "compute_ms", "device", "receipt")} | {"error": _failed}
+
+    id = serializers.IntegerField()
+    completion = serializers.IntegerField(source="completion_id")
+    choice = serializers.IntegerField()
+    span = serializers.SerializerMethodField(help_text="characters [start, end) of the answer explained")
+    status = serializers.CharField()
+    max_evals = serializers.IntegerField(help_text="the budget in model evaluations (coalitions)")
+    progress = serializers.SerializerMethodField(help_text="model evaluations done and allowed")
+    url = serializers.SerializerMethodField()
+    method = serializers.CharField(help_text="exact (every coalition) or partition (SHAP's Owen values)")
+    evaluations = serializers.IntegerField(help_text="coalitions the model scored")
+    quantity = serializers.CharField(source="result.quantity", default="")
+    span_text = serializers.CharField(source="result.span_text")
+    base_value = serializers.FloatField(source="result.base_values.0", help_text="the span's log-probability with "
+                                        "the whole message masked")
+    output = serializers.FloatField(source="result.output.0", help_text="its log-probability given the message")
+    residual = serializers.FloatField(help_text="|base + sum of values - output|")
+    tokens = serializers.ListField(child=serializers.CharField(), source="result.features")
+    values = serializers.SerializerMethodField(help_text="per token of the message")
+    words = WordValue(many=True, source="result.words", default=list, help_text="per word of the message")
+    prompt_as_seen = serializers.BooleanField(source="result.prompt_as_seen", default=None, allow_null=True,
+                                              help_text="the stored (redacted) prompt has the tokens the model saw")
+    seed = serializers.IntegerField(source="result.seed", default=None, allow_null=True)
+    compute_ms = serializers.FloatField(allow_null=True)
+    device = serializers.CharField(allow_blank=True)
+    receipt = Receipt()
+    error = serializers.CharField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_span(self, job: Any) -> list[int]:
+        return [job.span_start, job.span_end]
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_progress(self, job: Any) -> dict[str, int]:
+        return {"rows_done": job.rows_done, "rows_total": job.rows_total}
+
+    @extend_schema_field(serializers.ListField(child=serializers.FloatField()))
+    def get_values(self, job: Any) -> list[float]:
+        return [row[0] for row in (job.result or {}).get("values", [])]
+
+    @extend_schema_field(serializers.CharField())
+    def get_url(self, job: Any) -> str:
+        return reverse("api-completion-explanation", args=[job.pk])

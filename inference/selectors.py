@@ -6,16 +6,18 @@ import re
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
     BatchJob,
     Completion,
+    CompletionExplanation,
     Evaluation,
     Explanation,
     FineTuneJob,
     GlobalExplanation,
+    GuardrailPolicy,
     JobStatus,
     ModelAlias,
     ModelTransition,
@@ -169,6 +171,14 @@ def completion_get(*, actor: Actor, pk: int) -> Completion:
     return found
 
 
+def completion_explanation_get(*, actor: Actor, pk: int) -> CompletionExplanation:
+    found = CompletionExplanation.objects.filter(organization=actor.organization, pk=pk).select_related(
+        "completion", "model_version__model").first()
+    if found is None:
+        raise NotFound("No such explanation in this organisation.")
+    return found
+
+
 def job_list(*, actor: Actor) -> QuerySet[BatchJob]:
     return BatchJob.objects.filter(organization=actor.organization).select_related("model_version__model")
 
@@ -268,6 +278,47 @@ def version_finetune_origin(*, version: ModelVersion) -> FineTuneJob | None:
 
 def version_predictions(*, version: ModelVersion, since: datetime, until: datetime) -> QuerySet[Prediction]:
     return Prediction.objects.filter(model_version=version, created_at__gte=since, created_at__lt=until)
+
+
+def guardrail_policy_for(*, organization_id: int, model_id: int) -> GuardrailPolicy | None:
+    """The guardrail policy in force for a model: its own, else its organisation's, else none (one query)."""
+    found = list(GuardrailPolicy.objects.filter(Q(model_id=model_id) | Q(model__isnull=True),
+                                                organization_id=organization_id).select_related("updated_by"))
+    own = [p for p in found if p.model_id == model_id]
+    return (own or found)[0] if found else None
+
+
+GUARD_SAMPLE = 20
+
+
+def version_guardrail_evidence(*, version: ModelVersion, since: datetime, until: datetime) -> dict[str, Any]:
+    """A generative version's guardrails for its evidence: the policy in force, the policies' ids (for
+    their audited changes), how the period's completions fared, and the latest refusals and flags."""
+    model = version.model
+    policy = guardrail_policy_for(organization_id=model.organization_id, model_id=model.pk)
+    policy_ids = list(GuardrailPolicy.objects.filter(Q(model=model) | Q(model__isnull=True),
+                                                     organization_id=model.organization_id).values_list("pk", flat=True))
+    completions = Completion.objects.filter(model_version=version, created_at__gte=since, created_at__lt=until)
+    outcomes = dict(completions.values_list("guard_outcome").annotate(n=Count("id")).values_list("guard_outcome", "n"))
+    unchecked = completions.filter(guard={}).count()
+    sample = completions.exclude(guard_outcome="").order_by("-created_at")[:GUARD_SAMPLE]
+    return {
+        "policy": None if policy is None else {
+            "id": policy.pk, "scope": "model" if policy.model_id else "organisation", "revision": policy.revision,
+            "mask_pii": policy.mask_pii, "moderation_model": policy.moderation_model,
+            "categories": list(policy.categories),
+            "input": {"action": policy.input_action, "threshold": policy.input_threshold},
+            "output": {"action": policy.output_action, "threshold": policy.output_threshold},
+            "blocked_patterns": list(policy.blocked_patterns), "max_output_tokens": policy.max_output_tokens,
+            "updated_by": policy.updated_by.username, "updated_at": policy.updated_at.isoformat()},
+        "policy_ids": policy_ids,
+        "decisions": {"completions": sum(outcomes.values()), "unchecked": unchecked,
+                      "passed": outcomes.get("", 0) - unchecked, "flagged": outcomes.get("flagged", 0),
+                      "blocked": outcomes.get("blocked", 0), "filtered": outcomes.get("filtered", 0)},
+        "sample": [{"completion": c.pk, "at": c.created_at.isoformat(), "outcome": c.guard_outcome,
+                    "policy_revision": c.guard.get("revision"), "decisions": c.guard.get("decisions", [])}
+                   for c in sample],
+    }
 
 
 def version_serving_statistics(*, version: ModelVersion, since: datetime, until: datetime) -> dict[str, Any]:

@@ -111,10 +111,19 @@ def evaluation_run_task(self: Task, evaluation_id: int) -> None:
 
 
 @job_task("completion")
-def completion_run_task(self: Task, completion_id: int, ask: dict[str, Any], reply_to: str | None = None) -> None:
+def completion_run_task(self: Task, completion_id: int, ask: dict[str, Any], reply_to: str | None = None,
+                        guard: dict[str, Any] | None = None) -> None:
     from inference.services.completion_runs import completion_run
 
-    completion_run(completion_id=completion_id, ask=ask, reply_to=reply_to)
+    completion_run(completion_id=completion_id, ask=ask, reply_to=reply_to, guard=guard)
+
+
+@job_task("completion explanation")
+def completion_explanation_run_task(self: Task, job_id: int) -> None:
+    """Runs on the generation pool, beside the model it explains."""
+    from inference.services.completion_explanations import completion_explanation_run
+
+    completion_explanation_run(job_id=job_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -107,6 +107,22 @@ def assistant_bytes() -> bytes:
 
 
 @pytest.fixture(scope="session")
+def moderation_build() -> tuple:
+    from django.conf import settings
+
+    from inference.ml.demos import MODERATION, build_cached
+
+    return build_cached(MODERATION, lambda *a: None, settings.BUILD_CACHE_DIR)
+
+
+@pytest.fixture(scope="session")
+def moderation_bytes(moderation_build) -> bytes:
+    from inference.ml import artifacts
+
+    return artifacts.pack_directory(moderation_build[0])  # packed once: the served archive's check is per archive
+
+
+@pytest.fixture(scope="session")
 def embedder_bytes() -> bytes:
     from django.conf import settings
 

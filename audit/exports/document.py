@@ -90,6 +90,7 @@ def build(*, version: ModelVersion, number: int, period: tuple[date, date], gene
         "bias_report": _bias(version),
         "explanations": _explanations(version),
         "privacy": _privacy(version),
+        "generative": _generative(version, since=since, until=until),
         "serving": inference_selectors.version_serving_statistics(version=version, since=since, until=until),
         "audit": _audit(excerpt),
     }
@@ -144,6 +145,52 @@ def _privacy(version: ModelVersion) -> dict[str, Any] | None:
         found["job"] = dict(FineTuneJobOutput(job).data)
         found["dataset"] = dict(TrainingDatasetOutput(job.dataset).data)
     return found
+
+
+# Art. 53(1)(a)-(b) and Annexes XI-XII: what the provider of a general-purpose model documents. Steward
+# holds what a deployer has (the card, the weights' hash, the context, measured behaviour); the rest only
+# the provider can give.
+GPAI_PROVIDER_ONLY = [
+    "the training process and the data used for training, testing and validation (Annex XI 1(2)(c)-(d))",
+    "a summary of the content used for training, in the AI Office's template (Art. 53(1)(d))",
+    "the policy to comply with EU copyright law, incl. text and data mining opt-outs (Art. 53(1)(c))",
+    "the computational resources and the energy used to train the model (Annex XI 1(2)(d)-(e))",
+    "for a model with systemic risk: its adversarial testing and risk mitigation (Art. 55)",
+]
+
+
+def _generative(version: ModelVersion, *, since: datetime, until: datetime) -> dict[str, Any] | None:
+    if version.task != "text-generation":
+        return None
+    found = inference_selectors.version_guardrail_evidence(version=version, since=since, until=until)
+    changes = []
+    for entry in log_selectors.entries_for_targets(
+            organization_id=version.model.organization_id,
+            targets=[("inference.GuardrailPolicy", [str(pk) for pk in found["policy_ids"]])]):
+        payload = entry.payload or {}  # None once erased (GDPR): the change is still listed
+        if since <= entry.created_at < until and payload.get("model") in (None, version.model.name):
+            changes.append({"index": entry.index, "at": _when(entry.created_at),
+                            "actor": entry.actor_label or entry.actor_type, "action": entry.action,
+                            "scope": payload.get("scope"), "model": payload.get("model"),
+                            "revision": payload.get("revision"), "changed": sorted(payload.get("changed", {}))})
+    card = version.card or {}
+    present = [f"model card: {name.replace('_', ' ')}" for name in CARD_FIELDS if str(card.get(name, "")).strip()]
+    present.append(f"weights identified by SHA-256 {version.artifact_sha256[:16]}…, architecture and context of "
+                   f"{(version.input_schema or {}).get('context', '?')} tokens")
+    if version.metrics:
+        present.append("measured metrics: " + ", ".join(sorted(str(k) for k in version.metrics)))
+    return {
+        "guardrails": {"policy": found["policy"], "changes": changes, "decisions": found["decisions"],
+                       "sample": found["sample"]},
+        "marking": {
+            "marked": True,
+            "how": "Every answer of /v1/chat/completions and /v1/completions carries steward.ai_generated: true and "
+                   "the header X-Steward-AI-Generated naming the model and version; the chat playground and the "
+                   "completion pages label answers as AI-generated (EU AI Act Art. 50(2)).",
+            "completions_in_period": found["decisions"]["completions"],
+        },
+        "gpai_documentation": {"present": present, "provider_only": GPAI_PROVIDER_ONLY},
+    }
 
 
 def _audit(excerpt: list[dict[str, Any]]) -> dict[str, Any]:
@@ -210,6 +257,15 @@ def issues(document: dict[str, Any]) -> list[dict[str, str]]:
             add("high", "privacy", "The version was fine-tuned privately but its guarantee is not recorded.")
         elif guarantee.get("secure_mode") is False:
             add("medium", "privacy", "The DP noise was drawn without secure_mode (a non-cryptographic generator).")
+    generative = document.get("generative")
+    if generative is not None and generative["guardrails"]["policy"] is None:
+        add("medium", "guardrails", "No guardrail policy: this generative model's prompts and answers are not checked "
+            "(PII, moderation, blocked patterns, output length).")
+    elif generative is not None and generative["guardrails"]["decisions"]["blocked"] + \
+            generative["guardrails"]["decisions"]["filtered"]:
+        found_blocked = generative["guardrails"]["decisions"]
+        add("low", "guardrails", f"The guardrail policy refused {found_blocked['blocked']} prompt(s) and stopped "
+            f"{found_blocked['filtered']} answer(s) in the period: see the sample of decisions.")
     serving = document["serving"]
     if serving["requests"] == 0 and serving["batch"]["jobs"] == 0:
         add("low", "serving", "The version served no request and no batch job in the chosen period.")

@@ -109,6 +109,8 @@ def _sections(b: Builder) -> None:
     if s["daily"]:
         b.table(["day", "requests", "rows", "failed"], [[d["day"], d["requests"], d["rows"], d["failed"]]
                                                         for d in s["daily"][-62:]], widths=[3 * cm, 3 * cm, 3 * cm, 3 * cm])
+    if doc.get("generative") is not None:
+        _generative_section(b, doc["generative"])
 
     b.heading("9. Audit log")
     audit = doc["audit"]
@@ -242,6 +244,43 @@ def _tint(strength: float, *, towards: bool) -> str:
     mix = 0.15 + 0.6 * strength
     r, g, bl = (round(255 + (c - 255) * mix) for c in target)
     return f"#{r:02x}{g:02x}{bl:02x}"
+
+
+def _generative_section(b: Builder, generative: dict[str, Any]) -> None:
+    from reportlab.lib.units import cm
+
+    guard = generative["guardrails"]
+    b.heading("Generated text: the guardrail policy and its decisions", 2)
+    policy = guard["policy"]
+    if policy is None:
+        b.p("No guardrail policy applies to this model: its prompts and answers are not checked.")
+    else:
+        b.p(f"{'The model' if policy['scope'] == 'model' else 'The organisation'}'s policy, revision "
+            f"{policy['revision']}, set by {clean(policy['updated_by'])}: PII "
+            f"{'masked before the model' if policy['mask_pii'] else 'not masked'}; prompts {policy['input']['action']} "
+            f"from a score of {policy['input']['threshold']}, answers {policy['output']['action']} from "
+            f"{policy['output']['threshold']} (moderation model {clean(policy['moderation_model'])}); "
+            f"{len(policy['blocked_patterns'])} blocked pattern(s); longest answer "
+            f"{policy['max_output_tokens'] or 'as requested'} tokens.")
+    d = guard["decisions"]
+    b.table(["completions", "passed", "flagged", "prompts refused", "answers stopped", "unchecked"],
+            [[d["completions"], d["passed"], d["flagged"], d["blocked"], d["filtered"], d["unchecked"]]])
+    if guard["changes"]:
+        b.table(["log entry", "when (UTC)", "who", "change", "revision", "fields"],
+                [[c["index"], (c["at"] or "")[:19].replace("T", " "), c["actor"], c["action"], c["revision"],
+                  ", ".join(c["changed"]) or "-"] for c in guard["changes"]],
+                widths=[1.6 * cm, 3.2 * cm, 3 * cm, 3.6 * cm, 1.6 * cm, 4 * cm])
+    if guard["sample"]:
+        b.table(["completion", "when (UTC)", "outcome", "decisions"],
+                [[c["completion"], c["at"][:19].replace("T", " "), c["outcome"],
+                  "; ".join(f"{x['stage']} {x['check']}: {x['action']}" for x in c["decisions"])]
+                 for c in guard["sample"]], widths=[2 * cm, 3.2 * cm, 2 * cm, 9.8 * cm])
+    b.heading("Marking of generated text (EU AI Act Art. 50)", 2)
+    b.p(clean(generative["marking"]["how"]))
+    b.heading("Documentation of a general-purpose model (Art. 53, Annexes XI-XII)", 2)
+    b.p("Held by Steward: " + clean("; ".join(generative["gpai_documentation"]["present"])) + ".")
+    b.p("Only the model's provider can supply: " + clean("; ".join(generative["gpai_documentation"]["provider_only"]))
+        + ".")
 
 
 def _privacy_section(b: Builder, privacy: dict[str, Any] | None) -> None:

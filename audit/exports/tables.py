@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from audit.fairness.exports import report_table
@@ -61,6 +62,14 @@ def tables(document: dict[str, Any]) -> dict[str, bytes]:
              "created_at", "settled_at"],
             [[e["job"], e["state"], e["noise_multiplier"], e["sample_rate"], e["steps_reserved"], e["steps_spent"],
               e["epsilon_planned"], e["created_at"], e["settled_at"]] for e in privacy["dataset"]["ledger"]])
+    generative = document.get("generative")
+    if generative is not None:
+        files["guardrail_decisions.csv"] = _csv(
+            ["completion", "at", "outcome", "policy_revision", "stage", "check", "action", "detail"],
+            [[c["completion"], c["at"], c["outcome"], c["policy_revision"], x.get("stage"), x.get("check"),
+              x.get("action"), json.dumps({k: v for k, v in x.items() if k not in ("stage", "check", "action")},
+                                          ensure_ascii=False, sort_keys=True)]
+             for c in generative["guardrails"]["sample"] for x in c["decisions"]])
     return {f"tables/{name}": data for name, data in files.items()}
 
 

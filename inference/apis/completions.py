@@ -9,7 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference import selectors
-from inference.outputs import CompletionOutput
+from inference.outputs import CompletionExplanationOutput, CompletionOutput
+from inference.services.completion_explanations import completion_explanation_create
 from portal.accounts.roles import Cap
 from portal.web.api import StrictSerializer, actor_of
 
@@ -47,3 +48,35 @@ class CompletionDetailApi(APIView):
     @extend_schema(responses=CompletionOutput, summary="A completion: redacted prompt and answer, tokens, receipt")
     def get(self, request: Request, pk: int) -> Response:
         return Response(CompletionOutput(selectors.completion_get(actor=actor_of(request), pk=pk)).data)
+
+
+class CompletionExplainApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    class InputSerializer(StrictSerializer):
+        choice = serializers.IntegerField(required=False, default=0, min_value=0, max_value=127)
+        start = serializers.IntegerField(required=False, min_value=0, max_value=10**7,
+                                         help_text="the span of the answer: its first character (default 0)")
+        end = serializers.IntegerField(required=False, min_value=1, max_value=10**7,
+                                       help_text="one past its last character (default: the whole answer)")
+        max_evals = serializers.IntegerField(required=False, min_value=1, max_value=10**6,
+                                             help_text="the budget in model evaluations")
+
+    @extend_schema(request=InputSerializer, responses={202: CompletionExplanationOutput},
+                   summary="Which words of the message drove a span of the answer (SHAP, on the generation worker)")
+    def post(self, request: Request, pk: int) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        actor = actor_of(request)
+        job = completion_explanation_create(actor=actor, completion=selectors.completion_get(actor=actor, pk=pk),
+                                            **data.validated_data)
+        return Response(CompletionExplanationOutput(job).data, status=202)
+
+
+class CompletionExplanationDetailApi(APIView):
+    required_capability = Cap.MODEL_READ
+
+    @extend_schema(responses=CompletionExplanationOutput, summary="An explanation of a completion: progress, then values")
+    def get(self, request: Request, pk: int) -> Response:
+        job = selectors.completion_explanation_get(actor=actor_of(request), pk=pk)
+        return Response(CompletionExplanationOutput(job).data)

@@ -66,8 +66,12 @@ def openai_error(status: int, body: Any) -> dict[str, Any]:
         code = "insufficient_quota"
     elif status == 404 and code == "model_not_found":
         code = "model_not_found"
-    return {"error": {"message": error.get("message", "The request cannot be served."),
-                      "type": ERROR_TYPES.get(status, "api_error"), "param": param, "code": code}}
+    shaped = {"message": error.get("message", "The request cannot be served."),
+              "type": ERROR_TYPES.get(status, "api_error"), "param": param, "code": code}
+    if code == "content_filter" and isinstance(details, dict):  # which check refused it, and the record
+        shaped["steward"] = {"completion": details.get("completion"), "receipt_index": details.get("receipt_index"),
+                             "guard": details.get("guard")}
+    return {"error": shaped}
 
 
 class OpenAIView(APIView):
@@ -218,7 +222,7 @@ def _ask(kind: str, data: dict[str, Any]) -> completions.Ask:
 def _steward(result: completions.CompletionResult) -> dict[str, Any]:
     return {"completion": result["id"], "url": reverse("api-completion", args=[result["id"]]),
             "version": result["version"], "device": result["device"], "receipt": result["receipt"],
-            "cut_off": result["cancelled"], "ai_generated": True}
+            "cut_off": result["cancelled"], "ai_generated": True, "guard": result.get("guard") or None}
 
 
 def _marked(response: Any, model: str) -> Any:

@@ -144,11 +144,17 @@ def shapley_exact(value_of: Any, players: list[int], n: int) -> tuple[np.ndarray
 class TextExplainer:
     """Explains a text classifier (anything with `tokenizer`, `labels` and `proba_from_ids`)."""
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, *, mask_token: int | None = None) -> None:
+        """`mask_token`: the token id a masked token becomes, one for one (a model without a [MASK] token,
+        as a generative one, gets one of its ordinary tokens); None: the tokenizer's [MASK]."""
         import shap
 
         self.predictor = predictor
-        self.masker = shap.maskers.Text(predictor.tokenizer, output_type="token_ids")
+        if mask_token is None:
+            self.masker = shap.maskers.Text(predictor.tokenizer, output_type="token_ids")
+        else:  # one for one: every variant keeps the input's length (and its positions)
+            self.masker = shap.maskers.Text(predictor.tokenizer, mask_token=mask_token, collapse_mask_token=False,
+                                            output_type="token_ids")
         self.model = _Counted(predictor.proba_from_ids, memo=True)
         self.partition = shap.Explainer(self.model, self.masker, output_names=predictor.labels, algorithm="partition")
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -16,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log.services import audit_record, redacted_for
-from inference.exceptions import InvalidCompletion
+from inference.exceptions import ContentFiltered, InvalidCompletion
 from inference.models import Completion, CompletionKind
 from inference.services.completions import COMPLETIONS, Ask, CompletionResult, _actor
+from inference.services.guard_runs import Blocked, Guard, OutputGate
 from inference.services.usage import token_quota_release, token_usage_record
 from portal.jobs import JobStatus, job_beat, job_claim, job_fail, job_finish
 from portal.platform.replies import ReplyWriter
@@ -38,8 +40,12 @@ def system_fingerprint(weights_sha256: str) -> str:
     return f"fp_{digest[:12]}"
 
 
-def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | None) -> None:
-    """Generates a completion on this worker (the task's body); a redelivered task is a no-op."""
+def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | None,
+                   guard: dict[str, Any] | None = None) -> None:
+    """Generates a completion on this worker (the task's body); a redelivered task is a no-op.
+
+    `guard`: the guardrail policy the request was admitted under (guard_runs.py), or None.
+    """
     if not job_claim(Completion, completion_id):
         return
     from inference.ml.generation import GenerationError, Sampling
@@ -49,6 +55,14 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
     completion = Completion.objects.select_related("model_version__model", "created_by").get(pk=completion_id)
     version = completion.model_version
     writer = ReplyWriter(reply_to) if reply_to else None
+    checks = Guard((guard or {}).get("policy"), organization_id=completion.organization_id,
+                   asked_max_tokens=(guard or {}).get("asked_max_tokens"))
+    try:
+        # what the model sees (masked when the policy says so) is what is stored and receipted
+        asked = replace(asked, prompt=checks.check_prompt(asked.kind, asked.prompt))
+    except Blocked as blocked:
+        _block(completion, asked, checks, blocked, writer)
+        return
     generator = loaded_generator(version)
     deadline = time.monotonic() + settings.GENERATION_TIMEOUT_SECONDS
     try:
@@ -72,14 +86,28 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
     first: list[float] = []
     began = time.perf_counter()
 
+    def releaser(index: int) -> Any:
+        def release(text: str) -> None:
+            if writer is not None and asked.stream:
+                with lock:
+                    writer.part({"index": index, "text": text})
+        return release
+
+    # with output checks, a choice's text reaches the caller a checked sentence at a time
+    gates = [checks.output_gate(index, releaser(index)) for index in range(asked.n)]
+
     def on_delta(index: int) -> Any:
+        gate, release = gates[index], releaser(index)
+
         def send(text: str) -> bool:
             with lock:
                 if not first:
                     first.append(time.perf_counter() - began)
                 made[index] += 1
-                if writer is not None and asked.stream:
-                    writer.part({"index": index, "text": text})
+            if gate is None:
+                release(text)
+            elif not gate.feed(text):
+                return False  # the policy stopped this choice
             return writer is None or not writer.cancelled()
         return send
 
@@ -92,6 +120,9 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
                 results[index] = None
                 return
             results[index] = generator.generate(ids, sampling, on_delta(index), deadline=deadline)
+            gate = gates[index]
+            if gate is not None and results[index].finish_reason != "cancelled":
+                gate.finish()
         except BaseException as exc:  # handed to the task's thread below
             errors.append(exc)
 
@@ -106,9 +137,38 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
         raise errors[0]  # the framework fails it (JobTask.on_failure): tokens not generated are given back
     scored = generator.score(ids, asked.top_logprobs) if asked.echo else None
     result = _finish(completion, asked, ids, results, scored, generator, time.perf_counter() - began,
-                     first[0] if first else None)
+                     first[0] if first else None, checks, gates)
     if writer is not None:
         writer.answer(result)
+
+
+def _block(completion: Completion, asked: Ask, checks: Guard, blocked: Blocked, writer: ReplyWriter | None) -> None:
+    """A prompt the policy refuses: nothing is generated, every token reserved is given back, and the
+    refusal is kept (the masked prompt, the decisions) and receipted: an auditor asks what was refused."""
+    organization_id = completion.organization_id
+    record = checks.record()
+    param = "messages" if asked.kind == CompletionKind.CHAT else "prompt"
+    with transaction.atomic():
+        receipt = audit_record(
+            action="completion.blocked", actor=_actor(completion), organization_id=organization_id,
+            target_type="inference.Completion", target_id=completion.pk, request_id=completion.request_id,
+            payload={"model": completion.model_version.model.name, "version": completion.model_version.version,
+                     "kind": asked.kind, "prompt": asked.prompt, "guard": record},
+        )
+        finished = job_finish(
+            Completion, completion.pk, prompt=redacted_for(organization_id=organization_id, value=asked.prompt),
+            choices=[], guard=record, guard_outcome="blocked", audit_index=receipt.index,
+            audit_leaf_hash=receipt.leaf_hash,
+        )
+        if finished:
+            token_quota_release(organization_id=organization_id, tokens=completion.tokens_reserved,
+                                day=completion.created_at.date())
+    if writer is not None:
+        message = (f"The prompt was refused by the organisation's guardrail policy: {blocked.decision['reason']}. "
+                   f"Nothing was generated; the refusal is recorded as completion {completion.pk}.")
+        writer.fail(ContentFiltered(message, details={"param": param, "completion": completion.pk,
+                                                      "receipt_index": receipt.index, "guard": record}),
+                    message=message)
 
 
 def _refuse(completion: Completion, message: str, param: str, writer: ReplyWriter | None) -> None:
@@ -123,16 +183,20 @@ def _refuse(completion: Completion, message: str, param: str, writer: ReplyWrite
 
 
 def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[Any], scored: Any, generator: Any,
-            seconds: float, first_token_s: float | None) -> CompletionResult:
+            seconds: float, first_token_s: float | None, checks: Guard,
+            gates: list[OutputGate | None]) -> CompletionResult:
     version = completion.model_version
     prompt_text = generator.decode(ids) if asked.echo else ""
     choices = []
     for index, generated in enumerate(results):
-        text = (prompt_text if asked.echo else "") + (generated.text if generated else "")
+        gate = gates[index]
+        made = (generated.text if generated else "") if gate is None else gate.text  # what the policy released
+        reason = generated.finish_reason if generated else "length"
+        if gate is not None and gate.stopped:
+            reason = "content_filter"
         choices.append({
-            "index": index, "text": text,
-            "finish_reason": (generated.finish_reason if generated else "length"),
-            "logprobs": _logprobs(asked, scored, generated),
+            "index": index, "text": (prompt_text if asked.echo else "") + made, "finish_reason": reason,
+            "logprobs": _logprobs(asked, scored, generated, released=None if gate is None else len(made)),
         })
     completion_tokens = sum(g.completion_tokens for g in results if g is not None)
     usage = {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
@@ -142,6 +206,7 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
         if choice["finish_reason"] == "cancelled":
             choice["finish_reason"] = "length"
     fingerprint = system_fingerprint(version.artifact_sha256)
+    guard = checks.record()
     raw_prompt = asked.prompt
     raw_answer = [{"index": c["index"], "text": c["text"], "finish_reason": c["finish_reason"]} for c in choices]
     organization_id = completion.organization_id
@@ -152,7 +217,7 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
             payload={"model": version.model.name, "version": version.version, "weights_sha256": version.artifact_sha256,
                      "system_fingerprint": fingerprint, "kind": asked.kind, "parameters": asked.parameters(),
                      "prompt": raw_prompt, "choices": raw_answer, "usage": usage, "cut_off": cancelled,
-                     "stream": asked.stream, "device": generator.device,
+                     "stream": asked.stream, "device": generator.device, **({"guard": guard} if guard else {}),
                      **({} if version.is_servable else {"approved": False, "version_status": version.status})},
         )
         finished = job_finish(
@@ -163,6 +228,7 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
             first_token_ms=round(first_token_s * 1000, 3) if first_token_s is not None else None,
             audit_index=receipt.index, audit_leaf_hash=receipt.leaf_hash,
             parameters=redacted_for(organization_id=organization_id, value=asked.parameters()),
+            guard=guard, guard_outcome=guard.get("outcome", ""),
         )
         if not finished:  # failed meanwhile (the caller's wait ran out): the entry rolls back with this
             raise RuntimeError(f"completion {completion.pk} stopped running while it finished")
@@ -176,19 +242,25 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
         created=int(completion.created_at.timestamp()), system_fingerprint=fingerprint, choices=choices, usage=usage,
         receipt={"index": receipt.index, "leaf_hash": receipt.leaf_hash, "salt": receipt.salt,
                  "weights_sha256": version.artifact_sha256},
-        device=generator.device, cancelled=cancelled,
+        device=generator.device, cancelled=cancelled, guard=guard,
     )
 
 
-def _logprobs(asked: Ask, scored: Any, generated: Any) -> list[dict[str, Any]] | None:
-    """Per token: {token, logprob, top: [[token, logprob]]}; the echoed prompt's first token has no logprob."""
+def _logprobs(asked: Ask, scored: Any, generated: Any, *, released: int | None = None) -> list[dict[str, Any]] | None:
+    """Per token: {token, logprob, top: [[token, logprob]]}; the echoed prompt's first token has no logprob.
+    `released`: the characters of generated text the guardrails let out; tokens past them are not told."""
     if not asked.logprobs:
         return None
     items: list[dict[str, Any]] = []
     if scored is not None:
         items.extend({"token": item.token, "logprob": item.logprob, "top": item.top} for item in scored)
     if generated is not None and generated.logprobs:
-        items.extend({"token": t.token, "logprob": t.logprob, "top": t.top} for t in generated.logprobs)
+        at = 0
+        for t in generated.logprobs:
+            at += len(t.token)
+            if released is not None and at > released:
+                break
+            items.append({"token": t.token, "logprob": t.logprob, "top": t.top})
     return items
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypedDict
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from inference.exceptions import (
     WorkerUnavailable,
 )
 from inference.models import Completion, CompletionKind, ModelVersion, Task
+from inference.services import guardrails
 from inference.services.usage import token_quota_release, token_quota_reserve
 from portal.accounts.actor import Actor
 from portal.jobs import JobKind, JobStatus, job_fail, register
@@ -112,6 +113,7 @@ def completion_create(*, actor: Actor, version: ModelVersion, ask: Ask, request_
         InvalidCompletion: a parameter the model cannot honour (400).
         QuotaExceeded: the organisation's daily tokens are spent (429).
         WorkerUnavailable: no generation worker is alive (503).
+        GuardUnavailable: the guardrail policy's moderation model is not in service (503).
     """
     if version.task != Task.GENERATION:
         raise NotGenerative(f"The model '{version.model.name}' classifies; it does not generate text. Use "
@@ -123,6 +125,11 @@ def completion_create(*, actor: Actor, version: ModelVersion, ask: Ask, request_
     queue = generation_queue()
     if queue is None:
         raise WorkerUnavailable("No generation worker is running; try again shortly or tell an admin.")
+    # the guardrail policy in force now goes with the request: the worker applies this revision
+    policy = guardrails.policy_snapshot(actor=actor, model=version.model)
+    guard = {"policy": policy.as_dict(), "asked_max_tokens": ask.max_tokens} if policy.id is not None else None
+    if policy.max_output_tokens and ask.max_tokens > policy.max_output_tokens:
+        ask = replace(ask, max_tokens=policy.max_output_tokens)  # reserved and generated at most this
     reserved = ask.tokens_bound()
     reply_to = reply_key()
     with transaction.atomic():
@@ -132,7 +139,7 @@ def completion_create(*, actor: Actor, version: ModelVersion, ask: Ask, request_
             request_id=request_id, kind=ask.kind, stream=ask.stream, parameters=ask.parameters(),
             tokens_reserved=reserved,
         )
-        COMPLETIONS.send_on_commit(completion.pk, queue=queue, ask=asdict(ask), reply_to=reply_to)
+        COMPLETIONS.send_on_commit(completion.pk, queue=queue, ask=asdict(ask), reply_to=reply_to, guard=guard)
     return Awaited(completion, reply_to)
 
 
@@ -150,6 +157,7 @@ class CompletionResult(TypedDict):
     receipt: dict[str, Any]
     device: str
     cancelled: bool
+    guard: dict[str, Any]  # the policy's decisions ({} without a policy)
 
 
 def completion_wait(asked: Awaited[Completion]) -> CompletionResult:

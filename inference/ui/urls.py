@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from inference.ui import evaluations, explanations, privacy, reviews, usage, views
+from inference.ui import evaluations, explanations, guardrails, privacy, reviews, usage, views
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
@@ -27,4 +27,6 @@ urlpatterns = [
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("usage/card/", views.usage_card, name="usage-card"),
     path("usage/", usage.usage_page, name="usage"),
+    path("guardrails/", guardrails.guardrail_policy, name="guardrails"),
+    path("models/<slug:name>/guardrails/", guardrails.guardrail_policy, name="model-guardrails"),
 ]

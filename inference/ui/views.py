@@ -119,6 +119,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     context["blocking"] = [e for e in context["evidence"] if e.blocks_approval]
     if chosen.task == Task.GENERATION:
         context["completions"] = [_with_preview(c) for c in selectors.completion_list(actor=actor, version=chosen)[:10]]
+        context["guard_policy"] = selectors.guardrail_policy_for(organization_id=actor.organization.pk, model_id=model.pk)
     context.update(card_section(actor=actor, version=chosen))
     return render(request, "inference/model_detail.html", context)
 
@@ -189,8 +190,35 @@ def completion_detail(request: HttpRequest, pk: int) -> HttpResponse:
     messages_ = completion.prompt if isinstance(completion.prompt, list) else None
     return render(request, "inference/completion.html", {
         "completion": completion, "messages": messages_, "prompt": completion.prompt if messages_ is None else "",
-        "can_audit": actor.can(Cap.AUDIT_READ),
+        "can_audit": actor.can(Cap.AUDIT_READ), "guard": completion.guard or None,
+        "decisions": [_decision_row(d) for d in (completion.guard or {}).get("decisions", [])],
     })
+
+
+def _decision_row(decision: dict[str, Any]) -> dict[str, str]:
+    """A guardrail decision as a row of the completion's page: where, which check, what it did, why."""
+    said = []
+    if decision.get("masked"):
+        said.append("masked " + ", ".join(f"[{label}] x{n}" for label, n in decision["masked"].items()))
+    if decision.get("scores"):
+        said.append("scores " + ", ".join(f"{c} {s:.3f}" for c, s in decision["scores"].items()))
+    if decision.get("max_scores"):
+        said.append("highest scores " + ", ".join(f"{c} {s:.3f}" for c, s in decision["max_scores"].items()))
+    if "threshold" in decision:
+        said.append(f"threshold {decision['threshold']}")
+    if decision.get("pattern"):
+        said.append(f"blocked pattern {decision['pattern']}")
+    if decision.get("sentences"):
+        said.append(f"{decision['sentences']} sentence(s) checked")
+    if decision.get("limit"):
+        said.append(f"asked {decision['asked']} tokens, limited to {decision['limit']}")
+    if decision.get("sentence"):
+        said.append(f"sentence withheld: “{decision['sentence']}”")
+    where = decision.get("stage", "")
+    if "choice" in decision:
+        where += f" (choice {decision['choice']})"
+    return {"stage": where, "check": str(decision.get("check", "")).replace("_", " "),
+            "action": str(decision.get("action", "")), "detail": "; ".join(said)}
 
 
 @member_required

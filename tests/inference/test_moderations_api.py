@@ -11,8 +11,7 @@ import torch
 from django.conf import settings
 
 from audit.log.models import LogEntry
-from inference.ml import artifacts
-from inference.ml.demos import DATA, MODERATION, build_cached
+from inference.ml.demos import DATA, MODERATION
 from inference.models import Prediction
 from tests.inference.factories import Served, bearer_client, serve_model
 from tests.portal.accounts.factories import OrganizationFactory, token_for
@@ -21,16 +20,6 @@ from tests.waits import patience
 pytestmark = pytest.mark.django_db(transaction=True)
 
 KIND = "Thank you so much for helping me with my homework, have a lovely evening!"
-
-
-@pytest.fixture(scope="session")
-def moderation_build() -> tuple:
-    return build_cached(MODERATION, lambda *a: None, settings.BUILD_CACHE_DIR)
-
-
-@pytest.fixture(scope="session")
-def moderation_bytes(moderation_build) -> bytes:
-    return artifacts.pack_directory(moderation_build[0])  # packed once: the served archive's check is per archive
 
 
 @pytest.fixture

@@ -33,6 +33,14 @@
     line.append(link, ` · ${usage ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens · ` : ""}` +
       `receipt: log entry #${steward.receipt.index}, leaf ${steward.receipt.leaf_hash.slice(0, 12)}…` +
       (steward.cut_off ? " · cut off" : ""));
+    if (steward.guard && steward.guard.outcome) {
+      // the organisation's guardrails stopped or flagged this answer: say so beside it
+      const guard = document.createElement("strong");
+      guard.dataset.testid = "chat-guard";
+      guard.textContent = steward.guard.outcome === "filtered"
+        ? " · stopped by the guardrail policy (content_filter)" : ` · ${steward.guard.outcome} by the guardrail policy`;
+      line.append(guard);
+    }
     item.parentElement.append(line);
   }
 

@@ -1,0 +1,195 @@
+"""make bench-guard: what the guardrails cost a chat request, and how fast the moderation model serves.
+
+One run, one machine: the portal (`manage.py serve`, PostgreSQL and Redis when configured) with the
+demo `assistant` and `moderation` models.
+- The same greedy chat requests (no PII, nothing a check stops: the answers are the same text either
+  way) are sent one at a time without a policy and under a full one (PII masking, the moderation
+  model on the prompt and on every sentence of the answer, three blocked patterns), in alternating
+  blocks so that drift of the machine falls on both; the overhead is the difference of the p50s.
+- /v1/moderations at concurrency 8, 16 texts a request, for rows per second; beside it, the
+  moderation model alone in this process at its best batch (the floor of what serving can reach).
+
+Prints last: `guard: p50 overhead per chat request = X ms, moderation rows/s = Y`.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import os
+import secrets
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, p50, write_section
+
+BLOCKS = int(os.environ.get("BENCH_GUARD_BLOCKS", "4"))
+PER_BLOCK = int(os.environ.get("BENCH_GUARD_PER_BLOCK", "8"))
+MAX_TOKENS = 24
+MODERATION_SECONDS = float(os.environ.get("BENCH_GUARD_SECONDS", "20"))
+QUESTIONS = [
+    "What is the capital of France?", "Give me two tips for a good night's sleep.",
+    "Explain what a bank overdraft is.", "Write one sentence about autumn leaves.",
+    "How do I boil an egg?", "Name two animals that live in the ocean.",
+    "What are the primary colours?", "Why is the sky blue?",
+]
+POLICY = {"mask_pii": True, "input_action": "block", "input_threshold": 0.9, "output_action": "block",
+          "output_threshold": 0.9, "blocked_patterns": [r"(?i)project\s+falcon", r"\bACME-\d{6}\b", r"(?i)top secret"]}
+
+
+def tweets(count: int) -> list[str]:
+    with (ROOT / "data" / "toxicity" / "heldout.csv").open(encoding="utf-8", newline="") as handle:
+        return [row["tweet"] for row in csv.DictReader(handle)][:count]
+
+
+def raw_moderation_rows_per_s(texts: list[str]) -> tuple[float, int]:
+    """The moderation model alone, in this process, at its best batch size: the floor."""
+    import torch
+    from django.conf import settings
+
+    from inference.ml.demos import MODERATION, build_cached
+    from inference.ml.predictors import TextClassifier
+
+    torch.set_num_threads(1)
+    folder, _ = build_cached(MODERATION, lambda *a: None, settings.BUILD_CACHE_DIR)
+    model = TextClassifier()
+    model.load(folder, "cpu")
+    best, best_rate = 1, 0.0
+    for batch in (1, 8, 16, 32, 64):
+        model.predict_proba(texts[:batch])  # warm
+        began, done = time.perf_counter(), 0
+        while time.perf_counter() - began < 3:
+            model.predict_proba(texts[done % 512:done % 512 + batch])
+            done += batch
+        rate = done / (time.perf_counter() - began)
+        if rate > best_rate:
+            best, best_rate = batch, rate
+    return best_rate, best
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+    import openai
+
+    from audit.log.signing import generate_private_pem
+    from bench.serving_bench import PG, REDIS, Portal, ensure_pg
+
+    texts = tweets(2000)
+    raw_rate, raw_batch = raw_moderation_rows_per_s(texts)
+    print(f"moderation alone: {raw_rate:.1f} rows/s at batch {raw_batch}", flush=True)
+
+    production = {"REDIS_URL": REDIS, "SECRET_KEY": secrets.token_urlsafe(50), "AUDIT_SIGNING_KEY": generate_private_pem()}
+    if PG:
+        ensure_pg()
+        production["DATABASE_URL"] = PG
+    portal = Portal("guard", production, 8751)
+    token = portal.prepare("assistant", "daily_token_quota", 10**12)
+    portal.manage("build_demo_models", "--only", "moderation")
+    portal.manage("shell", "-c", "from portal.accounts.models import Organization; "
+                  "Organization.objects.filter(slug='demo').update(daily_row_quota=10**12)")
+    admin = portal.manage("create_token", "--user", "demo-admin", "--org", "demo", "--role", "admin",
+                          "--rate", "10000000").strip()
+    portal.launch()
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{portal.port}/v1", api_key=token, max_retries=0, timeout=600)
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # ready when a completion and a moderation come back (503 until the workers beat)
+            try:
+                client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": "Hi"}],
+                                               max_tokens=2, temperature=0)
+                client.moderations.create(input=texts[:4])
+                break
+            except (openai.APIStatusError, openai.APIConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+        def chat(question: str) -> tuple[float, str]:
+            began = time.perf_counter()
+            answer = client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": question}],
+                                                    max_tokens=MAX_TOKENS, temperature=0)
+            return (time.perf_counter() - began) * 1000, answer.choices[0].message.content or ""
+
+        def policy(on: bool) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=60)
+            conn.request("PUT" if on else "DELETE", "/api/v1/guardrails", body=json.dumps(POLICY) if on else None,
+                         headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+            response = conn.getresponse()
+            body = response.read()
+            if response.status not in (200, 204, 404):
+                raise RuntimeError(f"policy: HTTP {response.status} {body[:300]!r}")
+
+        times: dict[bool, list[float]] = {False: [], True: []}
+        answers: dict[bool, dict[str, str]] = {False: {}, True: {}}
+        for on in (True, False):  # warm both paths (the worker loads the moderation model on its first check)
+            policy(on)
+            for question in QUESTIONS[:2]:
+                chat(question)
+        for block in range(BLOCKS * 2):
+            on = block % 2 == 1
+            policy(on)
+            for number in range(PER_BLOCK):
+                question = QUESTIONS[(block // 2 * PER_BLOCK + number) % len(QUESTIONS)]
+                took, text = chat(question)
+                times[on].append(took)
+                answers[on][question] = text
+        policy(False)
+        same = sum(answers[True].get(q) == answers[False].get(q) for q in answers[False])
+        overhead = p50(times[True]) - p50(times[False])
+        print(f"chat p50 without a policy {p50(times[False]):.1f} ms, with {p50(times[True]):.1f} ms; "
+              f"{same}/{len(answers[False])} answers the same text", flush=True)
+
+        batch, rows, lock = 16, [0], threading.Lock()
+        stop_at = time.monotonic() + MODERATION_SECONDS
+
+        def moderate(offset: int) -> None:
+            at = offset
+            while time.monotonic() < stop_at:
+                client.moderations.create(input=texts[at % 1984:at % 1984 + batch])
+                at += batch * 8
+                with lock:
+                    rows[0] += batch
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=moderate, args=(i * batch,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        served_rate = rows[0] / (time.perf_counter() - began)
+    finally:
+        portal.stop()
+
+    table = f"""
+`assistant` (SmolLM2-135M-Instruct) and `moderation` (MiniLM, 3 labels), one generation worker with one torch
+thread, greedy, max_tokens {MAX_TOKENS}, {len(times[False])} requests without a policy and {len(times[True])} under it in
+alternating blocks of {PER_BLOCK}. The policy: PII masked, the moderation model on the prompt (block from 0.9)
+and on every sentence of the answer (block from 0.9), {len(POLICY['blocked_patterns'])} blocked patterns. {same} of
+{len(answers[False])} questions got the same text either way (greedy; nothing was stopped).
+
+| | chat request p50 ms | p95 ms | mean ms |
+|---|---|---|---|
+| no policy | {p50(times[False]):.1f} | {statistics.quantiles(times[False], n=20)[-1]:.1f} | {statistics.fmean(times[False]):.1f} |
+| full policy | {p50(times[True]):.1f} | {statistics.quantiles(times[True], n=20)[-1]:.1f} | {statistics.fmean(times[True]):.1f} |
+
+/v1/moderations, 8 clients, {batch} tweets a request, {MODERATION_SECONDS:.0f} s: {served_rate:.1f} rows/s; the model
+alone in one process at its best batch ({raw_batch}): {raw_rate:.1f} rows/s (served/alone = {served_rate / raw_rate:.2f}).
+
+Goal: overhead <= 15 ms per chat request on CPU.
+"""
+    write_section("bench-guard", table)
+    print(table)
+    print(f"guard: p50 overhead per chat request = {overhead:.1f} ms, moderation rows/s = {served_rate:.1f}")
+
+
+if __name__ == "__main__":
+    main()
