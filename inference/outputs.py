@@ -268,9 +268,8 @@ class CompletionExplanationOutput(OutputSerializer):
     evaluations = serializers.IntegerField(help_text="coalitions the model scored")
     quantity = serializers.CharField(source="result.quantity", default="")
     span_text = serializers.CharField(source="result.span_text")
-    base_value = serializers.FloatField(source="result.base_values.0", help_text="the span's log-probability with "
-                                        "the whole message masked")
-    output = serializers.FloatField(source="result.output.0", help_text="its log-probability given the message")
+    base_value = serializers.SerializerMethodField(help_text="the span's log-probability, the whole message masked")
+    output = serializers.SerializerMethodField(help_text="its log-probability given the message")
     residual = serializers.FloatField(help_text="|base + sum of values - output|")
     tokens = serializers.ListField(child=serializers.CharField(), source="result.features")
     values = serializers.SerializerMethodField(help_text="per token of the message")
@@ -290,6 +289,14 @@ class CompletionExplanationOutput(OutputSerializer):
     @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
     def get_progress(self, job: Any) -> dict[str, int]:
         return {"rows_done": job.rows_done, "rows_total": job.rows_total}
+
+    @extend_schema_field(serializers.FloatField())
+    def get_base_value(self, job: Any) -> float:
+        return float(job.result["base_values"][0])
+
+    @extend_schema_field(serializers.FloatField())
+    def get_output(self, job: Any) -> float:
+        return float(job.result["output"][0])
 
     @extend_schema_field(serializers.ListField(child=serializers.FloatField()))
     def get_values(self, job: Any) -> list[float]:

@@ -86,7 +86,7 @@ def build(*, version: ModelVersion, number: int, period: tuple[date, date], gene
              "at": _when(t.created_at)}
             for t in inference_selectors.version_history(version=version)
         ],
-        "evaluation": {"metrics": dict(version.metrics or {})},
+        "evaluation": {"metrics": flat_metrics(version.metrics or {})},
         "bias_report": _bias(version),
         "explanations": _explanations(version),
         "privacy": _privacy(version),
@@ -97,6 +97,20 @@ def build(*, version: ModelVersion, number: int, period: tuple[date, date], gene
     document["issues"] = issues(document)
     document["regulatory_mapping"] = mapping.evaluate(document)
     return document
+
+
+def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Metrics as one level of names and numbers (the schema's shape): a nested group's entries are
+    named "group.name" (a demo's held-out counts per class), anything else that is not a number is text."""
+    flat: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(flat_metrics(value, f"{prefix}{name}."))
+        elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            flat[f"{prefix}{name}"] = value
+        else:
+            flat[f"{prefix}{name}"] = json.dumps(value)
+    return flat
 
 
 def _bias(version: ModelVersion) -> dict[str, Any] | None:

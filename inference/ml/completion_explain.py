@@ -101,7 +101,7 @@ class SpanScorer:
     def proba_from_ids(self, message_ids: np.ndarray) -> np.ndarray:
         """Named as a classifier's, for TextExplainer: here one output, the span's log-probability."""
         ids = self.sequences(message_ids)
-        scores = self.generator.span_logprob(ids, self.positions, self.span)
+        scores = self.generator.span_logprob(ids, self.positions, self.span, prefix=len(self.before))
         self.rows += len(ids)
         if self.on_rows is not None:
             self.on_rows(self.rows)

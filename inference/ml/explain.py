@@ -209,6 +209,8 @@ class TextExplainer:
         spans = [(m.start(), m.end(), m.group()) for m in WORD.finditer(text)]
         sums = [0.0] * len(spans)
         for (start, end), value in zip(offsets, token_values, strict=False):
+            while start < end and text[start].isspace():
+                start += 1  # a byte-level BPE token carries the space before its word ("Ġcapital")
             if end <= start:
                 continue  # special tokens
             for i, (first, last, _) in enumerate(spans):

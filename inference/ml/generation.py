@@ -314,22 +314,30 @@ class Generator:
             scored.append(self._token_logprob(ids[position], logp[position - 1], top_logprobs))
         return scored
 
-    def span_logprob(self, ids: Any, positions: Any, span: Any) -> Any:
+    def span_logprob(self, ids: Any, positions: Any, span: Any, *, prefix: int = 0) -> Any:
         """For each row of `ids` (rows x length, one length), the summed log-probability of the tokens
-        `span` at `positions` (the positions whose next token they are): teacher forcing, one pass."""
+        `span` at `positions` (the positions whose next token they are): teacher forcing, one pass. The
+        first `prefix` tokens, the same in every row (a chat template, a system prompt), are run once
+        and their keys and values shared by the rows."""
         import numpy as np
         import torch
 
         ids = np.asarray(ids)
-        if ids.shape[1] > self.context:
-            raise GenerationError(f"The text has {ids.shape[1]} tokens, more than the model's context of {self.context}.")
-        keep = ids.shape[1] - int(positions[0])  # the logits from the first scoring position on, not the vocabulary at every position
+        rows, length = ids.shape
+        if length > self.context:
+            raise GenerationError(f"The text has {length} tokens, more than the model's context of {self.context}.")
+        prefix = min(prefix, int(positions[0]))  # a scoring position must be in the part that is run
+        keep = length - int(positions[0])  # logits from the first scoring position on, not at every position
         with self._alone, torch.inference_mode():
-            logits = self.model(input_ids=torch.as_tensor(ids, device=self.device),
-                                past_key_values=_plain_cache(self.model), use_cache=True,
-                                logits_to_keep=keep).logits[:, : len(span)].float()
+            cache = _plain_cache(self.model)
+            if prefix:
+                self.model(input_ids=torch.as_tensor(ids[:1, :prefix], device=self.device), past_key_values=cache,
+                           use_cache=True, logits_to_keep=1)
+                cache.batch_repeat_interleave(rows)
+            logits = self.model(input_ids=torch.as_tensor(ids[:, prefix:], device=self.device), past_key_values=cache,
+                                use_cache=True, logits_to_keep=keep).logits[:, : len(span)].float()
             picked = torch.log_softmax(logits, dim=-1).gather(
-                -1, torch.as_tensor(np.asarray(span), device=self.device).view(1, -1, 1).expand(len(ids), -1, 1))
+                -1, torch.as_tensor(np.asarray(span), device=self.device).view(1, -1, 1).expand(rows, -1, 1))
             return picked.squeeze(-1).sum(-1).cpu().numpy()
 
     def _token_logprob(self, token: int, logp: Any, top: int) -> TokenLogprob:

@@ -141,7 +141,7 @@ def build_moderation(
     return {"heldout_accuracy": round(sum(int(p == y) for p, y in zip(predicted, truth, strict=True)) / len(truth), 4),
             "heldout_examples": len(heldout), "heldout_macro_f1": round(float(f1.mean()), 4),
             **{f"heldout_f1_{label}": round(float(value), 4) for label, value in zip(MODERATION_LABELS, f1, strict=True)},
-            "heldout_counts": {label: truth.count(i) for i, label in enumerate(MODERATION_LABELS)},
+            **{f"heldout_count_{label}": truth.count(i) for i, label in enumerate(MODERATION_LABELS)},
             "train_examples": len(train), "epochs": epochs}
 
 

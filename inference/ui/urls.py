@@ -1,10 +1,13 @@
 from django.urls import path, re_path
 
-from inference.ui import evaluations, explanations, guardrails, privacy, reviews, usage, views
+from inference.ui import completion_explanations, evaluations, explanations, guardrails, privacy, reviews, usage, views
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
     path("completions/<int:pk>/", views.completion_detail, name="completion-detail"),
+    path("completions/<int:pk>/explain/", completion_explanations.completion_explain, name="completion-explain"),
+    path("completion-explanations/<int:pk>/", completion_explanations.completion_explanation_detail,
+         name="completion-explanation"),
     path("models/register/", views.model_register, name="model-register"),
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
     path("models/<slug:name>/versions/<int:version>/", views.version_action, name="version-action"),

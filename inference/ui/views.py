@@ -17,6 +17,7 @@ from inference.evidence import version_evidence
 from inference.models import BatchJob, ModelVersion, Task, UsageDaily, VersionStatus
 from inference.services import cards, jobs, predictions, registry, uploads
 from inference.services.usage import today
+from inference.ui.completion_explanations import spans_of
 from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
@@ -191,6 +192,8 @@ def completion_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "inference/completion.html", {
         "completion": completion, "messages": messages_, "prompt": completion.prompt if messages_ is None else "",
         "can_audit": actor.can(Cap.AUDIT_READ), "guard": completion.guard or None,
+        "spans": spans_of(str(completion.choices[0].get("text", ""))) if completion.choices else [],
+        "explanations": completion.explanations.all()[:10], "explain_budget": settings.EXPLAIN_DEFAULT_EVALS,
         "decisions": [_decision_row(d) for d in (completion.guard or {}).get("decisions", [])],
     })
 

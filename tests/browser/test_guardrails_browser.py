@@ -40,7 +40,7 @@ def test_an_admin_sets_the_policy_and_the_completion_page_shows_its_decisions(
     consumer = page
     sign_in(consumer, assistant.actors["consumer"].user.username)
     consumer.goto("/models/assistant/playground/")
-    consumer.fill("#message", "My e-mail is jane@example.com. Write three short sentences about the sea and the ocean.")
+    consumer.fill("#message", "My e-mail is jane@example.com. Write three short sentences about the sea.")
     consumer.fill("#max_tokens", "80")
     consumer.fill("#temperature", "0")
     consumer.click("[data-testid=chat-form] >> text=Send")

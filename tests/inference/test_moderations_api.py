@@ -85,8 +85,8 @@ def test_a_model_that_is_not_a_moderation_model_and_non_text_input_are_refused(
 
 def test_the_moderation_cards_metrics_are_measured_on_held_out_tweets(moderation_build) -> None:
     _, metrics = moderation_build
-    assert metrics["heldout_examples"] == 2000 and metrics["heldout_counts"] == {
-        "hate": 101, "offensive": 1553, "neither": 346}
+    assert metrics["heldout_examples"] == 2000
+    assert [metrics[f"heldout_count_{label}"] for label in ("hate", "offensive", "neither")] == [101, 1553, 346]
     assert set(metrics) >= {"heldout_accuracy", "heldout_f1_hate", "heldout_f1_offensive", "heldout_f1_neither"}
     text = MODERATION.metrics_text.format(**metrics)
     assert "F1 hate" in text and "held-out tweets" in text
