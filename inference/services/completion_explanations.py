@@ -98,7 +98,7 @@ def completion_explanation_run(*, job_id: int) -> None:
     job = CompletionExplanation.objects.select_related("completion", "model_version__model").get(pk=job_id)
     completion = job.completion
     generator = loaded_generator(job.model_version)
-    answer = str(completion.choices[job.choice]["text"])
+    answer = str((completion.choices or [{}])[job.choice].get("text", ""))
     message = _message(completion) or ""
     try:
         target = target_of(generator, kind=completion.kind, prompt=completion.prompt, answer=answer,
