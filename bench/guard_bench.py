@@ -95,7 +95,7 @@ def main() -> None:
     token = portal.prepare("assistant", "daily_token_quota", 10**12)
     portal.manage("build_demo_models", "--only", "moderation")
     portal.manage("shell", "-c", "from portal.accounts.models import Organization; "
-                  "Organization.objects.filter(slug='demo').update(daily_row_quota=10**12)")
+                  "Organization.objects.filter(slug='demo').update(daily_row_quota=10**9)")
     admin = portal.manage("create_token", "--user", "demo-admin", "--org", "demo", "--role", "admin",
                           "--rate", "10000000").strip()
     portal.launch()

@@ -114,27 +114,29 @@ def global_bars(ranking: list[dict[str, Any]], *, kind: str, top: int = 15) -> S
     return svg(height, f"Mean |SHAP| per {kind} over the sample", description, parts)
 
 
-def usage_columns(daily: list[dict[str, Any]]) -> SafeString:
-    """Rows served per day: one column a day, the axis labelled every week, never clipped."""
-    height, top, bottom, left, right = 220, 16, 180, 48, WIDTH - 12
-    peak = max([d["rows"] for d in daily] + [1])
+def usage_columns(daily: list[dict[str, Any]], *, key: str = "rows", unit: str = "rows",
+                  title: str = "Rows served per day", digits: int = 0) -> SafeString:
+    """A figure per day (rows served by default): one column a day, the axis labelled every week, never clipped."""
+    height, top, bottom, left, right = 220, 16, 180, 56, WIDTH - 12
+    peak = max([d[key] for d in daily] + [0]) or 1
     step = (right - left) / max(len(daily), 1)
     parts = [f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>']
     for fraction in (0.5, 1.0):
         y = bottom - (bottom - top) * fraction
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{peak * fraction:,.0f}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{peak * fraction:,.{digits}f}</text>')
     for i, day in enumerate(daily):
-        h = (bottom - top) * day["rows"] / peak
+        h = (bottom - top) * day[key] / peak
         x = left + i * step
+        said = f"{day['rows']} rows, {day['requests']} requests" if key == "rows" else f"{day[key]:,.{digits}f} {unit}"
         parts.append(f'<rect x="{x + 1:.1f}" y="{bottom - h:.1f}" width="{max(step - 2, 1):.1f}" height="{h:.1f}" '
-                     f'class="cbar"><title>{escape(day["day"])}: {day["rows"]} rows, {day["requests"]} requests'
+                     f'class="cbar"><title>{escape(day["day"])}: {escape(said)}'
                      "</title></rect>")
         if i % 7 == 0 or i == len(daily) - 1:
             parts.append(f'<text x="{x + step / 2:.1f}" y="{bottom + 16}" text-anchor="middle" class="tick">'
                          f'{escape(day["day"][5:])}</text>')
-    return svg(height, "Rows served per day",
-               f"Rows predicted each day from {daily[0]['day']} to {daily[-1]['day']}; the table below lists them.",
+    return svg(height, title,
+               f"{title} from {daily[0]['day']} to {daily[-1]['day']}; the table below lists them.",
                parts)
 
 

@@ -123,6 +123,8 @@ class Prediction(models.Model):
     error = models.TextField(blank=True)
     device = models.CharField(max_length=60, blank=True)
     compute_ms = models.FloatField(null=True, blank=True)
+    energy_wh = models.FloatField(null=True, blank=True, help_text="power x compute time (inference/ml/energy.py)")
+    energy_estimated = models.BooleanField(default=True, help_text="False: the power was measured (RAPL, NVML)")
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -161,6 +163,10 @@ class UsageDaily(models.Model):
     tokens = models.PositiveBigIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    # the energy of the day's served work (Wh; the part estimated, not measured) and its carbon (g CO2e)
+    energy_wh = models.FloatField(default=0)
+    energy_estimated_wh = models.FloatField(default=0)
+    carbon_g = models.FloatField(default=0)
 
     class Meta:
         constraints = [
@@ -366,6 +372,8 @@ class Completion(WorkerJob):
     device = models.CharField(max_length=60, blank=True)
     compute_ms = models.FloatField(null=True, blank=True)
     first_token_ms = models.FloatField(null=True, blank=True)
+    energy_wh = models.FloatField(null=True, blank=True, help_text="power x compute time (inference/ml/energy.py)")
+    energy_estimated = models.BooleanField(default=True, help_text="False: the power was measured (RAPL, NVML)")
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
     guard = models.JSONField(default=dict, blank=True,

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
@@ -321,6 +321,42 @@ def version_guardrail_evidence(*, version: ModelVersion, since: datetime, until:
     }
 
 
+def model_energy_daily(*, model: RegisteredModel, days: int = 30) -> list[dict[str, Any]]:
+    """The energy of a model's served work (all versions: predictions and completions) per UTC day."""
+    from datetime import UTC, timedelta
+    from datetime import time as day_start
+
+    from django.db.models.functions import TruncDate
+    from django.utils import timezone
+
+    until = timezone.now().astimezone(UTC).date()
+    since = until - timedelta(days=days - 1)
+    start = datetime.combine(since, day_start.min, tzinfo=UTC)
+    found: dict[Any, list[float]] = {}
+    for rows in (Prediction.objects.filter(model_version__model=model, created_at__gte=start, energy_wh__isnull=False),
+                 Completion.objects.filter(model_version__model=model, created_at__gte=start, energy_wh__isnull=False)):
+        for row in (rows.annotate(day=TruncDate("created_at", tzinfo=UTC)).values("day")
+                    .annotate(energy=Sum("energy_wh"), requests=Count("pk"))):
+            entry = found.setdefault(row["day"], [0.0, 0])
+            entry[0] += row["energy"] or 0.0
+            entry[1] += row["requests"]
+    return [{"day": (since + timedelta(days=i)).isoformat(), "energy_wh": found.get(since + timedelta(days=i), [0.0, 0])[0],
+             "requests": found.get(since + timedelta(days=i), [0.0, 0])[1], "rows": 0} for i in range(days)]
+
+
+def version_completion_explanations(*, version: ModelVersion, limit: int = 5) -> dict[str, Any]:
+    """A generative version's finished attributions: how many, the worst residual, the latest few."""
+    done = CompletionExplanation.objects.filter(model_version=version, status=JobStatus.DONE).order_by("-finished_at")
+    residuals = [r for r in done.values_list("residual", flat=True) if r is not None]
+    sample = []
+    for job in done[:limit]:
+        words = sorted((job.result or {}).get("words", []), key=lambda w: -w["value"])
+        sample.append({"id": job.pk, "completion": job.completion_id, "span": (job.result or {}).get("span_text", ""),
+                       "method": job.method, "evaluations": job.evaluations, "residual": job.residual,
+                       "top_words": [{"word": w["word"], "value": w["value"]} for w in words[:5]]})
+    return {"total": done.count(), "max_residual": max(residuals) if residuals else None, "sample": sample}
+
+
 def version_serving_statistics(*, version: ModelVersion, since: datetime, until: datetime) -> dict[str, Any]:
     """Volume, latency (request to answer, and compute) and errors of a version over [since, until):
     its requests (synchronous predictions), and its batch jobs (`batch`: jobs, the rows they
@@ -363,11 +399,29 @@ def version_serving_statistics(*, version: ModelVersion, since: datetime, until:
     batch = {key: value or 0 for key, value in jobs.items()}  # rows: those the jobs predicted
     rows = sum(d["rows"] for d in daily)
     return {
+        "energy": _version_energy(version, since=since, until=until),
         "since": since.isoformat(), "until": until.isoformat(), "requests": requests,
         "rows": rows, "rows_all": rows + batch["rows"], "batch": batch, "failed": failures, "unfinished": unfinished,
         "error_rate": round(failures / requests, 6) if requests else None,
         "latency_ms": spread(latency), "compute_ms": spread(compute), "devices": devices, "daily": daily,
     }
+
+
+def _version_energy(version: ModelVersion, *, since: datetime, until: datetime) -> dict[str, Any]:
+    """The energy of a version's predictions and completions in [since, until), the part estimated, and
+    its carbon at the grid's intensity now."""
+    from inference.services.energy import grid_intensity
+
+    wh = estimated = 0.0
+    for rows in (Prediction.objects, Completion.objects):
+        found = rows.filter(model_version=version, created_at__gte=since, created_at__lt=until).aggregate(
+            energy=Sum("energy_wh"), estimated=Sum("energy_wh", filter=Q(energy_estimated=True)))
+        wh += found["energy"] or 0.0
+        estimated += found["estimated"] or 0.0
+    intensity, source = grid_intensity()
+    return {"energy_wh": wh, "estimated_wh": estimated,
+            "carbon_g": wh / 1000 * intensity, "grid_g_per_kwh": intensity, "grid_source": source,
+            "method": "power x compute time: NVML or RAPL where present, else CodeCarbon's power model (estimated)"}
 
 
 def version_audit_targets(*, version: ModelVersion, since: datetime, until: datetime,

@@ -358,6 +358,10 @@ JOB_MAX_BYTES = env_int("JOB_MAX_BYTES", default=50 * 2**20, minimum=1024)
 # /v1/moderations: the organisation's model it uses when none is named, and the score that flags a category
 MODERATION_MODEL = env_str("MODERATION_MODEL", "moderation") or "moderation"
 MODERATION_FLAG_SCORE = env_float("MODERATION_FLAG_SCORE", default=0.5, minimum=0.0)
+# The grid's carbon intensity for served work (g CO2e per kWh): set it, or name the country (ISO 3166
+# alpha-3, e.g. FRA) whose mix CodeCarbon's data gives; neither: the world average in that data.
+CARBON_INTENSITY_G_PER_KWH = env_float("CARBON_INTENSITY_G_PER_KWH", default=0.0, minimum=0.0)
+CARBON_GRID_COUNTRY = env_str("CARBON_GRID_COUNTRY", "").upper()
 
 # --- bias reports -------------------------------------------------------------------------
 BIAS_MAX_BYTES = env_int("BIAS_MAX_BYTES", default=20 * 2**20, minimum=1024)

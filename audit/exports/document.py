@@ -196,6 +196,7 @@ def _generative(version: ModelVersion, *, since: datetime, until: datetime) -> d
     return {
         "guardrails": {"policy": found["policy"], "changes": changes, "decisions": found["decisions"],
                        "sample": found["sample"]},
+        "attributions": inference_selectors.version_completion_explanations(version=version),
         "marking": {
             "marked": True,
             "how": "Every answer of /v1/chat/completions and /v1/completions carries steward.ai_generated: true and "

@@ -106,6 +106,11 @@ def _sections(b: Builder) -> None:
             widths=[6 * cm, 2.5 * cm, 2.5 * cm, 2.5 * cm, 2.5 * cm])
     if s["devices"]:
         b.p("Devices: " + clean(", ".join(f"{k} ({v} requests)" for k, v in s["devices"].items())))
+    energy = s["energy"]
+    b.p(f"Energy: {energy['energy_wh']:.4f} Wh, {energy['carbon_g']:.4f} g CO2e at {energy['grid_g_per_kwh']:.0f} g/kWh "
+        f"({clean(energy['grid_source'])}); "
+        + (f"{energy['estimated_wh']:.4f} Wh of it estimated" if energy["estimated_wh"] else "measured")
+        + f" ({clean(energy['method'])}).")
     if s["daily"]:
         b.table(["day", "requests", "rows", "failed"], [[d["day"], d["requests"], d["rows"], d["failed"]]
                                                         for d in s["daily"][-62:]], widths=[3 * cm, 3 * cm, 3 * cm, 3 * cm])
@@ -275,6 +280,18 @@ def _generative_section(b: Builder, generative: dict[str, Any]) -> None:
                 [[c["completion"], c["at"][:19].replace("T", " "), c["outcome"],
                   "; ".join(f"{x['stage']} {x['check']}: {x['action']}" for x in c["decisions"])]
                  for c in guard["sample"]], widths=[2 * cm, 3.2 * cm, 2 * cm, 9.8 * cm])
+    b.heading("Attributions for generated text", 2)
+    attributions = generative["attributions"]
+    if not attributions["total"]:
+        b.p("No attribution has been computed for a completion of this version.")
+    else:
+        worst = attributions["max_residual"]
+        b.p(f"{attributions['total']} finished; the largest residual |base + sum - output| is "
+            f"{'n/a' if worst is None else f'{worst:.1e}'}. The latest:")
+        b.table(["explanation", "completion", "span", "method", "top words"],
+                [[a["id"], a["completion"], a["span"][:40], a["method"],
+                  ", ".join(f"{w['word']} {w['value']:+.2f}" for w in a["top_words"][:3])] for a in attributions["sample"]],
+                widths=[2 * cm, 2 * cm, 5 * cm, 2 * cm, 6 * cm])
     b.heading("Marking of generated text (EU AI Act Art. 50)", 2)
     b.p(clean(generative["marking"]["how"]))
     b.heading("Documentation of a general-purpose model (Art. 53, Annexes XI-XII)", 2)

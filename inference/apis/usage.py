@@ -19,6 +19,9 @@ class DaySerializer(serializers.Serializer):  # type: ignore[type-arg]
     requests = serializers.IntegerField()
     rows = serializers.IntegerField()
     compute_ms = serializers.FloatField()
+    energy_wh = serializers.FloatField(help_text="the energy of the day's served work (Wh)")
+    energy_estimated_wh = serializers.FloatField(help_text="the part of it estimated (a power model), not measured")
+    carbon_g = serializers.FloatField(help_text="g CO2e, at the grid intensity in force when it was served")
 
 
 class TokenUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -26,6 +29,8 @@ class TokenUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField()
     requests = serializers.IntegerField()
     rows = serializers.IntegerField()
+    energy_wh = serializers.FloatField()
+    carbon_g = serializers.FloatField()
 
 
 class ModelUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -33,6 +38,16 @@ class ModelUsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
     requests = serializers.IntegerField()
     batch_jobs = serializers.IntegerField()
     rows = serializers.IntegerField()
+    energy_wh = serializers.FloatField()
+    carbon_g = serializers.FloatField(help_text="at the grid intensity now")
+
+
+class EnergySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    energy_wh = serializers.FloatField()
+    estimated_wh = serializers.FloatField(help_text="estimated by a power model where no counter measured")
+    carbon_g = serializers.FloatField()
+    grid_g_per_kwh = serializers.FloatField()
+    grid_source = serializers.CharField()
 
 
 class UsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -41,6 +56,7 @@ class UsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
     daily = DaySerializer(many=True)
     tokens = TokenUsageSerializer(many=True)
     models = ModelUsageSerializer(many=True)
+    energy = EnergySerializer(help_text="the period's energy and carbon")
 
 
 class UsageApi(APIView):

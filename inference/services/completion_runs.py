@@ -20,6 +20,7 @@ from audit.log.services import audit_record, redacted_for
 from inference.exceptions import ContentFiltered, InvalidCompletion
 from inference.models import Completion, CompletionKind
 from inference.services.completions import COMPLETIONS, Ask, CompletionResult, _actor
+from inference.services.energy import footprint
 from inference.services.guard_runs import Blocked, Guard, OutputGate
 from inference.services.usage import token_quota_release, token_usage_record
 from portal.jobs import JobStatus, job_beat, job_claim, job_fail, job_finish
@@ -207,6 +208,7 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
             choice["finish_reason"] = "length"
     fingerprint = system_fingerprint(version.artifact_sha256)
     guard = checks.record()
+    spent = footprint(compute_ms=seconds * 1000, device=generator.device, threads=settings.GENERATION_THREADS)
     raw_prompt = asked.prompt
     raw_answer = [{"index": c["index"], "text": c["text"], "finish_reason": c["finish_reason"]} for c in choices]
     organization_id = completion.organization_id
@@ -218,6 +220,7 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
                      "system_fingerprint": fingerprint, "kind": asked.kind, "parameters": asked.parameters(),
                      "prompt": raw_prompt, "choices": raw_answer, "usage": usage, "cut_off": cancelled,
                      "stream": asked.stream, "device": generator.device, **({"guard": guard} if guard else {}),
+                     "energy_wh": spent.energy_wh, "energy_estimated": spent.estimated, "carbon_g": spent.carbon_g,
                      **({} if version.is_servable else {"approved": False, "version_status": version.status})},
         )
         finished = job_finish(
@@ -228,7 +231,8 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
             first_token_ms=round(first_token_s * 1000, 3) if first_token_s is not None else None,
             audit_index=receipt.index, audit_leaf_hash=receipt.leaf_hash,
             parameters=redacted_for(organization_id=organization_id, value=asked.parameters()),
-            guard=guard, guard_outcome=guard.get("outcome", ""),
+            guard=guard, guard_outcome=guard.get("outcome", ""), energy_wh=spent.energy_wh,
+            energy_estimated=spent.estimated,
         )
         if not finished:  # failed meanwhile (the caller's wait ran out): the entry rolls back with this
             raise RuntimeError(f"completion {completion.pk} stopped running while it finished")
@@ -236,7 +240,7 @@ def _finish(completion: Completion, asked: Ask, ids: list[int], results: list[An
                             day=completion.created_at.date())
         token_usage_record(organization_id=organization_id, token_id=completion.token_id,
                            prompt_tokens=usage["prompt_tokens"], completion_tokens=completion_tokens,
-                           compute_ms=round(seconds * 1000, 3))
+                           compute_ms=round(seconds * 1000, 3), energy=spent)
     return CompletionResult(
         id=completion.pk, kind=asked.kind, model=version.model.name, version=version.version,
         created=int(completion.created_at.timestamp()), system_fingerprint=fingerprint, choices=choices, usage=usage,

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from inference.exceptions import QuotaExceeded
 from inference.models import UsageDaily
+from inference.services.energy import Footprint
 from portal.accounts.models import Organization
 from portal.platform.prebuilt import Statement
 
@@ -35,10 +36,13 @@ _RESERVE = Statement(
     "AND {UsageDaily.rows} <= %s", names=[UsageDaily])
 _METER_TOKEN = Statement(
     "UPDATE {UsageDaily} SET {UsageDaily.requests} = {UsageDaily.requests} + %s, {UsageDaily.rows} = {UsageDaily.rows} + %s, "
-    "{UsageDaily.compute_ms} = {UsageDaily.compute_ms} + %s "
+    "{UsageDaily.compute_ms} = {UsageDaily.compute_ms} + %s, {UsageDaily.energy_wh} = {UsageDaily.energy_wh} + %s, "
+    "{UsageDaily.energy_estimated_wh} = {UsageDaily.energy_estimated_wh} + %s, {UsageDaily.carbon_g} = {UsageDaily.carbon_g} + %s "
     "WHERE {UsageDaily.organization} = %s AND {UsageDaily.token} = %s AND {UsageDaily.day} = %s", names=[UsageDaily])
 _METER_ORGANIZATION = Statement(
-    "UPDATE {UsageDaily} SET {UsageDaily.compute_ms} = {UsageDaily.compute_ms} + %s "
+    "UPDATE {UsageDaily} SET {UsageDaily.compute_ms} = {UsageDaily.compute_ms} + %s, "
+    "{UsageDaily.energy_wh} = {UsageDaily.energy_wh} + %s, "
+    "{UsageDaily.energy_estimated_wh} = {UsageDaily.energy_estimated_wh} + %s, {UsageDaily.carbon_g} = {UsageDaily.carbon_g} + %s "
     "WHERE {UsageDaily.organization} = %s AND {UsageDaily.token} IS NULL AND {UsageDaily.day} = %s", names=[UsageDaily])
 
 
@@ -91,16 +95,18 @@ def quota_release(*, organization_id: int, rows: int) -> None:
 
 
 def usage_record(
-    *, organization_id: int, token_id: int | None, rows: int, compute_ms: float, requests: int = 1
+    *, organization_id: int, token_id: int | None, rows: int, compute_ms: float, requests: int = 1,
+    energy: Footprint | None = None,
 ) -> None:
-    """Meters served work: per token (or the user's own calls), and compute on the organisation."""
+    """Meters served work: per token (or the user's own calls), and compute, energy and carbon on the organisation."""
     day = today()
+    spent = [0.0, 0.0, 0.0] if energy is None else [energy.energy_wh, energy.estimated_wh, energy.carbon_g]
     if token_id is not None:
-        meter = [requests, rows, compute_ms, organization_id, token_id, _day(day)]
+        meter = [requests, rows, compute_ms, *spent, organization_id, token_id, _day(day)]
         if not _METER_TOKEN.execute(meter):
             _row(organization_id, token_id, day)
             _METER_TOKEN.execute(meter)
-    _METER_ORGANIZATION.execute([compute_ms, organization_id, _day(day)])
+    _METER_ORGANIZATION.execute([compute_ms, *spent, organization_id, _day(day)])
 
 
 # --- tokens of generative models ----------------------------------------------------------------
@@ -137,16 +143,20 @@ def token_quota_release(*, organization_id: int, tokens: int, day: date | None =
 
 
 def token_usage_record(*, organization_id: int, token_id: int | None, prompt_tokens: int, completion_tokens: int,
-                       compute_ms: float) -> None:
+                       compute_ms: float, energy: Footprint | None = None) -> None:
     """Meters a completion's tokens: on its API token's row (or the user's own calls) and the organisation's."""
     day = today()
+    spent = {} if energy is None else {"energy_wh": F("energy_wh") + energy.energy_wh,
+                                       "energy_estimated_wh": F("energy_estimated_wh") + energy.estimated_wh,
+                                       "carbon_g": F("carbon_g") + energy.carbon_g}
     rows = UsageDaily.objects.filter(organization_id=organization_id, day=day)
     if token_id is not None:
         if not rows.filter(token_id=token_id).exists():
             _row(organization_id, token_id, day)
         rows.filter(token_id=token_id).update(
             requests=F("requests") + 1, prompt_tokens=F("prompt_tokens") + prompt_tokens,
-            completion_tokens=F("completion_tokens") + completion_tokens, compute_ms=F("compute_ms") + compute_ms)
+            completion_tokens=F("completion_tokens") + completion_tokens, compute_ms=F("compute_ms") + compute_ms,
+            **spent)
     rows.filter(token__isnull=True).update(
         prompt_tokens=F("prompt_tokens") + prompt_tokens, completion_tokens=F("completion_tokens") + completion_tokens,
-        compute_ms=F("compute_ms") + compute_ms)
+        compute_ms=F("compute_ms") + compute_ms, **spent)

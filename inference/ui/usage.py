@@ -20,6 +20,8 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     history = usage_history(actor=request.actor, days=days)  # type: ignore[attr-defined]
     return render(request, "inference/usage.html", {
         "history": history, "days": days, "chart": charts.usage_columns(history["daily"]),
+        "energy_chart": charts.usage_columns(history["daily"], key="energy_wh", unit="Wh",
+                                             title="Energy of served work per day (Wh)", digits=3),
         "token_chart": charts.total_bars([(t["name"] or f"token {t['token']}", t["rows"]) for t in history["tokens"]],
                                          title="Rows per token over the period", unit="rows"),
         "model_chart": charts.total_bars([(m["model"], m["rows"]) for m in history["models"]],

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from inference import selectors
+from inference import charts, selectors
 from inference.evidence import version_evidence
 from inference.models import BatchJob, ModelVersion, Task, UsageDaily, VersionStatus
 from inference.services import cards, jobs, predictions, registry, uploads
@@ -118,6 +118,11 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "evidence": version_evidence(chosen) if actor.can(Cap.REPORT_READ) else [],
     }
     context["blocking"] = [e for e in context["evidence"] if e.blocks_approval]
+    energy = selectors.model_energy_daily(model=model)
+    if any(d["energy_wh"] for d in energy):
+        context["energy_chart"] = charts.usage_columns(energy, key="energy_wh", unit="Wh", digits=3,
+                                                       title="Energy of this model's served work per day (Wh)")
+        context["energy_total"] = sum(d["energy_wh"] for d in energy)
     if chosen.task == Task.GENERATION:
         context["completions"] = [_with_preview(c) for c in selectors.completion_list(actor=actor, version=chosen)[:10]]
         context["guard_policy"] = selectors.guardrail_policy_for(organization_id=actor.organization.pk, model_id=model.pk)

@@ -58,6 +58,24 @@ def test_the_word_that_drives_the_answer_ranks_first_and_the_values_add_up(live_
     assert abs(first["base_value"] + sum(first["values"]) - first["output"]) < 1e-4
     assert again["values"] == first["values"] and again["seed"] == first["seed"]
 
+    # the compliance evidence of the version carries them (and follows its schema)
+    from django.utils import timezone
+
+    from audit.exports import document as evidence_document
+    from audit.exports.services import _validate
+    from inference.models import ModelVersion
+
+    today = timezone.localdate()
+    built = evidence_document.build(version=ModelVersion.objects.get(pk=assistant.version.pk), number=1,
+                                    period=(today, today), generated_by="test", excerpt=[])
+    _validate(built)
+    attributions = built["generative"]["attributions"]
+    assert attributions["total"] == 3 and attributions["max_residual"] < 1e-4
+    assert body["id"] in [a["id"] for a in attributions["sample"]]
+    exact = next(a for a in attributions["sample"] if a["id"] == body["id"])
+    assert exact["top_words"][0]["word"] == "banana" and exact["method"] == "exact"
+    assert built["serving"]["energy"]["energy_wh"] > 0  # the completion's energy, recorded by the worker
+
 
 def test_what_cannot_be_explained_is_a_clear_4xx_and_nothing_is_queued(live_server, assistant) -> None:
     answer = sdk(live_server, assistant).chat.completions.create(model="assistant", messages=FRANCE, max_tokens=6,
