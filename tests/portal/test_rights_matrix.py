@@ -72,6 +72,14 @@ CASES = [
     ("prediction", "get", "/api/v1/predictions/{p}", None, EVERYONE),
     ("completions", "get", "/api/v1/completions", None, EVERYONE),
     ("completion", "get", "/api/v1/completions/999999", None, EVERYONE),
+    ("completion-explain", "post", "/api/v1/completions/999999/explain", {}, EVERYONE),
+    ("completion-explanation", "get", "/api/v1/completion-explanations/999999", None, EVERYONE),
+    ("guardrails", "get", "/api/v1/guardrails", None, EVERYONE),
+    ("guardrails-set", "put", "/api/v1/guardrails", {"mask_pii": True}, ADMINS),
+    ("guardrails-remove", "delete", "/api/v1/guardrails", None, ADMINS),
+    ("model-guardrails", "get", "/api/v1/models/credit/guardrails", None, EVERYONE),
+    ("model-guardrails-set", "put", "/api/v1/models/credit/guardrails", {"mask_pii": True}, REVIEWERS),
+    ("model-guardrails-remove", "delete", "/api/v1/models/credit/guardrails", None, REVIEWERS),
     ("job", "get", "/api/v1/jobs/{j}", None, EVERYONE),
     ("job-cancel", "post", "/api/v1/jobs/{j}/cancel", {}, PREDICTORS),
     ("job-results", "get", "/api/v1/jobs/{j}/results", None, EVERYONE),
@@ -125,6 +133,7 @@ CASES = [
 
 # Objects of an organisation: another organisation's members get 404 on these.
 OBJECT_CASES = [c for c in CASES if c[0] in {
+    "model-guardrails", "model-guardrails-set", "model-guardrails-remove",
     "model", "model-upload", "version", "version-card-edit", "version-delete", "evaluations", "evaluation-create",
     "version-retire", "predict", "prediction", "job", "job-cancel", "audit-entry",
     "audit-inclusion", "explain", "explanation", "bias-reports", "bias-report-create", "bias-report", "bias-report-download",
