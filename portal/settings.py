@@ -304,6 +304,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # a guardrail policy's input and output actions share one set of choices: one name for it
+    "ENUM_NAME_OVERRIDES": {"GuardActionEnum": "inference.models.GuardAction"},
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.web.openapi.error_responses"],
     "COMPONENT_SPLIT_REQUEST": True,
 }
