@@ -16,7 +16,7 @@ from portal import jobs
 from portal.jobs import JobStatus, JobTask, job_beat, job_claim, job_fail, job_finish, jobs_requeue_stale
 
 KINDS = {"batch job", "explanation", "global explanation", "fine-tuning", "bias report", "compliance export", "evaluation",
-         "model upload", "completion"}
+         "model upload", "completion", "completion explanation"}
 
 
 def _job(served, *, rows: int = 10, status: str = JobStatus.PENDING, rows_done: int = 0) -> BatchJob:
