@@ -166,12 +166,13 @@ def test_threads_that_ask_for_the_client_at_once_share_one(on_redis, monkeypatch
     import redis
 
     made = redis.Redis.from_url
+    calls: list[bool] = []
 
-    def slowly_made(*args, **kwargs):  # the window in which the others also find no client, widened
-        time.sleep(0.05)
+    def made_once(*args, **kwargs):  # whether the client is made under the lock the others wait on
+        calls.append(replies._client_lock.locked())
         return made(*args, **kwargs)
 
-    monkeypatch.setattr(redis.Redis, "from_url", slowly_made)
+    monkeypatch.setattr(redis.Redis, "from_url", made_once)
     start = threading.Barrier(16)
     got: list[object] = []
 
@@ -185,3 +186,4 @@ def test_threads_that_ask_for_the_client_at_once_share_one(on_redis, monkeypatch
     for thread in threads:
         thread.join(30)
     assert len(got) == 16 and len({id(client) for client in got}) == 1
+    assert calls == [True]  # made once, and never outside the lock, however the threads interleave
