@@ -111,7 +111,7 @@ def completion_explanation_run(*, job_id: int) -> None:
         job_fail(COMPLETION_EXPLANATIONS, job_id, public=True,
                  error=f"The message has {players} tokens, more than the {settings.EXPLAIN_MAX_TOKENS} explained.")
         return
-    total = min(job.max_evals, 2 ** players) if 2 ** players <= job.max_evals else job.max_evals
+    total = min(job.max_evals, 2 ** players)  # exact values need every coalition, sampling the budget
     job_beat(CompletionExplanation, job_id, rows_total=total)
     last = [0.0]
 

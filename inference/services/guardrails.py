@@ -47,10 +47,6 @@ class PolicySnapshot:
     moderation_model: str = ""  # name@version, for the record
 
     @property
-    def moderates(self) -> bool:
-        return self.input_action != GuardAction.OFF or self.output_action != GuardAction.OFF
-
-    @property
     def checks_output(self) -> bool:
         return self.output_action != GuardAction.OFF or bool(self.blocked_patterns)
 
