@@ -85,15 +85,22 @@ def _rapl_available() -> bool:
     return _rapl.readable()
 
 
+@functools.cache
+def _nvml_handle(index: int) -> object:
+    """NVML started once per process, and the board's handle kept: a reading is then one call."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    return pynvml.nvmlDeviceGetHandleByIndex(index)
+
+
 def power(device: str, threads: int) -> Power:
     """The power drawn for work on `device` using `threads` CPU threads (a GPU: the board's)."""
     if device.startswith("cuda"):
         try:
             import pynvml
 
-            pynvml.nvmlInit()
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
-            milliwatts = pynvml.nvmlDeviceGetPowerUsage(pynvml.nvmlDeviceGetHandleByIndex(index))
+            milliwatts = pynvml.nvmlDeviceGetPowerUsage(_nvml_handle(int(device.split(":", 1)[1]) if ":" in device else 0))
             return Power(milliwatts / 1000.0, True, f"NVML power reading of {device}")
         except Exception:  # no NVML on this machine: the CPU's estimate below is all there is
             logger.debug("no NVML reading for %s", device, exc_info=True)

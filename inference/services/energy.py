@@ -43,15 +43,13 @@ def grid_intensity() -> tuple[float, str]:
     return float(data.get_carbon_intensity_per_source_data()["world_average"]), "world average (IEA, CodeCarbon's data)"
 
 
+def footprints(compute_ms: list[float], *, device: str, threads: int) -> list[Footprint]:
+    """The footprint of each piece of work done on `device` with `threads` threads: the power is read once."""
+    power = energy.power(device, threads)
+    intensity = grid_intensity()[0]
+    return [Footprint(energy_wh=(wh := power.energy_wh(ms)), estimated=not power.measured,
+                      carbon_g=wh / 1000.0 * intensity) for ms in compute_ms]
+
+
 def footprint(*, compute_ms: float, device: str, threads: int) -> Footprint:
-    power = energy.power(device, threads)
-    wh = power.energy_wh(compute_ms)
-    return Footprint(energy_wh=wh, estimated=not power.measured, carbon_g=wh / 1000.0 * grid_intensity()[0])
-
-
-def power_source(device: str, threads: int) -> dict[str, object]:
-    """How this worker's figures are obtained, for the pages and the export."""
-    power = energy.power(device, threads)
-    intensity, where = grid_intensity()
-    return {"watts": round(power.watts, 3), "measured": power.measured, "power_source": power.source,
-            "grid_g_per_kwh": intensity, "grid_source": where}
+    return footprints([compute_ms], device=device, threads=threads)[0]

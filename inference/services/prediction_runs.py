@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from inference.exceptions import InvalidInput
 from inference.models import ModelVersion, Prediction, RegisteredModel, Task
-from inference.services.energy import Footprint, footprint
+from inference.services.energy import Footprint, footprints
 from inference.services.predictions import PredictionResult, prediction_actor, prediction_result
 from inference.services.usage import quota_release, usage_record
 from portal.accounts.models import User
@@ -157,7 +157,8 @@ def prediction_finish_many(items: list[_Finished]) -> list[PredictionResult]:
             for item in items
         ])
         threads = _threads()
-        spent = [footprint(compute_ms=item.compute_ms, device=item.device, threads=threads) for item in items]
+        # one worker, one device: the power is read once for the batch
+        spent = footprints([item.compute_ms for item in items], device=items[0].device, threads=threads)
         for item, receipt, energy in zip(items, receipts, spent, strict=True):
             p = item.prediction
             p.outputs, p.status, p.compute_ms, p.device = item.outputs, JobStatus.DONE, item.compute_ms, item.device
