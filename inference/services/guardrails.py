@@ -148,6 +148,13 @@ def policy_defaults() -> dict[str, Any]:
             for name in EDITABLE}
 
 
+def policy_fields(policy: GuardrailPolicy | None) -> dict[str, Any]:
+    """The editable fields of a policy (a new one's defaults for None)."""
+    if policy is None:
+        return policy_defaults()
+    return _fields(policy)
+
+
 def _fields(policy: GuardrailPolicy) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in EDITABLE}
 

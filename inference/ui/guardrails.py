@@ -73,16 +73,10 @@ def guardrail_policy(request: HttpRequest, name: str | None = None) -> HttpRespo
     if model is not None:
         recent = recent.filter(model_version__model=model)
     overrides = GuardrailPolicy.objects.filter(organization=actor.organization, model__isnull=False).select_related("model")
-    form = form or (_fields(shown) if shown else _fields(None))
+    form = form or guardrails.policy_fields(shown)
     return render(request, "inference/guardrails.html", {
         "model": model, "own": own, "organisation": organisation, "effective": effective,
         "form": form, "patterns_text": "\n".join(form["blocked_patterns"]), "may_edit": may_edit,
         "error": error, "details": details, "actions": GuardAction.values, "overrides": overrides,
         "recent": recent.select_related("model_version__model", "created_by").order_by("-created_at")[:RECENT],
     }, status=400 if error else 200)
-
-
-def _fields(policy: GuardrailPolicy | None) -> dict[str, Any]:
-    if policy is None:
-        return guardrails.policy_defaults()
-    return {name: getattr(policy, name) for name in guardrails.EDITABLE}
