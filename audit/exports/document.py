@@ -113,17 +113,25 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _bias(version: ModelVersion) -> dict[str, Any] | None:
-    report = fairness_selectors.report_latest_done(version=version)
+GENERATED_SAMPLE = 10  # a generative report's completions or pairs in the export; its download has all
+
+
+def _bias(version: ModelVersion, kind: str | None = None) -> dict[str, Any] | None:
+    report = fairness_selectors.report_latest_done(version=version, kind=kind)
     if report is None:
         return None
     body = report_document(report)
     headline = body.get("report", {})
+    result = dict(report.result or {})
+    for listed in ("completions", "pairs"):
+        if listed in result:
+            result[f"{listed}_total"] = len(result[listed])
+            result[listed] = result[listed][:GENERATED_SAMPLE]
     return {
         "number": report.number, "kind": report.kind, "verdict": report.verdict,
         "dataset": {"name": report.dataset_name, "sha256": report.dataset_sha256, "rows": report.rows_total},
         "created_by": headline.get("created_by"), "finished_at": _when(report.finished_at),
-        "params": report.params, "result": report.result or {},
+        "params": report.params, "result": result,
     }
 
 
@@ -197,6 +205,7 @@ def _generative(version: ModelVersion, *, since: datetime, until: datetime) -> d
         "guardrails": {"policy": found["policy"], "changes": changes, "decisions": found["decisions"],
                        "sample": found["sample"]},
         "attributions": inference_selectors.version_completion_explanations(version=version),
+        "bias": {"probes": _bias(version, "probes"), "pairs": _bias(version, "pairs")},
         "marking": {
             "marked": True,
             "how": "Every answer of /v1/chat/completions and /v1/completions carries steward.ai_generated: true and "
@@ -281,6 +290,12 @@ def issues(document: dict[str, Any]) -> list[dict[str, str]]:
         found_blocked = generative["guardrails"]["decisions"]
         add("low", "guardrails", f"The guardrail policy refused {found_blocked['blocked']} prompt(s) and stopped "
             f"{found_blocked['filtered']} answer(s) in the period: see the sample of decisions.")
+    if generative is not None and generative["bias"]["probes"] is None:
+        add("medium", "fairness", "No bias probe: how this generative model writes about groups of people "
+            "(sentiment, toxicity per group) is not measured.")
+    if generative is not None and generative["bias"]["pairs"] is None:
+        add("low", "fairness", "No counterfactual pairs report: whether the model prefers stereotyping sentences is "
+            "not measured.")
     serving = document["serving"]
     if serving["requests"] == 0 and serving["batch"]["jobs"] == 0:
         add("low", "serving", "The version served no request and no batch job in the chosen period.")

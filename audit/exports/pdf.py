@@ -180,6 +180,8 @@ def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
                     [[name.replace("_", " "), d["value"], f"{num(d['ci95'][0])} to {num(d['ci95'][1])}",
                       status_mark(d["verdict"], VERDICT_COLOURS)]
                      for name, d in axis["disparities"].items()], widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
+    elif bias["kind"] in ("probes", "pairs"):
+        _generative_bias(b, bias)
     else:
         if result.get("direction"):
             b.p("<b>The score label looks reversed.</b> " + clean(result["direction"]["message"]))
@@ -192,6 +194,40 @@ def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
                     [[name.replace("_", " "), c.get("value"),
                       status_mark(c["verdict"], VERDICT_COLOURS)]
                      for name, c in checks.items()], widths=[6 * cm, 3 * cm, 3 * cm])
+
+
+def _generative_bias(b: Builder, bias: dict[str, Any]) -> None:
+    """A probes report (per-group charts and tables, the gaps) or a pairs report (per bias type)."""
+    from reportlab.lib.units import cm
+
+    from audit.fairness import charts
+
+    result = bias["result"]
+    if bias["kind"] == "probes":
+        scoring = result.get("scoring", {})
+        b.p(f"Completions sampled from the model, scored by {clean(scoring.get('sentiment_model', '?'))} (sentiment) "
+            f"and {clean(scoring.get('moderation_model', '?'))} (toxicity); intervals: "
+            f"{clean(result.get('settings', {}).get('interval', ''))}.")
+        for chart in charts.probe_charts(result):
+            b.chart(str(chart["chart"]))
+        b.table(["group", "completions", "mean sentiment", "negative rate", "toxic rate"],
+                [[g["group"], g["completions"], "too small" if g["too_small"] else g["mean_sentiment"],
+                  g["negative_rate"], g["toxic_rate"]] for g in result.get("groups", [])],
+                widths=[5 * cm, 2.4 * cm, 3 * cm, 3 * cm, 3 * cm])
+        b.table(["gap between groups", "value", "95% interval", "verdict"],
+                [[name.replace("_", " "), d["value"], f"{num(d['ci95'][0])} to {num(d['ci95'][1])}",
+                  status_mark(d["verdict"], VERDICT_COLOURS)] for name, d in result.get("disparities", {}).items()],
+                widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
+    else:
+        overall = result.get("overall", {})
+        b.p(f"{overall.get('pairs')} pairs; the model found the stereotyping sentence the likelier in "
+            f"{num(overall.get('preference_rate'))} of them (95% interval {num(overall.get('ci95', [None])[0])} to "
+            f"{num(overall.get('ci95', [None, None])[1])}); 0.5 is no preference.")
+        b.chart(str(charts.pairs_chart(result)))
+        b.table(["bias type", "pairs", "preference rate", "95% interval", "verdict"],
+                [[r["bias_type"], r["pairs"], r["preference_rate"], f"{num(r['ci95'][0])} to {num(r['ci95'][1])}",
+                  status_mark(r["verdict"], VERDICT_COLOURS)] for r in result.get("per_type", [])],
+                widths=[5 * cm, 2 * cm, 3 * cm, 4 * cm, 2.4 * cm])
 
 
 def _explanation_section(b: Builder, explanations: dict[str, Any], model: dict[str, Any]) -> None:
@@ -292,6 +328,15 @@ def _generative_section(b: Builder, generative: dict[str, Any]) -> None:
                 [[a["id"], a["completion"], a["span"][:40], a["method"],
                   ", ".join(f"{w['word']} {w['value']:+.2f}" for w in a["top_words"][:3])] for a in attributions["sample"]],
                 widths=[2 * cm, 2 * cm, 5 * cm, 2 * cm, 6 * cm])
+    b.heading("Bias of generated text", 2)
+    for kind, what in (("probes", "Bias probes"), ("pairs", "Counterfactual pairs")):
+        report = generative["bias"][kind]
+        if report is None:
+            b.p(f"{what}: none has been run on this version.")
+        else:
+            b.p(f"<b>{what}</b>: report #{report['number']} on {clean(report['dataset']['name'])}, verdict "
+                f"{status_mark(report['verdict'], VERDICT_COLOURS)}.")
+            _generative_bias(b, report)
     b.heading("Marking of generated text (EU AI Act Art. 50)", 2)
     b.p(clean(generative["marking"]["how"]))
     b.heading("Documentation of a general-purpose model (Art. 53, Annexes XI-XII)", 2)

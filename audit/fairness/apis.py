@@ -13,6 +13,8 @@ from rest_framework.views import APIView
 from audit.fairness import exports, selectors, services
 from audit.fairness.datasets import DEMO_DATASETS
 from audit.fairness.exceptions import InvalidDataset, ReportNotFinished
+from audit.fairness.generative_datasets import BOLD_DOMAINS
+from audit.fairness.generative_services import PROBE_FIELDS, ProbeOptions
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
@@ -82,12 +84,14 @@ class BiasReportListCreateApi(APIView):
     class InputSerializer(StrictSerializer):
         dataset = serializers.ChoiceField(
             choices=["upload", *DEMO_DATASETS], default="upload",
-            help_text="upload (send `file`), demo-adult (tabular) or demo-identity (text)",
+            help_text="upload (send `file`), demo-adult (tabular), demo-identity (text) or demo-bold (generative)",
         )
         file = serializers.FileField(
             required=False,
             help_text="tabular: an evaluation CSV with the model's features, the label and the sensitive columns; "
-            "text: a templates CSV (`template` with {identity}, optional 0/1 `label`)",
+            "text: a templates CSV (`template` with {identity}, optional 0/1 `label`); generative: probes "
+            "(`group`, `prompt`) or counterfactual pairs (`sent_more`, `sent_less`, `bias_type`; or `template`, "
+            "`identity_more`, `identity_less`, `bias_type`)",
         )
         label_column = serializers.CharField(required=False, default="label", max_length=100)
         sensitive_columns = NameListField(required=False, help_text="a list, or one comma-separated string")
@@ -96,6 +100,20 @@ class BiasReportListCreateApi(APIView):
         terms = NameListField(required=False, help_text="identity terms: a list, or one comma-separated string")
         score_label = serializers.CharField(required=False, default="", allow_blank=True, max_length=100,
                                             help_text="text: the model label whose probability is the score")
+        domain = serializers.ChoiceField(choices=list(BOLD_DOMAINS), default="gender",
+                                         help_text="generative, demo-bold: the BOLD domain whose groups are compared")
+        prompts_per_group = serializers.IntegerField(default=20, min_value=1, max_value=200,
+                                                     help_text="generative probes: prompts drawn per group (seeded)")
+        completions_per_prompt = serializers.IntegerField(default=3, min_value=1, max_value=10,
+                                                          help_text="generative probes: sampled completions per prompt")
+        max_tokens = serializers.IntegerField(default=32, min_value=4, max_value=128,
+                                              help_text="generative probes: tokens per completion, at most")
+        sentiment_model = serializers.CharField(default="sentiment", max_length=120,
+                                                help_text="generative probes: the served sentiment model that scores "
+                                                "completions (name, name@alias or name@version)")
+        moderation_model = serializers.CharField(default="moderation", max_length=120,
+                                                 help_text="generative probes: the served moderation model that scores "
+                                                 "completions")
 
     @extend_schema(responses=ReportSerializer(many=True), summary="Bias reports of a model version")
     def get(self, request: Request, name: str, version: int) -> Response:
@@ -117,6 +135,7 @@ class BiasReportListCreateApi(APIView):
             sensitive_columns=data.validated_data.get("sensitive_columns") or [],
             favourable_label=data.validated_data["favourable_label"],
             terms=data.validated_data.get("terms") or [], score_label=data.validated_data["score_label"],
+            probe=ProbeOptions(**{name: data.validated_data[name] for name in PROBE_FIELDS}),
         )
         return Response(ReportSerializer(report).data, status=status.HTTP_202_ACCEPTED)
 

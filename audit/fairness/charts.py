@@ -84,3 +84,70 @@ def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
     description = "; ".join(f"{r['term']}: {r['score_shift']:+.4f}" for r in terms)
     return svg(height, "Score shift per identity term against the template average, with 95% intervals",
                 description, parts)
+
+
+def interval_chart(rows: list[dict[str, Any]], *, label: str, value: str, interval: str, low: float, high: float,
+                   reference: float | None, reference_label: str, title: str, unit: str = "{:.3f}",
+                   bad_side: str = "") -> SafeString:
+    """One bar per row from `reference` (or the axis' start) to its value, with the 95% whisker: the
+    generative reports' per-group means and rates, and per-type preference rates around 50%. A bar on
+    `bad_side` ("below" or "above") of the reference is drawn in the warning colour."""
+    shown = [r for r in rows if r.get(value) is not None]
+    if not shown:
+        return mark_safe("")
+    labels = [fit_label(str(r[label])) for r in shown]
+    left = left_margin(labels)
+    plot = WIDTH - left - 70
+    height = 30 + ROW * len(shown) + 30
+
+    def scale(v: float) -> float:
+        return round(left + plot * (min(max(v, low), high) - low) / (high - low), 1)
+
+    parts = draw_axis(left, left + plot, 20, height - 30, [low + (high - low) * i / 4 for i in range(5)], unit, scale)
+    base = low if reference is None else reference
+    if reference is not None:
+        parts.append(f'<line x1="{scale(reference)}" y1="14" x2="{scale(reference)}" y2="{height - 30}" class="threshold"/>')
+        parts.append(f'<text x="{scale(reference) + 4}" y="12" class="tick">{escape(reference_label)}</text>')
+    for i, row in enumerate(shown):
+        y = 24 + i * ROW
+        v = float(row[value])
+        ci_low, ci_high = row.get(interval) or (None, None)
+        x0, x1 = sorted((scale(base), scale(v)))
+        ci_text = "" if ci_low is None else f" (95% CI {unit.format(ci_low)} to {unit.format(ci_high)})"
+        parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(labels[i])}</text>')
+        bad = (bad_side == "below" and v < base) or (bad_side == "above" and v > base)
+        parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" class="cbar'
+                     f'{" cbar-low" if bad else ""}"><title>{escape(str(row[label]))}: '
+                     f'{unit.format(v)}{ci_text}</title></rect>')
+        if ci_low is not None and ci_high is not None:
+            parts.append(f'<line x1="{scale(ci_low)}" y1="{y + 10}" x2="{scale(ci_high)}" y2="{y + 10}" class="whisker"/>')
+            for end in (ci_low, ci_high):
+                parts.append(f'<line x1="{scale(end)}" y1="{y + 5}" x2="{scale(end)}" y2="{y + 15}" class="whisker"/>')
+        parts.append(f'<text x="{left + plot + 4}" y="{y + 13}" class="value">{unit.format(v)}</text>')
+    description = "; ".join(f"{r[label]}: {unit.format(float(r[value]))}" for r in shown)
+    return svg(height, title, description, parts)
+
+
+PROBE_CHARTS = (  # quantity, title, axis
+    ("mean_sentiment", "Mean sentiment of the completions per group (P(positive) - P(negative))", (-1.0, 1.0), 0.0),
+    ("negative_rate", "Share of negative completions per group", (0.0, 1.0), None),
+    ("toxic_rate", "Share of toxic completions per group (moderation model)", (0.0, 1.0), None),
+)
+
+
+def probe_charts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The three per-group charts of a probes report, with 95% whiskers (groups too small left out)."""
+    groups = [g for g in result.get("groups", []) if not g["too_small"]]
+    return [{"quantity": q, "title": title, "chart": interval_chart(
+        groups, label="group", value=q, interval=f"{q}_ci95", low=low, high=high, reference=ref,
+        reference_label="neutral" if ref == 0.0 else "", title=title,
+        unit="{:+.3f}" if q == "mean_sentiment" else "{:.3f}", bad_side="below" if ref is not None else "")}
+        for q, title, (low, high), ref in PROBE_CHARTS]
+
+
+def pairs_chart(result: dict[str, Any]) -> SafeString:
+    """Per bias type, how often the stereotyping sentence is the likelier, around 50% (no preference)."""
+    return interval_chart(result.get("per_type", []), label="bias_type", value="preference_rate", interval="ci95",
+                          low=0.0, high=1.0, reference=0.5, reference_label="50%: no preference",
+                          title="Preference for the stereotyping sentence per bias type, with 95% intervals",
+                          unit="{:.0%}", bad_side="above")

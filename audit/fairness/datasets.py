@@ -25,6 +25,7 @@ SLOT = "{identity}"
 DEMO_DATASETS = {
     "demo-adult": "UCI Adult test set (16,281 rows; label income, sensitive sex and race)",
     "demo-identity": "Identity madlibs: 48 templates x 50 identity terms (Dixon et al. 2018)",
+    "demo-bold": "BOLD prompts of one domain, up to 40 per group (Dhamala et al. 2021)",
 }
 
 

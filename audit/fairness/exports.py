@@ -20,8 +20,49 @@ def report_document(report: BiasReport) -> dict[str, Any]:
     }
 
 
+PROBE_QUANTITIES = ("mean_sentiment", "negative_rate", "toxic_rate")
+
+
+def _probes_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """A row per group, per disparity, then per completion (what the model wrote and its scores)."""
+    quantities = [c for q in PROBE_QUANTITIES for c in (q, f"{q}_ci95_low", f"{q}_ci95_high")]
+    header = ["section", "group", "prompts", "completions", "too_small", *quantities, "metric", "value",
+              "ci95_low", "ci95_high", "verdict", "prompt", "text", "sentiment", "negative", "toxic_probability"]
+    blank_group, blank_metric = [""] * (4 + len(quantities)), [""] * 5
+    rows: list[list[Any]] = []
+    for g in result.get("groups", []):
+        rows.append(["group", g["group"], g["prompts"], g["completions"], g["too_small"],
+                     *[v for q in PROBE_QUANTITIES for v in (g[q], *g[f"{q}_ci95"])], *blank_metric, "", "", "", "", ""])
+    for name, d in result.get("disparities", {}).items():
+        rows.append(["disparity", *blank_group, name, d["value"], *d["ci95"], d["verdict"], "", "", "", "", ""])
+    for c in result.get("completions", []):
+        rows.append(["completion", c["group"], *blank_group[1:], *blank_metric, c["prompt"], c["text"], c["sentiment"],
+                     c["negative"], c["toxic_probability"]])
+    return header, rows
+
+
+def _pairs_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """A row per bias type and overall, then per pair (both sentences and their log-likelihoods)."""
+    header = ["section", "bias_type", "pairs", "preference_rate", "ci95_low", "ci95_high", "mean_loglik_difference",
+              "verdict", "sent_more", "sent_less", "loglik_more", "loglik_less"]
+    rows: list[list[Any]] = []
+    for section, row in [*(("bias_type", r) for r in result.get("per_type", [])), ("overall", result.get("overall"))]:
+        if row:
+            rows.append([section, row["bias_type"], row["pairs"], row["preference_rate"], *row["ci95"],
+                         row["mean_loglik_difference"], row["verdict"], "", "", "", ""])
+    for p in result.get("pairs", []):
+        rows.append(["pair", p["bias_type"], "", "", "", "", "", "", p["sent_more"], p["sent_less"], p["loglik_more"],
+                     p["loglik_less"]])
+    return header, rows
+
+
 def report_table(kind: str, result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Tabular: one row per group, then one per disparity. Text: one row per identity term."""
+    """Tabular: one row per group, then one per disparity. Text: one row per identity term. Probes and
+    pairs (generative models): see their tables."""
+    if kind == "probes":
+        return _probes_table(result)
+    if kind == "pairs":
+        return _pairs_table(result)
     if kind == "tabular":
         header = ["section", "axis", "group_or_metric", "count", "too_small", *GROUP_METRICS,
                   "value", "ci95_low", "ci95_high", "verdict"]

@@ -24,6 +24,8 @@ class FairnessPolicy(models.Model):
 class ReportKind(models.TextChoices):
     TABULAR = "tabular"
     TEXT = "text"
+    PROBES = "probes"  # a generative model's completions per group (BOLD)
+    PAIRS = "pairs"  # a generative model's likelihood of counterfactual sentence pairs
 
 
 class Verdict(models.TextChoices):

@@ -25,10 +25,13 @@ def report_get(*, actor: Actor, pk: int) -> BiasReport:
     return found
 
 
-def report_latest_done(*, version: ModelVersion) -> BiasReport | None:
-    """The latest finished report of a version (for exports, authorised on the version already)."""
-    return (BiasReport.objects.filter(model_version=version, status="done")
-            .select_related("model_version__model", "created_by").order_by("-number").first())
+def report_latest_done(*, version: ModelVersion, kind: str | None = None) -> BiasReport | None:
+    """The latest finished report of a version, of one kind if given (for exports, authorised on the
+    version already)."""
+    found = BiasReport.objects.filter(model_version=version, status="done")
+    if kind is not None:
+        found = found.filter(kind=kind)
+    return found.select_related("model_version__model", "created_by").order_by("-number").first()
 
 
 def report_ids(*, version: ModelVersion) -> list[int]:

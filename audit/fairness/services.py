@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from audit.fairness import datasets, metrics
 from audit.fairness.exceptions import InvalidDataset, InvalidPolicy
+from audit.fairness.generative_services import ProbeOptions, generative_check, generative_report_run
 from audit.fairness.models import BiasReport, FairnessPolicy, ReportKind
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
@@ -26,7 +27,7 @@ from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
-from portal.platform.workers import serving_queue
+from portal.platform.workers import generation_queue, serving_queue
 
 logger = logging.getLogger("steward.fairness")
 WORKER = AuditActor.system("inference worker")
@@ -84,7 +85,7 @@ def fairness_policy_update(
 def bias_report_create(
     *, actor: Actor, version: ModelVersion, dataset: str = "upload", upload: Any = None, upload_name: str = "",
     label_column: str = "label", sensitive_columns: list[str] | None = None, favourable_label: str = "",
-    terms: list[str] | None = None, score_label: str = "",
+    terms: list[str] | None = None, score_label: str = "", probe: ProbeOptions | None = None,
 ) -> BiasReport:
     """Checks the dataset against the model, stores it, and queues the report on a worker.
 
@@ -92,10 +93,15 @@ def bias_report_create(
         InvalidDataset (400), DatasetTooLarge (413): nothing is stored.
         WorkerUnavailable (503): no worker to run it.
     """
-    classifier_required(version, "Bias reports")
+    if version.task != "text-generation":
+        classifier_required(version, "Bias reports")
     actor.require(Cap.REPORT_CREATE, "run bias reports")
     labels = list(version.labels)
-    if version.task == "tabular-classification":
+    if version.task == "text-generation":
+        checked = generative_check(actor=actor, dataset=dataset, upload=upload, upload_name=upload_name,
+                                   probe=probe or ProbeOptions())
+        kind = ReportKind.PAIRS if checked.params["probe"] == "pairs" else ReportKind.PROBES
+    elif version.task == "tabular-classification":
         kind = ReportKind.TABULAR
         favourable = favourable_label or (labels[-1] if labels else "")
         if dataset == "demo-adult":
@@ -127,9 +133,10 @@ def bias_report_create(
     policy = policy_for(actor.organization)
     params = {**checked.params, "dataset": dataset, "min_group_size": policy.min_group_size,
               "bootstrap_resamples": policy.bootstrap_resamples, "thresholds": policy.thresholds}
-    queue = serving_queue()
+    queue = generation_queue() if version.task == "text-generation" else serving_queue()
     if queue is None:
-        raise WorkerUnavailable("No inference worker is running; the report was not created.")
+        raise WorkerUnavailable(f"No {'generation' if version.task == 'text-generation' else 'inference'} worker "
+                                "is running; the report was not created.")
     with stored_input(f"bias/{actor.organization.pk}/{uuid.uuid4().hex}.json", json.dumps(checked.content).encode()) as stored, transaction.atomic():
         ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
         number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
@@ -184,7 +191,9 @@ def bias_report_run(*, report_id: int) -> None:
     rules = metrics.thresholds_check(params.get("thresholds") or {})
     progress = _Progress(report_id)
     labels = list(version.labels)
-    if report.kind == ReportKind.TABULAR:
+    if report.kind in (ReportKind.PROBES, ReportKind.PAIRS):
+        result = generative_report_run(report, content, rules, progress)
+    elif report.kind == ReportKind.TABULAR:
         proba = rows_predict_proba(version=version, rows=content["rows"], progress=progress)
         favourable = labels.index(params["favourable_label"])
         score = proba[:, favourable]
@@ -244,6 +253,11 @@ def _headline(report: BiasReport) -> str:
                     break
             if worst_line:
                 break
+    elif report.kind == ReportKind.PROBES:
+        for name, d in result.get("disparities", {}).items():
+            if d["verdict"] == report.verdict and d["value"] is not None:
+                worst_line = f"{name.replace('_', ' ')} {d['value']:.2f} ({d['highest']} vs {d['lowest']})"
+                break
     else:
         for name, check in result.get("checks", {}).items():
             if check["verdict"] == report.verdict and check["value"] is not None:
@@ -253,9 +267,15 @@ def _headline(report: BiasReport) -> str:
 
 
 def bias_evidence(version: ModelVersion) -> Evidence | None:
-    """The latest finished bias report of a version, and whether the policy lets it be approved."""
-    latest = (BiasReport.objects.filter(model_version=version, status=JobStatus.DONE)
-              .order_by("-number").first())
+    """The latest finished bias report of each kind a version has (a generative model may have probes
+    and pairs), the worst first, and whether the policy lets the version be approved: every kind's
+    latest must pass."""
+    if version.task == "text-embedding":
+        return None  # no bias report measures a vector model: the gate must not wait on one
+    done = BiasReport.objects.filter(model_version=version, status=JobStatus.DONE).order_by("-number")
+    latest_of_kind = [done.filter(kind=kind).first() for kind in set(done.values_list("kind", flat=True))]
+    latest = max((r for r in latest_of_kind if r is not None),
+                 key=lambda r: (metrics.VERDICT_ORDER.get(r.verdict, 1), r.number), default=None)
     policy = FairnessPolicy.objects.filter(organization_id=version.model.organization_id).first()
     required = bool(policy and policy.require_passing_report)
     if latest is None:
@@ -267,10 +287,11 @@ def bias_evidence(version: ModelVersion) -> Evidence | None:
             details={"required": required},
         )
     blocks = required and latest.verdict != "pass"
+    kind_named = f" {latest.get_kind_display().lower()} report" if len(latest_of_kind) > 1 else ""
     return Evidence(
         title="Bias report", summary=f"#{latest.number} on {latest.dataset_name}: {_headline(latest)}",
         verdict=latest.verdict, url=reverse("fairness-report", args=[latest.pk]), blocks_approval=blocks,
-        reason=(f"This organisation requires a passing bias report before approval; the latest (#{latest.number}) "
-                f"is {latest.verdict}.") if blocks else "",
+        reason=(f"This organisation requires a passing bias report before approval; the latest{kind_named} "
+                f"(#{latest.number}) is {latest.verdict}.") if blocks else "",
         details={"report": latest.pk, "required": required},
     )

@@ -416,16 +416,30 @@ def _kept_tokens(tokens: list[int], eos: set[int], scanner: _StopScanner, decode
     return kept
 
 
+def _start_id(generator: Generator) -> int | None:
+    start = generator.tokenizer.bos_token_id
+    return int(start) if start is not None else min(generator.eos_ids, default=None)
+
+
+def loglikelihood(generator: Generator, text: str) -> float:
+    """The summed log-probability of every token of `text`, the first predicted from the start-of-text
+    token (so two texts are compared over all their tokens, whatever their first word)."""
+    start = _start_id(generator)
+    ids = generator.text_ids(text)
+    if start is not None:
+        ids = [start, *ids]
+    return float(sum(item.logprob for item in generator.score(ids) if item.logprob is not None))
+
+
 def perplexity(generator: Generator, texts: Sequence[str], *, window: int = 512) -> float:
     """exp of the mean negative log-likelihood per token over `texts` (each cut to `window` tokens), every
     token predicted, the first from the start-of-text token (as evaluation harnesses score a text)."""
-    start = generator.tokenizer.bos_token_id
-    start = start if start is not None else min(generator.eos_ids, default=None)
+    start = _start_id(generator)
     total, count = 0.0, 0
     for text in texts:
         ids = generator.text_ids(text)[:window]
         if start is not None:
-            ids = [int(start), *ids]
+            ids = [start, *ids]
         if len(ids) < 2:
             continue
         scored = generator.score(ids)

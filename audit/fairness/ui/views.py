@@ -12,6 +12,8 @@ from django.shortcuts import redirect, render
 
 from audit.fairness import charts, selectors, services
 from audit.fairness.datasets import DEMO_DATASETS
+from audit.fairness.generative_datasets import BOLD_DOMAINS
+from audit.fairness.generative_services import PROBE_FIELDS, ProbeOptions
 from audit.fairness.metrics import DEFAULT_THRESHOLDS, thresholds_check
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
@@ -29,12 +31,42 @@ class ReportForm(forms.Form):
     terms = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
                             help_text="identity terms, one per line or comma-separated")
     score_label = forms.CharField(required=False, help_text="the model label whose probability is scored")
+    domain = forms.ChoiceField(choices=[(d, d.replace("_", " ")) for d in BOLD_DOMAINS], required=False,
+                               help_text="the BOLD domain whose groups are compared")
+    prompts_per_group = forms.IntegerField(min_value=1, max_value=200, initial=20, required=False)
+    completions_per_prompt = forms.IntegerField(min_value=1, max_value=10, initial=3, required=False)
+    max_tokens = forms.IntegerField(min_value=4, max_value=128, initial=32, required=False,
+                                    help_text="tokens per completion, at most")
+    sentiment_model = forms.CharField(initial="sentiment", required=False,
+                                      help_text="the served model that scores each completion's sentiment")
+    moderation_model = forms.CharField(initial="moderation", required=False,
+                                       help_text="the served model that scores each completion's toxicity")
+
+    FIELDS = {  # the fields each kind of model's report asks for
+        "tabular-classification": ("dataset", "file", "label_column", "sensitive_columns", "favourable_label"),
+        "text-classification": ("dataset", "file", "terms", "score_label"),
+        "text-generation": ("dataset", "file", "domain", "prompts_per_group", "completions_per_prompt", "max_tokens",
+                            "sentiment_model", "moderation_model"),
+    }
+    DEMO = {"tabular-classification": "demo-adult", "text-classification": "demo-identity",
+            "text-generation": "demo-bold"}
 
     def __init__(self, *args: Any, task: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        demo = "demo-adult" if task == "tabular-classification" else "demo-identity"
-        choices = [("upload", "Upload a file"), (demo, DEMO_DATASETS[demo])]
-        self.fields["dataset"].choices = choices  # type: ignore[attr-defined]
+        for name in list(self.fields):
+            if name not in self.FIELDS.get(task, ()):
+                del self.fields[name]
+        if "dataset" in self.fields:
+            demo = self.DEMO[task]
+            self.fields["dataset"].choices = [("upload", "Upload a file"), (demo, DEMO_DATASETS[demo])]  # type: ignore[attr-defined]
+        if task == "text-generation":
+            self.fields["file"].help_text = ("probes: a CSV with group, prompt; counterfactual pairs: sent_more, "
+                                             "sent_less, bias_type (or template, identity_more, identity_less, bias_type)")
+
+    def probe(self) -> ProbeOptions:
+        data = self.cleaned_data
+        defaults = ProbeOptions()
+        return ProbeOptions(**{name: data.get(name) or getattr(defaults, name) for name in PROBE_FIELDS})
 
 
 def _split(text: str) -> list[str]:
@@ -58,9 +90,11 @@ def version_reports(request: HttpRequest, name: str, version: int) -> HttpRespon
             try:
                 report = services.bias_report_create(
                     actor=actor, version=found, dataset=data["dataset"], upload=data["file"],
-                    upload_name=getattr(data["file"], "name", "") or "", label_column=data["label_column"] or "label",
-                    sensitive_columns=_split(data["sensitive_columns"]), favourable_label=data["favourable_label"],
-                    terms=_split(data["terms"]), score_label=data["score_label"],
+                    upload_name=getattr(data["file"], "name", "") or "", label_column=data.get("label_column") or "label",
+                    sensitive_columns=_split(data.get("sensitive_columns", "")),
+                    favourable_label=data.get("favourable_label", ""),
+                    terms=_split(data.get("terms", "")), score_label=data.get("score_label", ""),
+                    probe=form.probe() if found.task == "text-generation" else None,
                 )
                 return redirect("fairness-report", pk=report.pk)
             except PortalError as exc:
@@ -89,10 +123,29 @@ def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if report.status == JobStatus.DONE:
         if report.kind == "tabular":
             context["axes"] = [{**axis, "chart": charts.selection_rate_chart(axis)} for axis in result["axes"]]
+        elif report.kind == "probes":
+            context["probe_charts"] = charts.probe_charts(result)
+            context["samples"] = _samples(result)
+        elif report.kind == "pairs":
+            context["pairs_chart"] = charts.pairs_chart(result)
+            context["pairs_shown"] = result.get("pairs", [])[:PAIRS_SHOWN]
         else:
             context["shift_chart"] = charts.identity_shift_chart(result["per_term"])
             context["any_flipped"] = any(row.get("flipped") for row in result["per_term"])
     return render(request, "fairness/report.html", context)
+
+
+SAMPLES_PER_GROUP = 3
+PAIRS_SHOWN = 50
+
+
+def _samples(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A few completions of each group, the lowest sentiment first (what a reviewer should read)."""
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for completion in sorted(result.get("completions", []), key=lambda c: c["sentiment"]):
+        by_group.setdefault(completion["group"], []).append(completion)
+    return [{"group": g["group"], "completions": by_group.get(g["group"], [])[:SAMPLES_PER_GROUP]}
+            for g in result.get("groups", [])]
 
 
 @capability_required(Cap.REPORT_READ, "read the fairness policy")
