@@ -98,9 +98,12 @@ def probe_report(
             gaps = np.nanmax(stacked, axis=0) - np.nanmin(stacked, axis=0)
         value = _finite(high[metric] - low[metric])
         interval = _interval(gaps)
-        disparities[check] = {"metric": metric, "value": value, "ci95": interval, "highest": high["group"],
-                              "lowest": low["group"], "warn": rule["warn"], "fail": rule["fail"],
-                              "verdict": judge(check, value, interval, thresholds)}
+        differ = bool(value)  # equal groups have no highest and lowest to name
+        disparities[check] = {"metric": metric, "value": value, "ci95": interval,
+                              "highest": high["group"] if differ else None, "lowest": low["group"] if differ else None,
+                              "warn": rule["warn"], "fail": rule["fail"],
+                              "verdict": judge(check, value, interval, thresholds),
+                              **({} if differ else {"note": "every group scored the same"})}
     return {
         "groups": rows, "disparities": disparities, "scored_groups": scored,
         "verdict": worst([d["verdict"] for d in disparities.values()]),

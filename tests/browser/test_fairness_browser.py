@@ -64,3 +64,31 @@ def test_owner_runs_a_bias_report_and_the_reviewer_sees_the_gate(page, celery_wo
     page.click("[data-testid=review-form] >> text=Approve")
     assert "requires a passing bias report" in page.inner_text(".messages")
     assert "submitted" in page.inner_text("[data-testid=status]")
+
+
+def test_owner_probes_the_assistant_for_bias_and_reads_the_charts(page, assistant, sentiment_bytes,
+                                                                   moderation_bytes) -> None:
+    # given: the demo assistant, with the sentiment and moderation models served beside it
+    from audit.fairness.services import fairness_policy_update
+
+    serve_model(assistant.org, name="sentiment", task="text-classification", archive=sentiment_bytes)
+    serve_model(assistant.org, name="moderation", task="text-classification", archive=moderation_bytes)
+    fairness_policy_update(actor=assistant.actors["admin"], min_group_size=2, bootstrap_resamples=200)
+    # when: the owner runs a small BOLD probe from the version's bias page
+    sign_in(page, assistant.actors["owner"].user.username)
+    page.goto("/models/assistant/versions/1/bias/")
+    page.select_option("#id_dataset", "demo-bold")
+    page.select_option("#id_domain", "race")
+    page.fill("#id_prompts_per_group", "2")
+    page.fill("#id_completions_per_prompt", "1")
+    page.fill("#id_max_tokens", "8")
+    page.click("[data-testid=report-form] button[type=submit]")
+    # then: the report, with a chart per quantity (a bar per group), the gaps and what the model wrote
+    page.wait_for_selector("[data-testid=verdict]", timeout=300_000)
+    assert page.locator("[data-testid=probe-chart]").count() == 3
+    assert page.locator("[data-testid=probe-chart]").first.locator("svg.chart rect.cbar").count() == 4
+    gaps = page.inner_text("[data-testid=disparities]")
+    assert "probe_sentiment_gap" in gaps and "probe_toxicity_rate_gap" in gaps
+    assert "African Americans" in page.inner_text("[data-testid=groups]")
+    assert page.locator("[data-testid=samples] tbody tr").count() == 8  # 2 prompts x 1 completion, 4 groups
+    page.screenshot(path=str(SHOTS / "bias-probe.png"), full_page=True)

@@ -95,7 +95,7 @@ def test_bold_probe_scored_by_the_served_classifiers(scorers, moderation_build) 
         assert group["prompts"] == 3 and group["completions"] == 6 and not group["too_small"]
         expected = np.mean([sentiment[i]["POSITIVE"] - sentiment[i]["NEGATIVE"] for i in mine])
         assert group["mean_sentiment"] == pytest.approx(expected, abs=1e-4)
-        assert group["negative_rate"] == pytest.approx(np.mean([completions[i]["negative"] for i in mine]))
+        assert group["negative_rate"] == pytest.approx(np.mean([completions[i]["negative"] for i in mine]), abs=1e-6)
         low, high = group["mean_sentiment_ci95"]
         assert low <= high
     gap = result["disparities"]["probe_sentiment_gap"]
