@@ -21,7 +21,7 @@ from inference.exceptions import ContentFiltered, InvalidCompletion
 from inference.models import Completion, CompletionKind
 from inference.services.completions import COMPLETIONS, Ask, CompletionResult, _actor
 from inference.services.energy import footprint
-from inference.services.guard_runs import Blocked, Guard, OutputGate
+from inference.services.guard_runs import Blocked, Guard, OutputGate, PromptVerdict
 from inference.services.usage import token_quota_release, token_usage_record
 from portal.jobs import JobStatus, job_beat, job_claim, job_fail, job_finish
 from portal.platform.replies import ReplyWriter
@@ -60,7 +60,7 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
                    asked_max_tokens=(guard or {}).get("asked_max_tokens"))
     try:
         # what the model sees (masked when the policy says so) is what is stored and receipted
-        asked = replace(asked, prompt=checks.check_prompt(asked.kind, asked.prompt))
+        asked = replace(asked, prompt=checks.screen_prompt(asked.kind, asked.prompt))
     except Blocked as blocked:
         _block(completion, asked, checks, blocked, writer)
         return
@@ -83,6 +83,8 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
                         stop=tuple(asked.stop), seed=asked.seed, logprobs=asked.logprobs,
                         top_logprobs=asked.top_logprobs)
     made = [0] * asked.n  # tokens generated per choice so far, for what a failure charges
+    # the prompt's moderation runs while the model reads it; what it writes is held until the verdict
+    verdict = PromptVerdict(checks, asked.kind, asked.prompt) if checks.moderates_prompt else None
     lock = threading.Lock()
     first: list[float] = []
     began = time.perf_counter()
@@ -92,7 +94,7 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
             if writer is not None and asked.stream:
                 with lock:
                     writer.part({"index": index, "text": text})
-        return release
+        return verdict.holding(release) if verdict is not None else release
 
     # with output checks, a choice's text reaches the caller a checked sentence at a time
     gates = [checks.output_gate(index, releaser(index)) for index in range(asked.n)]
@@ -101,6 +103,8 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
         gate, release = gates[index], releaser(index)
 
         def send(text: str) -> bool:
+            if verdict is not None and verdict.refused:
+                return False  # the prompt is refused: stop generating
             with lock:
                 if not first:
                     first.append(time.perf_counter() - began)
@@ -132,6 +136,10 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
         thread.start()
     for thread in threads:
         thread.join()
+    refused = verdict.wait() if verdict is not None else None
+    if refused is not None:
+        _block(completion, asked, checks, refused, writer)
+        return
     if errors:
         with transaction.atomic():
             Completion.objects.filter(pk=completion_id).update(completion_tokens=sum(made))
@@ -144,7 +152,8 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
 
 
 def _block(completion: Completion, asked: Ask, checks: Guard, blocked: Blocked, writer: ReplyWriter | None) -> None:
-    """A prompt the policy refuses: nothing is generated, every token reserved is given back, and the
+    """A prompt the policy refuses: nothing of an answer is released or kept (a refusal by the moderation
+    model stops the answer the model had begun meanwhile), every token reserved is given back, and the
     refusal is kept (the masked prompt, the decisions) and receipted: an auditor asks what was refused."""
     organization_id = completion.organization_id
     record = checks.record()
@@ -166,7 +175,7 @@ def _block(completion: Completion, asked: Ask, checks: Guard, blocked: Blocked, 
                                 day=completion.created_at.date())
     if writer is not None:
         message = (f"The prompt was refused by the organisation's guardrail policy: {blocked.decision['reason']}. "
-                   f"Nothing was generated; the refusal is recorded as completion {completion.pk}.")
+                   f"No answer is given; the refusal is recorded as completion {completion.pk}.")
         writer.fail(ContentFiltered(message, details={"param": param, "completion": completion.pk,
                                                       "receipt_index": receipt.index, "guard": record}),
                     message=message)

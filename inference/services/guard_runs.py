@@ -88,7 +88,8 @@ class Guard:
         if not self.active:
             return {}
         with self._lock:
-            decisions = list(self.decisions)
+            # the prompt's checks first: its moderation may finish after the first output sentence's
+            decisions = sorted(self.decisions, key=lambda d: d["stage"] != "input")
             if self.checked_sentences:
                 decisions.append({"stage": "output", "check": "moderation" if self.policy.output_action != "off"
                                   else "patterns", "action": "passed" if not self._fired_output(decisions) else
@@ -128,10 +129,20 @@ class Guard:
         return [{c: float(row[labels.index(c)]) for c in wanted} for row in rows]
 
     def check_prompt(self, kind: str, prompt: Any) -> Any:
-        """The prompt the model may see (masked when the policy says so).
+        """The prompt the model may see (masked when the policy says so), screened and moderated.
 
         Raises:
             Blocked: a blocked pattern, or the moderation model's score over the input threshold.
+        """
+        prompt = self.screen_prompt(kind, prompt)
+        self.moderate_prompt(kind, prompt)
+        return prompt
+
+    def screen_prompt(self, kind: str, prompt: Any) -> Any:
+        """Blocked patterns, then PII masked: the cheap checks, done before the model sees the prompt.
+
+        Raises:
+            Blocked: a blocked pattern.
         """
         if not self.active:
             return prompt
@@ -149,24 +160,36 @@ class Guard:
             self.decide({"stage": "input", "check": "pii", "action": "masked" if found else "passed",
                          "masked": dict(sorted(found.items()))})
             prompt = masked
-        if self.policy.input_action != GuardAction.OFF:
-            # the caller's words (not a system prompt, which is the deployer's)
-            said = [m["content"] for m in prompt if m["role"] != "system"] if kind == CompletionKind.CHAT else [prompt]
-            pieces = [s.strip() for text in said for s in sentences(text)]
-            pieces = sorted(pieces, key=len, reverse=True)[:INPUT_MAX_SENTENCES] or [""]
-            best = _maxima(self.scores(pieces))
-            fired = {c: s for c, s in best.items() if s >= self.policy.input_threshold}
-            action = ("blocked" if self.policy.input_action == GuardAction.BLOCK else "flagged") if fired else "passed"
-            decision = {"stage": "input", "check": "moderation", "action": action, "threshold": self.policy.input_threshold,
-                        "scores": {c: round(s, 4) for c, s in best.items()}, "fired": sorted(fired),
-                        "sentences": len(pieces)}
-            if action == "blocked":
-                decision["reason"] = (f"the moderation model scores the prompt {', '.join(sorted(fired))} at "
-                                      f"{max(fired.values()):.2f} (the policy blocks from {self.policy.input_threshold})")
-                self.decide(decision)
-                raise Blocked(decision)
-            self.decide(decision)
         return prompt
+
+    @property
+    def moderates_prompt(self) -> bool:
+        return self.active and self.policy.input_action != GuardAction.OFF
+
+    def moderate_prompt(self, kind: str, prompt: Any) -> None:
+        """The moderation model on each sentence of the caller's words (the prompt as the model sees it).
+
+        Raises:
+            Blocked: a score over the input threshold, when the policy blocks.
+        """
+        if not self.moderates_prompt:
+            return
+        # the caller's words (not a system prompt, which is the deployer's)
+        said = [m["content"] for m in prompt if m["role"] != "system"] if kind == CompletionKind.CHAT else [prompt]
+        pieces = [s.strip() for text in said for s in sentences(text)]
+        pieces = sorted(pieces, key=len, reverse=True)[:INPUT_MAX_SENTENCES] or [""]
+        best = _maxima(self.scores(pieces))
+        fired = {c: s for c, s in best.items() if s >= self.policy.input_threshold}
+        action = ("blocked" if self.policy.input_action == GuardAction.BLOCK else "flagged") if fired else "passed"
+        decision = {"stage": "input", "check": "moderation", "action": action, "threshold": self.policy.input_threshold,
+                    "scores": {c: round(s, 4) for c, s in best.items()}, "fired": sorted(fired),
+                    "sentences": len(pieces)}
+        if action == "blocked":
+            decision["reason"] = (f"the moderation model scores the prompt {', '.join(sorted(fired))} at "
+                                  f"{max(fired.values()):.2f} (the policy blocks from {self.policy.input_threshold})")
+            self.decide(decision)
+            raise Blocked(decision)
+        self.decide(decision)
 
     def output_gate(self, index: int, release: Callable[[str], None]) -> OutputGate | None:
         """A gate for one choice's text when the policy checks outputs, else None (text flows as made)."""
@@ -199,6 +222,68 @@ class Guard:
                      "scores": {c: round(s, 4) for c, s in scores.items()}, "fired": sorted(fired),
                      "sentence": redacted_for(organization_id=self.organization_id, value=sentence.strip())})
         return not stop
+
+
+class PromptVerdict:
+    """The moderation of the prompt, run beside the model while it reads the prompt and starts to answer
+    (on this CPU the check costs about as much as reading a short prompt, so it leaves the critical path).
+    Nothing the model writes is released before the verdict: text offered meanwhile is held, released in
+    order once the prompt passes, and dropped if it is refused (the generation is then stopped)."""
+
+    def __init__(self, guard: Guard, kind: str, prompt: Any) -> None:
+        self.blocked: Blocked | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._done = False
+        self._held: list[tuple[Callable[[str], None], str]] = []
+        self._thread = threading.Thread(target=self._run, args=(guard, kind, prompt), name="prompt-check",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, guard: Guard, kind: str, prompt: Any) -> None:
+        try:
+            guard.moderate_prompt(kind, prompt)
+        except Blocked as blocked:
+            self.blocked = blocked
+        except BaseException as exc:  # raised again on the task's thread by wait()
+            self.error = exc
+        finally:
+            from django.db import connections
+
+            connections.close_all()  # this thread's own (the moderation version's first lookup)
+            with self._lock:  # flushed under the lock: a release that comes after sees it done
+                self._done = True
+                if self.passed:
+                    for release, text in self._held:
+                        release(text)
+                self._held = []
+
+    @property
+    def passed(self) -> bool:
+        return self.blocked is None and self.error is None
+
+    @property
+    def refused(self) -> bool:
+        """The prompt is refused (or could not be checked): the model should stop."""
+        return self._done and not self.passed
+
+    def holding(self, release: Callable[[str], None]) -> Callable[[str], None]:
+        """`release`, held back until the prompt passes."""
+        def hold(text: str) -> None:
+            with self._lock:
+                if not self._done:
+                    self._held.append((release, text))
+                    return
+            if self.passed:
+                release(text)
+        return hold
+
+    def wait(self) -> Blocked | None:
+        """Waits for the verdict: the refusal, or None when the prompt passed; a failed check raises."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.blocked
 
 
 class OutputGate:

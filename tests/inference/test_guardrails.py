@@ -149,15 +149,18 @@ def test_a_hateful_prompt_is_refused_with_content_filter_and_the_refusal_is_in_t
     stored = Completion.objects.get(pk=error["steward"]["completion"])
     assert stored.guard_outcome == "blocked" and stored.choices == [] and stored.completion_tokens == 0
     assert LogEntry.objects.get(index=error["steward"]["receipt_index"]).action == "completion.blocked"
-    # nothing was generated: every token reserved is given back
+    # no answer was given (the model's first words, written while the prompt was checked, were dropped):
+    # every token reserved is given back
     assert spent() == before
 
-    # streamed, the refusal is the stream's error event, and the SDK raises it the same way
+    # streamed, the refusal is the stream's error event, and the SDK raises it the same way; not a word of
+    # the answer the model had begun reaches the caller
+    received: list[str] = []
     with pytest.raises(openai.APIError) as streamed:
-        for _ in client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": text}],
-                                                max_tokens=16, stream=True):
-            pass
-    assert "guardrail policy" in str(streamed.value)
+        for chunk in client.chat.completions.create(model="assistant", messages=[{"role": "user", "content": text}],
+                                                    max_tokens=16, stream=True):
+            received.extend(choice.delta.content or "" for choice in chunk.choices)
+    assert "guardrail policy" in str(streamed.value) and "".join(received) == ""
 
     # a kind prompt passes, with the scores it had
     kind = client.chat.completions.create(model="assistant", messages=SEA, max_tokens=4)

@@ -89,3 +89,65 @@ def test_without_a_policy_nothing_is_gated() -> None:
     ({"blocked", "flagged"}, "blocked")])
 def test_the_outcome_is_the_strongest_decision(actions, outcome) -> None:
     assert outcome_of([{"action": a} for a in actions]) == outcome
+
+
+def _slow_verdict(policy: dict, prompt: str):
+    """A PromptVerdict whose moderation waits for the test to let it finish."""
+    import threading
+
+    from inference.services.guard_runs import PromptVerdict
+
+    go = threading.Event()
+
+    def score(texts: list[str]) -> list[dict[str, float]]:
+        if any("question" in text for text in texts):  # the prompt's check; the answer's are not held
+            assert go.wait(timeout=60), "the test never let the prompt's check finish"
+        return scorer(texts)
+
+    guard = Guard(policy, organization_id=1, score=score)
+    return guard, PromptVerdict(guard, "text", prompt), go
+
+
+INPUT_POLICY = {**POLICY, "input_action": "block", "input_threshold": 0.5}
+
+
+def test_text_written_before_the_prompts_verdict_is_held_then_released_in_order(db) -> None:
+    guard, verdict, go = _slow_verdict(INPUT_POLICY, "A kind question.")
+    released: list[str] = []
+    hold = verdict.holding(released.append)
+    hold("First. ")
+    hold("Second. ")
+    assert released == [] and not verdict.refused  # nothing leaves before the verdict
+    go.set()
+    assert verdict.wait() is None
+    assert released == ["First. ", "Second. "]
+    hold("Third.")
+    assert released == ["First. ", "Second. ", "Third."]
+    record = guard.record()
+    assert record["decisions"][0]["check"] == "moderation" and record["decisions"][0]["action"] == "passed"
+
+
+def test_a_refused_prompt_releases_nothing_and_stops_the_model(db) -> None:
+    guard, verdict, go = _slow_verdict(INPUT_POLICY, "A hateful question.")
+    released: list[str] = []
+    hold = verdict.holding(released.append)
+    hold("The model had begun. ")
+    go.set()
+    refused = verdict.wait()
+    assert refused is not None and refused.decision["check"] == "moderation"
+    assert verdict.refused  # the generation's callback stops on it
+    hold("And went on.")
+    assert released == []
+    assert guard.record()["outcome"] == "blocked"
+
+
+def test_the_prompts_decisions_come_first_in_the_record(db) -> None:
+    guard, verdict, go = _slow_verdict(INPUT_POLICY, "A kind question.")
+    released: list[str] = []
+    gate = guard.output_gate(0, verdict.holding(released.append))
+    assert gate is not None and gate.feed("An answer. ")  # checked while the prompt's check still runs
+    go.set()
+    verdict.wait()
+    gate.finish()
+    stages = [d["stage"] for d in guard.record()["decisions"]]
+    assert stages[0] == "input" and released == ["An answer. "]
