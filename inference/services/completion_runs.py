@@ -58,12 +58,15 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
     writer = ReplyWriter(reply_to) if reply_to else None
     checks = Guard((guard or {}).get("policy"), organization_id=completion.organization_id,
                    asked_max_tokens=(guard or {}).get("asked_max_tokens"))
+    screening = time.perf_counter()
     try:
         # what the model sees (masked when the policy says so) is what is stored and receipted
         asked = replace(asked, prompt=checks.screen_prompt(asked.kind, asked.prompt))
     except Blocked as blocked:
         _block(completion, asked, checks, blocked, writer)
         return
+    finally:
+        checks.waited(time.perf_counter() - screening)
     generator = loaded_generator(version)
     deadline = time.monotonic() + settings.GENERATION_TIMEOUT_SECONDS
     try:
@@ -118,6 +121,7 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
 
     results: list[Any] = [None] * asked.n
     errors: list[BaseException] = []
+    last_check = [0.0] * asked.n  # the check of each choice's last sentence, after the model stopped
 
     def run(index: int) -> None:
         try:
@@ -127,7 +131,9 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
             results[index] = generator.generate(ids, sampling, on_delta(index), deadline=deadline)
             gate = gates[index]
             if gate is not None and results[index].finish_reason != "cancelled":
+                finishing = time.perf_counter()
                 gate.finish()
+                last_check[index] = time.perf_counter() - finishing
         except BaseException as exc:  # handed to the task's thread below
             errors.append(exc)
 
@@ -136,7 +142,9 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
         thread.start()
     for thread in threads:
         thread.join()
+    waiting = time.perf_counter()
     refused = verdict.wait() if verdict is not None else None
+    checks.waited(time.perf_counter() - waiting + max(last_check))  # the choices' last checks ran side by side
     if refused is not None:
         _block(completion, asked, checks, refused, writer)
         return

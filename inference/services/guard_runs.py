@@ -70,6 +70,7 @@ class Guard:
         self._patterns: list[Any] | None = None
         self._score = score
         self.checked_sentences = 0
+        self.waited_s = 0.0
         self.output_max: dict[str, float] = {}
         if self.policy.max_output_tokens and asked_max_tokens and asked_max_tokens > self.policy.max_output_tokens:
             self.decide({"stage": "output", "check": "max_output_tokens", "action": "limited",
@@ -95,7 +96,14 @@ class Guard:
                                   else "patterns", "action": "passed" if not self._fired_output(decisions) else
                                   "checked", "sentences": self.checked_sentences,
                                   "max_scores": {c: round(s, 4) for c, s in self.output_max.items()}})
-        return {**self.policy.summary(), "outcome": outcome_of(decisions), "decisions": decisions}
+        return {**self.policy.summary(), "outcome": outcome_of(decisions), "decisions": decisions,
+                "wait_ms": round(self.waited_s * 1000, 3)}
+
+    def waited(self, seconds: float) -> None:
+        """Counts time the request spent waiting on a check (what the guardrails added to its latency,
+        beside the cores the checks took from the model meanwhile)."""
+        with self._lock:
+            self.waited_s += seconds
 
     @staticmethod
     def _fired_output(decisions: list[dict[str, Any]]) -> bool:
