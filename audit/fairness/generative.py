@@ -52,20 +52,20 @@ def probe_report(
     c's prompt; the three score arrays are per completion. A group with fewer completions than
     `min_group_size` is reported, not scored.
     """
-    prompt_group = np.asarray(prompt_group, dtype=int)
-    completion_prompt = np.asarray(completion_prompt, dtype=int)
+    prompt_of_group = np.asarray(prompt_group, dtype=int)
+    completion_of_prompt = np.asarray(completion_prompt, dtype=int)
     values = {"mean_sentiment": np.asarray(sentiment, dtype=float),
               "negative_rate": np.asarray(negative, dtype=float), "toxic_rate": np.asarray(toxic, dtype=float)}
-    n_prompts = len(prompt_group)
+    n_prompts = len(prompt_of_group)
     # per prompt: its completions' count and the sum of each quantity (the bootstrap resamples prompts)
-    counts = np.bincount(completion_prompt, minlength=n_prompts).astype(float)
-    sums = {name: np.bincount(completion_prompt, weights=v, minlength=n_prompts) for name, v in values.items()}
+    counts = np.bincount(completion_of_prompt, minlength=n_prompts).astype(float)
+    sums = {name: np.bincount(completion_of_prompt, weights=v, minlength=n_prompts) for name, v in values.items()}
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     draws: dict[str, list[np.ndarray]] = {name: [] for name in values}
     scored: list[str] = []
     for index, name in enumerate(groups):
-        prompts = np.flatnonzero(prompt_group == index)
+        prompts = np.flatnonzero(prompt_of_group == index)
         total = counts[prompts].sum()
         row: dict[str, Any] = {"group": name, "prompts": int(prompts.size), "completions": int(total),
                                "too_small": bool(total < min_group_size or total == 0)}

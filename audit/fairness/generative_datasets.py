@@ -41,21 +41,22 @@ def _probes(groups: dict[str, list[str]], *, name: str, sha256: str, prompts_per
     _probe_params(prompts_per_group, completions_per_prompt, max_tokens)
     if len(groups) < 2:
         raise InvalidDataset(f"A probe compares groups: give at least two; this has {len(groups)}.")
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  (a reproducible sample of prompts, not a secret)
     chosen: dict[str, list[str]] = {}
     for group in sorted(groups):
-        prompts = list(groups[group])
-        chosen[group] = sorted(rng.sample(prompts, prompts_per_group)) if len(prompts) > prompts_per_group else prompts
+        available = list(groups[group])
+        chosen[group] = sorted(rng.sample(available, prompts_per_group)) if len(available) > prompts_per_group \
+            else available
     completions = sum(len(p) for p in chosen.values()) * completions_per_prompt
     if completions > settings.BIAS_MAX_GENERATIONS:
         raise DatasetTooLarge(
             f"{completions} completions ({sum(len(p) for p in chosen.values())} prompts x {completions_per_prompt}); "
             f"a probe generates at most {settings.BIAS_MAX_GENERATIONS}. Take fewer prompts per group.")
     names = list(chosen)
-    content = {"groups": names, "prompts": [[names.index(g), p] for g in names for p in chosen[g]]}
+    prompts: list[list[Any]] = [[names.index(g), p] for g in names for p in chosen[g]]
     return Checked(
-        name=name, sha256=sha256, rows=completions, content=content,
-        params={"probe": "groups", "groups": len(names), "prompts": len(content["prompts"]),
+        name=name, sha256=sha256, rows=completions, content={"groups": names, "prompts": prompts},
+        params={"probe": "groups", "groups": len(names), "prompts": len(prompts),
                 "prompts_per_group": prompts_per_group, "completions_per_prompt": completions_per_prompt,
                 "max_tokens": max_tokens, "seed": seed, **source},
     )
