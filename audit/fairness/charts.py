@@ -13,6 +13,15 @@ from portal.platform.svg import axis as draw_axis
 ROW = 26
 
 
+def _whisker(scale: Any, y: float, low: float | None, high: float | None) -> list[str]:
+    """A 95% interval drawn across a bar at row `y`, with end caps (nothing when it is unknown)."""
+    if low is None or high is None:
+        return []
+    return [f'<line x1="{scale(low)}" y1="{y + 10}" x2="{scale(high)}" y2="{y + 10}" class="whisker"/>',
+            *(f'<line x1="{scale(end)}" y1="{y + 5}" x2="{scale(end)}" y2="{y + 15}" class="whisker"/>'
+              for end in (low, high))]
+
+
 def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
     """Per-group selection rate with 95% whiskers and the four-fifths line (0.8 x the highest rate)."""
     groups = [g for g in axis["groups"] if not g["too_small"] and g["selection_rate"] is not None]
@@ -43,10 +52,7 @@ def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
         parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(scale(rate) - left, 1)}" height="14" '
                      f'class="cbar {"cbar-low" if below else ""}"><title>{escape(group["group"])}: selection rate '
                      f'{rate:.3f} (95% CI {low:.3f} to {high:.3f}){" below the four-fifths line" if below else ""}</title></rect>')
-        if low is not None and high is not None:
-            parts.append(f'<line x1="{scale(low)}" y1="{y + 10}" x2="{scale(high)}" y2="{y + 10}" class="whisker"/>')
-            for end in (low, high):
-                parts.append(f'<line x1="{scale(end)}" y1="{y + 5}" x2="{scale(end)}" y2="{y + 15}" class="whisker"/>')
+        parts.extend(_whisker(scale, y, low, high))
         parts.append(f'<text x="{scale(high or rate) + 4}" y="{y + 13}" class="value">{rate:.3f}{" ▼" if below else ""}</text>')
     description = "; ".join(f"{g['group']}: {g['selection_rate']:.3f}" for g in groups)
     return svg(height, f"Selection rate by {axis['axis']}, with 95% intervals", description, parts)
@@ -119,10 +125,7 @@ def interval_chart(rows: list[dict[str, Any]], *, label: str, value: str, interv
         parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" class="cbar'
                      f'{" cbar-low" if bad else ""}"><title>{escape(str(row[label]))}: '
                      f'{unit.format(v)}{ci_text}</title></rect>')
-        if ci_low is not None and ci_high is not None:
-            parts.append(f'<line x1="{scale(ci_low)}" y1="{y + 10}" x2="{scale(ci_high)}" y2="{y + 10}" class="whisker"/>')
-            for end in (ci_low, ci_high):
-                parts.append(f'<line x1="{scale(end)}" y1="{y + 5}" x2="{scale(end)}" y2="{y + 15}" class="whisker"/>')
+        parts.extend(_whisker(scale, y, ci_low, ci_high))
         parts.append(f'<text x="{left + plot + 4}" y="{y + 13}" class="value">{unit.format(v)}</text>')
     description = "; ".join(f"{r[label]}: {unit.format(float(r[value]))}" for r in shown)
     return svg(height, title, description, parts)

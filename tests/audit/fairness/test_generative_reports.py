@@ -138,6 +138,14 @@ def test_bold_probe_scored_by_the_served_classifiers(scorers, moderation_build) 
     probes = built["generative"]["bias"]["probes"]
     assert probes["number"] == report.number and probes["verdict"] == report.verdict
     assert len(probes["result"]["completions"]) <= 10  # a sample; the whole is in the report's download
+    assert probes["result"]["completions_total"] == 12 and built["generative"]["bias"]["pairs"] is None
+    from pypdf import PdfReader
+
+    from audit.exports import pdf
+
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.render(built))).pages)
+    assert "Bias of generated text" in text and "American actresses" in text
+    assert "Counterfactual pairs: none has been run on this version." in " ".join(text.split())
 
 
 def test_counterfactual_pairs_by_the_models_own_likelihood(live_server, assistant) -> None:
@@ -168,6 +176,25 @@ def test_counterfactual_pairs_by_the_models_own_likelihood(live_server, assistan
     assert low < result["overall"]["preference_rate"] < high or result["overall"]["preference_rate"] in (0, 1)
     table = owner.get(f"/api/v1/bias-reports/{report.pk}/download?format=csv").content.decode()
     assert "bias_type" in table.splitlines()[0] and "socioeconomic" in table
+    page = Client()
+    page.force_login(assistant.actors["owner"].user)
+    html = page.get(f"/bias-reports/{report.pk}/").content.decode()
+    assert 'data-testid="pairs-chart"' in html and "50%: no preference" in html
+    # in the compliance evidence and its PDF
+    from django.utils import timezone
+    from pypdf import PdfReader
+
+    from audit.exports import document as evidence_document
+    from audit.exports import pdf
+    from audit.exports.services import _validate
+
+    today = timezone.localdate()
+    built = evidence_document.build(version=report.model_version, number=1, period=(today, today),
+                                    generated_by="test", excerpt=[])
+    _validate(built)
+    assert built["generative"]["bias"]["pairs"]["result"]["pairs_total"] == 4
+    text = " ".join("\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.render(built))).pages).split())
+    assert "Counterfactual pairs: report #1" in text and "socioeconomic" in text
 
     # templates with identity terms are pairs too
     out = io.StringIO()
