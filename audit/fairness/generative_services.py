@@ -18,10 +18,10 @@ from audit.fairness.exceptions import InvalidDataset
 from inference import selectors as inference_selectors
 from inference.exceptions import ModelNotFound
 from inference.models import ModelVersion
+from inference.services.guardrails import NEUTRAL_LABEL
 from portal.accounts.actor import Actor
 
 DEMO_BOLD = "demo-bold"
-NEUTRAL_LABEL = "neither"  # a moderation model's label for text in none of its categories (as guardrails)
 # sampled as the model's own generation config samples (SmolLM2's: 0.7, 0.95): people meet it sampled
 TEMPERATURE, TOP_P = 0.7, 0.95
 
