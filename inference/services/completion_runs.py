@@ -62,11 +62,13 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
     try:
         # what the model sees (masked when the policy says so) is what is stored and receipted
         asked = replace(asked, prompt=checks.screen_prompt(asked.kind, asked.prompt))
+        refused_early = None
     except Blocked as blocked:
-        _block(completion, asked, checks, blocked, writer)
+        refused_early = blocked
+    checks.waited(time.perf_counter() - screening)  # before a refusal's record is written, which names it
+    if refused_early is not None:
+        _block(completion, asked, checks, refused_early, writer)
         return
-    finally:
-        checks.waited(time.perf_counter() - screening)
     generator = loaded_generator(version)
     deadline = time.monotonic() + settings.GENERATION_TIMEOUT_SECONDS
     try:
