@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
 export HTTPS ?= false
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain bench-compress
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,3 +77,6 @@ bench-guard: $(STAMP)
 
 bench-llm-explain: $(STAMP)
 	$(PY) bench/llm_explain_bench.py
+
+bench-compress: $(STAMP)
+	$(PY) bench/compress_bench.py

@@ -11,6 +11,9 @@ demo `assistant` and `moderation` models.
   before, without the policy), with a bootstrap interval: too noisy here to resolve 15 ms.
 - /v1/moderations at concurrency 8, 16 texts a request, for rows per second; beside it, the
   moderation model alone in this process at its best batch (the floor of what serving can reach).
+- The moderation model is, by default, Steward's int8 compression of the demo model, made through the
+  API in the run (its loss measured on 400 held-out tweets, approved under the organisation's
+  compression policy); BENCH_GUARD_MODERATION=float runs the float32 model instead.
 
 Prints last: `guard: p50 overhead per chat request = X ms, moderation rows/s = Y`.
 """
@@ -35,6 +38,9 @@ from bench.common import ROOT, p50, write_section
 BLOCKS = int(os.environ.get("BENCH_GUARD_BLOCKS", "4"))
 PER_BLOCK = int(os.environ.get("BENCH_GUARD_PER_BLOCK", "8"))
 MAX_TOKENS = 24
+# the moderation model the guardrails use: Steward's int8 compression of the demo model (made and approved
+# through the API in the run), or the float32 model itself
+MODERATION_FORM = os.environ.get("BENCH_GUARD_MODERATION", "int8")
 MODERATION_SECONDS = float(os.environ.get("BENCH_GUARD_SECONDS", "20"))
 QUESTIONS = [
     "What is the capital of France?", "Give me two tips for a good night's sleep.",
@@ -51,6 +57,44 @@ def tweets(count: int) -> list[str]:
         return [row["tweet"] for row in csv.DictReader(handle)][:count]
 
 
+def api(port: int, token: str, method: str, path: str, body: bytes | None = None,
+        content_type: str = "application/json") -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request(method, path, body=body, headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+    response = conn.getresponse()
+    data = response.read()
+    if response.status >= 400:
+        raise RuntimeError(f"{method} {path}: HTTP {response.status} {data[:400]!r}")
+    return json.loads(data) if data else {}
+
+
+def compressed_moderation(port: int, admin: str, reviewer: str) -> tuple[int, str]:
+    """The moderation model compressed to int8 through the API (its loss measured on 400 held-out
+    tweets the model never trained on), approved under the organisation's policy: its version and loss."""
+    rows = [f'"{row["tweet"].replace(chr(34), chr(34) * 2)}",{row["label"]}'
+            for row in csv.DictReader((ROOT / "data" / "toxicity" / "heldout.csv").open(encoding="utf-8", newline=""))]
+    boundary = secrets.token_hex(8)
+    content = ("text,label\n" + "\n".join(rows[-400:]) + "\n").encode()
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"dataset\"\r\n\r\nupload\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"heldout.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    job = api(port, admin, "POST", "/api/v1/models/moderation/versions/1/compressions", body,
+              f"multipart/form-data; boundary={boundary}")
+    deadline = time.monotonic() + 900
+    while job["status"] not in ("done", "failed"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the moderation model's compression did not finish in 15 minutes")
+        time.sleep(2)
+        job = api(port, admin, "GET", job["url"])
+    if job["status"] != "done":
+        raise RuntimeError(f"compression failed: {job['error']}")
+    version = job["version"]
+    api(port, admin, "POST", f"/api/v1/models/moderation/versions/{version}/submit", b"{}")
+    api(port, reviewer, "POST", f"/api/v1/models/moderation/versions/{version}/approve",
+        json.dumps({"comment": "bench-guard: int8 within the compression policy"}).encode())
+    return version, job["headline"]
+
+
 def raw_moderation_rows_per_s(texts: list[str]) -> tuple[float, int]:
     """The moderation model alone, in this process, at its best batch size: the floor."""
     import torch
@@ -63,6 +107,10 @@ def raw_moderation_rows_per_s(texts: list[str]) -> tuple[float, int]:
     folder, _ = build_cached(MODERATION, lambda *a: None, settings.BUILD_CACHE_DIR)
     model = TextClassifier()
     model.load(folder, "cpu")
+    if MODERATION_FORM == "int8":  # the same compression the portal serves
+        from inference.ml import compression
+
+        model.model = compression.compress(model.model)
     best, best_rate = 1, 0.0
     for batch in (1, 8, 16, 32, 64):
         model.predict_proba(texts[:batch])  # warm
@@ -102,6 +150,8 @@ def main() -> None:
                   "Organization.objects.filter(slug='demo').update(daily_row_quota=10**9)")
     admin = portal.manage("create_token", "--user", "demo-admin", "--org", "demo", "--role", "admin",
                           "--rate", "10000000").strip()
+    reviewer = portal.manage("create_token", "--user", "demo-reviewer", "--org", "demo", "--role", "reviewer",
+                             "--rate", "10000000").strip()
     portal.launch()
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{portal.port}/v1", api_key=token, max_retries=0, timeout=600)
     try:
@@ -117,6 +167,12 @@ def main() -> None:
                     raise
                 time.sleep(1)
 
+        moderation_version, moderation_loss = 1, ""
+        if MODERATION_FORM == "int8":
+            moderation_version, moderation_loss = compressed_moderation(portal.port, admin, reviewer)
+            POLICY["moderation_model"] = f"moderation@{moderation_version}"
+            print(f"moderation@{moderation_version}: {moderation_loss}", flush=True)
+        moderation_ref = f"moderation@{moderation_version}"
         waits: list[float] = []  # what the worker measured the request waiting on the checks
 
         def chat(question: str) -> tuple[float, str]:
@@ -179,7 +235,7 @@ def main() -> None:
         def moderate(offset: int) -> None:
             at = offset
             while time.monotonic() < stop_at:
-                client.moderations.create(input=texts[at % 1984:at % 1984 + batch])
+                client.moderations.create(input=texts[at % 1984:at % 1984 + batch], model=moderation_ref)
                 at += batch * 8
                 with lock:
                     rows[0] += batch
@@ -195,7 +251,7 @@ def main() -> None:
         portal.stop()
 
     table = f"""
-`assistant` (SmolLM2-135M-Instruct) and `moderation` (MiniLM, 3 labels), one generation worker with one torch
+`assistant` (SmolLM2-135M-Instruct) and `{moderation_ref}` (MiniLM, 3 labels{", Steward's int8 compression: " + moderation_loss if moderation_loss else ", float32"}), one generation worker with one torch
 thread, greedy, max_tokens {MAX_TOKENS}, {len(times[False])} requests without a policy and {len(times[True])} under it in
 alternating blocks of {PER_BLOCK}. The policy: PII masked, the moderation model on the prompt (block from 0.9)
 and on every sentence of the answer (block from 0.9), {len(POLICY['blocked_patterns'])} blocked patterns. {same} of

@@ -12,6 +12,7 @@ class InferenceConfig(AppConfig):
         from inference.services import (  # noqa: F401
             completion_explanations,
             completions,
+            compressions,
             evaluations,
             explanations,
             finetuning,

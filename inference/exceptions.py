@@ -149,3 +149,11 @@ class ContentFiltered(PortalError):
     """The organisation's guardrail policy refused the prompt (OpenAI's and Azure's code for it)."""
 
     code = "content_filter"
+
+
+class NotCompressible(Conflict):
+    code = "not_compressible"
+
+
+class InvalidCompressionPolicy(PortalError):
+    code = "invalid_policy"

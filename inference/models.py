@@ -449,3 +449,39 @@ class CompletionExplanation(WorkerJob):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class CompressionPolicy(models.Model):
+    """The largest quality loss an organisation accepts of a compressed version; beyond it the
+    version cannot be approved (inference/services/compressions.compression_evidence). Changes are audited."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="compression_policy")
+    max_accuracy_drop = models.FloatField(default=1.0, help_text="classifiers: percentage points of held-out accuracy")
+    max_disparity_change = models.FloatField(
+        default=0.05, help_text="classifiers: the largest change of any disparity of the source's latest bias report")
+    max_perplexity_ratio = models.FloatField(default=1.25, help_text="generative: compressed / source perplexity")
+    min_greedy_agreement = models.FloatField(
+        default=0.85, help_text="generative: share of the source's greedy tokens the compressed model predicts alike")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class Compression(WorkerJob):
+    """A compression of a version (int8 and its measured loss on held-out data); the result is a new
+    draft version linked to its source, with what was measured in its `metrics["compression"]`."""
+
+    source_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="compressions")
+    method = models.CharField(max_length=32)
+    keep_float = models.JSONField(default=list, blank=True)
+    dataset_name = models.CharField(max_length=200)
+    dataset_sha256 = models.CharField(max_length=64)
+    dataset_path = models.CharField(max_length=300)
+    rows_total = models.PositiveIntegerField()
+    rows_done = models.PositiveIntegerField(default=0)
+    stage = models.CharField(max_length=32, blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+    result_version = models.OneToOneField(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
+                                          related_name="compressed_from")
+
+    class Meta:
+        ordering = ["-created_at"]

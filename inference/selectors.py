@@ -13,6 +13,7 @@ from inference.models import (
     BatchJob,
     Completion,
     CompletionExplanation,
+    Compression,
     Evaluation,
     Explanation,
     FineTuneJob,
@@ -221,6 +222,22 @@ def evaluation_get(*, actor: Actor, pk: int) -> Evaluation:
              .select_related("model_version__model", "created_by").first())
     if found is None or not (found.model_version.is_servable or _sees_unapproved(actor)):
         raise NotFound("No such evaluation in this organisation.")
+    return found
+
+
+def compression_list(*, actor: Actor, version: ModelVersion) -> QuerySet[Compression]:
+    """A version's compressions: for those who see drafts (a compression's result is one)."""
+    if not _sees_unapproved(actor):
+        return Compression.objects.none()
+    return (Compression.objects.filter(organization=actor.organization, source_version=version)
+            .select_related("source_version__model", "result_version", "created_by"))
+
+
+def compression_get(*, actor: Actor, pk: int) -> Compression:
+    found = (Compression.objects.filter(organization=actor.organization, pk=pk)
+             .select_related("source_version__model", "result_version", "created_by").first())
+    if found is None or not _sees_unapproved(actor):
+        raise NotFound("No such compression in this organisation.")
     return found
 
 

@@ -103,6 +103,13 @@ def model_upload_check_task(self: Task, upload_id: int, reply_to: str | None = N
         reply_send(reply_to, {"upload": upload_id})
 
 
+@job_task("compression")
+def compression_run_task(self: Task, compression_id: int) -> None:
+    from inference.services.compressions import compression_run
+
+    compression_run(compression_id=compression_id)
+
+
 @job_task("evaluation")
 def evaluation_run_task(self: Task, evaluation_id: int) -> None:
     from inference.services.evaluations import evaluation_run

@@ -369,6 +369,8 @@ CARBON_GRID_COUNTRY = env_str("CARBON_GRID_COUNTRY", "").upper()
 BIAS_MAX_BYTES = env_int("BIAS_MAX_BYTES", default=20 * 2**20, minimum=1024)
 BIAS_MAX_ROWS = env_int("BIAS_MAX_ROWS", default=100_000, minimum=10)
 BIAS_MAX_TEXT_ROWS = env_int("BIAS_MAX_TEXT_ROWS", default=20_000, minimum=10)  # templates x terms
+# held-out rows (classifiers) or texts (generative) a compression is measured on: both models read each
+COMPRESSION_MAX_ROWS = env_int("COMPRESSION_MAX_ROWS", default=5_000, minimum=10)
 BIAS_MAX_GENERATIONS = env_int("BIAS_MAX_GENERATIONS", default=2_000, minimum=10)  # a probe's completions
 BIAS_MAX_PAIRS = env_int("BIAS_MAX_PAIRS", default=5_000, minimum=10)  # a counterfactual pairs report
 

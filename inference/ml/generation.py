@@ -119,22 +119,23 @@ class Generator:
         """`cache_tokens`: the key-value cache's capacity, in tokens of all running requests together (the
         manager would otherwise take a share of the machine's free memory for each model); `batch_tokens`:
         the tokens one forward pass takes (prompts are read in chunks of it)."""
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import AutoTokenizer, GenerationConfig
 
+        from inference.ml import compression
+        from inference.ml.language_models import load_causal_lm
+
+        if compression.is_compressed(folder):
+            device = "cpu"  # int8 kernels are CPU kernels
         self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model: Any = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, attn_implementation="sdpa")  # paged by the manager
+        self.model: Any = load_causal_lm(folder, attn_implementation="sdpa")  # paged by the manager
         self.model = self.model.to(device).eval()  # type: ignore[arg-type]  # transformers wraps .to for its own check
         config = self.model.config
         self.context = int(getattr(config, "max_position_embeddings", 2048) or 2048)
         eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
         eos = eos if eos is not None else self.tokenizer.eos_token_id
         self.eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
-        from inference.ml.predictors import parameter_bytes
-
-        self.memory = parameter_bytes(self.model)
+        self.memory = compression.memory_bytes(self.model)
         self.chat_template = bool(getattr(self.tokenizer, "chat_template", None))
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 

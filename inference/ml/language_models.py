@@ -56,12 +56,11 @@ class CausalLanguageModel:
     @classmethod
     def inspect(cls, folder: Path) -> ArtifactInfo:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         cls.check_files(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                     trust_remote_code=False, dtype=torch.float32).eval()
+        model = load_causal_lm(folder)
         chat = bool(getattr(tokenizer, "chat_template", None))
         ids: Any
         if chat:
@@ -80,6 +79,33 @@ class CausalLanguageModel:
         return ArtifactInfo(cls.task, cls.framework, [], {"chat_template": chat, "context": context,
                                                           "architecture": type(model).__name__},
                             {"example_tokens": len(made)})
+
+
+class Int8CausalLanguageModel(CausalLanguageModel):
+    """A generative model compressed by Steward (inference/ml/compression.py): int8 Linear layers, served on CPU."""
+
+    framework: ClassVar[str] = "transformers-int8"
+
+    @classmethod
+    def check_files(cls, folder: Path) -> None:
+        from inference.ml import compression
+
+        compression.check_files(folder)
+        if not (folder / "tokenizer.json").is_file():
+            raise InputError("the model folder lacks tokenizer.json")
+
+
+def load_causal_lm(folder: Path, **options: Any) -> Any:
+    """A causal language model's float32 weights, or its int8 compressed form (on CPU), in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from inference.ml import compression
+
+    if compression.is_compressed(folder):
+        return compression.load(folder, AutoModelForCausalLM, **options)
+    return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                trust_remote_code=False, dtype=torch.float32, **options).eval()
 
 
 class SentenceEncoder:
@@ -182,4 +208,5 @@ class SentenceEncoder:
 
 
 register_predictor(CausalLanguageModel.task, CausalLanguageModel)  # type: ignore[arg-type]
+register_predictor(CausalLanguageModel.task, Int8CausalLanguageModel, accepts_uploads=False)  # type: ignore[arg-type]
 register_predictor(SentenceEncoder.task, SentenceEncoder)  # type: ignore[arg-type]

@@ -356,7 +356,39 @@ def read_background(schema: dict[str, Any], folder: Path, max_rows: int) -> list
         raise InputError(f"background.jsonl does not fit schema.json: {exc}") from None
 
 
+class Int8TextClassifier(TextClassifier):
+    """A text classifier compressed by Steward (inference/ml/compression.py): int8 Linear layers, served on CPU."""
+
+    framework: ClassVar[str] = "transformers-int8"
+
+    @classmethod
+    def check_files(cls, folder: Path) -> None:
+        from inference.ml import compression
+
+        compression.check_files(folder)
+        if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
+            raise InputError("the model folder lacks tokenizer.json or vocab.txt")
+
+    def load(self, folder: Path, device: str) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from inference.ml import compression
+
+        self.check_files(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        self.model = compression.load(folder, AutoModelForSequenceClassification)
+        config = self.model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.device = "cpu"  # the int8 kernels are CPU kernels, whatever device the worker has
+
+    def memory_bytes(self) -> int:
+        from inference.ml import compression
+
+        return compression.memory_bytes(self.model)
+
+
 register_predictor(TextClassifier.task, TextClassifier)  # type: ignore[arg-type]
+register_predictor(TextClassifier.task, Int8TextClassifier, accepts_uploads=False)  # type: ignore[arg-type]
 register_predictor(TabularClassifier.task, TabularClassifier)  # type: ignore[arg-type]
 register_predictor(TabularClassifier.task, LegacyTorchScriptTabular, accepts_uploads=False)  # type: ignore[arg-type]
 
@@ -368,7 +400,9 @@ from inference.ml import language_models  # noqa: E402, F401
 
 def inspect_artifact(task: str, folder: Path) -> ArtifactInfo:
     """Checks an unpacked upload: required files, loads, runs one example (raises InputError)."""
-    cls = predictor_class(task)
+    from inference.ml import compression
+
+    cls = predictor_class(task, compression.FRAMEWORK if compression.is_compressed(folder) else None)
     try:
         return cls.inspect(folder)  # type: ignore[attr-defined,no-any-return]
     except (InputError, MemoryError):

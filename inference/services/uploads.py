@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from audit.log.services import AuditActor
 from inference.exceptions import ArchiveTooLarge, InvalidArchive, WorkerUnavailable
-from inference.ml import artifacts
+from inference.ml import artifacts, compression
 from inference.ml.predictors import ArtifactInfo
 from inference.ml.sandbox import Limits, convert_gguf_in_sandbox, inspect_in_sandbox
 from inference.ml.schema import InputError
@@ -148,7 +148,7 @@ def check_limits() -> Limits:
     return Limits(seconds=settings.MODEL_CHECK_SECONDS, memory_bytes=settings.MODEL_CHECK_MEMORY_MB * 2**20)
 
 
-def _checked(archive: Path, task: str, workdir: Path, sha256: str, size: int) -> Checked:
+def _checked(archive: Path, task: str, workdir: Path, sha256: str, size: int, *, compressed: bool = False) -> Checked:
     """Unpacks and checks an archive in the sandbox, or converts a GGUF file there and checks the
     folder it gives (stored packed: what is served is what was checked); InvalidArchive with the
     reason, as a sentence."""
@@ -170,6 +170,10 @@ def _checked(archive: Path, task: str, workdir: Path, sha256: str, size: int) ->
             return Checked(packed, stored_sha256, stored_size, info,
                            source={"format": "gguf", "sha256": sha256, "bytes": size})
         artifacts.extract(archive, workdir / "model", max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
+        if compression.is_compressed(workdir / "model") and not compressed:
+            # what a compressed version lost is measured by Steward's own compression, never taken on trust
+            raise InputError("the archive holds a compressed model (compression.json); upload the float weights "
+                             "and compress the version in Steward, which measures what compression costs")
         return Checked(archive, sha256, size, inspect_in_sandbox(task, workdir / "model", check_limits()))
     except (artifacts.ArchiveError, InputError) as exc:
         text = str(exc).rstrip(".")
@@ -244,7 +248,8 @@ MODEL_UPLOADS = register(JobKind(
 
 def model_version_register(*, actor: Actor, name: str, task: str, archive: BinaryIO,
                            card: dict[str, Any] | None = None, description: str = "",
-                           metrics: dict[str, Any] | None = None, privacy: dict[str, Any] | None = None) -> ModelVersion:
+                           metrics: dict[str, Any] | None = None, privacy: dict[str, Any] | None = None,
+                           compressed: bool = False) -> ModelVersion:
     """Checks an archive here, at once, in the same sandbox, and stores it as a draft version: for the
     models Steward builds itself (the demo command, a fine-tuning run on a worker). What users upload
     goes through `model_upload_create`, whose check runs on a worker.
@@ -258,7 +263,7 @@ def model_version_register(*, actor: Actor, name: str, task: str, archive: Binar
     workdir = Path(tempfile.mkdtemp(prefix="steward-register-"))
     try:
         path, sha256, size = _spool(archive, workdir)
-        checked = _checked(path, task, workdir, sha256, size)
+        checked = _checked(path, task, workdir, sha256, size, compressed=compressed)
         if checked.source:
             metrics = {**(metrics or {}), "converted_from": checked.source}
         return version_store(

@@ -1,6 +1,16 @@
 from django.urls import path, re_path
 
-from inference.ui import completion_explanations, evaluations, explanations, guardrails, privacy, reviews, usage, views
+from inference.ui import (
+    completion_explanations,
+    compressions,
+    evaluations,
+    explanations,
+    guardrails,
+    privacy,
+    reviews,
+    usage,
+    views,
+)
 
 urlpatterns = [
     path("models/", views.model_list, name="models"),
@@ -13,6 +23,9 @@ urlpatterns = [
     path("models/<slug:name>/versions/<int:version>/", views.version_action, name="version-action"),
     path("models/<slug:name>/versions/<int:version>/evaluations/", evaluations.evaluation_create,
          name="evaluation-create"),
+    path("models/<slug:name>/versions/<int:version>/compressions/", compressions.compression_create,
+         name="compression-create"),
+    path("compression/policy/", compressions.compression_policy, name="compression-policy"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/$", views.playground, name="playground"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/predict/$", views.playground_predict, name="playground-predict"),
     path("models/<slug:name>/versions/<int:version>/global-explanations/", explanations.global_explanation_create,

@@ -18,6 +18,7 @@ from inference.models import BatchJob, ModelVersion, Task, UsageDaily, VersionSt
 from inference.services import cards, jobs, predictions, registry, uploads
 from inference.services.usage import today
 from inference.ui.completion_explanations import spans_of
+from inference.ui.compressions import compression_section
 from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
@@ -127,6 +128,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         context["completions"] = [_with_preview(c) for c in selectors.completion_list(actor=actor, version=chosen)[:10]]
         context["guard_policy"] = selectors.guardrail_policy_for(organization_id=actor.organization.pk, model_id=model.pk)
     context.update(card_section(actor=actor, version=chosen))
+    context.update(compression_section(actor=actor, version=chosen))
     return render(request, "inference/model_detail.html", context)
 
 

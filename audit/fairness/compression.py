@@ -1,0 +1,138 @@
+"""What compression did to a classifier's disparities.
+
+When a compressed version is registered (inference.services.compressions.version_compressed), the
+source's latest finished classifier bias report of each kind is repeated on it: the same stored
+dataset and parameters, so the two reports measure the same rows. The evidence compares each
+disparity of the two and holds approval when any moved more than the organisation's compression
+policy accepts (`max_disparity_change`), or while the repeat is not finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+from django.urls import reverse
+
+from audit.fairness.models import BiasReport, ReportKind
+from audit.log.services import audit_record
+from inference.evidence import Evidence
+from inference.models import Compression, ModelVersion
+from inference.services.compressions import compression_policy_for
+from portal.accounts.actor import Actor
+from portal.jobs import JobStatus, stored_input
+from portal.platform.workers import serving_queue
+
+logger = logging.getLogger("steward.fairness")
+CLASSIFIER_KINDS = (ReportKind.TEXT, ReportKind.TABULAR)
+
+
+def disparities(report: BiasReport) -> dict[str, float]:
+    """Every disparity value a classifier report computed, by a name that says where it is."""
+    result = report.result or {}
+    found: dict[str, float] = {}
+    if report.kind == ReportKind.TABULAR:
+        for axis in result.get("axes", []):
+            for name, d in axis.get("disparities", {}).items():
+                if d.get("value") is not None:
+                    found[f"{name} ({axis['axis']})"] = float(d["value"])
+    else:
+        for name, check in result.get("checks", {}).items():
+            if check.get("value") is not None:
+                found[name] = float(check["value"])
+    return found
+
+
+def bias_report_repeat(*, report: BiasReport, version: ModelVersion, actor: Actor) -> BiasReport | None:
+    """The same report (dataset, parameters) queued for `version`; None when no worker runs."""
+    queue = serving_queue()
+    if queue is None:
+        logger.warning("no inference worker: the bias report %s was not repeated on %s", report.pk, version)
+        return None
+    with default_storage.open(report.dataset_path, "rb") as handle:
+        content = handle.read()
+    name = f"bias/{version.model.organization_id}/{uuid.uuid4().hex}.json"
+    from audit.fairness.services import BIAS_REPORTS
+
+    with stored_input(name, content) as stored, transaction.atomic():
+        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+        number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
+        repeat = BiasReport.objects.create(
+            organization_id=version.model.organization_id, model_version=version, number=number, kind=report.kind,
+            dataset_name=report.dataset_name, dataset_sha256=report.dataset_sha256, dataset_path=stored,
+            params={**report.params, "repeats": report.pk}, rows_total=report.rows_total, created_by=actor.user)
+        audit_record(action="bias_report.requested", actor=actor.audit_actor,
+                     organization_id=version.model.organization_id, target_type="fairness.BiasReport",
+                     target_id=repeat.pk,
+                     payload={"model": version.model.name, "version": version.version, "report": number,
+                              "kind": report.kind, "dataset": report.dataset_name,
+                              "dataset_sha256": report.dataset_sha256, "rows": report.rows_total,
+                              "repeats": {"version": report.model_version.version, "report": report.number}})
+        BIAS_REPORTS.send_on_commit(repeat.pk, queue=queue)
+    return repeat
+
+
+def _latest_done(version: ModelVersion, kind: str) -> BiasReport | None:
+    return (BiasReport.objects.filter(model_version=version, kind=kind, status=JobStatus.DONE)
+            .order_by("-number").first())
+
+
+def on_version_compressed(sender: Any, *, compression: Compression, version: ModelVersion, actor: Actor,
+                          **kwargs: Any) -> None:
+    source = compression.source_version
+    for kind in CLASSIFIER_KINDS:
+        latest = _latest_done(source, kind)
+        if latest is not None:
+            bias_report_repeat(report=latest, version=version, actor=actor)
+
+
+def compression_bias_evidence(version: ModelVersion) -> Evidence | None:
+    """For a compressed classifier whose source has a bias report: how far each disparity moved."""
+    measured = (version.metrics or {}).get("compression")
+    if not measured or version.task == "text-generation":
+        return None
+    source = ModelVersion.objects.filter(model=version.model, version=measured["source_version"]).first()
+    if source is None:
+        return None
+    policy = compression_policy_for(version.model.organization)
+    compared: list[dict[str, Any]] = []
+    waiting = []
+    for kind in CLASSIFIER_KINDS:
+        before = _latest_done(source, kind)
+        if before is None:
+            continue
+        after = (BiasReport.objects.filter(model_version=version, kind=kind, dataset_sha256=before.dataset_sha256,
+                                           status=JobStatus.DONE).order_by("-number").first())
+        if after is None:
+            waiting.append(f"#{before.number} ({before.dataset_name})")
+            continue
+        old, new = disparities(before), disparities(after)
+        for name in sorted(set(old) & set(new)):
+            compared.append({"metric": name, "source": old[name], "compressed": new[name],
+                             "change": round(new[name] - old[name], 6), "source_report": before.number,
+                             "report": after.number})
+    if not compared and not waiting:
+        return None
+    worst = max(compared, key=lambda c: abs(c["change"]), default=None)
+    beyond = worst is not None and abs(worst["change"]) > policy.max_disparity_change
+    url = reverse("fairness-version", args=[version.model.name, version.version])
+    if waiting:
+        return Evidence(
+            title="Compression: disparities", summary=f"the source's bias report {', '.join(waiting)} is being "
+            "repeated on this version", verdict="warn", url=url, blocks_approval=True,
+            reason="The source's bias report has not yet been repeated on this compressed version, so what "
+                   "compression did to its disparities is not known.",
+            details={"compared": compared})
+    assert worst is not None
+    summary = (f"the largest change of a disparity is {worst['change']:+.4f} ({worst['metric']}: "
+               f"{worst['source']:.4f} to {worst['compressed']:.4f}); the policy accepts {policy.max_disparity_change:g}")
+    return Evidence(
+        title="Compression: disparities", summary=summary, verdict="fail" if beyond else "pass", url=url,
+        blocks_approval=beyond,
+        reason=(f"Compression moved {worst['metric']} by {worst['change']:+.4f}, more than the "
+                f"{policy.max_disparity_change:g} this organisation's compression policy accepts.") if beyond else "",
+        details={"compared": compared})
