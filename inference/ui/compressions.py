@@ -14,8 +14,9 @@ from inference.models import ModelVersion, Task
 from inference.services import compressions
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
+from portal.jobs import JobStatus
 from portal.platform.exceptions import PortalError
-from portal.web.access import capability_required
+from portal.web.access import capability_required, htmx_progress
 
 
 def compression_section(*, actor: Actor, version: ModelVersion) -> dict[str, Any]:
@@ -49,9 +50,23 @@ def compression_create(request: HttpRequest, name: str, version: int) -> HttpRes
             upload_name=getattr(upload, "name", "") or "", label_column=request.POST.get("label_column") or "label")
         messages.success(request, f"Compression #{job.pk} is running on a worker: the compressed version appears "
                                   "as a new draft when its loss is measured.")
+        return redirect("compression", pk=job.pk)
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect(f"/models/{name}/?v={version}#compression")
+
+
+@capability_required(Cap.MODEL_READ, "read compressions")
+def compression_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    actor = request.actor  # type: ignore[attr-defined]
+    try:
+        job = selectors.compression_get(actor=actor, pk=pk)
+    except PortalError:
+        return render(request, "inference/missing.html", {"name": f"compression {pk}"}, status=404)
+    running = job.status in (JobStatus.PENDING, JobStatus.RUNNING)
+    context = {"job": job, "running": running, "headline": compressions.headline(job.result) if job.result else ""}
+    polled = htmx_progress(request, running=running, template="inference/_compression_progress.html", context=context)
+    return polled or render(request, "inference/compression.html", context)
 
 
 @capability_required(Cap.MODEL_READ, "read the compression policy")

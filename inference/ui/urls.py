@@ -26,6 +26,7 @@ urlpatterns = [
     path("models/<slug:name>/versions/<int:version>/compressions/", compressions.compression_create,
          name="compression-create"),
     path("compression/policy/", compressions.compression_policy, name="compression-policy"),
+    path("compressions/<int:pk>/", compressions.compression_detail, name="compression"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/$", views.playground, name="playground"),
     re_path(r"^models/(?P<name>[-\w]+(@[-\w]+)?)/playground/predict/$", views.playground_predict, name="playground-predict"),
     path("models/<slug:name>/versions/<int:version>/global-explanations/", explanations.global_explanation_create,
