@@ -281,6 +281,8 @@ class FineTuneJob(WorkerJob):
     result_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
                                        related_name="+")
     plan = models.JSONField()  # inference.ml.dp_accounting.Plan: targets, hyper-parameters, noise, sample rate, steps
+    # a generative base: the adapters trained (inference.ml.private_lm: method, rank, alpha, targets); empty for a classifier
+    adapter = models.JSONField(default=dict, blank=True)
     steps_done = models.PositiveIntegerField(default=0)
     epoch = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)

@@ -144,6 +144,9 @@ class PlanOutput(serializers.Serializer):  # type: ignore[type-arg]
 class FineTuneResult(serializers.Serializer):  # type: ignore[type-arg]
     accuracy = serializers.FloatField(help_text="on the dataset's held-out rows", required=False)
     base_accuracy = serializers.FloatField(help_text="the base version's, on the same rows", required=False)
+    perplexity = serializers.FloatField(help_text="generative: on the dataset's held-out records", required=False)
+    base_perplexity = serializers.FloatField(help_text="generative: the base version's, on the same records",
+                                             required=False)
     seconds = serializers.FloatField(required=False)
     final_loss = serializers.FloatField(allow_null=True, required=False)
 
@@ -155,6 +158,8 @@ class FineTuneJobOutput(OutputSerializer):
     base_version = serializers.IntegerField(source="base_version.version")
     dataset = serializers.IntegerField(source="dataset_id")
     plan = PlanOutput()
+    adapter = serializers.JSONField(help_text="generative bases: the LoRA adapters trained (method, rank, alpha, "
+                                    "targets); empty for a classifier")
     steps_done = serializers.IntegerField()
     steps_total = serializers.IntegerField(source="plan.steps")
     epoch = serializers.IntegerField()

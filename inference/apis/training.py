@@ -70,6 +70,12 @@ class FineTuneListCreateApi(APIView):
                                               help_text="; ".join(f"{k}: {v}" for k, v in dp_accounting.SCHEDULES.items())
                                               + "; default constant")
         max_grad_norm = serializers.FloatField(required=False, help_text="per-sample clipping norm; default 1.0")
+        lora_rank = serializers.IntegerField(required=False, help_text="generative bases: the LoRA adapters' rank; "
+                                             "default 8")
+        lora_alpha = serializers.FloatField(required=False, help_text="generative bases: LoRA's alpha; default 16")
+        lora_targets = serializers.ListField(child=serializers.CharField(max_length=60), required=False,
+                                             max_length=16, help_text="generative bases: the Linear layers adapted, "
+                                             "by name; default q_proj, v_proj")
 
     @extend_schema(responses={200: FineTuneJobOutput(many=True)}, summary="Private fine-tuning jobs",
                    operation_id="fine_tunes_list")
@@ -85,7 +91,9 @@ class FineTuneListCreateApi(APIView):
         values = dict(data.validated_data)
         dataset = selectors.dataset_get(actor=actor, pk=values.pop("dataset"))
         base = selectors.version_get(actor=actor, name=values.pop("model"), version=values.pop("base_version"))
-        job = finetuning.finetune_create(actor=actor, dataset=dataset, base_version=base, **values)
+        adapter = {key: values.pop(f"lora_{key}") for key in ("rank", "alpha", "targets") if f"lora_{key}" in values}
+        job = finetuning.finetune_create(actor=actor, dataset=dataset, base_version=base, adapter=adapter or None,
+                                         **values)
         return Response(FineTuneJobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -137,9 +137,18 @@ class Private:
     _norms: Callable[[], Any]
     _close: Callable[[], None]
 
+    _backward_losses: Callable[[Any], Any] | None = None
+
     def backward(self, logits: Any, target: Any) -> Any:
         """The clipped gradient sum into each parameter's `.grad`; returns the batch's mean loss (detached)."""
         return self._backward(logits, target)
+
+    def backward_losses(self, losses: Any) -> Any:
+        """The same from per-sample losses the caller computed (a language model's mean token loss per
+        text); book-keeping clipping only, which takes any per-sample loss."""
+        if self._backward_losses is None:
+            raise NotTrainable("per-sample losses need book-keeping clipping")
+        return self._backward_losses(losses)
 
     @property
     def per_sample_gradient_norms(self) -> Any:
@@ -214,8 +223,12 @@ def make_private(model: Any, optimizer: Any, loader: Any, plan: Plan, *, secure_
         clipper.backward(losses)
         return losses.detach().mean()
 
+    def losses_backward(losses: Any) -> Any:
+        clipper.backward(losses)
+        return losses.detach().mean()
+
     return Private(engine, model, private_optimizer, private_loader, clipping, bookkeeping_backward,
-                   lambda: clipper.per_sample_gradient_norms, clipper.close)
+                   lambda: clipper.per_sample_gradient_norms, clipper.close, losses_backward)
 
 
 def train_text(
@@ -230,23 +243,52 @@ def train_text(
     `max_physical_batch`: the most rows one forward and backward pass takes (0: the plan's batch size).
     """
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(seed)
+    encoded = encode_texts(tokenizer, texts, max_length=max_length)
+    data = TensorDataset(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
+                         encoded["position_ids"], torch.tensor(labels, dtype=torch.long))
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)  # the whole encoder, not only the head
+
+    def step(made: Private, batch: tuple[Any, ...]) -> Any:
+        input_ids, attention, token_types, positions, target = batch
+        logits = made.model(input_ids=input_ids, attention_mask=attention, token_type_ids=token_types,
+                            position_ids=positions).logits
+        return made.backward(logits, target)
+
+    return train_loop(model, data, plan, step, device=device, secure_mode=secure_mode, seed=seed, resume=resume,
+                      clipping=clipping, checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
+                      report_every=report_every, should_stop=should_stop, max_physical_batch=max_physical_batch)
+
+
+def train_loop(
+    model: Any, data: Any, plan: Plan, step: Callable[[Private, tuple[Any, ...]], Any], *, device: str = "cpu",
+    secure_mode: bool = False, seed: int = 0, resume: Checkpoint | None = None, clipping: str = "auto",
+    checkpoint: Callable[[Checkpoint], None] | None = None, checkpoint_every: float = 30.0,
+    progress: Callable[[Progress], None] | None = None, report_every: float = 1.0,
+    should_stop: Callable[[], bool] | None = None, max_physical_batch: int = 0, trainable_only: bool = False,
+) -> Outcome:
+    """DP-SGD over the model's trainable parameters, `plan.steps` optimizer steps in all: `step(made,
+    batch)` runs the forward pass on a physical batch (its tensors on `device`) and the private backward,
+    and returns the batch's mean loss. `trainable_only`: checkpoints keep the trainable parameters only
+    (adapters: the frozen base is the base version's)."""
+    import torch
+    from torch.utils.data import DataLoader
 
     began = time.perf_counter()
     torch.manual_seed(seed)
     random.seed(seed)
-    encoded = encode_texts(tokenizer, texts, max_length=max_length)
-    data = TensorDataset(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"],
-                         encoded["position_ids"], torch.tensor(labels, dtype=torch.long))
     loader = DataLoader(data, batch_size=plan.batch_size)
     model.to(device)
     model.train()
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)  # the whole encoder, not only the head
-    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.learning_rate, weight_decay=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    names = {name for name, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(trainable, lr=plan.learning_rate, weight_decay=0.0)
     done = 0
     if resume is not None:
-        model.load_state_dict(resume.model_state)
+        model.load_state_dict(resume.model_state, strict=not trainable_only)
         optimizer.load_state_dict(resume.optimizer_state)
         done = resume.steps
         torch.manual_seed(seed + done)  # a fresh stream: the resumed steps must not replay the same batches
@@ -260,9 +302,10 @@ def train_text(
 
     def save() -> None:
         if checkpoint is not None:
-            checkpoint(Checkpoint(steps=done, model_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                                  optimizer_state=optimizer.state_dict(), accountant_state=engine.accountant.state_dict(),
-                                  loss=loss_value))
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                     if not trainable_only or k in names}
+            checkpoint(Checkpoint(steps=done, model_state=state, optimizer_state=optimizer.state_dict(),
+                                  accountant_state=engine.accountant.state_dict(), loss=loss_value))
 
     # Poisson batches vary in size (a batch of 32 expected is over 40 one step in ten): the memory
     # manager splits a batch larger than `max_physical_batch` into physical batches whose clipped
@@ -280,17 +323,16 @@ def train_text(
                 if not pending and should_stop is not None and should_stop():
                     stopped = True
                     break
-                input_ids, attention, token_types, positions, target = (t.to(device) for t in batch)
+                tensors = tuple(t.to(device) for t in batch)
                 for group in made.optimizer.param_groups:
                     group["lr"] = learning_rate_at(plan, done)
                 made.optimizer.zero_grad(set_to_none=True)  # keeps the sum of a split batch's first parts
-                logits = made.model(input_ids=input_ids, attention_mask=attention, token_type_ids=token_types,
-                                    position_ids=positions).logits
-                loss = made.backward(logits, target)
+                rows = len(tensors[0])
+                loss = step(made, tensors)
                 made.optimizer.step()  # noise and the accountant's step once per logical batch, even an empty one
-                if len(target):
-                    rows_seen += len(target)
-                    loss_sum += float(loss) * len(target)
+                if rows:
+                    rows_seen += rows
+                    loss_sum += float(loss) * rows
                 pending = made.optimizer._is_last_step_skipped  # Opacus's own flag: a part, not the whole batch
                 if pending:
                     continue

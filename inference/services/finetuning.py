@@ -25,7 +25,7 @@ from inference.exceptions import (
     NotTrainable,
     WorkerUnavailable,
 )
-from inference.ml import dp_accounting, private
+from inference.ml import dp_accounting, private, private_lm
 from inference.models import (
     FineTuneJob,
     JobStatus,
@@ -37,13 +37,46 @@ from inference.services.training_datasets import DEFAULTS, EPSILON_RANGE, LIMITS
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, job_beat, job_claim, job_finish, register
-from portal.platform.workers import serving_queue
+from portal.platform.workers import generation_queue, serving_queue
 
 WORKER = AuditActor.system("training worker")
 
 
+def _adapter_check(version: ModelVersion, adapter: dict[str, Any]) -> dict[str, Any]:
+    """A generative base's adapters, checked against its architecture (built from its config on the meta
+    device: no weights read, no code of the upload's run)."""
+    chosen = {**private_lm.ADAPTER_DEFAULTS, **{k: v for k, v in adapter.items() if v is not None}}
+    rank, alpha, targets = chosen["rank"], chosen["alpha"], chosen["targets"]
+    if not isinstance(rank, int) or not private_lm.RANK_RANGE[0] <= rank <= private_lm.RANK_RANGE[1]:
+        raise InvalidDataset(f"lora_rank must be a whole number between {private_lm.RANK_RANGE[0]} and "
+                             f"{private_lm.RANK_RANGE[1]}; got {rank}.")
+    if not isinstance(alpha, (int, float)) or not 0 < alpha <= 1024:
+        raise InvalidDataset(f"lora_alpha must be above 0 and at most 1024; got {alpha}.")
+    if (not isinstance(targets, list) or not 1 <= len(targets) <= 16
+            or not all(isinstance(t, str) and t.replace("_", "").isalnum() for t in targets)):
+        raise InvalidDataset("lora_targets lists 1 to 16 layer names (letters, digits and '_').")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from inference.runtime import artifact_folder
+
+    config = AutoConfig.from_pretrained(str(artifact_folder(version)), local_files_only=True, trust_remote_code=False)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    try:
+        private_lm.check_adapter(skeleton, chosen)
+    except private.NotTrainable as exc:
+        raise InvalidDataset(f"lora_targets: {exc}.") from None
+    return {"method": "lora", "rank": rank, "alpha": float(alpha), "targets": list(targets)}
+
+
 def _trainability_check(version: ModelVersion) -> None:
     """Asks Opacus's validator about the base model's layers before anything runs (its config, not its weights)."""
+    if version.task == Task.GENERATION:
+        if version.framework != "transformers":
+            raise NotTrainable(f"{version} is stored as {version.framework}; LoRA adapters are trained on float "
+                               "weights: fine-tune its source version.")
+        return
     if version.task != Task.TEXT:
         raise NotTrainable(f"{version} is a {version.task} model (TorchScript); Opacus needs the model's own "
                            "layers to compute per-sample gradients, so only Hugging Face text classifiers are trained.")
@@ -56,8 +89,12 @@ def _trainability_check(version: ModelVersion) -> None:
 
 
 def finetune_create(*, actor: Actor, dataset: TrainingDataset, base_version: ModelVersion, target_epsilon: float,
-                    target_delta: float | None = None, **params: Any) -> FineTuneJob:
-    """Plans the run, reserves its budget, queues it; a refusal (4xx) leaves nothing behind."""
+                    target_delta: float | None = None, adapter: dict[str, Any] | None = None,
+                    **params: Any) -> FineTuneJob:
+    """Plans the run, reserves its budget, queues it; a refusal (4xx) leaves nothing behind.
+
+    `adapter` (generative bases): the LoRA adapters' rank, alpha and target layers (defaults:
+    inference/ml/private_lm.ADAPTER_DEFAULTS)."""
     actor.require(Cap.MODEL_REGISTER, "fine-tune models")
     if base_version.model_id != dataset.model_id:
         raise InvalidDataset(f"{dataset.name} was uploaded for {dataset.model.name}, not {base_version.model.name}.")
@@ -78,19 +115,25 @@ def finetune_create(*, actor: Actor, dataset: TrainingDataset, base_version: Mod
     if not 0 < delta <= dataset.delta_cap:
         raise InvalidDataset(f"target_delta must be above 0 and at most the dataset's {dataset.delta_cap:g}; got {delta}.")
     _trainability_check(base_version)
+    generative = base_version.task == Task.GENERATION
+    if adapter and not generative:
+        raise InvalidDataset("LoRA adapters are for generative models; a classifier is fine-tuned whole.")
+    chosen_adapter = _adapter_check(base_version, adapter or {}) if generative else {}
     plan = dp_accounting.plan_run(target_epsilon=target_epsilon, target_delta=delta, rows=dataset.train_rows, **chosen)
-    queue = serving_queue()
+    queue = generation_queue() if generative else serving_queue()
     if queue is None:
-        raise WorkerUnavailable("No worker is running; the fine-tuning job was not created.")
+        raise WorkerUnavailable(f"No {'generation ' if generative else ''}worker is running; the fine-tuning job was "
+                                "not created.")
     with transaction.atomic():
         job = FineTuneJob.objects.create(organization=actor.organization, dataset=dataset, base_version=base_version,
-                                         plan=plan.as_dict(), created_by=actor.user)
+                                         plan=plan.as_dict(), adapter=chosen_adapter, created_by=actor.user)
         entry = privacy_reserve(dataset=dataset, job=job, plan=plan)
         audit_record(
             action="finetune.requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
             target_type="inference.FineTuneJob", target_id=job.pk,
             payload={"model": base_version.model.name, "base_version": base_version.version, "dataset": dataset.pk,
-                     "dataset_sha256": dataset.sha256, "plan": plan.as_dict(), "ledger_entry": entry.pk},
+                     "dataset_sha256": dataset.sha256, "plan": plan.as_dict(), "adapter": chosen_adapter,
+                     "ledger_entry": entry.pk},
         )
         FINETUNES.send_on_commit(job.pk, queue=queue)
     return job
@@ -163,6 +206,9 @@ def finetune_run(*, job_id: int) -> None:
     device = best_device()
     hooks = _Hooks(job)
     resume = hooks.resume()
+    if job.base_version.task == Task.GENERATION:
+        _run_generative(job, plan, content, device, hooks, resume)
+        return
     tokenizer, model = private.load_text_model(artifact_folder(job.base_version))
     texts, labels = [r[0] for r in content["train"]], [r[1] for r in content["train"]]
     held_texts, held_labels = [r[0] for r in content["holdout"]], [r[1] for r in content["holdout"]]
@@ -185,16 +231,60 @@ def finetune_run(*, job_id: int) -> None:
         return
     accuracy = private.accuracy(model, tokenizer, held_texts, held_labels, device=device)
     _register_result(job=job, plan=plan, outcome=outcome, model=model, tokenizer=tokenizer, device=device,
-                     accuracy=accuracy, base_accuracy=base_accuracy)
+                     quality={"metric": "accuracy", "value": accuracy, "base": base_accuracy})
+    hooks.discard()
+
+
+def _stopped(job: FineTuneJob, outcome: private.Outcome, device: str, hooks: _Hooks) -> None:
+    with transaction.atomic():
+        if not job_finish(FineTuneJob, job.pk, status=JobStatus.CANCELLED, steps_done=outcome.steps,
+                          epsilon_spent=outcome.epsilon, device=device):
+            return  # failed meanwhile: settled there
+        privacy_settle(job=job, steps_spent=outcome.steps)
+        audit_record(action="finetune.cancelled", actor=WORKER, organization_id=job.organization_id,
+                     target_type="inference.FineTuneJob", target_id=job.pk,
+                     payload={"steps": outcome.steps, "epsilon_spent": outcome.epsilon})
+    hooks.discard()
+
+
+def _run_generative(job: FineTuneJob, plan: dp_accounting.Plan, content: dict[str, Any], device: str, hooks: _Hooks,
+                    resume: private.Checkpoint | None) -> None:
+    """LoRA adapters trained privately on a generative base; the merged result registered as a draft."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from inference.ml.language_models import load_causal_lm
+    from inference.runtime import artifact_folder
+
+    torch.set_num_threads(settings.GENERATION_THREADS)
+    folder = artifact_folder(job.base_version)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    base = load_causal_lm(folder)
+    held = content["holdout"]
+    base_perplexity = private_lm.perplexity(base, tokenizer, held, device=device)
+    model = private_lm.with_adapters(base, job.adapter)
+    outcome = private_lm.train_private(
+        model, tokenizer, content["train"], plan, device=device, secure_mode=settings.DP_SECURE_MODE, seed=job.pk,
+        resume=resume, checkpoint=hooks.checkpoint, checkpoint_every=settings.FINETUNE_CHECKPOINT_SECONDS,
+        progress=hooks.progress, should_stop=hooks.should_stop)
+    if outcome.stopped:
+        _stopped(job, outcome, device, hooks)
+        return
+    perplexity = private_lm.perplexity(model, tokenizer, held, device=device)
+    merged = private_lm.merged(model).to("cpu")
+    _register_result(job=job, plan=plan, outcome=outcome, model=merged, tokenizer=tokenizer, device=device,
+                     quality={"metric": "perplexity", "value": perplexity, "base": base_perplexity})
     hooks.discard()
 
 
 def _register_result(*, job: FineTuneJob, plan: dp_accounting.Plan, outcome: private.Outcome, model: Any, tokenizer: Any,
-                     device: str, accuracy: float, base_accuracy: float) -> None:
+                     device: str, quality: dict[str, Any]) -> None:
+    """`quality`: the held-out figure of the result and of its base ({"metric": accuracy | perplexity, "value", "base"})."""
     from inference.ml import artifacts
     from inference.services.uploads import model_version_register
 
     dataset, base = job.dataset, job.base_version
+    metric, value, before = quality["metric"], quality["value"], quality["base"]
     guarantee = {
         "epsilon": round(outcome.epsilon, 6), "delta": plan.target_delta, "accountant": "RDP (Opacus RDPAccountant)",
         "mechanism": f"DP-SGD, Poisson sampling, flat clipping: {private.CLIPPING.get(outcome.clipping, outcome.clipping)}", "noise_multiplier": plan.noise_multiplier,
@@ -202,17 +292,30 @@ def _register_result(*, job: FineTuneJob, plan: dp_accounting.Plan, outcome: pri
         "max_grad_norm": plan.max_grad_norm, "learning_rate": plan.learning_rate, "lr_schedule": plan.lr_schedule,
         "dataset": dataset.name,
         "dataset_sha256": dataset.sha256, "training_rows": dataset.train_rows, "base_version": base.version,
-        "holdout_rows": dataset.holdout_rows, "holdout_accuracy": round(accuracy, 4),
-        "base_holdout_accuracy": round(base_accuracy, 4), "secure_mode": settings.DP_SECURE_MODE, "job": job.pk,
+        "holdout_rows": dataset.holdout_rows, f"holdout_{metric}": round(value, 4),
+        f"base_holdout_{metric}": round(before, 4), "secure_mode": settings.DP_SECURE_MODE, "job": job.pk,
         "unit": "one record (example-level privacy)",
     }
+    if job.adapter:
+        guarantee["adapter"] = (f"LoRA rank {job.adapter['rank']}, alpha {job.adapter['alpha']:g}, on "
+                                f"{', '.join(job.adapter['targets'])}; the base weights frozen, the adapters merged "
+                                "into them")
+    if metric == "perplexity":
+        measured = (f"Perplexity on {dataset.holdout_rows} held-out records: {value:.2f} (base v{base.version}: "
+                    f"{before:.2f}).")
+    else:
+        measured = (f"Accuracy on {dataset.holdout_rows} held-out rows: {value:.4f} (base v{base.version}: "
+                    f"{before:.4f}).")
+    what = "LoRA adapters trained" if job.adapter else "Fine-tuned"
     card = {**base.card,
-            "training_data": f"Fine-tuned from v{base.version} with differential privacy (epsilon {outcome.epsilon:.2f}, "
+            "training_data": f"{what} from v{base.version} with differential privacy (epsilon {outcome.epsilon:.2f}, "
             f"delta {plan.target_delta:g}) on {dataset.name} ({dataset.train_rows} rows, sha256 {dataset.sha256[:16]}…). "
             + (base.card.get("training_data") or ""),
-            "metrics": f"Accuracy on {dataset.holdout_rows} held-out rows: {accuracy:.4f} (base v{base.version}: "
-            f"{base_accuracy:.4f}). The held-out rows are never trained on; this figure is not covered by the DP "
+            "metrics": f"{measured} The held-out rows are never trained on; this figure is not covered by the DP "
             "guarantee."}
+    metrics = {f"holdout_{metric}": round(value, 4), f"base_holdout_{metric}": round(before, 4)}
+    result = ({"accuracy": value, "base_accuracy": before} if metric == "accuracy"
+              else {"perplexity": value, "base_perplexity": before})
     folder = Path(tempfile.mkdtemp(prefix="steward-finetune-"))
     try:
         model.save_pretrained(str(folder))
@@ -222,14 +325,11 @@ def _register_result(*, job: FineTuneJob, plan: dp_accounting.Plan, outcome: pri
         with transaction.atomic():
             version = model_version_register(
                 actor=actor, name=base.model.name, task=base.task, archive=io.BytesIO(artifacts.pack_directory(folder)),
-                card=card, description=base.model.description,
-                metrics={"holdout_accuracy": round(accuracy, 4), "base_holdout_accuracy": round(base_accuracy, 4)},
-                privacy=guarantee,
+                card=card, description=base.model.description, metrics=metrics, privacy=guarantee,
             )
             if not job_finish(FineTuneJob, job.pk, result_version=version, steps_done=outcome.steps,
                               epsilon_spent=outcome.epsilon, device=device,
-                              result={"accuracy": accuracy, "base_accuracy": base_accuracy,
-                                      "seconds": outcome.seconds, "final_loss": outcome.final_loss}):
+                              result={**result, "seconds": outcome.seconds, "final_loss": outcome.final_loss}):
                 # failed or requeued meanwhile: the version registered above is rolled back with this
                 raise RuntimeError(f"fine-tuning job {job.pk} stopped running while it finished")
             privacy_settle(job=job, steps_spent=outcome.steps)

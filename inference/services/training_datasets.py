@@ -88,21 +88,69 @@ def _read_rows(upload: BinaryIO, labels: list[str]) -> tuple[list[tuple[str, int
     return rows, digest
 
 
+def _read_texts(upload: BinaryIO, name: str) -> tuple[list[str], str]:
+    """The records of a generative model's training file, and its SHA-256: JSON lines (a "text", or a
+    chat's "messages" as [{"role", "content"}], rendered as "role: content" lines), a CSV with a `text`
+    column, or plain text with one record a line."""
+    text, digest = upload_text(upload, max_bytes=settings.FINETUNE_MAX_BYTES, error=InvalidDataset)
+    records: list[str] = []
+    lowered = name.lower()
+    if lowered.endswith((".jsonl", ".ndjson")):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidDataset(f"Line {number} is not JSON: {exc.msg}.") from None
+            if isinstance(item, dict) and isinstance(item.get("text"), str) and item["text"].strip():
+                records.append(item["text"].strip())
+            elif isinstance(item, dict) and isinstance(item.get("messages"), list) and item["messages"] and all(
+                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in item["messages"]):
+                records.append("\n".join(f"{m['role']}: {m['content'].strip()}" for m in item["messages"]))
+            else:
+                raise InvalidDataset(f"Line {number} needs a non-empty \"text\", or \"messages\" as a list of "
+                                     "{\"role\", \"content\"} objects.")
+    elif lowered.endswith(".csv"):
+        try:
+            fieldnames, rows = csvsafe.read_dicts(text)
+        except csvsafe.Unreadable as exc:
+            raise InvalidDataset(str(exc)) from None
+        if "text" not in fieldnames:
+            raise InvalidDataset("The CSV file needs a text column.")
+        records = [(r.get("text") or "").strip() for r in rows if (r.get("text") or "").strip()]
+    else:
+        records = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(records) < MIN_ROWS:
+        raise InvalidDataset(f"A training set needs at least {MIN_ROWS} records; this one has {len(records)}.")
+    if len(records) > settings.FINETUNE_MAX_ROWS:
+        raise InvalidDataset(f"A training set holds at most {settings.FINETUNE_MAX_ROWS} records; this one has "
+                             f"{len(records)}.")
+    return records, digest
+
+
 def dataset_create(*, actor: Actor, model: RegisteredModel, upload: BinaryIO, name: str, epsilon_cap: float,
                    delta_cap: float) -> TrainingDataset:
-    """Checks the rows against the model's labels and the budget, stores them; nothing is kept on a refusal."""
+    """Checks the rows against the model's labels (a classifier) or reads the records (a generative
+    model) and checks the budget, stores them; nothing is kept on a refusal."""
     actor.require(Cap.MODEL_REGISTER, "upload training data")
     latest = model.versions.order_by("-version").first()
-    if latest is None or latest.task != Task.TEXT:
-        raise NotTrainable(f"{model.name} is not a text classifier; private fine-tuning trains text models "
-                           "(Hugging Face sequence classifiers).")
-    rows, digest = _read_rows(upload, list(latest.labels))
+    if latest is None or latest.task not in (Task.TEXT, Task.GENERATION):
+        raise NotTrainable(f"{model.name} is neither a text classifier nor a generative model; private fine-tuning "
+                           "trains Hugging Face sequence classifiers and causal language models (LoRA adapters).")
+    rows: list[Any]
+    if latest.task == Task.GENERATION:
+        rows, digest = _read_texts(upload, name or "")
+    else:
+        rows, digest = _read_rows(upload, list(latest.labels))
     holdout = max(1, round(len(rows) * HOLDOUT))
     _budget_check(epsilon_cap, delta_cap, len(rows) - holdout)
     order = list(range(len(rows)))
     random.Random(0).shuffle(order)  # noqa: S311  (a fixed split, not a secret)
     held = set(order[:holdout])
     content = {
+        "kind": "texts" if latest.task == Task.GENERATION else "labelled",
         "labels": list(latest.labels),
         "train": [rows[i] for i in range(len(rows)) if i not in held],
         "holdout": [rows[i] for i in sorted(held)],

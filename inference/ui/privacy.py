@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from inference import selectors
-from inference.ml import dp_accounting
+from inference.ml import dp_accounting, private_lm
 from inference.models import Task, VersionStatus
 from inference.outputs import FineTuneJobOutput
 from inference.services import finetuning, training_datasets
@@ -22,8 +22,10 @@ from portal.web.access import capability_required, forbidden, htmx_progress, mem
 
 
 class DatasetForm(forms.Form):
-    model = forms.ChoiceField(help_text="the text model the records are for")
-    file = forms.FileField(help_text="CSV with columns text and label; the rows are never shown back")
+    model = forms.ChoiceField(help_text="the text classifier or generative model the records are for")
+    file = forms.FileField(help_text="a classifier: CSV with columns text and label; a generative model: text (a "
+                                     "record a line), a CSV with a text column, or JSON lines of text or chat "
+                                     "messages; the records are never shown back")
     epsilon_cap = forms.FloatField(min_value=0.01, max_value=50, initial=8.0, help_text="all runs together")
     delta_cap = forms.FloatField(min_value=0, max_value=1e-3, initial=1e-5, help_text="below 1/rows")
 
@@ -43,9 +45,20 @@ class FineTuneForm(forms.Form):
     lr_schedule = forms.ChoiceField(choices=[(k, f"{k}: {v}") for k, v in dp_accounting.SCHEDULES.items()],
                                     initial=training_datasets.DEFAULTS["lr_schedule"], label="Learning-rate schedule")
     max_grad_norm = forms.FloatField(initial=training_datasets.DEFAULTS["max_grad_norm"])
+    lora_rank = forms.IntegerField(required=False, min_value=1, max_value=64, label="LoRA rank",
+                                   help_text=f"generative models: the adapters' rank (default "
+                                             f"{private_lm.ADAPTER_DEFAULTS['rank']})")
+    lora_alpha = forms.FloatField(required=False, label="LoRA alpha",
+                                  help_text=f"default {private_lm.ADAPTER_DEFAULTS['alpha']}")
+    lora_targets = forms.CharField(required=False, max_length=400, label="Adapted layers",
+                                   help_text="comma-separated Linear layer names (default "
+                                             f"{', '.join(private_lm.ADAPTER_DEFAULTS['targets'])})")
 
-    def __init__(self, *args: Any, versions: list[int], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, versions: list[int], generative: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not generative:
+            for name in ("lora_rank", "lora_alpha", "lora_targets"):
+                del self.fields[name]
         field = self.fields["base_version"]
         assert isinstance(field, forms.TypedChoiceField)
         field.choices = [(v, f"v{v}") for v in versions]
@@ -53,7 +66,7 @@ class FineTuneForm(forms.Form):
 
 def _text_models(actor: Any) -> list[str]:
     return sorted({v.model.name for v in selectors.version_list_visible(actor=actor).select_related("model")
-                   .filter(task=Task.TEXT)})
+                   .filter(task__in=[Task.TEXT, Task.GENERATION])})
 
 
 @capability_required(Cap.REPORT_READ, "see training datasets")
@@ -92,15 +105,21 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except PortalError:
         return render(request, "inference/missing.html", {"name": f"dataset {pk}"}, status=404)
     versions = [v.version for v in dataset.model.versions.exclude(status=VersionStatus.RETIRED).order_by("-version")]
-    form = FineTuneForm(request.POST or None, versions=versions, initial={"base_version": versions[0] if versions else None})
+    generative = dataset.model.versions.filter(task=Task.GENERATION).exists()
+    form = FineTuneForm(request.POST or None, versions=versions, generative=generative,
+                        initial={"base_version": versions[0] if versions else None})
     if request.method == "POST":
         if not actor.can(Cap.MODEL_REGISTER):
             return forbidden(request, "fine-tune models")
         if form.is_valid():
             data = dict(form.cleaned_data)
+            adapter = {"rank": data.pop("lora_rank", None), "alpha": data.pop("lora_alpha", None),
+                       "targets": [t.strip() for t in (data.pop("lora_targets", "") or "").split(",") if t.strip()]
+                       or None}
             try:
                 base = selectors.version_get(actor=actor, name=dataset.model.name, version=data.pop("base_version"))
-                job = finetuning.finetune_create(actor=actor, dataset=dataset, base_version=base, **data)
+                job = finetuning.finetune_create(actor=actor, dataset=dataset, base_version=base,
+                                                 adapter=adapter if generative else None, **data)
             except PortalError as exc:
                 form.add_error(None, exc.message)
             else:
