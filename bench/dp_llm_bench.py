@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, machine, write_section
 
-TRAIN = int(os.environ.get("BENCH_DP_LLM_TRAIN", "320"))
+TRAIN = int(os.environ.get("BENCH_DP_LLM_TRAIN", "160"))
 HELD = int(os.environ.get("BENCH_DP_LLM_HELD", "200"))
 EPOCHS = int(os.environ.get("BENCH_DP_LLM_EPOCHS", "2"))
 BATCH = int(os.environ.get("BENCH_DP_LLM_BATCH", "16"))

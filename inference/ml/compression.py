@@ -401,6 +401,8 @@ def measure_generative(source: Any, compressed: Any, tokenizer: Any, texts: list
                 seconds[name] += time.perf_counter() - began
                 runs[name] = out[0, prompt.shape[1]:].tolist()
                 made[name] += len(runs[name])
+            if progress is not None:
+                progress(done)  # a heartbeat: the greedy runs take seconds each
             reference = runs["source"]
             if not reference:
                 continue

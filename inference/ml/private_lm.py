@@ -74,6 +74,15 @@ def encode(tokenizer: Any, texts: list[str], *, max_length: int = MAX_LENGTH) ->
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def _trimmed(input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
+    """A batch cut to its longest text: the records are padded to the dataset's longest, and a
+    step's cost grows with the length it reads (padding is masked out of the loss either way)."""
+    if not len(input_ids):
+        return input_ids, attention_mask
+    length = max(int(attention_mask.sum(dim=1).max()), 2)
+    return input_ids[:, :length], attention_mask[:, :length]
+
+
 def text_losses(model: Any, input_ids: Any, attention_mask: Any) -> Any:
     """Each text's mean token loss (B): every token after the first predicted from what precedes it."""
     import torch
@@ -100,7 +109,7 @@ def train_private(
     data = TensorDataset(encoded["input_ids"], encoded["attention_mask"])
 
     def step(made: Private, batch: tuple[Any, ...]) -> Any:
-        input_ids, attention = batch
+        input_ids, attention = _trimmed(*batch)
         return made.backward_losses(text_losses(made.model, input_ids, attention))
 
     return train_loop(model, data, plan, step, device=device, secure_mode=secure_mode, seed=seed, resume=resume,
@@ -137,8 +146,7 @@ def train_plain(model: Any, tokenizer: Any, texts: list[str], *, steps: int, bat
             rng.shuffle(fresh)
             order += fresh
         chosen, order = order[:batch_size], order[batch_size:]
-        ids = encoded["input_ids"][chosen].to(device)
-        mask = encoded["attention_mask"][chosen].to(device)
+        ids, mask = _trimmed(encoded["input_ids"][chosen].to(device), encoded["attention_mask"][chosen].to(device))
         optimizer.zero_grad(set_to_none=True)
         losses = text_losses(model, ids, mask)
         losses.mean().backward()
@@ -151,8 +159,9 @@ def train_plain(model: Any, tokenizer: Any, texts: list[str], *, steps: int, bat
 
 
 def perplexity(model: Any, tokenizer: Any, texts: list[str], *, device: str = "cpu", batch_size: int = 16,
-               max_length: int = MAX_LENGTH) -> float:
-    """exp of the mean token loss over `texts` (every token predicted, the first from start-of-text)."""
+               max_length: int = MAX_LENGTH, beat: Callable[[], Any] | None = None) -> float:
+    """exp of the mean token loss over `texts` (every token predicted, the first from start-of-text);
+    `beat` is called after each batch (a job's heartbeat)."""
     import torch
     from torch.nn import functional as F
 
@@ -167,6 +176,8 @@ def perplexity(model: Any, tokenizer: Any, texts: list[str], *, device: str = "c
             nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none") * weights
             total += float(nll.sum())
             count += int(weights.sum())
+            if beat is not None:
+                beat()
     if not count:
         raise NotTrainable("no held-out text is long enough to measure perplexity on")
     return math.exp(total / count)

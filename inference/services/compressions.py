@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -313,6 +314,7 @@ COMPRESSIONS = register(JobKind(
     name="compression", model=Compression, target_type="inference.Compression",
     task="inference.tasks.compression_run_task", failed_action="compression.failed", actor=lambda job: WORKER,
     what="Compression", reset={"rows_done": 0, "stage": ""},
+    stale_after=timedelta(minutes=10),  # compressing a large model beats only once it is done
 ))
 
 

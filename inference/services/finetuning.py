@@ -261,7 +261,11 @@ def _run_generative(job: FineTuneJob, plan: dp_accounting.Plan, content: dict[st
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     base = load_causal_lm(folder)
     held = content["holdout"]
-    base_perplexity = private_lm.perplexity(base, tokenizer, held, device=device)
+
+    def beat() -> None:
+        job_beat(FineTuneJob, job.pk)
+
+    base_perplexity = private_lm.perplexity(base, tokenizer, held, device=device, beat=beat)
     model = private_lm.with_adapters(base, job.adapter)
     outcome = private_lm.train_private(
         model, tokenizer, content["train"], plan, device=device, secure_mode=settings.DP_SECURE_MODE, seed=job.pk,
@@ -270,7 +274,7 @@ def _run_generative(job: FineTuneJob, plan: dp_accounting.Plan, content: dict[st
     if outcome.stopped:
         _stopped(job, outcome, device, hooks)
         return
-    perplexity = private_lm.perplexity(model, tokenizer, held, device=device)
+    perplexity = private_lm.perplexity(model, tokenizer, held, device=device, beat=beat)
     merged = private_lm.merged(model).to("cpu")
     _register_result(job=job, plan=plan, outcome=outcome, model=merged, tokenizer=tokenizer, device=device,
                      quality={"metric": "perplexity", "value": perplexity, "base": base_perplexity})
