@@ -219,15 +219,7 @@ def finetune_run(*, job_id: int) -> None:
         progress=hooks.progress, should_stop=hooks.should_stop,
     )
     if outcome.stopped:
-        with transaction.atomic():
-            if not job_finish(FineTuneJob, job_id, status=JobStatus.CANCELLED, steps_done=outcome.steps,
-                              epsilon_spent=outcome.epsilon, device=device):
-                return  # failed meanwhile: settled there
-            privacy_settle(job=job, steps_spent=outcome.steps)
-            audit_record(action="finetune.cancelled", actor=WORKER, organization_id=job.organization_id,
-                         target_type="inference.FineTuneJob", target_id=job_id,
-                         payload={"steps": outcome.steps, "epsilon_spent": outcome.epsilon})
-        hooks.discard()
+        _stopped(job, outcome, device, hooks)
         return
     accuracy = private.accuracy(model, tokenizer, held_texts, held_labels, device=device)
     _register_result(job=job, plan=plan, outcome=outcome, model=model, tokenizer=tokenizer, device=device,
@@ -236,6 +228,7 @@ def finetune_run(*, job_id: int) -> None:
 
 
 def _stopped(job: FineTuneJob, outcome: private.Outcome, device: str, hooks: _Hooks) -> None:
+    """A run cancelled part way: settled at the steps it took, its checkpoint removed."""
     with transaction.atomic():
         if not job_finish(FineTuneJob, job.pk, status=JobStatus.CANCELLED, steps_done=outcome.steps,
                           epsilon_spent=outcome.epsilon, device=device):
