@@ -340,15 +340,6 @@ def measure_classifier(source: Any, compressed: Any, tokenizer: Any, texts: list
     }
 
 
-def _nll(model: Any, ids: list[int]) -> float:
-    """The summed negative log-likelihood of ids[1:] given what precedes each."""
-    import torch
-
-    x = torch.tensor([ids])
-    logp = torch.log_softmax(model(x).logits[0, :-1].float(), dim=-1)
-    return float(-logp.gather(1, x[0, 1:, None]).sum())
-
-
 def measure_generative(source: Any, compressed: Any, tokenizer: Any, texts: list[str], *, window: int = 256,
                        prompts: int = 40, new_tokens: int = 32, progress: Progress = None) -> dict[str, Any]:
     """Perplexity of both models on held-out texts (every token, the first from the start-of-text
@@ -362,24 +353,18 @@ def measure_generative(source: Any, compressed: Any, tokenizer: Any, texts: list
 
     import torch
 
+    from inference.ml.language_models import token_nll
+
     start = tokenizer.bos_token_id
     if start is None:
         start = tokenizer.eos_token_id
-    nll = {"source": 0.0, "compressed": 0.0}
-    tokens = 0
-    done = 0
+    # one text at a time, as the engine scores a text: no padding, so the figures are those of each text alone
+    source_nll, tokens = token_nll(source, tokenizer, texts, max_length=window, batch_size=1)
+    compressed_nll, _ = token_nll(compressed, tokenizer, texts, max_length=window, batch_size=1, beat=progress)
+    if tokens == 0:
+        raise InputError("no held-out text is long enough to measure perplexity on")
+    done = len(texts)
     with torch.inference_mode():
-        for text in texts:
-            ids = [start, *tokenizer(text, add_special_tokens=False)["input_ids"][:window]]
-            if len(ids) >= 2:
-                nll["source"] += _nll(source, ids)
-                nll["compressed"] += _nll(compressed, ids)
-                tokens += len(ids) - 1
-            done += 1
-            if progress is not None:
-                progress(done)
-        if tokens == 0:
-            raise InputError("no held-out text is long enough to measure perplexity on")
         agree = total = exact = 0
         seconds = {"source": 0.0, "compressed": 0.0}
         made = {"source": 0, "compressed": 0}
@@ -412,7 +397,7 @@ def measure_generative(source: Any, compressed: Any, tokenizer: Any, texts: list
             total += len(reference)
             exact += int(runs["compressed"] == reference)
     speed = {name: round(made[name] / max(seconds[name], 1e-9), 2) for name in seconds}
-    source_ppl, compressed_ppl = math.exp(nll["source"] / tokens), math.exp(nll["compressed"] / tokens)
+    source_ppl, compressed_ppl = math.exp(source_nll / tokens), math.exp(compressed_nll / tokens)
     return {
         "texts": len(texts), "tokens": tokens,
         "source_perplexity": round(source_ppl, 4), "compressed_perplexity": round(compressed_ppl, 4),

@@ -59,19 +59,9 @@ def with_adapters(base: Any, adapter: dict[str, Any]) -> Any:
 
 
 def encode(tokenizer: Any, texts: list[str], *, max_length: int = MAX_LENGTH) -> dict[str, Any]:
-    """Token ids from the start-of-text token, cut to `max_length`, padded right, with their mask."""
-    import torch
+    from inference.ml.language_models import encode_from_start
 
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = [[start, *tokenizer(text, add_special_tokens=False)["input_ids"]][:max_length] for text in texts]
-    length = max(len(r) for r in rows)
-    ids = torch.full((len(rows), length), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    return encode_from_start(tokenizer, texts, max_length=max_length)
 
 
 def _trimmed(input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
@@ -86,11 +76,12 @@ def _trimmed(input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
 def text_losses(model: Any, input_ids: Any, attention_mask: Any) -> Any:
     """Each text's mean token loss (B): every token after the first predicted from what precedes it."""
     import torch
-    from torch.nn import functional as F
+
+    from inference.ml.language_models import position_nll
 
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
     target, mask = input_ids[:, 1:], attention_mask[:, 1:].to(logits.dtype)
-    nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none") * mask
+    nll = position_nll(logits, target) * mask
     return nll.sum(dim=1) / torch.clamp(mask.sum(dim=1), min=1.0)
 
 
@@ -162,22 +153,11 @@ def perplexity(model: Any, tokenizer: Any, texts: list[str], *, device: str = "c
                max_length: int = MAX_LENGTH, beat: Callable[[], Any] | None = None) -> float:
     """exp of the mean token loss over `texts` (every token predicted, the first from start-of-text);
     `beat` is called after each batch (a job's heartbeat)."""
-    import torch
-    from torch.nn import functional as F
+    from inference.ml.language_models import token_nll
 
     model.to(device).eval()
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            encoded = encode(tokenizer, texts[start:start + batch_size], max_length=max_length)
-            ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            weights = mask[:, 1:].float()
-            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none") * weights
-            total += float(nll.sum())
-            count += int(weights.sum())
-            if beat is not None:
-                beat()
+    total, count = token_nll(model, tokenizer, texts, max_length=max_length, device=device, batch_size=batch_size,
+                             beat=None if beat is None else lambda done: beat())
     if not count:
         raise NotTrainable("no held-out text is long enough to measure perplexity on")
     return math.exp(total / count)
