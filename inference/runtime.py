@@ -53,6 +53,17 @@ def artifact_folder(version: ModelVersion) -> Path:
         )
 
 
+def meta_skeleton(version: ModelVersion, auto_class: Any) -> Any:
+    """A Hugging Face version's architecture built from its config on the meta device: its layers'
+    names and shapes, no weights read and no code of the upload's run (a request's checks in the web)."""
+    import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(artifact_folder(version)), local_files_only=True, trust_remote_code=False)
+    with torch.device("meta"):
+        return auto_class.from_config(config, trust_remote_code=False)
+
+
 class _Tee:
     def __init__(self, source: Any, sink: Any) -> None:
         self.source, self.sink = source, sink

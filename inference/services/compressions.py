@@ -109,15 +109,9 @@ def _keep_float_check(version: ModelVersion, keep_float: list[str]) -> None:
         raise InvalidInput("keep_float lists at most 50 layer names (letters, digits, '_' and '.').")
     if not keep_float:
         return
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from inference.runtime import meta_skeleton
 
-    from inference.runtime import artifact_folder
-
-    auto = AutoModelForCausalLM if version.task == Task.GENERATION else AutoModelForSequenceClassification
-    config = AutoConfig.from_pretrained(str(artifact_folder(version)), local_files_only=True, trust_remote_code=False)
-    with torch.device("meta"):
-        skeleton = auto.from_config(config, trust_remote_code=False)
+    skeleton = meta_skeleton(version, _auto_class(version.task))
     try:
         compression.kept_float(compression.linear_layers(skeleton), keep_float)
     except compression.InputError as exc:
@@ -224,7 +218,8 @@ def compression_run(*, compression_id: int) -> None:
     source = job.source_version
     with default_storage.open(job.dataset_path, "rb") as handle:
         content = json.loads(handle.read())
-    torch.set_num_threads(settings.GENERATION_THREADS if source.task == Task.GENERATION else torch.get_num_threads())
+    if source.task == Task.GENERATION:  # as the generation worker decodes, so that the speed measured is its own
+        torch.set_num_threads(settings.GENERATION_THREADS)
     folder = artifact_folder(source)
     auto = _auto_class(source.task)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)

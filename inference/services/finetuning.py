@@ -55,14 +55,11 @@ def _adapter_check(version: ModelVersion, adapter: dict[str, Any]) -> dict[str, 
     if (not isinstance(targets, list) or not 1 <= len(targets) <= 16
             or not all(isinstance(t, str) and t.replace("_", "").isalnum() for t in targets)):
         raise InvalidDataset("lora_targets lists 1 to 16 layer names (letters, digits and '_').")
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from inference.runtime import artifact_folder
+    from inference.runtime import meta_skeleton
 
-    config = AutoConfig.from_pretrained(str(artifact_folder(version)), local_files_only=True, trust_remote_code=False)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    skeleton = meta_skeleton(version, AutoModelForCausalLM)
     try:
         private_lm.check_adapter(skeleton, chosen)
     except private.NotTrainable as exc:
