@@ -10,21 +10,17 @@ policy accepts (`max_disparity_change`), or while the repeat is not finished.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import Max
 from django.urls import reverse
 
 from audit.fairness.models import BiasReport, ReportKind
-from audit.log.services import audit_record
 from inference.evidence import Evidence
 from inference.models import Compression, ModelVersion
 from inference.services.compressions import compression_policy_for
 from portal.accounts.actor import Actor
-from portal.jobs import JobStatus, stored_input
+from portal.jobs import JobStatus
 from portal.platform.workers import serving_queue
 
 logger = logging.getLogger("steward.fairness")
@@ -49,31 +45,18 @@ def disparities(report: BiasReport) -> dict[str, float]:
 
 def bias_report_repeat(*, report: BiasReport, version: ModelVersion, actor: Actor) -> BiasReport | None:
     """The same report (dataset, parameters) queued for `version`; None when no worker runs."""
+    from audit.fairness.services import bias_report_store
+
     queue = serving_queue()
     if queue is None:
         logger.warning("no inference worker: the bias report %s was not repeated on %s", report.pk, version)
         return None
     with default_storage.open(report.dataset_path, "rb") as handle:
         content = handle.read()
-    name = f"bias/{version.model.organization_id}/{uuid.uuid4().hex}.json"
-    from audit.fairness.services import BIAS_REPORTS
-
-    with stored_input(name, content) as stored, transaction.atomic():
-        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
-        number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
-        repeat = BiasReport.objects.create(
-            organization_id=version.model.organization_id, model_version=version, number=number, kind=report.kind,
-            dataset_name=report.dataset_name, dataset_sha256=report.dataset_sha256, dataset_path=stored,
-            params={**report.params, "repeats": report.pk}, rows_total=report.rows_total, created_by=actor.user)
-        audit_record(action="bias_report.requested", actor=actor.audit_actor,
-                     organization_id=version.model.organization_id, target_type="fairness.BiasReport",
-                     target_id=repeat.pk,
-                     payload={"model": version.model.name, "version": version.version, "report": number,
-                              "kind": report.kind, "dataset": report.dataset_name,
-                              "dataset_sha256": report.dataset_sha256, "rows": report.rows_total,
-                              "repeats": {"version": report.model_version.version, "report": report.number}})
-        BIAS_REPORTS.send_on_commit(repeat.pk, queue=queue)
-    return repeat
+    return bias_report_store(
+        actor=actor, version=version, kind=report.kind, name=report.dataset_name, sha256=report.dataset_sha256,
+        content=content, params={**report.params, "repeats": report.pk}, rows=report.rows_total, queue=queue,
+        audit_extra={"repeats": {"version": report.model_version.version, "report": report.number}})
 
 
 def _latest_done(version: ModelVersion, kind: str) -> BiasReport | None:

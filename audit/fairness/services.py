@@ -137,20 +137,28 @@ def bias_report_create(
     if queue is None:
         raise WorkerUnavailable(f"No {'generation' if version.task == 'text-generation' else 'inference'} worker "
                                 "is running; the report was not created.")
-    with stored_input(f"bias/{actor.organization.pk}/{uuid.uuid4().hex}.json", json.dumps(checked.content).encode()) as stored, transaction.atomic():
+    return bias_report_store(actor=actor, version=version, kind=kind, name=checked.name, sha256=checked.sha256,
+                             content=json.dumps(checked.content).encode(), params=params, rows=checked.rows,
+                             queue=queue)
+
+
+def bias_report_store(*, actor: Actor, version: ModelVersion, kind: str, name: str, sha256: str, content: bytes,
+                      params: dict[str, Any], rows: int, queue: str, audit_extra: dict[str, Any] | None = None) -> BiasReport:
+    """Stores a checked dataset and the report's row (numbered per version), audits it and queues it on commit."""
+    with stored_input(f"bias/{version.model.organization_id}/{uuid.uuid4().hex}.json", content) as stored, \
+            transaction.atomic():
         ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
         number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
         report = BiasReport.objects.create(
-            organization=actor.organization, model_version=version, number=number, kind=kind,
-            dataset_name=checked.name, dataset_sha256=checked.sha256, dataset_path=stored, params=params,
-            rows_total=checked.rows, created_by=actor.user,
+            organization_id=version.model.organization_id, model_version=version, number=number, kind=kind,
+            dataset_name=name, dataset_sha256=sha256, dataset_path=stored, params=params, rows_total=rows,
+            created_by=actor.user,
         )
         audit_record(
-            action="bias_report.requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
+            action="bias_report.requested", actor=actor.audit_actor, organization_id=version.model.organization_id,
             target_type="fairness.BiasReport", target_id=report.pk,
-            payload={"model": version.model.name, "version": version.version, "report": number,
-                     "kind": kind, "dataset": checked.name, "dataset_sha256": checked.sha256,
-                     "rows": checked.rows},
+            payload={"model": version.model.name, "version": version.version, "report": number, "kind": kind,
+                     "dataset": name, "dataset_sha256": sha256, "rows": rows, **(audit_extra or {})},
         )
         BIAS_REPORTS.send_on_commit(report.pk, queue=queue)
     return report
