@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import http.client
+import io
 import json
 import os
 import random
@@ -71,10 +72,14 @@ def api(port: int, token: str, method: str, path: str, body: bytes | None = None
 def compressed_moderation(port: int, admin: str, reviewer: str) -> tuple[int, str]:
     """The moderation model compressed to int8 through the API (its loss measured on 400 held-out
     tweets the model never trained on), approved under the organisation's policy: its version and loss."""
-    rows = [f'"{row["tweet"].replace(chr(34), chr(34) * 2)}",{row["label"]}'
-            for row in csv.DictReader((ROOT / "data" / "toxicity" / "heldout.csv").open(encoding="utf-8", newline=""))]
+    with (ROOT / "data" / "toxicity" / "heldout.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [(row["tweet"], row["label"]) for row in csv.DictReader(handle)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "label"])
+    writer.writerows(rows[-400:])
     boundary = secrets.token_hex(8)
-    content = ("text,label\n" + "\n".join(rows[-400:]) + "\n").encode()
+    content = buffer.getvalue().encode()
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"dataset\"\r\n\r\nupload\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"heldout.csv\"\r\n"
             "Content-Type: text/csv\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
