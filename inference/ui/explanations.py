@@ -160,8 +160,11 @@ def global_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def card_section(*, actor: Any, version: Any) -> dict[str, Any]:
-    """What the model card's Explanations section shows: the latest global explanation and the form."""
-    if not actor.can(Cap.REPORT_READ):
+    """What the model card's Explanations section shows: the latest global explanation and the form.
+
+    Global explanations are of classifiers (text and tabular); a generative or embedding model's page
+    has none (it was a KeyError, a 500 for every owner opening such a page, until session 26)."""
+    if not actor.can(Cap.REPORT_READ) or Task(version.task) not in global_explanations.DEFAULT_SAMPLE:
         return {}
     jobs = list(selectors.global_explanation_list(actor=actor, version=version)[:10])
     latest = next((j for j in jobs if j.status == JobStatus.DONE and j.result), None)
