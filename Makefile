@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
 export HTTPS ?= false
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain bench-compress bench-dp-llm
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain bench-compress bench-dp-llm bench-canary
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,3 +83,6 @@ bench-compress: $(STAMP)
 
 bench-dp-llm: $(STAMP)
 	$(PY) bench/dp_llm_bench.py
+
+bench-canary: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) bench/canary_bench.py

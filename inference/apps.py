@@ -10,6 +10,7 @@ class InferenceConfig(AppConfig):
         # each of these registers its kind of job (portal/jobs.py)
         from inference.evidence import register_evidence_provider
         from inference.services import (  # noqa: F401
+            canary_audits,
             completion_explanations,
             completions,
             compressions,

@@ -157,3 +157,7 @@ class NotCompressible(Conflict):
 
 class InvalidCompressionPolicy(PortalError):
     code = "invalid_policy"
+
+
+class NotAuditable(Conflict):
+    code = "not_auditable"

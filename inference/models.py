@@ -305,7 +305,11 @@ class PrivacyLedgerEntry(models.Model):
     """One run's claim on a dataset's budget: (noise multiplier, sample rate, steps), composed under RDP."""
 
     dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="ledger")
-    job = models.OneToOneField(FineTuneJob, on_delete=models.PROTECT, related_name="ledger_entry")
+    # the run that spends: a fine-tuning job, or the private run of a canary audit (exactly one of them)
+    job = models.OneToOneField(FineTuneJob, on_delete=models.PROTECT, related_name="ledger_entry", null=True,
+                               blank=True)
+    audit = models.OneToOneField("CanaryAudit", on_delete=models.PROTECT, related_name="ledger_entry", null=True,
+                                 blank=True)
     state = models.CharField(max_length=16, choices=LedgerState.choices, default=LedgerState.RESERVED)
     noise_multiplier = models.FloatField()
     sample_rate = models.FloatField()
@@ -317,6 +321,9 @@ class PrivacyLedgerEntry(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+        constraints = [models.CheckConstraint(
+            condition=Q(job__isnull=False, audit__isnull=True) | Q(job__isnull=True, audit__isnull=False),
+            name="ledger_entry_one_run")]
 
     @property
     def steps_counted(self) -> int:
@@ -484,6 +491,37 @@ class Compression(WorkerJob):
     result = models.JSONField(null=True, blank=True)
     result_version = models.OneToOneField(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
                                           related_name="compressed_from")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class CanaryAudit(WorkerJob):
+    """An empirical privacy audit of a privately fine-tuned generative version (inference/ml/canaries.py).
+
+    Its fine-tuning is repeated on a copy of the training data with secret canaries inserted: the
+    private run (the same noise, batch, steps and clipping; charged to the dataset's ledger like any
+    run, checkpointed) and, when asked, the same run without privacy. Each trained model is then
+    asked how likely every canary is against `references` secrets of the same format never inserted:
+    the exposure. The trained weights never leave the worker; the canaries are made-up secrets,
+    drawn when the audit is asked for, so a resumed run inserts the same ones."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="canary_audits")
+    finetune = models.ForeignKey(FineTuneJob, on_delete=models.PROTECT, related_name="canary_audits")
+    dataset = models.ForeignKey(TrainingDataset, on_delete=models.PROTECT, related_name="canary_audits")
+    # format, digits, canaries (how many), insertions, references, compare (the non-private run)
+    params = models.JSONField()
+    drawn = models.JSONField()  # {"canaries": [...], "references": [...]}: made-up, never anyone's data
+    plan = models.JSONField()  # the private run's dp_accounting.Plan (the fine-tune's, on the rows with canaries)
+    stage = models.CharField(max_length=40, blank=True, default="")
+    steps_done = models.PositiveIntegerField(default=0)
+    steps_total = models.PositiveIntegerField(default=0)
+    epoch = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True)
+    epsilon_spent = models.FloatField(default=0.0)
+    checkpoint_path = models.CharField(max_length=300, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    result = models.JSONField(null=True, blank=True)  # {"private": {...}, "non_private": {...}, "bound": ...}
 
     class Meta:
         ordering = ["-created_at"]

@@ -174,6 +174,39 @@ class FineTuneJobOutput(OutputSerializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class CanaryAuditOutput(OutputSerializer):
+    """A canary audit: progress, then the exposures (inference/ml/canaries.py)."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    stage = serializers.CharField(allow_blank=True)
+    model = serializers.CharField(source="version.model.name")
+    version = serializers.IntegerField(source="version.version")
+    finetune = serializers.IntegerField(source="finetune_id", help_text="the fine-tuning run repeated")
+    dataset = serializers.IntegerField(source="dataset_id")
+    params = serializers.JSONField(help_text="format, digits, canaries, insertions (each canary's copies), "
+                                   "references (secrets never inserted, to rank against), compare (a non-private run)")
+    plan = PlanOutput(help_text="the private run: the fine-tune's noise, batch, steps and clipping, on the rows with "
+                      "canaries")
+    steps_done = serializers.IntegerField()
+    steps_total = serializers.IntegerField()
+    epsilon_spent = serializers.FloatField()
+    cancel_requested = serializers.BooleanField()
+    result = serializers.JSONField(allow_null=True, help_text="once done: base, private and non_private (each "
+                                   "canary's exposure in bits, their mean and max, counted and extrapolated), bound "
+                                   "(the largest mean exposure the private run's epsilon allows), within_bound")
+    summary = serializers.SerializerMethodField()
+    error = serializers.CharField(allow_blank=True)
+    created_by = serializers.CharField(source="created_by.username")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_summary(self, audit: Any) -> str:
+        from inference.services.canary_audits import summary
+
+        return summary(audit.result) if audit.status == "done" and audit.result else ""
+
+
 class BudgetOutput(serializers.Serializer):  # type: ignore[type-arg]
     epsilon_cap = serializers.FloatField()
     delta = serializers.FloatField()
@@ -185,7 +218,9 @@ class BudgetOutput(serializers.Serializer):  # type: ignore[type-arg]
 
 
 class LedgerEntryOutput(serializers.Serializer):  # type: ignore[type-arg]
-    job = serializers.IntegerField(source="job_id")
+    job = serializers.IntegerField(source="job_id", allow_null=True, help_text="the fine-tuning job that spends")
+    audit = serializers.IntegerField(source="audit_id", allow_null=True,
+                                     help_text="or the canary audit whose private run spends")
     state = serializers.CharField(help_text="reserved or settled")
     noise_multiplier = serializers.FloatField()
     sample_rate = serializers.FloatField()

@@ -11,6 +11,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
     BatchJob,
+    CanaryAudit,
     Completion,
     CompletionExplanation,
     Compression,
@@ -239,6 +240,28 @@ def compression_get(*, actor: Actor, pk: int) -> Compression:
     if found is None or not _sees_unapproved(actor):
         raise NotFound("No such compression in this organisation.")
     return found
+
+
+def canary_audit_list(*, actor: Actor, version: ModelVersion | None = None) -> QuerySet[CanaryAudit]:
+    """Canary audits: for those who see drafts (the fine-tuned version they audit is one first)."""
+    if not _sees_unapproved(actor):
+        return CanaryAudit.objects.none()
+    found = CanaryAudit.objects.filter(organization=actor.organization).select_related(
+        "version__model", "finetune", "dataset", "created_by")
+    return found if version is None else found.filter(version=version)
+
+
+def canary_audit_get(*, actor: Actor, pk: int) -> CanaryAudit:
+    found = canary_audit_list(actor=actor).filter(pk=pk).first()
+    if found is None:
+        raise NotFound("No such canary audit in this organisation.")
+    return found
+
+
+def version_canary_audit(*, version: ModelVersion) -> CanaryAudit | None:
+    """The version's latest finished canary audit (the card, the export)."""
+    return (CanaryAudit.objects.filter(version=version, status=JobStatus.DONE).order_by("-finished_at")
+            .select_related("version__model", "dataset", "created_by").first())
 
 
 def dataset_list(*, actor: Actor) -> QuerySet[TrainingDataset]:

@@ -110,6 +110,13 @@ def compression_run_task(self: Task, compression_id: int) -> None:
     compression_run(compression_id=compression_id)
 
 
+@job_task("canary audit")
+def canary_audit_run_task(self: Task, audit_id: int) -> None:
+    from inference.services.canary_audits import canary_audit_run
+
+    canary_audit_run(audit_id=audit_id)
+
+
 @job_task("evaluation")
 def evaluation_run_task(self: Task, evaluation_id: int) -> None:
     from inference.services.evaluations import evaluation_run

@@ -21,7 +21,13 @@ from audit.fairness.exports import report_document
 from audit.log import selectors as log_selectors
 from inference import selectors as inference_selectors
 from inference.models import ModelVersion
-from inference.outputs import ExplanationOutput, FineTuneJobOutput, GlobalExplanationOutput, TrainingDatasetOutput
+from inference.outputs import (
+    CanaryAuditOutput,
+    ExplanationOutput,
+    FineTuneJobOutput,
+    GlobalExplanationOutput,
+    TrainingDatasetOutput,
+)
 from inference.services.registry import CARD_FIELDS, CARD_REQUIRED_TO_SUBMIT
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "compliance-export.schema.json"
@@ -162,10 +168,14 @@ def _privacy(version: ModelVersion) -> dict[str, Any] | None:
     job = inference_selectors.version_finetune_origin(version=version)
     if job is None and not version.privacy:
         return None
-    found: dict[str, Any] = {"guarantee": dict(version.privacy or {}), "job": None, "dataset": None}
+    found: dict[str, Any] = {"guarantee": dict(version.privacy or {}), "job": None, "dataset": None,
+                             "canary_audit": None}
     if job is not None:
         found["job"] = dict(FineTuneJobOutput(job).data)
         found["dataset"] = dict(TrainingDatasetOutput(job.dataset).data)
+    audit = inference_selectors.version_canary_audit(version=version)
+    if audit is not None:
+        found["canary_audit"] = dict(CanaryAuditOutput(audit).data)
     return found
 
 
@@ -281,6 +291,14 @@ def issues(document: dict[str, Any]) -> list[dict[str, str]]:
             add("high", "privacy", "The version was fine-tuned privately but its guarantee is not recorded.")
         elif guarantee.get("secure_mode") is False:
             add("medium", "privacy", "The DP noise was drawn without secure_mode (a non-cryptographic generator).")
+        audit = privacy.get("canary_audit")
+        if audit is not None and not audit["result"]["within_bound"]:
+            add("high", "privacy", f"Canary audit {audit['id']}: the private run's canaries are more exposed "
+                f"({audit['result']['private']['mean_exposure']:.2f} bits) than its epsilon allows "
+                f"({audit['result']['bound']:.2f} bits); the stated guarantee cannot be relied on.")
+        elif audit is None and privacy.get("job") and privacy["job"].get("adapter"):
+            add("low", "privacy", "No canary audit: what this privately fine-tuned language model lets out of single "
+                "records is not measured empirically.")
     generative = document.get("generative")
     if generative is not None and generative["guardrails"]["policy"] is None:
         add("medium", "guardrails", "No guardrail policy: this generative model's prompts and answers are not checked "

@@ -175,9 +175,13 @@ def _privacy_check(doc: Document) -> tuple[list[str], list[str]]:
     if privacy is None:
         return ["not fine-tuned on protected data in Steward (no privacy guarantee applies)"], []
     guarantee = privacy["guarantee"]
-    return _when(bool(guarantee.get("epsilon")), f"differential privacy: epsilon {guarantee.get('epsilon')}, "
-                 f"delta {guarantee.get('delta')} ({guarantee.get('accountant')}), ledger of the training data",
-                 "the privacy guarantee")
+    have, lack = _when(bool(guarantee.get("epsilon")), f"differential privacy: epsilon {guarantee.get('epsilon')}, "
+                       f"delta {guarantee.get('delta')} ({guarantee.get('accountant')}), ledger of the training data",
+                       "the privacy guarantee")
+    audit = privacy.get("canary_audit")
+    if audit is not None:
+        have.append(f"canary audit {audit['id']}: {audit['summary']}")
+    return have, lack
 
 
 ANNEX_IV = [

@@ -364,9 +364,23 @@ def _privacy_section(b: Builder, privacy: dict[str, Any] | None) -> None:
             f"and {dataset['holdout_rows']} held-out rows), cap epsilon {dataset['epsilon_cap']} at delta "
             f"{dataset['delta_cap']}. Spent (settled runs): {num(budget['epsilon_spent'])}; committed "
             f"(with reservations): {num(budget['epsilon_committed'])}; composed with {clean(budget['accountant'])}.")
-        b.table(["job", "state", "noise", "sample rate", "steps reserved", "steps spent", "planned epsilon"],
-                [[e["job"], e["state"], e["noise_multiplier"], e["sample_rate"], e["steps_reserved"],
-                  e["steps_spent"], e["epsilon_planned"]] for e in dataset["ledger"]])
+        b.table(["run", "state", "noise", "sample rate", "steps reserved", "steps spent", "planned epsilon"],
+                [[f"job {e['job']}" if e.get("job") else f"canary audit {e.get('audit')}", e["state"],
+                  e["noise_multiplier"], e["sample_rate"], e["steps_reserved"], e["steps_spent"], e["epsilon_planned"]]
+                 for e in dataset["ledger"]])
+    audit = privacy.get("canary_audit")
+    if audit is not None:
+        found = audit["result"]
+        b.heading("Empirical privacy audit (canaries)", 2)
+        b.p(f"Audit {audit['id']}: {clean(audit['summary'])} Exposure (Carlini et al. 2019) is log2 of the number of "
+            f"possible secrets ({num(found['space_bits'])} bits) minus log2 of the canary's rank by the model's "
+            f"likelihood, estimated against {found['references']} secrets never inserted. The bound is the largest "
+            "mean exposure the private run's epsilon allows; "
+            + ("the private run is within it." if found["within_bound"] else "THE PRIVATE RUN IS BEYOND IT."))
+        arms = [("before fine-tuning", "base"), ("private run", "private"), ("without privacy", "non_private")]
+        b.table(["model", "mean exposure (bits)", "largest", "mean, counted"],
+                [[label, found[key]["mean_exposure"], found[key]["max_exposure"], found[key]["mean_exposure_counted"]]
+                 for label, key in arms if key in found] + [["bound from epsilon", found["bound"], "", ""]])
 
 
 def render(document: dict[str, Any]) -> bytes:

@@ -59,9 +59,19 @@ def tables(document: dict[str, Any]) -> dict[str, bytes]:
     if privacy is not None and privacy.get("dataset"):
         files["privacy_ledger.csv"] = _csv(
             ["job", "state", "noise_multiplier", "sample_rate", "steps_reserved", "steps_spent", "epsilon_planned",
-             "created_at", "settled_at"],
+             "created_at", "settled_at", "audit"],  # a canary audit's private run: `audit`, not `job`
             [[e["job"], e["state"], e["noise_multiplier"], e["sample_rate"], e["steps_reserved"], e["steps_spent"],
-              e["epsilon_planned"], e["created_at"], e["settled_at"]] for e in privacy["dataset"]["ledger"]])
+              e["epsilon_planned"], e["created_at"], e["settled_at"], e.get("audit")]
+             for e in privacy["dataset"]["ledger"]])
+    if privacy is not None and privacy.get("canary_audit"):
+        found = privacy["canary_audit"]["result"]
+        arms = [key for key in ("base", "private", "non_private") if key in found]
+        files["canary_exposures.csv"] = _csv(
+            ["secret", *(f"exposure_{key}" for key in arms), *(f"exposure_counted_{key}" for key in arms),
+             "bound"],
+            [[c["secret"], *(found[key]["canaries"][i]["exposure"] for key in arms),
+              *(found[key]["canaries"][i]["exposure_counted"] for key in arms), found["bound"]]
+             for i, c in enumerate(found["private"]["canaries"])])
     generative = document.get("generative")
     if generative is not None:
         files["guardrail_decisions.csv"] = _csv(

@@ -9,9 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference import selectors
-from inference.ml import dp_accounting
-from inference.outputs import FineTuneJobOutput, TrainingDatasetOutput
-from inference.services import finetuning, training_datasets
+from inference.ml import canaries, dp_accounting
+from inference.outputs import CanaryAuditOutput, FineTuneJobOutput, TrainingDatasetOutput
+from inference.services import canary_audits, finetuning, training_datasets
 from portal.accounts.roles import Cap
 from portal.web.api import StrictSerializer, actor_of
 
@@ -113,3 +113,57 @@ class FineTuneCancelApi(APIView):
         actor = actor_of(request)
         job = finetuning.finetune_cancel(actor=actor, job=selectors.finetune_get(actor=actor, pk=pk))
         return Response(FineTuneJobOutput(job).data)
+
+
+class CanaryAuditListCreateApi(APIView):
+    required_capability = {"GET": Cap.REPORT_READ, "POST": Cap.MODEL_REGISTER}
+
+    class InputSerializer(StrictSerializer):
+        format = serializers.ChoiceField(choices=sorted(canaries.FORMATS), default=canary_audits.DEFAULTS["format"],
+                                         help_text="the canaries' sentence: " + "; ".join(
+                                             f"{k}: {v!r}" for k, v in canaries.FORMATS.items()))
+        digits = serializers.IntegerField(default=canary_audits.DEFAULTS["digits"],
+                                          help_text="digits of each secret: 10^digits possible secrets")
+        canaries = serializers.IntegerField(default=canary_audits.DEFAULTS["canaries"])
+        insertions = serializers.IntegerField(default=canary_audits.DEFAULTS["insertions"],
+                                              help_text="copies of each canary in the training data")
+        references = serializers.IntegerField(default=canary_audits.DEFAULTS["references"],
+                                              help_text="secrets never inserted, to rank the canaries against")
+        compare = serializers.BooleanField(default=canary_audits.DEFAULTS["compare"],
+                                           help_text="also run the same fine-tuning without privacy (only its "
+                                                     "canaries' exposures are kept)")
+
+    @extend_schema(responses=CanaryAuditOutput(many=True), summary="Canary audits of a fine-tuned version")
+    def get(self, request: Request, name: str, version: int) -> Response:
+        actor = actor_of(request)
+        found = selectors.version_get(actor=actor, name=name, version=version)
+        return Response(CanaryAuditOutput(selectors.canary_audit_list(actor=actor, version=found), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={202: CanaryAuditOutput},
+                   summary="Audit a privately fine-tuned version with canaries (its fine-tuning repeated with secrets "
+                           "inserted; the private run is charged to the dataset's budget)")
+    def post(self, request: Request, name: str, version: int) -> Response:
+        actor = actor_of(request)
+        found = selectors.version_get(actor=actor, name=name, version=version)  # another tenant's: 404 first
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        audit = canary_audits.canary_audit_create(actor=actor, version=found, **data.validated_data)
+        return Response(CanaryAuditOutput(audit).data, status=status.HTTP_202_ACCEPTED)
+
+
+class CanaryAuditDetailApi(APIView):
+    required_capability = Cap.REPORT_READ
+
+    @extend_schema(responses=CanaryAuditOutput, summary="A canary audit: progress, then the exposures and the bound")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(CanaryAuditOutput(selectors.canary_audit_get(actor=actor_of(request), pk=pk)).data)
+
+
+class CanaryAuditCancelApi(APIView):
+    required_capability = Cap.MODEL_REGISTER
+
+    @extend_schema(request=None, responses=CanaryAuditOutput, summary="Cancel a canary audit")
+    def post(self, request: Request, pk: int) -> Response:
+        actor = actor_of(request)
+        audit = canary_audits.canary_audit_cancel(actor=actor, audit=selectors.canary_audit_get(actor=actor, pk=pk))
+        return Response(CanaryAuditOutput(audit).data)

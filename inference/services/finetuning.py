@@ -27,6 +27,7 @@ from inference.exceptions import (
 )
 from inference.ml import dp_accounting, private, private_lm
 from inference.models import (
+    CanaryAudit,
     FineTuneJob,
     JobStatus,
     ModelVersion,
@@ -153,17 +154,22 @@ def finetune_cancel(*, actor: Actor, job: FineTuneJob) -> FineTuneJob:
 
 
 class _Hooks:
-    """The training loop's callbacks: progress and heartbeat, cancellation, checkpoints to the artifact storage."""
+    """The training loop's callbacks: progress and heartbeat, cancellation, checkpoints to the artifact storage.
 
-    def __init__(self, job: FineTuneJob) -> None:
+    For a fine-tuning job, and for a canary audit's private run (inference/services/canary_audits.py):
+    both models have the progress fields, `checkpoint_path` and `cancel_requested`."""
+
+    def __init__(self, job: FineTuneJob | CanaryAudit) -> None:
         self.job = job
-        self.path = job.checkpoint_path or f"training/{job.organization_id}/job-{job.pk}-checkpoint.pt"
+        self.model = type(job)
+        name = "audit" if isinstance(job, CanaryAudit) else "job"
+        self.path = job.checkpoint_path or f"training/{job.organization_id}/{name}-{job.pk}-checkpoint.pt"
 
     def progress(self, p: private.Progress) -> None:
-        job_beat(FineTuneJob, self.job.pk, steps_done=p.step, epoch=p.epoch, loss=p.loss, epsilon_spent=p.epsilon)
+        job_beat(self.model, self.job.pk, steps_done=p.step, epoch=p.epoch, loss=p.loss, epsilon_spent=p.epsilon)
 
     def should_stop(self) -> bool:
-        return FineTuneJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+        return self.model.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
 
     def checkpoint(self, state: private.Checkpoint) -> None:
         import torch
@@ -173,7 +179,7 @@ class _Hooks:
         if default_storage.exists(self.path):
             default_storage.delete(self.path)
         saved = default_storage.save(self.path, ContentFile(buffer.getvalue()))
-        job_beat(FineTuneJob, self.job.pk, checkpoint_path=saved)
+        job_beat(self.model, self.job.pk, checkpoint_path=saved)
 
     def resume(self) -> private.Checkpoint | None:
         if not self.job.checkpoint_path or not default_storage.exists(self.job.checkpoint_path):

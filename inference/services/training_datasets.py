@@ -26,6 +26,7 @@ from inference.exceptions import (
 )
 from inference.ml import dp_accounting
 from inference.models import (
+    CanaryAudit,
     FineTuneJob,
     LedgerState,
     PrivacyLedgerEntry,
@@ -208,7 +209,13 @@ def _largest_fitting(runs: list[tuple[float, float, int]], dataset: TrainingData
     return dp_accounting.composed_epsilon([(high, plan.sample_rate, plan.steps)], dataset.delta_cap)
 
 
-def privacy_reserve(*, dataset: TrainingDataset, job: FineTuneJob, plan: dp_accounting.Plan) -> PrivacyLedgerEntry:
+def _run_of(job: FineTuneJob | CanaryAudit) -> dict[str, Any]:
+    """The ledger entry's owner: a fine-tuning job, or a canary audit's private run."""
+    return {"audit": job} if isinstance(job, CanaryAudit) else {"job": job}
+
+
+def privacy_reserve(*, dataset: TrainingDataset, job: FineTuneJob | CanaryAudit,
+                    plan: dp_accounting.Plan) -> PrivacyLedgerEntry:
     """Reserves a plan against the dataset's cap (call inside a transaction); BudgetExceeded if it does not fit."""
     locked = TrainingDataset.objects.select_for_update().get(pk=dataset.pk)  # one reservation at a time
     runs = ledger_runs(locked)
@@ -226,14 +233,14 @@ def privacy_reserve(*, dataset: TrainingDataset, job: FineTuneJob, plan: dp_acco
                      "largest_fitting_target": round(fits, 4)},
         )
     return PrivacyLedgerEntry.objects.create(
-        dataset=locked, job=job, noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
+        dataset=locked, **_run_of(job), noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate,
         steps_reserved=plan.steps, epsilon_planned=plan.target_epsilon,
     )
 
 
-def privacy_settle(*, job: FineTuneJob, steps_spent: int) -> None:
+def privacy_settle(*, job: FineTuneJob | CanaryAudit, steps_spent: int) -> None:
     """Ends a reservation at what the run spent (inside a transaction); the rest of its plan is released."""
-    entry = PrivacyLedgerEntry.objects.select_for_update().get(job=job)
+    entry = PrivacyLedgerEntry.objects.select_for_update().get(**_run_of(job))
     if entry.state == LedgerState.SETTLED:
         return
     entry.state, entry.steps_spent = LedgerState.SETTLED, min(steps_spent, entry.steps_reserved)
@@ -243,7 +250,7 @@ def privacy_settle(*, job: FineTuneJob, steps_spent: int) -> None:
     audit_record(
         action="privacy.settled", actor=WORKER, organization_id=dataset.organization_id,
         target_type="inference.TrainingDataset", target_id=dataset.pk,
-        payload={"job": job.pk, "steps_spent": entry.steps_spent, "steps_reserved": entry.steps_reserved,
+        payload={("audit" if isinstance(job, CanaryAudit) else "job"): job.pk, "steps_spent": entry.steps_spent, "steps_reserved": entry.steps_reserved,
                  "epsilon_run": dp_accounting.composed_epsilon([(entry.noise_multiplier, entry.sample_rate,
                                                            entry.steps_spent)], dataset.delta_cap),
                  "epsilon_spent_total": budget_summary(dataset)["epsilon_spent"]},

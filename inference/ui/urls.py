@@ -1,6 +1,7 @@
 from django.urls import path, re_path
 
 from inference.ui import (
+    canary_audits,
     completion_explanations,
     compressions,
     evaluations,
@@ -39,6 +40,10 @@ urlpatterns = [
     path("privacy/datasets/<int:pk>/", privacy.dataset_detail, name="privacy-dataset"),
     path("fine-tunes/<int:pk>/", privacy.finetune_detail, name="fine-tune"),
     path("fine-tunes/<int:pk>/cancel/", privacy.finetune_cancel, name="fine-tune-cancel"),
+    path("models/<slug:name>/versions/<int:version>/canary-audits/", canary_audits.canary_audit_create,
+         name="canary-audit-create"),
+    path("canary-audits/<int:pk>/", canary_audits.canary_audit_detail, name="canary-audit"),
+    path("canary-audits/<int:pk>/cancel/", canary_audits.canary_audit_cancel, name="canary-audit-cancel"),
     path("reviews/", reviews.review_inbox, name="reviews"),
     path("jobs/", views.job_list, name="jobs"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),

@@ -17,6 +17,7 @@ from inference.evidence import version_evidence
 from inference.models import BatchJob, ModelVersion, Task, UsageDaily, VersionStatus
 from inference.services import cards, jobs, predictions, registry, uploads
 from inference.services.usage import today
+from inference.ui.canary_audits import canary_section
 from inference.ui.completion_explanations import spans_of
 from inference.ui.compressions import compression_section
 from inference.ui.explanations import card_section
@@ -129,6 +130,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         context["guard_policy"] = selectors.guardrail_policy_for(organization_id=actor.organization.pk, model_id=model.pk)
     context.update(card_section(actor=actor, version=chosen))
     context.update(compression_section(actor=actor, version=chosen))
+    context.update(canary_section(actor=actor, version=chosen))
     return render(request, "inference/model_detail.html", context)
 
 

@@ -16,7 +16,7 @@ from portal import jobs
 from portal.jobs import JobStatus, JobTask, job_beat, job_claim, job_fail, job_finish, jobs_requeue_stale
 
 KINDS = {"batch job", "explanation", "global explanation", "fine-tuning", "bias report", "compliance export", "evaluation",
-         "compression",
+         "compression", "canary audit",
          "model upload", "completion", "completion explanation"}
 
 
