@@ -92,7 +92,7 @@ def build(*, version: ModelVersion, number: int, period: tuple[date, date], gene
              "at": _when(t.created_at)}
             for t in inference_selectors.version_history(version=version)
         ],
-        "evaluation": {"metrics": flat_metrics(version.metrics or {})},
+        "evaluation": {"metrics": flat_metrics(version.metrics or {}), "compression": _compression(version)},
         "bias_report": _bias(version),
         "explanations": _explanations(version),
         "privacy": _privacy(version),
@@ -162,6 +162,18 @@ def _global(job: Any) -> dict[str, Any]:
     body = dict(GlobalExplanationOutput(job).data)
     body.pop("url", None)
     return body
+
+
+def _compression(version: ModelVersion) -> dict[str, Any] | None:
+    """A compressed version's cost against its source, and what the organisation's policy says of it."""
+    from inference.services import compressions
+
+    measured = (version.metrics or {}).get("compression")
+    if not measured:
+        return None
+    policy = compressions.compression_policy_for(version.model.organization)
+    return {"source_version": measured["source_version"], "headline": compressions.headline(measured),
+            "beyond_policy": compressions.limits_exceeded(measured, policy)}
 
 
 def _privacy(version: ModelVersion) -> dict[str, Any] | None:
@@ -268,6 +280,10 @@ def issues(document: dict[str, Any]) -> list[dict[str, str]]:
             add(severity, "model card", f"The model card has no '{name.replace('_', ' ')}'.")
     if not document["evaluation"]["metrics"]:
         add("high", "evaluation", "No evaluation metrics are recorded for this version.")
+    compressed = document["evaluation"]["compression"]
+    if compressed is not None and compressed["beyond_policy"]:
+        add("high", "compression", f"Compressed from v{compressed['source_version']}, it lost more than the "
+            "organisation's compression policy accepts: " + "; ".join(compressed["beyond_policy"]) + ".")
     bias = document["bias_report"]
     if bias is None:
         add("high", "fairness", "No finished bias report: how the model treats demographic groups is not measured.")

@@ -79,6 +79,11 @@ def _sections(b: Builder) -> None:
         b.table(["metric", "value"], [[k.replace("_", " "), v] for k, v in metrics.items()], widths=[7 * cm, 5 * cm])
     else:
         b.p("No evaluation metrics are recorded for this version.")
+    compressed = doc["evaluation"].get("compression")
+    if compressed is not None:
+        b.p(clean(compressed["headline"]) + " " + (
+            "Beyond the organisation's compression policy: " + clean("; ".join(compressed["beyond_policy"])) + "."
+            if compressed["beyond_policy"] else "Within the organisation's compression policy."))
 
     b.heading("5. Bias report")
     bias = doc["bias_report"]

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
 from inference import selectors
@@ -101,8 +102,6 @@ def canary_audit_cancel(*, actor: Actor, audit: CanaryAudit) -> CanaryAudit:
         locked.cancel_requested = True
         fields = ["cancel_requested"]
         if locked.status == JobStatus.PENDING:  # never started: nothing spent
-            from django.utils import timezone
-
             locked.status, locked.finished_at = JobStatus.CANCELLED, timezone.now()
             fields += ["status", "finished_at"]
             privacy_settle(job=locked, steps_spent=0)

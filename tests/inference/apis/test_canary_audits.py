@@ -115,6 +115,9 @@ def test_a_canary_audit_measures_exposure_against_the_bound_end_to_end(assistant
     page.force_login(assistant.actors["auditor"].user)
     model_page = page.get(f"/models/assistant/?v={version.version}").content.decode()
     assert "Privacy audit (canaries)" in model_page and 'data-testid="canary-audits"' in model_page
+    assert f"canary audit {audit['id']}" in page.get(f"/privacy/datasets/{dataset.pk}/").content.decode()
+    finished_once = owner.post(f"/api/v1/canary-audits/{audit['id']}/cancel", {}, format="json")
+    assert finished_once.status_code == 409 and finished_once.json()["error"]["code"] == "job_not_cancellable"
     report = page.get(f"/canary-audits/{audit['id']}/").content.decode()
     assert 'data-testid="canary-result"' in report and "within the bound" in report
     assert all(s in report for s in secrets) and f"{found['bound']:.2f}" in report
@@ -193,3 +196,26 @@ def test_the_model_page_offers_the_audit_and_says_why_it_is_refused(assistant) -
     bad = page.post(f"/models/assistant/versions/{version.version}/canary-audits/", {"canaries": "x"}, follow=True)
     assert "Canaries must be a whole number." in bad.content.decode()
     assert not CanaryAudit.objects.exists()
+
+
+def test_an_audit_cancelled_before_a_worker_takes_it_spends_nothing(assistant) -> None:
+    from django.db import transaction
+
+    from inference.services import canary_audits
+    from portal.accounts.actor import actor_for_membership
+
+    version = _fine_tuned_row(assistant)
+    user = assistant.actors["owner"].user
+    actor = actor_for_membership(user, assistant.org, "owner")
+    with transaction.atomic():  # the task is sent when this commits: the worker then finds it cancelled
+        audit = canary_audits.canary_audit_create(actor=actor, version=version, canaries=2, references=50)
+        assert PrivacyLedgerEntry.objects.get(audit=audit).state == "reserved"
+        canary_audits.canary_audit_cancel(actor=actor, audit=audit)
+    audit.refresh_from_db()
+    assert audit.status == "cancelled" and audit.cancel_requested and audit.result is None
+    entry = PrivacyLedgerEntry.objects.get(audit=audit)
+    assert entry.state == "settled" and entry.steps_spent == 0
+    assert {"canary_audit.requested", "canary_audit.cancel_requested", "privacy.settled"} <= set(
+        LogEntry.objects.values_list("action", flat=True))
+    again = bearer_client(assistant, "owner").post(f"/api/v1/canary-audits/{audit.pk}/cancel", {}, format="json")
+    assert again.status_code == 409

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import default_storage
 from django.test import Client
+from django.utils import timezone
 
+from audit.exports import document as evidence_document
 from audit.fairness.models import BiasReport
 from audit.log.models import LogEntry
 from inference.models import Compression, ModelVersion
@@ -199,6 +201,13 @@ def test_the_assistant_compressed_to_int8_shows_its_loss_and_is_held_until_the_p
     refused = approve(assistant, version.version, owner, reviewer)
     assert refused.status_code == 409, refused.content
     assert "perplexity is x" in refused.json()["error"]["message"]
+    # and the compliance export says so, as an issue of its own
+    today = timezone.localdate()
+    held = evidence_document.build(version=version, number=1, period=(today, today), generated_by="auditor",
+                                   excerpt=[])
+    assert held["evaluation"]["compression"]["source_version"] == 1
+    assert any(i["area"] == "compression" and i["severity"] == "high" and "perplexity is x" in i["message"]
+               for i in held["issues"])
     rejected = reviewer.post(f"/api/v1/models/assistant/versions/{version.version}/reject",
                              {"comment": "loss beyond policy"}, format="json")
     assert rejected.status_code == 200, rejected.content
@@ -206,6 +215,10 @@ def test_the_assistant_compressed_to_int8_shows_its_loss_and_is_held_until_the_p
                          format="json")
     assert loosened.status_code == 200
     assert approve(assistant, version.version, owner, reviewer).status_code == 200
+    within = evidence_document.build(version=version, number=2, period=(today, today), generated_by="auditor",
+                                     excerpt=[])
+    assert within["evaluation"]["compression"]["beyond_policy"] == []
+    assert not any(i["area"] == "compression" for i in within["issues"])
     # the stored artifact is the model measured: its perplexity, recomputed here from the stored weights
     compressed_folder = artifact_folder(version)
     compressed = compression.load(compressed_folder, AutoModelForCausalLM)
