@@ -103,3 +103,65 @@ def test_log_perplexities_are_the_shared_token_likelihood() -> None:
         assert value == pytest.approx(alone, rel=1e-4)
     measured = canaries.measure(model, tokenizer, space, space.draw(2), space.draw(60))
     assert len(measured["canaries"]) == 2 and 0 <= measured["mean_exposure"] <= space.bits
+
+
+def test_an_audit_resumed_from_its_checkpoint_spends_no_more_than_one_run() -> None:
+    """A worker lost in the private run: the requeued audit resumes the adapters, optimizer and accountant
+    from the last checkpoint (the same canaries, drawn once), and ends at the plan's steps and epsilon; one
+    whose private run was measured goes on without training it again. A tiny causal LM of SmolLM2's
+    architecture and tokenizer keeps it to seconds."""
+    import torch
+    from django.conf import settings
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from inference.ml import dp_accounting, private
+    from inference.ml.demos import ASSISTANT, build_cached
+
+    folder, _ = build_cached(ASSISTANT, lambda *a: None, settings.BUILD_CACHE_DIR)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    def tiny() -> LlamaForCausalLM:
+        torch.manual_seed(0)
+        return LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                            max_position_embeddings=256)).eval()
+
+    texts = [f"Message number {i}: see you at the station at {i % 12 + 1} o'clock." for i in range(20)]
+    space = canaries.Space(digits=6)
+    secrets, references = space.draw(2), space.draw(50)
+    request = dp_accounting.plan_run(target_epsilon=4.0, target_delta=1e-3, rows=20, epochs=2, batch_size=8,
+                                     learning_rate=1e-2, max_grad_norm=1.0)
+    plan = canaries.audit_plan(request, 22)
+    assert plan.rows == 22 and plan.steps == 6 and plan.target_epsilon == 4.0
+    adapter = {"method": "lora", "rank": 2, "alpha": 4, "targets": ["q_proj", "v_proj"]}
+
+    def audit(**options) -> dict | None:
+        return canaries.run(tiny, tokenizer, texts, plan, adapter, space, secrets, references, insertions=1,
+                            seed=3, **options)
+
+    whole = audit(compare=False)
+    saved: list[private.Checkpoint] = []
+
+    def lost_at_three(state: private.Checkpoint) -> None:
+        saved.append(state)
+        if state.steps == 3:
+            raise RuntimeError("worker lost")
+
+    with pytest.raises(RuntimeError, match="worker lost"):
+        audit(compare=False, runs=canaries.Runs(checkpoint=lost_at_three, checkpoint_every=0.0))
+    assert saved[-1].steps == 3
+    measured: list[dict] = []
+    resumed = audit(compare=False, runs=canaries.Runs(resume=saved[-1], private_done=measured.append))
+    assert whole is not None and resumed is not None
+    assert resumed["private"]["steps"] == whole["private"]["steps"] == plan.steps
+    assert resumed["private"]["epsilon"] == pytest.approx(whole["private"]["epsilon"], rel=1e-12)
+    assert resumed["private"]["epsilon"] <= plan.target_epsilon + 1e-9
+    assert measured == [resumed["private"]]
+    assert resumed["bound"] == canaries.exposure_bound(resumed["private"]["epsilon"], 1e-3, 1, space.bits)
+
+    def trained_again(found: dict) -> None:
+        raise AssertionError("the private run was measured already")
+
+    again = audit(compare=True, private_measured=resumed["private"], runs=canaries.Runs(private_done=trained_again))
+    assert again is not None and again["private"] is resumed["private"] and again["non_private"]["steps"] == 6
+    assert [c["secret"] for c in again["non_private"]["canaries"]] == secrets
