@@ -20,15 +20,14 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
 from inference import selectors
 from inference.evidence import Evidence, register_evidence_provider
-from inference.exceptions import InvalidInput, JobNotCancellable, NotAuditable, WorkerUnavailable
+from inference.exceptions import InvalidInput, NotAuditable, WorkerUnavailable
 from inference.ml import canaries, dp_accounting
 from inference.models import CanaryAudit, JobStatus, ModelVersion, Task
-from inference.services.finetuning import _Hooks
+from inference.services.finetuning import _Hooks, private_run_cancel
 from inference.services.training_datasets import privacy_reserve, privacy_settle
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
@@ -94,22 +93,7 @@ def canary_audit_create(*, actor: Actor, version: ModelVersion, **params: Any) -
 
 def canary_audit_cancel(*, actor: Actor, audit: CanaryAudit) -> CanaryAudit:
     actor.require(Cap.MODEL_REGISTER, "cancel canary audits")
-    with transaction.atomic():
-        locked = CanaryAudit.objects.select_for_update().get(pk=audit.pk)
-        if locked.status not in (JobStatus.PENDING, JobStatus.RUNNING):
-            raise JobNotCancellable(f"Canary audit {audit.pk} is {locked.status}; only a pending or running audit can "
-                                    "be cancelled.")
-        locked.cancel_requested = True
-        fields = ["cancel_requested"]
-        if locked.status == JobStatus.PENDING:  # never started: nothing spent
-            locked.status, locked.finished_at = JobStatus.CANCELLED, timezone.now()
-            fields += ["status", "finished_at"]
-            privacy_settle(job=locked, steps_spent=0)
-        locked.save(update_fields=fields)
-        audit_record(action="canary_audit.cancel_requested", actor=actor.audit_actor,
-                     organization_id=audit.organization_id, target_type="inference.CanaryAudit", target_id=audit.pk,
-                     payload={"status": locked.status})
-    return locked
+    return private_run_cancel(actor=actor, job=audit, what="Canary audit", action="canary_audit.cancel_requested")
 
 
 # ---------------------------------------------------------------- running it (generation worker)

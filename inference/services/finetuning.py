@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -137,20 +137,31 @@ def finetune_create(*, actor: Actor, dataset: TrainingDataset, base_version: Mod
     return job
 
 
-def finetune_cancel(*, actor: Actor, job: FineTuneJob) -> FineTuneJob:
-    actor.require(Cap.MODEL_REGISTER, "cancel fine-tuning")
+PrivateRun = TypeVar("PrivateRun", FineTuneJob, CanaryAudit)
+
+
+def private_run_cancel(*, actor: Actor, job: PrivateRun, what: str, action: str) -> PrivateRun:
+    """Asks a private run (a fine-tuning job, a canary audit) to stop at its next step; one no worker has
+    taken yet is settled at once, having spent nothing of its dataset's budget."""
+    model = type(job)
     with transaction.atomic():
-        locked = FineTuneJob.objects.select_for_update().get(pk=job.pk)
+        locked = model.objects.select_for_update().get(pk=job.pk)
         if locked.status not in (JobStatus.PENDING, JobStatus.RUNNING):
-            raise JobNotCancellable(f"Job {job.pk} is {locked.status}; only a pending or running job can be cancelled.")
+            raise JobNotCancellable(f"{what} {job.pk} is {locked.status}; only a pending or running one can be "
+                                    "cancelled.")
         locked.cancel_requested = True
         if locked.status == JobStatus.PENDING:  # never started: nothing spent
             locked.status, locked.finished_at = JobStatus.CANCELLED, timezone.now()
             privacy_settle(job=locked, steps_spent=0)
         locked.save(update_fields=["cancel_requested", "status", "finished_at"])
-        audit_record(action="finetune.cancel_requested", actor=actor.audit_actor, organization_id=job.organization_id,
-                     target_type="inference.FineTuneJob", target_id=job.pk, payload={"status": locked.status})
+        audit_record(action=action, actor=actor.audit_actor, organization_id=job.organization_id,
+                     target_type=f"inference.{model.__name__}", target_id=job.pk, payload={"status": locked.status})
     return locked
+
+
+def finetune_cancel(*, actor: Actor, job: FineTuneJob) -> FineTuneJob:
+    actor.require(Cap.MODEL_REGISTER, "cancel fine-tuning")
+    return private_run_cancel(actor=actor, job=job, what="Fine-tuning job", action="finetune.cancel_requested")
 
 
 class _Hooks:
