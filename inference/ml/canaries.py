@@ -79,23 +79,11 @@ def sequence_nll(model: Any, tokenizer: Any, texts: Sequence[str], *, device: st
                  beat: Callable[[int], Any] | None = None) -> list[float]:
     """Each text's log-perplexity in nats: the summed negative log-likelihood of all its tokens, the
     first predicted from the start-of-text token (the paper's Px(s), in nats rather than bits)."""
-    import torch
+    from inference.ml.language_models import text_nll
 
-    from inference.ml.language_models import encode_from_start, position_nll
-
-    out: list[float] = []
     model.to(device).eval()
-    with torch.inference_mode():
-        for begin in range(0, len(texts), batch_size):
-            encoded = encode_from_start(tokenizer, list(texts[begin:begin + batch_size]), max_length=128)
-            ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-            padded = bool((mask == 0).any())
-            logits = model(input_ids=ids, attention_mask=mask if padded else None).logits[:, :-1].float()
-            nll = (position_nll(logits, ids[:, 1:]) * mask[:, 1:].float()).sum(dim=1)
-            out.extend(float(v) for v in nll.cpu())
-            if beat is not None:
-                beat(min(begin + batch_size, len(texts)))
-    return out
+    return [total for total, _ in text_nll(model, tokenizer, list(texts), max_length=128, device=device,
+                                           batch_size=batch_size, beat=beat)]
 
 
 @dataclass(frozen=True)

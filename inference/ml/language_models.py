@@ -136,13 +136,13 @@ def position_nll(logits: Any, target: Any) -> Any:
     return flat.reshape(target.shape)
 
 
-def token_nll(model: Any, tokenizer: Any, texts: list[str], *, max_length: int, device: str = "cpu",
-              batch_size: int = 16, beat: Any = None) -> tuple[float, int]:
-    """The summed negative log-likelihood of the texts' tokens and their number (see `encode_from_start`;
-    padding excluded), in batches; `beat(texts done)` after each batch. exp(sum / count) is perplexity."""
+def text_nll(model: Any, tokenizer: Any, texts: list[str], *, max_length: int, device: str = "cpu",
+             batch_size: int = 16, beat: Any = None) -> list[tuple[float, int]]:
+    """Each text's summed negative log-likelihood and its number of tokens (see `encode_from_start`;
+    padding excluded), in batches; `beat(texts done)` after each batch."""
     import torch
 
-    total, count = 0.0, 0
+    found: list[tuple[float, int]] = []
     with torch.inference_mode():
         for begin in range(0, len(texts), batch_size):
             encoded = encode_from_start(tokenizer, texts[begin:begin + batch_size], max_length=max_length)
@@ -150,12 +150,20 @@ def token_nll(model: Any, tokenizer: Any, texts: list[str], *, max_length: int, 
             padded = bool((mask == 0).any())  # a mask only where there is padding: SDPA's causal path otherwise
             logits = model(input_ids=ids, attention_mask=mask if padded else None).logits[:, :-1].float()
             weights = mask[:, 1:].float()
-            nll = position_nll(logits, ids[:, 1:]) * weights
-            total += float(nll.sum())
-            count += int(weights.sum())
+            nll = (position_nll(logits, ids[:, 1:]) * weights).sum(dim=1)
+            found.extend((float(total), int(count)) for total, count in zip(nll.cpu(), weights.sum(dim=1).cpu(),
+                                                                            strict=True))
             if beat is not None:
                 beat(min(begin + batch_size, len(texts)))
-    return total, count
+    return found
+
+
+def token_nll(model: Any, tokenizer: Any, texts: list[str], *, max_length: int, device: str = "cpu",
+              batch_size: int = 16, beat: Any = None) -> tuple[float, int]:
+    """The summed negative log-likelihood of the texts' tokens and their number (`text_nll` added up);
+    exp(sum / count) is perplexity."""
+    each = text_nll(model, tokenizer, texts, max_length=max_length, device=device, batch_size=batch_size, beat=beat)
+    return sum(total for total, _ in each), sum(count for _, count in each)
 
 
 class SentenceEncoder:
