@@ -255,15 +255,40 @@ def recipe_key(model: DemoModel) -> str:
 
 
 def build_cached(model: DemoModel, progress: training.Progress, cache: Path) -> tuple[Path, dict[str, Any]]:
-    """The built model folder and its metrics, built once per recipe in `cache` (settings.BUILD_CACHE_DIR)."""
+    """The built model folder and its metrics, built once per recipe in `cache` (settings.BUILD_CACHE_DIR).
+
+    Processes that want the same recipe at once (test workers, CI's early build, `make run` beside a
+    test run) take turns on a lock file: the first builds, the others wait and read what it built."""
+    import fcntl
+
     target = cache / recipe_key(model)
-    if (target / "metrics.json").is_file():
-        progress(1, 1, "built before: from the build cache")
-        return target / "model", json.loads((target / "metrics.json").read_text())
-    temporary = cache / f".{recipe_key(model)}.building"
-    shutil.rmtree(temporary, ignore_errors=True)
-    metrics = model.build(temporary / "model", progress)
-    (temporary / "metrics.json").write_text(json.dumps(metrics))
-    shutil.rmtree(target, ignore_errors=True)
-    temporary.rename(target)
-    return target / "model", metrics
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f".{recipe_key(model)}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or when the process dies
+        if (target / "metrics.json").is_file():
+            progress(1, 1, "built before: from the build cache")
+            return target / "model", json.loads((target / "metrics.json").read_text())
+        temporary = cache / f".{recipe_key(model)}.building"
+        shutil.rmtree(temporary, ignore_errors=True)
+        metrics = model.build(temporary / "model", progress)
+        (temporary / "metrics.json").write_text(json.dumps(metrics))
+        shutil.rmtree(target, ignore_errors=True)
+        temporary.rename(target)
+        return target / "model", metrics
+
+
+def main() -> None:
+    """`python -m inference.ml.demos`: build every demo model into the build cache, without Django
+    (CI starts it before the suite, so that the builds overlap with what comes before the tests)."""
+    import sys
+
+    cache = default_cache_dir()
+    for model in DEMO_MODELS:
+        def say(done: int, total: int, message: str, name: str = model.name) -> None:
+            print(f"{name}: {message} ({done}/{total})", file=sys.stderr, flush=True)
+
+        build_cached(model, say, cache)
+
+
+if __name__ == "__main__":
+    main()

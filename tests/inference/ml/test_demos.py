@@ -35,3 +35,44 @@ def test_building_the_demo_models_twice_registers_once_and_each_bar_completes(db
     assert "income: already served" in second.out
     assert "100%" in second.err and "1/1" in second.err and "already served" in second.err, second.err
     assert ModelAlias.objects.filter(model__name="income", name="production").count() == 1
+
+
+def test_processes_that_want_one_recipe_at_once_build_it_once(tmp_path) -> None:
+    """CI's early build and a test worker can ask for the same demo model together: the second waits on
+    the build cache's lock and reads what the first built, rather than training it again beside it."""
+    import dataclasses
+    import threading
+
+    from inference.ml import demos
+
+    built: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    @dataclasses.dataclass(frozen=True)
+    class Slow(demos.DemoModel):
+        def build(self, out, progress):  # type: ignore[override]
+            built.append(threading.current_thread().name)
+            entered.set()
+            assert release.wait(60)
+            out.mkdir(parents=True)
+            (out / "weights.bin").write_bytes(b"built once")
+            return {"accuracy": 0.5}
+
+    model = Slow(name="slow", task="text-classification", recipe={"n": 1}, description="", card={}, metrics_text="")
+    results: dict[str, tuple] = {}
+
+    def want(name: str) -> None:
+        results[name] = demos.build_cached(model, lambda *a: None, tmp_path)
+
+    first = threading.Thread(target=want, args=("first",), name="first")
+    first.start()
+    assert entered.wait(60)
+    second = threading.Thread(target=want, args=("second",), name="second")
+    second.start()
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert built == ["first"]
+    assert results["first"] == results["second"]
+    assert (results["second"][0] / "weights.bin").read_bytes() == b"built once"
+    assert results["second"][1] == {"accuracy": 0.5}

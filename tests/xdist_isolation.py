@@ -1,0 +1,31 @@
+"""Each pytest-xdist worker gets a portal of its own: its Redis database (broker and cache), its data
+folder (SQLite, embedded broker, artifacts, logs) and, through pytest-django, its test database.
+
+Loaded with `-p tests.xdist_isolation` (pyproject's addopts) so that it runs before pytest-django
+imports the settings: a worker's Celery workers inherit the environment, so a task one pytest
+worker sends is never taken by another's Celery worker, which would look in the wrong database.
+Without xdist (PYTEST_XDIST_WORKER unset) it changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker:
+    _number = int(re.sub(r"\D", "", _worker) or 0)
+    _redis = os.environ.get("REDIS_URL", "")
+    if _redis:
+        # redis://host:port/N -> database N + 1 + the worker's number; Redis has 16 (0-15)
+        _match = re.match(r"^(.*?)(?:/(\d+))?$", _redis)
+        assert _match is not None
+        _base = int(_match.group(2) or 0)
+        _index = _base + 1 + _number
+        if _index > 15:
+            raise RuntimeError(f"REDIS_URL's database {_base} leaves no Redis database for xdist worker {_worker}")
+        os.environ["REDIS_URL"] = f"{_match.group(1)}/{_index}"
+    _root = Path(__file__).resolve().parent.parent
+    _data = Path(os.environ.get("STEWARD_DATA_DIR") or _root / "var" / "test")
+    os.environ["STEWARD_DATA_DIR"] = str(_data / _worker)
