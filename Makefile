@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
 export HTTPS ?= false
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain bench-compress bench-dp-llm bench-canary
+.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain bench-compress bench-dp-llm bench-canary bench-onnx
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,9 @@ bench-llm-explain: $(STAMP)
 
 bench-compress: $(STAMP)
 	$(PY) bench/compress_bench.py
+
+bench-onnx: $(STAMP)
+	$(PY) bench/onnx_bench.py
 
 bench-dp-llm: $(STAMP)
 	$(PY) bench/dp_llm_bench.py
