@@ -11,7 +11,8 @@ read four ways, one thread each (as a worker's process reads one text at a time)
 
 For each: the median time of one sentence alone over BENCH_ONNX_TEXTS SST-2 dev sentences (the four
 interleaved sentence by sentence, so that they share the machine's drift), accuracy on the 872 dev
-sentences, and the share of labels equal to torch float32's.
+sentences, the share of labels equal to torch float32's, and how many labels change when the same
+sentences are read 32 at a time (padded) instead of alone: a served answer must not depend on its batch.
 
 Prints last: `onnx: one sentence x<S> as fast (onnxruntime int8) and x<F> (float32) against torch
 float32; Steward int8 x<I>`.
@@ -63,22 +64,30 @@ def main() -> None:
     exported = time.perf_counter() - began
     quantize_dynamic(str(graph), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
 
-    def torch_reader(model):
-        def read(text: str):
-            encoded = tokenizer([text], truncation=True, max_length=128, return_tensors="pt")
+    def torch_batch(model):
+        def read(batch: list[str]):
+            encoded = tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")
             with torch.inference_mode():
-                return model(**encoded).logits[0].numpy()
+                return model(**encoded).logits.numpy()
         return read
 
-    def ort_reader(path: Path):
+    def ort_batch(path: Path):
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        def read(text: str):
-            encoded = tokenizer([text], truncation=True, max_length=128, return_tensors="np")
-            return session.run(None, {k: encoded[k].astype(np.int64) for k in INPUTS})[0][0]
+        def read(batch: list[str]):
+            encoded = tokenizer(batch, padding=True, truncation=True, max_length=128, return_tensors="np")
+            return session.run(None, {k: encoded[k].astype(np.int64) for k in INPUTS})[0]
         return read
+
+    batched = {"torch float32": torch_batch(source), "steward int8": torch_batch(int8),
+               "onnxruntime float32": ort_batch(graph), "onnxruntime int8": ort_batch(quantized)}
+
+    def one_at_a_time(read):
+        return lambda text: read([text])[0]
+
+    torch_reader, ort_reader = (lambda m: one_at_a_time(torch_batch(m))), (lambda p: one_at_a_time(ort_batch(p)))
 
     readers = {"torch float32": torch_reader(source), "steward int8": torch_reader(int8),
                "onnxruntime float32": ort_reader(graph), "onnxruntime int8": ort_reader(quantized)}
@@ -93,16 +102,20 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - began)
     labels = {name: np.array([read(t) for t in texts]).argmax(axis=1) for name, read in readers.items()}
     reference = labels["torch float32"]
+    # a served answer must not depend on the batch it fell in: labels of the same sentences read 32 at a
+    # time (padded to the longest) against one at a time
+    flips = {name: int((np.concatenate([read(texts[i:i + 32]) for i in range(0, len(texts), 32)]).argmax(axis=1)
+                        != labels[name]).sum()) for name, read in batched.items()}
     rows = {name: {"ms": 1000 * statistics.median(seconds[name]), "accuracy": float((labels[name] == gold).mean()),
-                   "agree": float((labels[name] == reference).mean())} for name in readers}
+                   "agree": float((labels[name] == reference).mean()), "flips": flips[name]} for name in readers}
     base = rows["torch float32"]["ms"]
     sizes = {"onnxruntime float32": graph.stat().st_size, "onnxruntime int8": quantized.stat().st_size}
-    table = ["| reader | one sentence (median) | x as fast | accuracy | labels as torch float32 | file |",
-             "|---|---|---|---|---|---|"]
+    table = ["| reader | one sentence (median) | x as fast | accuracy | labels as torch float32 "
+             "| labels changed in batches of 32 | file |", "|---|---|---|---|---|---|---|"]
     for name, row in rows.items():
         size = f"{sizes[name] / 2**20:.1f} MiB" if name in sizes else ""
         table.append(f"| {name} | {row['ms']:.2f} ms | x{base / row['ms']:.2f} | {row['accuracy']:.4f} "
-                     f"| {row['agree']:.2%} | {size} |")
+                     f"| {row['agree']:.2%} | {row['flips']} of {len(texts)} | {size} |")
     line = (f"onnx: one sentence x{base / rows['onnxruntime int8']['ms']:.2f} as fast (onnxruntime int8) and "
             f"x{base / rows['onnxruntime float32']['ms']:.2f} (float32) against torch float32; "
             f"Steward int8 x{base / rows['steward int8']['ms']:.2f}")
