@@ -12,20 +12,19 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _worker:
     _number = int(re.sub(r"\D", "", _worker) or 0)
-    _redis = os.environ.get("REDIS_URL", "")
-    if _redis:
+    _redis = urlsplit(os.environ.get("REDIS_URL", ""))
+    if _redis.scheme:
         # redis://host:port/N -> database N + 1 + the worker's number; Redis has 16 (0-15)
-        _match = re.match(r"^(.*?)(?:/(\d+))?$", _redis)
-        assert _match is not None
-        _base = int(_match.group(2) or 0)
+        _base = int(_redis.path.strip("/") or 0)
         _index = _base + 1 + _number
         if _index > 15:
             raise RuntimeError(f"REDIS_URL's database {_base} leaves no Redis database for xdist worker {_worker}")
-        os.environ["REDIS_URL"] = f"{_match.group(1)}/{_index}"
+        os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path=f"/{_index}"))
     _root = Path(__file__).resolve().parent.parent
     _data = Path(os.environ.get("STEWARD_DATA_DIR") or _root / "var" / "test")
     os.environ["STEWARD_DATA_DIR"] = str(_data / _worker)
