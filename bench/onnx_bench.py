@@ -87,10 +87,8 @@ def main() -> None:
     def one_at_a_time(read):
         return lambda text: read([text])[0]
 
-    torch_reader, ort_reader = (lambda m: one_at_a_time(torch_batch(m))), (lambda p: one_at_a_time(ort_batch(p)))
-
-    readers = {"torch float32": torch_reader(source), "steward int8": torch_reader(int8),
-               "onnxruntime float32": ort_reader(graph), "onnxruntime int8": ort_reader(quantized)}
+    # the same sessions read alone and in batches: a second session per graph would only cost memory
+    readers = {name: one_at_a_time(read) for name, read in batched.items()}
     for read in readers.values():
         for text in texts[:20]:
             read(text)  # warm: first calls allocate
