@@ -5,8 +5,9 @@ offered as a compression method. The demo sentiment classifier (MiniLM-L6 fine-t
 read four ways, one thread each (as a worker's process reads one text at a time):
 
 - torch float32 (how a version is served today) and Steward's int8 (inference/ml/compression.py);
-- the same weights exported to ONNX (torch's TorchScript exporter, dynamic batch and length) and run
-  by onnxruntime in float32, and onnxruntime's own dynamic int8 of that graph (weights per channel,
+- the same weights exported to ONNX by Steward's `onnx-float32` compression (torch's TorchScript
+  exporter, dynamic batch and length) and run by onnxruntime in float32, and onnxruntime's own
+  dynamic int8 of that graph (weights per channel,
   activations per call).
 
 For each: the median time of one sentence alone over BENCH_ONNX_TEXTS SST-2 dev sentences (the four
@@ -55,12 +56,10 @@ def main() -> None:
     texts, gold = [t for t, _ in dev], np.array([y for _, y in dev])
 
     work = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
-    graph, quantized = work / "model.onnx", work / "model-int8.onnx"
-    sample = tokenizer(["a sentence to trace"], return_tensors="pt")
+    # Steward's onnx-float32 compression writes the graph that onnxruntime reads here
+    graph, quantized = work / "model" / compression.ONNX_FILE, work / "model-int8.onnx"
     began = time.perf_counter()
-    torch.onnx.export(source, tuple(sample[k] for k in INPUTS), str(graph), dynamo=False, input_names=INPUTS,
-                      output_names=["logits"], opset_version=17,
-                      dynamic_axes={**{k: {0: "rows", 1: "tokens"} for k in INPUTS}, "logits": {0: "rows"}})
+    compression.export_onnx(source, tokenizer, folder, work / "model")
     exported = time.perf_counter() - began
     quantize_dynamic(str(graph), str(quantized), weight_type=QuantType.QInt8, per_channel=True)
 

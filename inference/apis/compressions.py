@@ -1,4 +1,4 @@
-"""Compressions through the API: int8 versions of a model with their measured loss, and the policy
+"""Compressions through the API: int8 or ONNX versions of a model with their measured loss, and the policy
 of how much loss an organisation accepts."""
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ class CompressionListCreateApi(APIView):
     required_capability = {"GET": Cap.MODEL_READ, "POST": Cap.MODEL_REGISTER}
 
     class InputSerializer(StrictSerializer):
-        method = serializers.ChoiceField(choices=sorted(compression.METHODS), default=compression.METHOD)
+        method = serializers.ChoiceField(
+            choices=sorted(compression.METHODS), default=compression.METHOD,
+            help_text="; ".join(f"{name}: {text}" for name, text in compression.METHODS.items())
+            + " (text classifiers only)")
         keep_float = serializers.ListField(
             child=serializers.CharField(max_length=100), required=False, default=list, max_length=50,
             help_text="Linear layers kept in float, by name or the last parts of it (e.g. down_proj, lm_head)")
@@ -74,7 +77,7 @@ class CompressionListCreateApi(APIView):
 
     @extend_schema(request={"multipart/form-data": InputSerializer, "application/json": InputSerializer},
                    responses={202: CompressionSerializer},
-                   summary="Compress a version (int8) and measure what it costs (a job on the workers; the result "
+                   summary="Compress a version (int8, or ONNX for a text classifier) and measure what it costs (a job on the workers; the result "
                            "is a new draft version)")
     def post(self, request: Request, name: str, version: int) -> Response:
         actor = actor_of(request)

@@ -387,8 +387,46 @@ class Int8TextClassifier(TextClassifier):
         return compression.memory_bytes(self.model)
 
 
+class OnnxTextClassifier(TextClassifier):
+    """A text classifier exported to ONNX by Steward's compression (method onnx-float32): the tokenizer
+    and labels as the source had them, the graph run by onnxruntime on CPU with as many threads as
+    torch has in this process (a worker's setting), so that it is compared with the source as served."""
+
+    framework: ClassVar[str] = "onnx"
+
+    @classmethod
+    def check_files(cls, folder: Path) -> None:
+        from inference.ml import compression
+
+        compression.check_files(folder)
+        if compression.manifest(folder)["method"] != compression.ONNX_METHOD:
+            raise InputError("the folder does not hold an ONNX export")
+        if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
+            raise InputError("the model folder lacks tokenizer.json or vocab.txt")
+
+    def load(self, folder: Path, device: str) -> None:
+        import torch
+        from transformers import AutoConfig, AutoTokenizer
+
+        from inference.ml import compression
+
+        self.check_files(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.session = compression.OnnxSession(folder, threads=torch.get_num_threads())
+        self.device = "cpu"  # onnxruntime's CPU provider, whatever device the worker has
+
+    def logits(self, batch: Any) -> Any:
+        return self.session.logits(batch)
+
+    def memory_bytes(self) -> int:
+        return int(self.session.file_bytes)
+
+
 register_predictor(TextClassifier.task, TextClassifier)  # type: ignore[arg-type]
 register_predictor(TextClassifier.task, Int8TextClassifier, accepts_uploads=False)  # type: ignore[arg-type]
+register_predictor(TextClassifier.task, OnnxTextClassifier, accepts_uploads=False)  # type: ignore[arg-type]
 register_predictor(TabularClassifier.task, TabularClassifier)  # type: ignore[arg-type]
 register_predictor(TabularClassifier.task, LegacyTorchScriptTabular, accepts_uploads=False)  # type: ignore[arg-type]
 
@@ -402,7 +440,7 @@ def inspect_artifact(task: str, folder: Path) -> ArtifactInfo:
     """Checks an unpacked upload: required files, loads, runs one example (raises InputError)."""
     from inference.ml import compression
 
-    cls = predictor_class(task, compression.FRAMEWORK if compression.is_compressed(folder) else None)
+    cls = predictor_class(task, compression.framework_of(folder) if compression.is_compressed(folder) else None)
     try:
         return cls.inspect(folder)  # type: ignore[attr-defined,no-any-return]
     except (InputError, MemoryError):

@@ -96,7 +96,7 @@ def _compressible(version: ModelVersion) -> None:
     if version.task not in DATASETS:
         raise NotCompressible(f"{version} is a {version.task} model; Steward compresses text classifiers and "
                               "generative models (Hugging Face weights).")
-    if version.framework == compression.FRAMEWORK:
+    if version.framework in compression.FRAMEWORKS.values():
         raise NotCompressible(f"{version} is already compressed; compress its source instead.")
     if version.framework != "transformers":
         raise NotCompressible(f"{version} is stored as {version.framework}; Steward compresses Hugging Face weights.")
@@ -173,7 +173,12 @@ def compression_create(*, actor: Actor, version: ModelVersion, method: str = com
     _compressible(version)
     if method not in compression.METHODS:
         raise InvalidInput(f"Unknown method {method!r}; use {', '.join(compression.METHODS)}.")
+    if version.task not in compression.METHOD_TASKS[method]:
+        raise InvalidInput(f"The method {method} applies to text classifiers; {version} is a {version.task} model.")
     keep = list(keep_float or [])
+    if keep and method != compression.METHOD:
+        raise InvalidInput(f"Layers are kept in float by int8 compression only; {method} keeps every weight in "
+                           "float32.")
     _keep_float_check(version, keep)
     content, name, digest, rows = _held_out(version, dataset or DATASETS[version.task][0], upload, upload_name,
                                             label_column)
@@ -232,9 +237,15 @@ def compression_run(*, compression_id: int) -> None:
                                            trust_remote_code=False).eval()
     out = Path(tempfile.mkdtemp(prefix="steward-compress-"))
     try:
-        manifest = compression.save(compression.compress(float_model, job.keep_float), folder, out / "model",
-                                    source_sha256=source.artifact_sha256, keep_float=job.keep_float)
-        served = compression.load(out / "model", auto)  # measured as it will be served
+        # what is measured is read back from what was written, as it will be served
+        if job.method == compression.ONNX_METHOD:
+            manifest = compression.export_onnx(float_model, tokenizer, folder, out / "model",
+                                               source_sha256=source.artifact_sha256)
+            served = compression.OnnxSession(out / "model", threads=torch.get_num_threads())
+        else:
+            manifest = compression.save(compression.compress(float_model, job.keep_float), folder, out / "model",
+                                        source_sha256=source.artifact_sha256, keep_float=job.keep_float)
+            served = compression.load(out / "model", auto)
         job_beat(Compression, compression_id, stage="measuring")
 
         def progress(done: int) -> None:
@@ -248,7 +259,7 @@ def compression_run(*, compression_id: int) -> None:
                                                       content["targets"], progress=progress)
         measured.update({
             "method": job.method, "description": compression.METHODS[job.method], "keep_float": job.keep_float,
-            "quantized_layers": len(manifest["layers"]), "source_version": source.version,
+            "quantized_layers": len(manifest.get("layers", [])), "source_version": source.version,
             "source_sha256": source.artifact_sha256, "dataset": job.dataset_name, "dataset_sha256": job.dataset_sha256,
             "bytes": {"source": compression.folder_bytes(folder), "compressed": compression.folder_bytes(out / "model")},
             "memory_bytes": {"source": compression.memory_bytes(float_model), "compressed": compression.memory_bytes(served)},

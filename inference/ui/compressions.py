@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from inference import selectors
+from inference.ml import compression
 from inference.models import ModelVersion, Task
 from inference.services import compressions
 from portal.accounts.actor import Actor
@@ -25,6 +26,8 @@ def compression_section(*, actor: Actor, version: ModelVersion) -> dict[str, Any
         "compressions": selectors.compression_list(actor=actor, version=version)[:5],
         "can_compress": actor.can(Cap.MODEL_REGISTER) and version.task in (Task.TEXT, Task.GENERATION)
         and version.framework == "transformers",
+        "compression_methods": [(name, text) for name, text in compression.METHODS.items()
+                                if version.task in compression.METHOD_TASKS[name]],
     }
     measured = (version.metrics or {}).get("compression")
     if measured:
@@ -46,7 +49,8 @@ def compression_create(request: HttpRequest, name: str, version: int) -> HttpRes
         if dataset == "upload" and upload is None:
             raise PortalError("Choose the file of held-out data to measure the compression on.")
         job = compressions.compression_create(
-            actor=actor, version=found, keep_float=keep, dataset=dataset, upload=upload,  # type: ignore[arg-type]
+            actor=actor, version=found, method=request.POST.get("method") or compression.METHOD, keep_float=keep,
+            dataset=dataset, upload=upload,  # type: ignore[arg-type]
             upload_name=getattr(upload, "name", "") or "", label_column=request.POST.get("label_column") or "label")
         messages.success(request, f"Compression #{job.pk} is running on a worker: the compressed version appears "
                                   "as a new draft when its loss is measured.")

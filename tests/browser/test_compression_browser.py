@@ -1,5 +1,5 @@
 """In real Chromium: an owner compresses the sentiment model from its page, follows the job, reads what
-int8 cost beside the source; an admin tightens the compression policy and the reviewer sees why the
+int8 cost beside the source, and exports it to ONNX; an admin tightens the compression policy and the reviewer sees why the
 version is held."""
 
 from __future__ import annotations
@@ -38,6 +38,18 @@ def test_owner_compresses_from_the_model_page_and_the_policy_holds_it(page, cele
     measured = page.inner_text("[data-testid=compression-measured]")
     assert "Accuracy on 40 held-out rows" in measured and "One text alone" in measured
     assert "transformers-int8" in page.inner_text("main")
+    # the same weights exported to ONNX, chosen in the form: measured as losing nothing
+    page.goto("/models/sentiment/?v=1")
+    page.click("[data-testid=compress] summary")
+    page.select_option("#compress-method", "onnx-float32")
+    page.select_option("#compress-dataset", "upload")
+    page.set_input_files("#compress-file", str(data))
+    page.click("[data-testid=compress] button[type=submit]")
+    page.wait_for_selector("[data-testid=compression-result]", timeout=300_000)
+    page.click("[data-testid=compression-version]")
+    assert "Compressed (onnx-float32)" in page.inner_text("[data-testid=compression-headline]")
+    assert "(+0.00 points)" in page.inner_text("[data-testid=compression-headline]")
+    exported = ModelVersion.objects.get(model__organization=served.org, framework="onnx")
     # an admin allows no loss of accuracy at all: the draft's page then says whether it is held, and why
     compressed = ModelVersion.objects.get(model__organization=served.org, framework="transformers-int8")
     page.context.clear_cookies()
@@ -52,3 +64,6 @@ def test_owner_compresses_from_the_model_page_and_the_policy_holds_it(page, cele
     assert (page.locator("[data-testid=compression-beyond]").count() == 1) == dropped
     if dropped:
         assert "held-out accuracy dropped by" in page.inner_text("[data-testid=compression-beyond]")
+    page.goto(f"/models/sentiment/?v={exported.version}")  # the lossless export stays within even that
+    assert page.locator("[data-testid=compression-headline]").count() == 1
+    assert page.locator("[data-testid=compression-beyond]").count() == 0

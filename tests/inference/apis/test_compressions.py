@@ -129,6 +129,55 @@ def test_the_sentiment_classifier_compressed_to_int8_is_measured_and_served_as_m
     assert "Compression: disparities" in html
 
 
+def test_the_sentiment_classifier_exported_to_onnx_serves_and_explains_what_the_source_does(celery_worker,
+                                                                                             sentiment_bytes):
+    """onnx-float32: the same weights in onnxruntime; measured lossless, served by its own predictor,
+    explained as the source is."""
+    served = serve_model(OrganizationFactory(slug="lender"), name="sentiment", task="text-classification",
+                         archive=sentiment_bytes)
+    owner, reviewer = bearer_client(served, "owner"), bearer_client(served, "reviewer")
+    rows = sst2_rows(60)
+    created = owner.post("/api/v1/models/sentiment/versions/1/compressions",
+                         {"method": "onnx-float32", "dataset": "upload", "file": csv_file(rows)}, format="multipart")
+    assert created.status_code == 202, created.content
+    assert created.json()["method"] == "onnx-float32"
+    body = finished(owner, created.json()["url"], timeout=300)
+    assert body["status"] == "done", body
+    measured = body["result"]
+    version = ModelVersion.objects.get(model__organization=served.org, version=body["version"])
+    assert version.status == "draft" and version.framework == "onnx" and version.labels == ["NEGATIVE", "POSITIVE"]
+    assert measured["method"] == "onnx-float32" and measured["quantized_layers"] == 0
+    # float32 weights, read by another runtime: the same labels, probabilities within float rounding
+    assert measured["label_agreement"] == 1.0 and measured["accuracy_delta_points"] == 0
+    assert measured["max_probability_change"] < 1e-4
+    assert "Compressed (onnx-float32)" in version.card["metrics"] and "onnxruntime" in version.card["training_data"]
+    approved = approve(served, version.version, owner, reviewer)
+    assert approved.status_code == 200, approved.content
+    # served by onnxruntime: the same answers and the same explanation as the source
+    texts = [text for text, _ in rows[:20]] + ["a dull and boring film"]
+    answers = {}
+    for ref in ("sentiment@1", f"sentiment@{version.version}"):
+        predicted = owner.post(f"/api/v1/models/{ref}/predict", {"inputs": texts}, format="json")
+        assert predicted.status_code == 200, predicted.content
+        answers[ref] = predicted.json()
+    source, onnx = answers["sentiment@1"], answers[f"sentiment@{version.version}"]
+    assert onnx["version"] == version.version
+    for mine, theirs in zip(onnx["predictions"], source["predictions"], strict=True):
+        assert mine["label"] == theirs["label"]
+        assert mine["scores"] == pytest.approx(theirs["scores"], abs=1e-4)
+    explained = {}
+    for ref in ("sentiment@1", f"sentiment@{version.version}"):
+        answer = owner.post(f"/api/v1/models/{ref}/predict", {"inputs": ["a dull and boring film"], "explain": True},
+                            format="json")
+        assert answer.status_code == 200, answer.content
+        explained[ref] = answer.json()["explanations"][0]
+    mine, theirs = explained[f"sentiment@{version.version}"], explained["sentiment@1"]
+    assert mine["status"] == "done" and mine["method"] == theirs["method"] == "exact"
+    assert [w["word"] for w in mine["words"]] == [w["word"] for w in theirs["words"]]
+    assert [w["value"] for w in mine["words"]] == pytest.approx([w["value"] for w in theirs["words"]], abs=1e-4)
+    assert mine["residual"] < 1e-6
+
+
 def test_a_disparity_moved_beyond_the_policy_holds_approval(celery_worker, sentiment_bytes):
     """The policy's disparity limit at zero: any change compression made to a disparity holds the version."""
     served = serve_model(OrganizationFactory(slug="insurer"), name="sentiment", task="text-classification",
@@ -253,6 +302,7 @@ def test_the_assistant_compressed_to_int8_shows_its_loss_and_is_held_until_the_p
     ({"method": "int4"}, 400, "method"),
     ({"keep_float": ["no_such_layer"]}, 400, "no_such_layer"),
     ({"keep_float": ["../x"]}, 400, "keep_float"),
+    ({"method": "onnx-float32", "keep_float": ["query"]}, 400, "int8 compression only"),
 ])
 def test_bad_requests_are_refused_and_nothing_is_kept(db, sentiment_bytes, body, status, needle) -> None:
     served = serve_model(OrganizationFactory(slug="agency"), name="sentiment", task="text-classification",
