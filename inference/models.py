@@ -127,6 +127,8 @@ class Prediction(models.Model):
     energy_estimated = models.BooleanField(default=True, help_text="False: the power was measured (RAPL, NVML)")
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
+    unsupported_language = models.CharField(
+        max_length=8, blank=True, help_text="the language (ISO 639) of its first input in one the card does not list")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -389,6 +391,8 @@ class Completion(WorkerJob):
                              help_text="the guardrail policy applied (its revision) and each of its decisions")
     guard_outcome = models.CharField(max_length=16, blank=True,
                                      help_text="'' (passed), flagged, blocked (the prompt) or filtered (the output)")
+    unsupported_language = models.CharField(
+        max_length=8, blank=True, help_text="the prompt's language (ISO 639) where the card does not list it")
 
     class Meta:
         indexes = [models.Index(fields=["organization", "-created_at"]),

@@ -30,6 +30,10 @@ class PredictionOutput(OutputSerializer):
     device = serializers.CharField(allow_blank=True)
     compute_ms = serializers.FloatField(allow_null=True)
     receipt = Receipt()
+    language = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text="null, or where an input's language is not one the model card lists: {supported, inputs: "
+                  "[{input, detected}], message}; the inputs were still answered")
 
 
 class WordValue(serializers.Serializer):  # type: ignore[type-arg]

@@ -361,6 +361,24 @@ def version_guardrail_evidence(*, version: ModelVersion, since: datetime, until:
     }
 
 
+def language_mismatches(*, version: ModelVersion) -> list[dict[str, Any]]:
+    """The requests to a version (predictions and completions) whose input looked like a language its card
+    does not list, counted by that language, most first."""
+    from django.db.models import Count
+
+    from inference import languages
+    from inference.models import Completion
+
+    counts: dict[str, int] = {}
+    for model in (Prediction, Completion):
+        rows = (model.objects.filter(model_version=version).exclude(unsupported_language="")
+                .values("unsupported_language").annotate(n=Count("id")))
+        for row in rows:
+            counts[row["unsupported_language"]] = counts.get(row["unsupported_language"], 0) + row["n"]
+    return [{"code": code, "name": languages.name(code), "count": n}
+            for code, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+
 def model_energy_daily(*, model: RegisteredModel, days: int = 30) -> list[dict[str, Any]]:
     """The energy of a model's served work (all versions: predictions and completions) per UTC day."""
     from datetime import UTC, timedelta

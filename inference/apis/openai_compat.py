@@ -219,10 +219,11 @@ def _ask(kind: str, data: dict[str, Any]) -> completions.Ask:
 # --- outputs -------------------------------------------------------------------------------------
 
 
-def _steward(result: completions.CompletionResult) -> dict[str, Any]:
+def _steward(result: completions.CompletionResult, language: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"completion": result["id"], "url": reverse("api-completion", args=[result["id"]]),
             "version": result["version"], "device": result["device"], "receipt": result["receipt"],
-            "cut_off": result["cancelled"], "ai_generated": True, "guard": result.get("guard") or None}
+            "cut_off": result["cancelled"], "ai_generated": True, "guard": result.get("guard") or None,
+            "language": language}
 
 
 def _marked(response: Any, model: str) -> Any:
@@ -251,24 +252,26 @@ def _text_logprobs(items: list[dict[str, Any]] | None) -> dict[str, Any] | None:
             "top_logprobs": [dict(i["top"]) if i["top"] else None for i in items], "text_offset": offsets}
 
 
-def chat_body(result: completions.CompletionResult, model: str) -> dict[str, Any]:
+def chat_body(result: completions.CompletionResult, model: str, language: dict[str, Any] | None = None,
+              ) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{result['id']}", "object": "chat.completion", "created": result["created"], "model": model,
         "system_fingerprint": result["system_fingerprint"],
         "choices": [{"index": c["index"], "message": {"role": "assistant", "content": c["text"], "refusal": None},
                      "logprobs": _chat_logprobs(c["logprobs"]), "finish_reason": c["finish_reason"]}
                     for c in result["choices"]],
-        "usage": result["usage"], "steward": _steward(result),
+        "usage": result["usage"], "steward": _steward(result, language),
     }
 
 
-def text_body(result: completions.CompletionResult, model: str) -> dict[str, Any]:
+def text_body(result: completions.CompletionResult, model: str, language: dict[str, Any] | None = None,
+              ) -> dict[str, Any]:
     return {
         "id": f"cmpl-{result['id']}", "object": "text_completion", "created": result["created"], "model": model,
         "system_fingerprint": result["system_fingerprint"],
         "choices": [{"index": c["index"], "text": c["text"], "logprobs": _text_logprobs(c["logprobs"]),
                      "finish_reason": c["finish_reason"]} for c in result["choices"]],
-        "usage": result["usage"], "steward": _steward(result),
+        "usage": result["usage"], "steward": _steward(result, language),
     }
 
 
@@ -290,6 +293,7 @@ class _Events:
 
     def __init__(self, asked: Any, ask: completions.Ask, model: str) -> None:
         self.ask, self.chat = ask, ask.kind == CompletionKind.CHAT
+        self.language = completions.language_notice(asked.stored)
         self.head = {"id": f"{'chatcmpl' if self.chat else 'cmpl'}-{asked.stored.pk}",
                      "object": "chat.completion.chunk" if self.chat else "text_completion",
                      "created": int(time.time()), "model": model}
@@ -314,7 +318,7 @@ class _Events:
         for position, choice in enumerate(result["choices"]):
             extra: dict[str, Any] = {"system_fingerprint": result["system_fingerprint"]}
             if position == last:
-                extra["steward"] = _steward(result)
+                extra["steward"] = _steward(result, self.language)
             if self.chat:
                 out.append(self._chunk([{"index": choice["index"], "delta": {},
                                          "logprobs": _chat_logprobs(choice["logprobs"]),
@@ -413,7 +417,9 @@ class _CompletionApi(OpenAIView):
             response["X-Steward-Completion"] = str(asked.stored.pk)
             return _marked(response, model)
         result = completions.completion_wait(asked)
-        body = chat_body(result, model) if self.kind == CompletionKind.CHAT else text_body(result, model)
+        language = completions.language_notice(asked.stored)
+        body = (chat_body(result, model, language) if self.kind == CompletionKind.CHAT
+                else text_body(result, model, language))
         return _marked(_receipt_headers(Response(body), result), model)
 
 

@@ -45,6 +45,7 @@ class PredictApi(APIView):
             subject=data.validated_data["subject"], request_id=getattr(request._request, "request_id", ""),
         )
         body = PredictionOutput(predictions.prediction_wait(admitted)).data
+        body["language"] = predictions.language_notice(admitted.stored)
         if explain:
             body["explanations"] = ExplanationOutput(
                 explanations.explanations_of_prediction(actor=actor, prediction=admitted.stored, max_evals=max_evals),

@@ -75,6 +75,7 @@ SENTIMENT = DemoModel(
         "ethical_considerations": "Sentiment models are known to associate identity terms with negative "
         "sentiment (Dixon et al. 2018); check counterfactual identity tests before use on people's text.",
         "owner": "Demo Bank, model risk team",
+        "languages": "en",
     },
     metrics_text="Accuracy {sst2_dev_accuracy:.1%} on the {sst2_dev_examples} sentences of the SST-2 dev set "
     "(trained on {train_examples:,} sentences, epochs: {epochs}), measured when the model was built.",
@@ -124,6 +125,7 @@ ASSISTANT = DemoModel(
         "ethical_considerations": "It can produce biased, false or offensive text; every completion is receipted "
         "and stored redacted, so that what it said can be audited. Do not present its output as fact.",
         "owner": "Demo Bank, model risk team",
+        "languages": "en",
     },
     metrics_text="Perplexity {heldout_perplexity:.1f} on {heldout_sentences} held-out English sentences "
     "({heldout_tokens:,} tokens); {parameters:,} parameters, a context of {context:,} tokens; weights "
@@ -150,6 +152,7 @@ EMBEDDER = DemoModel(
         "2016): nearest neighbours can reproduce stereotypes. Every call is receipted; the texts are stored as "
         "predictions are.",
         "owner": "Demo Bank, model risk team",
+        "languages": "en",
     },
     metrics_text="Linear-probe accuracy {sst2_probe_accuracy:.1%} on the {sst2_dev_examples} sentences of the SST-2 "
     "dev set (logistic regression on {probe_train:,} training sentences' vectors); {dimensions} dimensions, "
@@ -183,6 +186,7 @@ MODERATION = DemoModel(
         "Detection\"; Davidson et al. 2019): a flag is a reason to look, never a verdict. Its bias report and "
         "the identity probes measure how it treats groups.",
         "owner": "Demo Bank, model risk team",
+        "languages": "en",
     },
     metrics_text="Accuracy {heldout_accuracy:.1%} on {heldout_examples:,} held-out tweets; F1 hate "
     "{heldout_f1_hate:.2f}, offensive {heldout_f1_offensive:.2f}, neither {heldout_f1_neither:.2f} (macro "

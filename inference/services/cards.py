@@ -67,6 +67,9 @@ def model_card_edit(*, actor: Actor, version: ModelVersion, changes: dict[str, A
         if not isinstance(value, str) or len(value) > CARD_MAX_CHARS:
             raise IncompleteCard(f"The card's {field.replace('_', ' ')} must be text of at most {CARD_MAX_CHARS} "
                                  "characters.", details={"field": field})
+    from inference.services.registry import card_languages_check
+
+    card_languages_check(changes.get("languages"))
     locked = _editable(version, "have its card edited")
     changed = {f: {"from": locked.card.get(f, ""), "to": v.strip()} for f, v in changes.items()
                if locked.card.get(f, "") != v.strip()}

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from audit.log.services import AuditActor
+from inference import languages
 from inference.exceptions import (
     GenerationTimeout,
     GenerationWorkerLost,
@@ -132,15 +133,36 @@ def completion_create(*, actor: Actor, version: ModelVersion, ask: Ask, request_
         ask = replace(ask, max_tokens=policy.max_output_tokens)  # reserved and generated at most this
     reserved = ask.tokens_bound()
     reply_to = reply_key()
+    flagged = languages.unsupported(version.card, [asked_text(ask)])
     with transaction.atomic():
         token_quota_reserve(organization=actor.organization, tokens=reserved)
         completion = Completion.objects.create(
             organization=actor.organization, model_version=version, created_by=actor.user, token=actor.token,
             request_id=request_id, kind=ask.kind, stream=ask.stream, parameters=ask.parameters(),
-            tokens_reserved=reserved,
+            tokens_reserved=reserved, unsupported_language=flagged[0]["detected"] if flagged else "",
         )
         COMPLETIONS.send_on_commit(completion.pk, queue=queue, ask=asdict(ask), reply_to=reply_to, guard=guard)
     return Awaited(completion, reply_to)
+
+
+def asked_text(ask: Ask) -> str:
+    """What the caller asks in words: the last user message of a chat (its text parts), or the prompt."""
+    if ask.kind != CompletionKind.CHAT:
+        return ask.prompt if isinstance(ask.prompt, str) else ""
+    for message in reversed(ask.prompt or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+            return content if isinstance(content, str) else ""
+    return ""
+
+
+def language_notice(completion: Completion) -> dict[str, Any] | None:
+    """What the answer says when the prompt's language is not one the model's card lists."""
+    if not completion.unsupported_language:
+        return None
+    return languages.notice(completion.model_version.card, [{"input": 0, "detected": completion.unsupported_language}])
 
 
 class CompletionResult(TypedDict):

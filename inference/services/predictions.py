@@ -13,9 +13,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.log.services import AuditActor, audit_record
+from inference import languages
 from inference.exceptions import InvalidInput, PredictionTimeout, WorkerUnavailable, classifier_required
 from inference.ml.schema import InputError, validate_inputs
-from inference.models import ModelVersion, Prediction
+from inference.models import ModelVersion, Prediction, Task
 from inference.services.usage import quota_release, quota_reserve
 from portal.accounts.actor import Actor
 from portal.jobs import JobStatus
@@ -58,6 +59,7 @@ def prediction_create(
         WorkerUnavailable: no inference worker is alive (503).
     """
     clean = prediction_inputs_check(version=version, inputs=inputs, embedding=embedding)
+    flagged = languages_flagged(version, clean)
     queue = serving_queue()
     if queue is None:
         raise WorkerUnavailable("No inference worker is running; try again shortly or tell an admin.")
@@ -67,7 +69,7 @@ def prediction_create(
         prediction = Prediction(
             organization=actor.organization, model_version=version, requested_by=actor.user,
             token=actor.token, request_id=request_id, inputs={"rows": clean, "subject": subject},
-            rows=len(clean),
+            rows=len(clean), unsupported_language=flagged[0]["detected"] if flagged else "",
         )
         _INSERT.save(prediction)
         from inference.tasks import prediction_run_task
@@ -77,6 +79,21 @@ def prediction_create(
         transaction.on_commit(lambda: prediction_run_task.apply_async(
             (prediction_id,), {"reply_to": reply_to}, queue=queue, ignore_result=True))
     return Awaited(prediction, reply_to)
+
+
+def languages_flagged(version: ModelVersion, inputs: list[Any]) -> list[dict[str, Any]]:
+    """The text inputs in a language the version's card does not list (inference/languages.py)."""
+    if version.task not in (Task.TEXT, Task.EMBEDDING):
+        return []
+    return languages.unsupported(version.card, inputs)
+
+
+def language_notice(prediction: Prediction) -> dict[str, Any] | None:
+    """What the answer says of its inputs' languages, when one is not the model's."""
+    if not prediction.unsupported_language:
+        return None
+    return languages.notice(prediction.model_version.card,
+                            languages_flagged(prediction.model_version, prediction.inputs.get("rows") or []))
 
 
 def prediction_wait(admitted: Awaited[Prediction]) -> PredictionResult:

@@ -38,6 +38,7 @@ CARD_FIELDS = [
     "limitations",
     "ethical_considerations",
     "owner",
+    "languages",  # ISO 639-1 codes of the languages it supports ("en, zh"): inputs in others are flagged
 ]
 CARD_REQUIRED_TO_SUBMIT = ["intended_use", "out_of_scope_uses", "training_data", "limitations",
                            "ethical_considerations", "owner"]
@@ -54,6 +55,7 @@ CARD_QUESTIONS = {
     "limitations": "its limitations",
     "ethical_considerations": "its ethical considerations",
     "owner": "who answers for it",
+    "languages": "the languages it supports (ISO 639-1 codes, e.g. en, zh)",
 }
 
 
@@ -77,7 +79,22 @@ def card_clean(card: Any) -> dict[str, Any]:
         raise IncompleteCard(
             f"Unknown model card fields: {', '.join(unknown)}.", details={"allowed": CARD_FIELDS}
         )
+    card_languages_check(card.get("languages"))
     return {name: card.get(name, "") for name in CARD_FIELDS}
+
+
+def card_languages_check(value: Any) -> None:
+    """A card's languages are text of known ISO 639-1 codes (IncompleteCard, with a sentence, otherwise)."""
+    if value in (None, ""):
+        return
+    from inference import languages
+
+    if not isinstance(value, str):
+        raise IncompleteCard("The card's languages must be text: ISO 639-1 codes separated by commas.")
+    try:
+        languages.parse(value)
+    except ValueError as exc:
+        raise IncompleteCard(str(exc), details={"field": "languages"}) from None
 
 
 def version_store(*, organization: Organization, user: User, audit_actor: AuditActor, name: str, task: str,

@@ -33,6 +33,17 @@ def model_list(request: HttpRequest) -> HttpResponse:
     return render(request, "inference/model_list.html", {"models": selectors.model_list(actor=actor)})
 
 
+def _card_value(version: Any, field: str) -> str:
+    """A card field as the model page shows it: languages by name ("English (en)")."""
+    value = str(version.card.get(field, "") or "")
+    if field == "languages" and value:
+        from inference import languages
+
+        codes = languages.supported(version.card)
+        return ", ".join(f"{languages.name(code)} ({code})" for code in codes) if codes else value
+    return value
+
+
 class RegisterForm(forms.Form):
     name = forms.SlugField(max_length=60, help_text="lower-case letters, digits and dashes")
     task = forms.ChoiceField(choices=Task.choices)
@@ -48,6 +59,9 @@ class RegisterForm(forms.Form):
     limitations = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     ethical_considerations = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     owner = forms.CharField(required=False)
+    languages = forms.CharField(required=False, max_length=200,
+                                help_text="ISO 639-1 codes of the languages it supports, e.g. en, zh: inputs in "
+                                          "other languages are flagged")
 
 
 @capability_required(Cap.MODEL_REGISTER, "register models")
@@ -97,7 +111,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "versions": versions,
         "version": chosen,
         "aliases": aliases,
-        "card_rows": [(f.replace("_", " ").capitalize(), chosen.card.get(f, "")) for f in registry.CARD_FIELDS],
+        "card_rows": [(f.replace("_", " ").capitalize(), _card_value(chosen, f)) for f in registry.CARD_FIELDS],
         "transitions": chosen.transitions.select_related("actor"),
         "can_review": actor.can(Cap.MODEL_REVIEW) and chosen.status == VersionStatus.SUBMITTED
         and chosen.submitted_by_id != actor.user.pk,
@@ -120,6 +134,9 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "evidence": version_evidence(chosen) if actor.can(Cap.REPORT_READ) else [],
     }
     context["blocking"] = [e for e in context["evidence"] if e.blocks_approval]
+    if chosen.task != Task.TABULAR:
+        context["language_mismatches"] = selectors.language_mismatches(version=chosen)
+        context["language_mismatch_total"] = sum(m["count"] for m in context["language_mismatches"])
     energy = selectors.model_energy_daily(model=model)
     if any(d["energy_wh"] for d in energy):
         context["energy_chart"] = charts.usage_columns(energy, key="energy_wh", unit="Wh", digits=3,
@@ -257,7 +274,7 @@ def playground(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
-    error, result, version = "", None, None
+    error, result, version, language = "", None, None, None
     try:
         version = selectors.version_resolve_for_serving(actor=actor, ref=name, trial=True)
         if version.task == Task.EMBEDDING:
@@ -276,16 +293,18 @@ def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
                 else:
                     row[feature["name"]] = raw
             inputs = [row]
-        result = predictions.prediction_wait(predictions.prediction_create(
-            actor=actor, version=version, inputs=inputs, request_id=getattr(request, "request_id", "")
-        ))
+        admitted = predictions.prediction_create(
+            actor=actor, version=version, inputs=inputs, request_id=getattr(request, "request_id", ""))
+        result = predictions.prediction_wait(admitted)
+        language = predictions.language_notice(admitted.stored)
     except PortalError as exc:
         error = exc.message
         details = exc.details.get("inputs") if isinstance(exc.details, dict) else None
         if details:
             error += " " + json.dumps(details)
     # 200 either way: htmx swaps only successful responses, and the error is this fragment's content.
-    return render(request, "inference/_prediction.html", {"result": result, "error": error, "version": version})
+    return render(request, "inference/_prediction.html", {"result": result, "error": error, "version": version,
+                                                          "language": language})
 
 
 EMBED_PLAYGROUND_TEXTS = 8

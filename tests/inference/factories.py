@@ -140,10 +140,12 @@ class Served:
 _CHECKED: dict[tuple[str, str], ArtifactInfo] = {}
 
 
-def register_checked_once(actor: Actor, *, name: str, task: str, archive: bytes) -> ModelVersion:
+def register_checked_once(actor: Actor, *, name: str, task: str, archive: bytes,
+                          card: dict | None = None) -> ModelVersion:
+    card = CARD if card is None else card
     key = (hashlib.sha256(archive).hexdigest(), task)
     if key not in _CHECKED:
-        version = model_version_register(actor=actor, name=name, task=task, archive=io.BytesIO(archive), card=CARD)
+        version = model_version_register(actor=actor, name=name, task=task, archive=io.BytesIO(archive), card=card)
         _CHECKED[key] = ArtifactInfo(task=version.task, framework=version.framework, labels=list(version.labels),
                                      input_schema=version.input_schema, background_rows=version.background_rows)
         return version
@@ -152,13 +154,14 @@ def register_checked_once(actor: Actor, *, name: str, task: str, archive: bytes)
         path.write_bytes(archive)
         return version_store(organization=actor.organization, user=actor.user, audit_actor=actor.audit_actor,
                              name=name, task=task, path=path, sha256=key[0], size=len(archive), info=_CHECKED[key],
-                             card=card_clean(CARD), description="")
+                             card=card_clean(card), description="")
 
 
-def serve_model(org: Organization, *, name: str, task: str, archive: bytes) -> Served:
-    """A model registered, approved and aliased production, with one member per role."""
+def serve_model(org: Organization, *, name: str, task: str, archive: bytes, card: dict | None = None) -> Served:
+    """A model registered (with `card`, else the tests' card), approved and aliased production, with one
+    member per role."""
     actors = {role.value: actor_for_membership(member(role, org), org, role) for role in Role}
-    version = register_checked_once(actors["owner"], name=name, task=task, archive=archive)
+    version = register_checked_once(actors["owner"], name=name, task=task, archive=archive, card=card)
     model_version_transition(actor=actors["owner"], version=version, action="submit")
     model_version_transition(actor=actors["reviewer"], version=version, action="approve", comment="ok")
     alias_move(actor=actors["owner"], model=version.model, alias="production", version=version)

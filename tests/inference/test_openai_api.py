@@ -225,3 +225,33 @@ def test_classifier_work_on_a_generative_model_is_a_400_that_says_where_to_go(as
     assert predicted.status_code == 400 and "/v1/chat/completions" in predicted.json()["error"]["message"]
     explained = api.post("/api/v1/models/assistant/versions/1/global-explanations", {}, format="json")
     assert explained.status_code == 400 and "generates text" in explained.json()["error"]["message"]
+
+
+def test_a_prompt_in_a_language_the_card_does_not_list_is_answered_with_a_notice(live_server, assistant) -> None:
+    from django.test import Client
+
+    from inference.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=assistant.version.pk).update(card={**assistant.version.card, "languages": "en"})
+    client = sdk(live_server, assistant)
+    english = client.chat.completions.create(model="assistant", messages=HELLO, max_tokens=4, temperature=0)
+    assert english.model_extra["steward"]["language"] is None
+    chinese = [{"role": "user", "content": "请用一句话介绍一下北京这座城市的历史。"}]
+    answer = client.chat.completions.create(model="assistant", messages=chinese, max_tokens=4, temperature=0)
+    assert answer.choices[0].message.content  # still answered
+    notice = answer.model_extra["steward"]["language"]
+    assert notice["supported"] == ["en"] and notice["inputs"] == [{"input": 0, "detected": "zh"}]
+    assert notice["message"].startswith("This model was trained on English; this input looks like Chinese.")
+    stream = client.chat.completions.create(model="assistant", messages=chinese, max_tokens=4, temperature=0,
+                                            stream=True)
+    finals = [c for c in stream if c.choices and c.choices[0].finish_reason]
+    assert finals[0].model_extra["steward"]["language"] == notice
+    text = client.completions.create(model="assistant", prompt="Ce film est vraiment ennuyeux et beaucoup trop long.",
+                                     max_tokens=4, temperature=0)
+    assert text.model_extra["steward"]["language"]["inputs"] == [{"input": 0, "detected": "fr"}]
+    assert list(Completion.objects.filter(model_version=assistant.version).order_by("pk")
+                .values_list("unsupported_language", flat=True)) == ["", "zh", "zh", "fr"]
+    page = Client()
+    page.force_login(assistant.actors["owner"].user)
+    html = page.get("/models/assistant/").content.decode()
+    assert "3 requests looked like a language the card does not list" in html and "Chinese (2), French (1)" in html

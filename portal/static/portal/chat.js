@@ -42,6 +42,15 @@
       line.append(guard);
     }
     item.parentElement.append(line);
+    if (steward.language) {
+      // the prompt looks like a language the model card does not list: answered, but said so
+      const notice = document.createElement("div");
+      notice.className = "msg warning";
+      notice.dataset.testid = "language-notice";
+      notice.setAttribute("role", "status");
+      notice.textContent = steward.language.message;
+      item.parentElement.append(notice);
+    }
   }
 
   form.addEventListener("submit", async (event) => {

@@ -172,3 +172,18 @@ def test_a_draft_that_work_refers_to_stays(draft) -> None:
     assert ModelVersion.objects.filter(pk=version.pk).exists() and default_storage.exists(version.artifact)
     assert ModelVersion.objects.get(pk=version.pk).transitions.exists()  # its history is kept whole
     assert not LogEntry.objects.filter(action="model.draft_deleted").exists()
+
+
+def test_the_cards_languages_are_iso_codes_and_a_wrong_one_changes_nothing(draft) -> None:
+    org, users, version = draft
+    owner = api(org, users["owner"], "owner")
+    refused = owner.patch(URL, {"card": {"languages": "klingon", "limitations": "a toy"}}, format="json")
+    assert refused.status_code == 400
+    assert "'klingon' is not one Steward recognises" in refused.json()["error"]["message"]
+    version.refresh_from_db()
+    assert version.card["languages"] == "" and version.card["limitations"] == ""  # as before
+    edited = owner.patch(URL, {"card": {"languages": "en, zh"}}, format="json")
+    assert edited.status_code == 200 and edited.json()["card"]["languages"] == "en, zh"
+    page = Client()
+    page.force_login(users["owner"])
+    assert "English (en), Chinese (zh)" in page.get("/models/credit/").content.decode()

@@ -1,0 +1,120 @@
+"""The languages a model supports (its card's `languages`), and the language of what it is asked.
+
+A request in a language the card does not list is still served, but flagged: in the answer, in the
+UI, and counted on the model's page ("this model was trained on English; this input looks like
+Chinese"). Detection is py3langid (Lui and Baldwin's langid.py, 97 languages plus a few more, its model
+shipped in the package): a naive Bayes over byte n-grams that needs no network and classifies a
+sentence in well under a millisecond. Short texts are ambiguous to it ("Say hello." is English at
+0.13), so an input is flagged only when the detector is confident; Han characters without kana or
+hangul are read as Chinese from a few characters on, where the n-gram model is still unsure.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+from typing import Any
+
+CONFIDENT = 0.75  # langid.py's normalised probability from which an input's language is taken as known
+HAN_AT_LEAST = 4
+_CODE = re.compile(r"^[a-z]{2,3}$")
+_LOCK = threading.Lock()
+# names py3langid's codes have where Django's LANG_INFO lists only regional variants
+_NAMES = {"zh": ("Chinese", "中文"), "yue": ("Cantonese", "粤语"), "wuu": ("Wu Chinese", "吴语"), "la": ("Latin", "Latina")}
+
+
+@lru_cache(maxsize=1)
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    with _LOCK:
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def known_codes() -> frozenset[str]:
+    return frozenset(str(code) for code in _identifier().nb_classes if code != "zxx")
+
+
+def name(code: str) -> str:
+    """The language's English name ('Chinese'), or its code where neither list has it."""
+    from django.conf.locale import LANG_INFO
+
+    if code in _NAMES:
+        return _NAMES[code][0]
+    info = LANG_INFO.get(code)
+    return str(info["name"]) if info and "name" in info else code
+
+
+def parse(value: str) -> list[str]:
+    """The codes of a card's `languages` ('en, zh'): ISO 639 codes the detector knows, in order,
+    without repeats; ValueError with a sentence otherwise."""
+    codes: list[str] = []
+    for part in re.split(r"[\s,;]+", value.strip().lower()):
+        if not part:
+            continue
+        if not _CODE.match(part) or part not in known_codes():
+            raise ValueError(f"The card's languages are ISO 639-1 codes separated by commas (e.g. 'en, zh'); "
+                             f"{part!r} is not one Steward recognises.")
+        if part not in codes:
+            codes.append(part)
+    return codes
+
+
+def supported(card: dict[str, Any] | None) -> list[str]:
+    """The languages a version's card lists; [] where it states none (nothing is then flagged)."""
+    try:
+        return parse(str((card or {}).get("languages") or ""))
+    except ValueError:
+        return []
+
+
+def _han_only(text: str) -> bool:
+    han = kana = letters = 0
+    for char in text:
+        if not char.isalpha():
+            continue
+        letters += 1
+        named = unicodedata.name(char, "")
+        if named.startswith("CJK UNIFIED IDEOGRAPH"):
+            han += 1
+        elif named.startswith(("HIRAGANA", "KATAKANA", "HANGUL")):
+            kana += 1
+    return han >= HAN_AT_LEAST and kana == 0 and han * 2 >= letters
+
+
+def detect(text: str) -> str | None:
+    """The language `text` is in, where that is clear; None for a text too short or mixed to say."""
+    if _han_only(text):
+        return "zh"
+    code, probability = _identifier().classify(text)
+    return str(code) if probability >= CONFIDENT and code != "zxx" else None
+
+
+def unsupported(card: dict[str, Any] | None, texts: list[str]) -> list[dict[str, Any]]:
+    """The inputs (index, detected language) in a language the card does not list."""
+    listed = supported(card)
+    if not listed:
+        return []
+    flagged = []
+    for index, text in enumerate(texts):
+        code = detect(text) if isinstance(text, str) else None
+        if code is not None and code not in listed:
+            flagged.append({"input": index, "detected": code})
+    return flagged
+
+
+def notice(card: dict[str, Any] | None, flagged: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the answer says of `flagged` inputs: the languages, and a sentence for people."""
+    if not flagged:
+        return None
+    listed = supported(card)
+    trained = " and ".join(name(code) for code in listed)
+    detected = flagged[0]["detected"]
+    several = len({f["detected"] for f in flagged}) > 1
+    which = "this input looks" if len(flagged) == 1 else "these inputs look"
+    return {"supported": listed, "inputs": flagged,
+            "message": f"This model was trained on {trained}; {which} like "
+                       f"{'other languages' if several else name(detected)}. It was answered, but its answer may "
+                       "be unreliable."}
