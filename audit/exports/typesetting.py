@@ -1,5 +1,7 @@
 """The PDF report's type: fonts (Bitstream Vera, shipped inside ReportLab and embedded in the
-file, no system package), colours, number formats, and the builder the sections write into."""
+file, no system package; Chinese and Japanese text in Adobe's STSong-Light, a standard CID font that
+PDF readers supply, so nothing is embedded for it), colours, number formats, and the builder the
+sections write into."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 FONT, BOLD, ITALIC = "StewardVera", "StewardVera-Bold", "StewardVera-Italic"
+# Han characters, kana, bopomofo and full-width forms: what Vera lacks and Adobe-GB1 (GB 18030) draws
+CJK_FONT = "STSong-Light"
+CJK_RANGES = ((0x3000, 0x303F), (0x3040, 0x30FF), (0x3100, 0x312F), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
+              (0xF900, 0xFAFF), (0xFF00, 0xFFEF))
 # The charts get a font of their own: svglib registers a family for each font it draws with, which
 # would otherwise replace the bold face of the text's family.
 CHART_FONT = "StewardChart"
@@ -39,15 +45,40 @@ def fonts() -> frozenset[int]:
                  TTFont(CHART_FONT, str(folder / "Vera.ttf"))):
         pdfmetrics.registerFont(font)
     pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=ITALIC, boldItalic=BOLD)
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+
+    pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
+    # one face: a <b> around Chinese text keeps the face rather than failing to find a bold one
+    pdfmetrics.registerFontFamily(CJK_FONT, normal=CJK_FONT, bold=CJK_FONT, italic=CJK_FONT, boldItalic=CJK_FONT)
     return frozenset(regular.face.charToGlyph)
 
 
+def _cjk(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in CJK_RANGES)
+
+
 def clean(text: Any) -> str:
-    """Plain text made safe for a Paragraph: markup escaped, characters the font lacks replaced."""
+    """Plain text made safe for a Paragraph: markup escaped, Chinese and Japanese runs set in the CID
+    font, any other character the fonts lack replaced by '?' (never dropped: a reader sees something is there)."""
     drawable = fonts()
     value = "" if text is None else str(text)
-    value = "".join(ch if ord(ch) in drawable or ch in "\n\t" else "?" for ch in value)
-    return escape(value).replace("\n", "<br/>")
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            out.append(f'<font name="{CJK_FONT}">{escape("".join(run))}</font>')
+            run.clear()
+
+    for char in value:
+        if _cjk(char) and ord(char) not in drawable:
+            run.append(char)
+            continue
+        flush()
+        out.append(escape(char) if ord(char) in drawable or char in "\n\t" else "?")
+    flush()
+    return "".join(out).replace("\n", "<br/>")
 
 
 def num(value: Any, digits: int = 4) -> str:

@@ -77,8 +77,24 @@ def test_a_private_version_documents_its_guarantee_and_ledger(tabular) -> None:
     assert "claims.csv" in text
 
 
-def test_text_that_the_font_cannot_draw_is_replaced_not_dropped() -> None:
-    assert pdf.clean("naïve <b>&</b> 漢字") == "naïve &lt;b&gt;&amp;&lt;/b&gt; ??"
+def test_text_that_the_fonts_cannot_draw_is_replaced_not_dropped() -> None:
+    assert pdf.clean("naïve <b>&</b> 漢字 ก") == 'naïve &lt;b&gt;&amp;&lt;/b&gt; <font name="STSong-Light">漢字</font> ?'
+
+
+def test_chinese_text_of_the_evidence_is_set_in_a_cid_font_and_reads_back(tabular) -> None:
+    """A Chinese organisation's card, names and people come out as written, not as question marks."""
+    version = tabular.version
+    card = {**CARD, "intended_use": "用于信用评分，每个决定都由人工复核。", "limitations": "仅在2023年的申请数据上训练。"}
+    ModelVersion.objects.filter(pk=version.pk).update(card=card)
+    version.refresh_from_db()
+    today = timezone.localdate()
+    built = document.build(version=version, number=1, period=(today - timedelta(days=6), today),
+                           generated_by="审计员王", excerpt=[])
+    rendered = pdf.render(built)
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(rendered)).pages)
+    assert "用于信用评分，每个决定都由人工复核。" in text and "仅在2023年的申请数据上训练。" in text
+    assert "审计员王" in text and "?" not in text.split("Model card", 1)[1].split("Lifecycle", 1)[0]
+    assert b"/STSong-Light" in rendered  # referenced by name: PDF readers supply the font
 
 
 def test_the_schema_knows_every_task_a_version_can_have() -> None:
