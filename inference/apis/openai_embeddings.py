@@ -76,6 +76,15 @@ class EmbeddingsApi(OpenAIView):
                      for i, r in enumerate(rows)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "steward": {"prediction": result["id"], "receipt": result["receipt"], "device": result["device"],
-                        "compute_ms": result["compute_ms"]},
+                        "compute_ms": result["compute_ms"], "language": _language(version, asked["input"])},
         }
         return with_receipt_headers(body, result)
+
+
+def _language(version: Any, given: Any) -> dict[str, Any] | None:
+    """The notice for texts in a language the card does not list (token ids are not read for it)."""
+    from inference import languages
+    from inference.services.predictions import languages_flagged
+
+    texts = given if isinstance(given, list) else [given]
+    return languages.notice(version.card, languages_flagged(version, texts))

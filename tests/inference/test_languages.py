@@ -64,3 +64,22 @@ def test_an_input_in_another_language_is_answered_flagged_and_counted(celery_wor
     assert "2 requests looked like a language the card does not list" in html and "Chinese (2)" in html
     answer = page.post("/models/sentiment@1/playground/predict/", {"text": CHINESE}).content.decode()
     assert 'data-testid="language-notice"' in answer and "looks like Chinese" in answer
+
+
+@pytest.mark.django_db(transaction=True)
+def test_embeddings_of_text_in_another_language_carry_the_notice(live_server, embedder) -> None:
+    import openai
+
+    from inference.models import ModelVersion
+    from tests.portal.accounts.factories import token_for
+    from tests.waits import patience
+
+    ModelVersion.objects.filter(pk=embedder.version.pk).update(card={**embedder.version.card, "languages": "en"})
+    secret = token_for(embedder.actors["consumer"].user, embedder.org, "consumer").secret
+    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0, timeout=patience(120))
+    english = client.embeddings.create(model="embedder", input=[ENGLISH])
+    assert english.model_extra["steward"]["language"] is None
+    mixed = client.embeddings.create(model="embedder", input=[ENGLISH, CHINESE])
+    assert len(mixed.data) == 2  # embedded all the same
+    assert mixed.model_extra["steward"]["language"]["inputs"] == [{"input": 1, "detected": "zh"}]
+    assert Prediction.objects.get(pk=mixed.model_extra["steward"]["prediction"]).unsupported_language == "zh"
