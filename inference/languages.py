@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from functools import lru_cache
 from typing import Any
 
 CONFIDENT = 0.75  # langid.py's normalised probability from which an input's language is taken as known
@@ -25,12 +24,19 @@ _LOCK = threading.Lock()
 _NAMES = {"zh": ("Chinese", "中文"), "yue": ("Cantonese", "粤语"), "wuu": ("Wu Chinese", "吴语"), "la": ("Latin", "Latina")}
 
 
-@lru_cache(maxsize=1)
-def _identifier() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+_IDENTIFIER: Any = None
 
-    with _LOCK:
-        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+def _identifier() -> Any:
+    """The detector, loaded once a process (0.8 s: the model is decompressed from the package)."""
+    global _IDENTIFIER
+    if _IDENTIFIER is None:
+        with _LOCK:
+            if _IDENTIFIER is None:
+                from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+                _IDENTIFIER = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    return _IDENTIFIER
 
 
 def known_codes() -> frozenset[str]:
