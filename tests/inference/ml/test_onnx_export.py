@@ -121,3 +121,32 @@ def test_an_export_uploaded_as_a_users_model_is_refused(exported, tmp_path) -> N
     archive.write_bytes(artifacts.pack_directory(out))
     with pytest.raises(InvalidArchive, match="holds a compressed model"):
         uploads._checked(archive, "text-classification", tmp_path / "work", "0" * 64, archive.stat().st_size)
+
+
+def test_an_architecture_without_segment_ids_exports_with_the_inputs_its_tokenizer_makes(exported, tmp_path) -> None:
+    """A DistilBERT-shaped classifier (no token_type_ids; its forward takes the mask second): the graph
+    reads exactly the inputs the tokenizer makes, by name."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    source, _ = exported
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, hidden_dim=64, n_layers=2, n_heads=2,
+                              num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2})
+    model = DistilBertForSequenceClassification(config).eval()
+    folder = tmp_path / "distil"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    out = tmp_path / "onnx"
+    document = compression.export_onnx(model, tokenizer, folder, out)
+    assert document["inputs"] == ["input_ids", "attention_mask"]
+    served = predictors.OnnxTextClassifier()
+    served.load(out, "cpu")
+    assert served.labels == ["a", "b", "c"]
+    texts = sst2(6)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = torch.softmax(model(**batch).logits, dim=-1).numpy()
+    assert np.allclose(served.predict_proba(texts), expected, atol=1e-5)
