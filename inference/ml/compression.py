@@ -352,12 +352,13 @@ def export_onnx(model: Any, tokenizer: Any, source: Path, out: Path, *, source_s
 
 class OnnxSession:
     """An `onnx-float32` folder's graph in onnxruntime, read like a transformers classifier:
-    `session(**batch).logits` for a tokenizer's batch (missing inputs: all attended, segment 0)."""
+    `session(**batch).logits` for a tokenizer's batch (missing inputs: all attended, segment 0).
+    The folder must have passed `check_files` (its caller's: parsing and checking an 87 MB graph
+    again here would double each load)."""
 
     def __init__(self, folder: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        check_files(folder)
         self.inputs: list[str] = manifest(folder)["inputs"]
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = max(1, threads), 1

@@ -421,7 +421,9 @@ class OnnxTextClassifier(TextClassifier):
         return self.session.logits(batch)
 
     def memory_bytes(self) -> int:
-        return int(self.session.file_bytes)
+        from inference.ml import compression
+
+        return compression.memory_bytes(self.session)
 
 
 register_predictor(TextClassifier.task, TextClassifier)  # type: ignore[arg-type]
