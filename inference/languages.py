@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import threading
-import unicodedata
 from typing import Any
 
 CONFIDENT = 0.75  # langid.py's normalised probability from which an input's language is taken as known
@@ -39,8 +38,15 @@ def _identifier() -> Any:
     return _IDENTIFIER
 
 
+_KNOWN: frozenset[str] | None = None
+
+
 def known_codes() -> frozenset[str]:
-    return frozenset(str(code) for code in _identifier().nb_classes if code != "zxx")
+    """The codes the detector can name (read on every request that checks a card: built once)."""
+    global _KNOWN
+    if _KNOWN is None:
+        _KNOWN = frozenset(str(code) for code in _identifier().nb_classes if code != "zxx")
+    return _KNOWN
 
 
 def name(code: str) -> str:
@@ -76,18 +82,26 @@ def supported(card: dict[str, Any] | None) -> list[str]:
         return []
 
 
+_HAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
+_KANA_HANGUL = ((0x3040, 0x30FF), (0x1100, 0x11FF), (0x3130, 0x318F), (0xAC00, 0xD7AF))
+
+
+def _within(code: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(low <= code <= high for low, high in ranges)
+
+
 def _han_only(text: str) -> bool:
-    han = kana = letters = 0
+    """Mostly Han characters and no kana or hangul (which would make it Japanese or Korean)."""
+    han = letters = 0
     for char in text:
         if not char.isalpha():
             continue
         letters += 1
-        named = unicodedata.name(char, "")
-        if named.startswith("CJK UNIFIED IDEOGRAPH"):
-            han += 1
-        elif named.startswith(("HIRAGANA", "KATAKANA", "HANGUL")):
-            kana += 1
-    return han >= HAN_AT_LEAST and kana == 0 and han * 2 >= letters
+        code = ord(char)
+        if _within(code, _KANA_HANGUL):
+            return False
+        han += _within(code, _HAN)
+    return han >= HAN_AT_LEAST and han * 2 >= letters
 
 
 def detect(text: str) -> str | None:

@@ -16,6 +16,7 @@ from inference.apis.openai_compat import OpenAIView, RefusingInput
 from inference.apis.openai_texts import predicted, texts_of, with_receipt_headers
 from inference.exceptions import NotEmbedding
 from inference.models import Task
+from inference.services.predictions import language_notice
 from portal.accounts.roles import Cap
 from portal.platform.exceptions import PortalError
 from portal.web.api import actor_of
@@ -67,7 +68,8 @@ class EmbeddingsApi(OpenAIView):
         if asked.get("dimensions") not in (None, dimensions):
             raise PortalError(f"This model's vectors have {dimensions} dimensions; it cannot shorten them.",
                               details={"param": "dimensions"})
-        result = predicted(request, actor, version, asked["input"], subject=asked.get("user", ""), embedding=True)
+        result, stored = predicted(request, actor, version, asked["input"], subject=asked.get("user", ""),
+                                   embedding=True)
         rows = result["predictions"]
         tokens = sum(int(r["tokens"]) for r in rows)
         body = {
@@ -76,15 +78,7 @@ class EmbeddingsApi(OpenAIView):
                      for i, r in enumerate(rows)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "steward": {"prediction": result["id"], "receipt": result["receipt"], "device": result["device"],
-                        "compute_ms": result["compute_ms"], "language": _language(version, asked["input"])},
+                        "compute_ms": result["compute_ms"], "language": language_notice(stored)},
         }
         return with_receipt_headers(body, result)
 
-
-def _language(version: Any, given: Any) -> dict[str, Any] | None:
-    """The notice for texts in a language the card does not list (token ids are not read for it)."""
-    from inference import languages
-    from inference.services.predictions import languages_flagged
-
-    texts = given if isinstance(given, list) else [given]
-    return languages.notice(version.card, languages_flagged(version, texts))

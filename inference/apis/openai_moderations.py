@@ -64,7 +64,7 @@ class ModerationsApi(OpenAIView):
         asked = data.validated_data
         actor = actor_of(request)
         version = moderation_version(actor, asked.get("model") or settings.MODERATION_MODEL)
-        result = predicted(request, actor, version, asked["input"])
+        result, _ = predicted(request, actor, version, asked["input"])
         categories = [label for label in version.labels if label != NEUTRAL_LABEL]
         body = {"id": f"modr-{result['id']}", "model": f"{version.model.name}@{version.version}",
                 "results": [moderation_result(row, categories) for row in result["predictions"]],

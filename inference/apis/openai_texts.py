@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from inference.models import Prediction
 from inference.services import predictions
 from portal.platform.exceptions import PortalError
 
@@ -24,9 +25,11 @@ def texts_of(value: Any, *, refuse_token_ids: bool = False) -> list[str]:
     return list(texts)
 
 
-def predicted(request: Request, actor: Any, version: Any, texts: list[str], **options: Any) -> predictions.PredictionResult:
-    """The texts through the predictions' path (admission, quota in rows, batch, receipt), waited for.
-    A refusal of the inputs names the `input` parameter, as OpenAI's errors do."""
+def predicted(request: Request, actor: Any, version: Any, texts: list[str],
+              **options: Any) -> tuple[predictions.PredictionResult, Prediction]:
+    """The texts through the predictions' path (admission, quota in rows, batch, receipt), waited for;
+    the answer and the stored prediction. A refusal of the inputs names the `input` parameter, as
+    OpenAI's errors do."""
     try:
         admitted = predictions.prediction_create(actor=actor, version=version, inputs=texts,
                                                  request_id=getattr(request._request, "request_id", ""), **options)
@@ -34,7 +37,7 @@ def predicted(request: Request, actor: Any, version: Any, texts: list[str], **op
         if exc.status_code == 400 and not exc.details.get("param"):
             exc.details = {**exc.details, "param": "input"}
         raise
-    return predictions.prediction_wait(admitted)
+    return predictions.prediction_wait(admitted), admitted.stored
 
 
 def with_receipt_headers(body: dict[str, Any], result: predictions.PredictionResult) -> Response:

@@ -89,7 +89,8 @@ def languages_flagged(version: ModelVersion, inputs: list[Any]) -> list[dict[str
 
 
 def language_notice(prediction: Prediction) -> dict[str, Any] | None:
-    """What the answer says of its inputs' languages, when one is not the model's."""
+    """What the answer says of its inputs' languages, when one is not the model's. Only a flagged
+    prediction reads its inputs again (the row keeps the first language flagged, for counting)."""
     if not prediction.unsupported_language:
         return None
     return languages.notice(prediction.model_version.card,
