@@ -160,3 +160,26 @@ def generators_close() -> None:
     """Stops every continuous batch of this process (a worker that stops: their threads would keep it alive)."""
     if _generators is not None:
         _generators.clear()
+
+
+# Resolved once in the worker's main thread before its pool's threads start. transformers 5 resolves
+# its public names lazily (the submodule that defines one is imported on first use), and two threads
+# importing modules that import each other can meet Python's import-deadlock detection, which hands
+# one of them a partly initialised module: two compressions started together on a threads-pool worker
+# both failed with "cannot import name 'AutoTokenizer' from 'transformers'" (CI's schemathesis run).
+WORKER_LIBRARIES = ("torch", "numpy", "transformers", "peft", "opacus", "shap", "onnx", "onnxruntime")
+TRANSFORMERS_NAMES = (
+    "AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification", "AutoTokenizer",
+    "DynamicCache", "GenerationConfig",
+)
+
+
+def worker_libraries_import() -> None:
+    import importlib
+
+    for name in WORKER_LIBRARIES:
+        importlib.import_module(name)
+    transformers = importlib.import_module("transformers")
+    for name in TRANSFORMERS_NAMES:
+        getattr(transformers, name)
+    importlib.import_module("transformers.generation.configuration_utils")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_shutdown
+from celery.signals import worker_init, worker_shutdown
 
 from portal.jobs import job_task
 
@@ -152,3 +152,10 @@ def _stop_generation(**kwargs: Any) -> None:
     from inference.runtime import generators_close
 
     generators_close()
+
+
+@worker_init.connect
+def _import_libraries(**kwargs: Any) -> None:
+    from inference.runtime import worker_libraries_import
+
+    worker_libraries_import()
