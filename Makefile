@@ -11,7 +11,7 @@ export PYTHONUNBUFFERED := 1
 # runs is served over plain HTTP on this machine, and says so. Behind TLS, leave HTTPS unset.
 export HTTPS ?= false
 
-.PHONY: install setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain bench-compress bench-dp-llm bench-canary bench-onnx
+.PHONY: install translations messages translations-check setup run test lint typecheck clean bench-audit bench-serving bench-bias bench-explain bench-explain-sampling bench-dp bench-llm bench-guard bench-llm-explain bench-compress bench-dp-llm bench-canary bench-onnx
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-setup: $(STAMP)
+# The catalogues compiled where a .po changed (polib: no GNU gettext needed).
+translations: $(STAMP)
+	$(PY) manage.py compile_translations
+
+# After marking strings: the catalogues brought up to date with the code (needs GNU gettext), then translated.
+messages: $(STAMP)
+	$(PY) manage.py makemessages --no-obsolete --add-location=file --locale=zh_Hans --ignore='.venv/*' --ignore='var/*' --ignore='bench/*' --ignore='tests/*'
+
+translations-check: $(STAMP)
+	$(PY) manage.py translations_check
+
+setup: translations
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py setup_demo
@@ -40,7 +51,7 @@ run: setup
 # 2 cores busy (measured: 23 min against 63 one at a time). A file's tests stay on one worker.
 PYTEST_WORKERS ?= 2
 test: export STEWARD_DATA_DIR ?= $(CURDIR)/var/test
-test: $(STAMP)
+test: translations
 	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null; then :; else \
 	  echo "NOTE: no Chromium found (apt-get install chromium): browser tests will be skipped."; fi
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

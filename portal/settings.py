@@ -96,9 +96,11 @@ MIDDLEWARE = [
     "portal.platform.outages.OutageMiddleware",
     "portal.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.accounts.middleware.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -413,6 +415,16 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_MANIFEST_STRICT = False
 LANGUAGE_CODE = "en-gb"
+# The languages the portal offers (the top bar's switcher, Accept-Language): a language is offered once
+# its catalogue is complete (`manage.py translations_check`: every template string marked, every entry
+# translated and none fuzzy), so that nobody meets a page half in one language and half in another.
+KNOWN_LANGUAGES = {"en-gb": "English", "zh-hans": "简体中文"}
+_offered = env_list("STEWARD_LANGUAGES", default=["en-gb"])
+if LANGUAGE_CODE not in _offered or not set(_offered) <= set(KNOWN_LANGUAGES):
+    raise ImproperlyConfigured(f"STEWARD_LANGUAGES must list en-gb, and only these: {', '.join(KNOWN_LANGUAGES)}")
+LANGUAGES = [(code, KNOWN_LANGUAGES[code]) for code in dict.fromkeys(_offered)]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_SECURE = HTTPS
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

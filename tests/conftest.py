@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from portal.platform.translations import compile_catalogues
 from tests.asgi_server import AsgiLiveServer
 from tests.inference.factories import Served, sentiment_archive, serve_model, tiny_tabular_archive
 from tests.portal.accounts.factories import OrganizationFactory
@@ -31,6 +32,10 @@ for _name, _value in (("SECURE_SSL_REDIRECT", False), ("SESSION_COOKIE_SECURE", 
 settings.STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
 os.makedirs(settings.STATIC_ROOT, exist_ok=True)  # whitenoise warns about a missing one
+settings.LANGUAGE_COOKIE_SECURE = False
+
+# The catalogues compiled as `make test` compiles them, for a pytest run started directly.
+compile_catalogues()
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 

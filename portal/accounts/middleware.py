@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils import translation
 
 from audit.log.context import current_request_id
 from portal.accounts.actor import actor_for_membership
@@ -50,3 +52,20 @@ class CurrentOrganizationMiddleware:
                 return membership
         request.session[SESSION_ORG_KEY] = memberships[0].organization_id
         return memberships[0]
+
+
+class UserLanguageMiddleware:
+    """A signed-in person's chosen language over the browser's: LocaleMiddleware (before it) has read
+    the language cookie and Accept-Language; the choice stored on the user follows them to any browser.
+    A language no longer offered is ignored. API calls with a token are not signed in here: they follow
+    Accept-Language."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        chosen = getattr(request.user, "language", "") if request.user.is_authenticated else ""
+        if chosen and chosen in dict(settings.LANGUAGES) and chosen != translation.get_language():
+            translation.activate(chosen)
+            request.LANGUAGE_CODE = chosen  # type: ignore[attr-defined]
+        return self.get_response(request)

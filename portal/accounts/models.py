@@ -10,6 +10,10 @@ from portal.accounts.roles import Role
 class User(AbstractUser):
     """A person. What they may do depends on the organisation they act in (Membership)."""
 
+    # The language the person chose in the top bar's switcher (a code of settings.KNOWN_LANGUAGES), kept
+    # across browsers and sessions; empty: the browser's (Accept-Language).
+    language = models.CharField(max_length=16, blank=True, default="")
+
 
 class Organization(models.Model):
     """A tenant. Every object of the product belongs to exactly one."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, permissions
 from rest_framework.request import Request
 
@@ -19,7 +20,7 @@ class HasCapability(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             raise exceptions.NotAuthenticated(
-                "Authentication required: send 'Authorization: Bearer <token>' or sign in."
+                _("Authentication required: send 'Authorization: Bearer <token>' or sign in.")
             )
         if getattr(view, "for_any_signed_in_user", False):  # a user's own business, in no organisation
             return True
@@ -33,12 +34,13 @@ class HasCapability(permissions.BasePermission):
         actor = request_actor(request)
         if actor is None:
             raise exceptions.PermissionDenied(
-                "You are not a member of any organisation; ask an admin to add you."
+                _("You are not a member of any organisation; ask an admin to add you.")
             )
         if required is None:
             return True
         if not actor.can(Cap(required)):
             raise exceptions.PermissionDenied(
-                f"Your role ({actor.role.value}) does not allow this ({required})."
+                _("Your role (%(role)s) does not allow this (%(capability)s).")
+                % {"role": actor.role.value, "capability": required}
             )
         return True

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
 
 class Role(StrEnum):
     ADMIN = "admin"
@@ -47,12 +50,21 @@ CAPABILITIES: dict[Role, frozenset[Cap]] = {
     Role.CONSUMER: frozenset(_READ | {Cap.MODEL_PREDICT}),
 }
 
-ROLE_DESCRIPTIONS: dict[Role, str] = {
-    Role.ADMIN: "Everything, including members, roles and the audit log.",
-    Role.OWNER: "Registers and fine-tunes models, runs reports, calls models.",
-    Role.REVIEWER: "Approves or rejects model versions, runs reports, calls models.",
-    Role.AUDITOR: "Reads the audit log and reports, exports evidence; changes nothing.",
-    Role.CONSUMER: "Calls approved models.",
+ROLE_DESCRIPTIONS: dict[Role, Promise] = {
+    Role.ADMIN: _("Everything, including members, roles and the audit log."),
+    Role.OWNER: _("Registers and fine-tunes models, runs reports, calls models."),
+    Role.REVIEWER: _("Approves or rejects model versions, runs reports, calls models."),
+    Role.AUDITOR: _("Reads the audit log and reports, exports evidence; changes nothing."),
+    Role.CONSUMER: _("Calls approved models."),
+}
+
+# A role's name as people read it (the API and the audit log keep the codes above).
+ROLE_LABELS: dict[Role, Promise] = {
+    Role.ADMIN: _("admin"),
+    Role.OWNER: _("owner"),
+    Role.REVIEWER: _("reviewer"),
+    Role.AUDITOR: _("auditor"),
+    Role.CONSUMER: _("consumer"),
 }
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -21,10 +23,10 @@ logger = logging.getLogger("steward.api")
 class PortalError(Exception):
     status_code = 400
     code = "bad_request"
-    message = "The request cannot be served."
+    message: Any = gettext_lazy("The request cannot be served.")
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
-        self.message = message or self.message
+        self.message = str(message or self.message)  # read in the language of the request that met it
         self.details = details or {}
         super().__init__(self.message)
 
@@ -32,25 +34,25 @@ class PortalError(Exception):
 class NotFound(PortalError):
     status_code = 404
     code = "not_found"
-    message = "No such object."
+    message: Any = gettext_lazy("No such object.")
 
 
 class Forbidden(PortalError):
     status_code = 403
     code = "forbidden"
-    message = "You are not allowed to do this."
+    message: Any = gettext_lazy("You are not allowed to do this.")
 
 
 class Conflict(PortalError):
     status_code = 409
     code = "conflict"
-    message = "The object is not in a state that allows this."
+    message: Any = gettext_lazy("The object is not in a state that allows this.")
 
 
 class ServiceUnavailable(PortalError):
     status_code = 503
     code = "service_unavailable"
-    message = "A service the portal needs is unavailable; try again shortly."
+    message: Any = gettext_lazy("A service the portal needs is unavailable; try again shortly.")
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -66,10 +68,10 @@ def _validation_message(detail: Any) -> str:
                 first = _validation_message(first)
             label = "input" if field == "non_field_errors" else f"'{field}'"
             parts.append(f"{label}: {first}")
-        return "Invalid input. " + "; ".join(parts)
+        return _("Invalid input. %(problems)s") % {"problems": "; ".join(parts)}
     if isinstance(detail, list) and detail:
-        return f"Invalid input. {detail[0]}"
-    return f"Invalid input. {detail}"
+        return _("Invalid input. %(problems)s") % {"problems": detail[0]}
+    return _("Invalid input. %(problems)s") % {"problems": detail}
 
 
 _DRF_CODES: dict[type[drf.APIException], str] = {
@@ -107,7 +109,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(
             error_body(
                 "request_too_large",
-                f"The request body is larger than the limit of {limit} bytes.",
+                _("The request body is larger than the limit of %(limit)s bytes.") % {"limit": limit},
                 {"limit_bytes": limit},
             ),
             status=413,
@@ -128,7 +130,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     code = next((c for k, c in _DRF_CODES.items() if isinstance(exc, k)), "error")
     message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else str(exc)
     if isinstance(exc, drf.ParseError):
-        message = f"The request body could not be parsed: {exc.detail}"
+        message = _("The request body could not be parsed: %(problem)s") % {"problem": exc.detail}
     extra: dict[str, Any] = {}
     wait = getattr(exc, "wait", None)
     if isinstance(exc, drf.Throttled) and wait is not None:

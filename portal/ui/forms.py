@@ -6,9 +6,10 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.validators import MaxValueValidator
+from django.utils.translation import gettext_lazy as _
 
 from portal.accounts import lockout
-from portal.accounts.roles import Role
+from portal.accounts.roles import ROLE_LABELS, Role
 
 
 def client_address(request: Any) -> str:
@@ -18,7 +19,7 @@ def client_address(request: Any) -> str:
 class LockoutAuthenticationForm(AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
-        "locked_out": (
+        "locked_out": _(
             "Too many failed sign-ins. Sign-in is locked for %(minutes)d minutes; "
             "ask an admin if this was not you."
         ),
@@ -45,15 +46,16 @@ class LockoutAuthenticationForm(AuthenticationForm):
 
 
 class TokenCreateForm(forms.Form):
-    name = forms.CharField(max_length=80, help_text="What it is for, e.g. 'claims service'.")
-    role = forms.ChoiceField(choices=[(r.value, r.value) for r in Role], initial=Role.CONSUMER.value)
-    expires_in_days = forms.IntegerField(min_value=1, initial=90, label="Expires in (days)")
+    name = forms.CharField(max_length=80, label=_("Name"), help_text=_("What it is for, e.g. 'claims service'."))
+    role = forms.ChoiceField(label=_("Role"), choices=[(r.value, ROLE_LABELS[r]) for r in Role],
+                             initial=Role.CONSUMER.value)
+    expires_in_days = forms.IntegerField(min_value=1, initial=90, label=_("Expires in (days)"))
 
     def __init__(self, *args: Any, allowed_roles: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         role = self.fields["role"]
         assert isinstance(role, forms.ChoiceField)
-        role.choices = [(r, r) for r in allowed_roles]
+        role.choices = [(r, ROLE_LABELS[Role(r)]) for r in allowed_roles]
         days = self.fields["expires_in_days"]
         assert isinstance(days, forms.IntegerField)
         days.max_value = settings.API_TOKEN_MAX_DAYS

@@ -2,16 +2,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from portal.accounts import lockout, selectors, services
 from portal.accounts.middleware import SESSION_ORG_KEY
-from portal.accounts.roles import ROLE_DESCRIPTIONS, Cap, Role, role_within
+from portal.accounts.roles import ROLE_DESCRIPTIONS, ROLE_LABELS, Cap, Role, role_within
 from portal.platform.exceptions import PortalError
 from portal.ui.forms import LockoutAuthenticationForm, TokenCreateForm, client_address
 from portal.web.access import capability_required, member_required
@@ -27,6 +32,28 @@ class LoginView(auth_views.LoginView):
         lockout.attempt_succeeded(username=form.cleaned_data.get("username") or "",
                                   address=client_address(self.request))
         return response
+
+
+@require_POST
+def language_set(request: HttpRequest) -> HttpResponse:
+    """The top bar's language switcher (the sign-in page's too): remembered on the user when signed in,
+    in a cookie otherwise (the cookie too when signed in, for the sign-in page after signing out)."""
+    code = request.POST.get("language", "")
+    target = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = "/"
+    if code not in dict(settings.LANGUAGES):
+        return render(request, "400.html", {"message": _("That language is not offered here.")}, status=400)
+    if request.user.is_authenticated and request.user.language != code:  # type: ignore[union-attr]
+        request.user.language = code  # type: ignore[union-attr]
+        request.user.save(update_fields=["language"])  # type: ignore[union-attr]
+    translation.activate(code)
+    response = redirect(target)
+    response.set_cookie(settings.LANGUAGE_COOKIE_NAME, code, max_age=settings.LANGUAGE_COOKIE_AGE or 365 * 86400,
+                        path=settings.LANGUAGE_COOKIE_PATH, secure=settings.LANGUAGE_COOKIE_SECURE,
+                        httponly=True, samesite="Lax")
+    return response
 
 
 @member_required
@@ -64,9 +91,11 @@ def invitation_answer(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         if accept:
             request.session[SESSION_ORG_KEY] = invitation.organization_id
-            messages.success(request, f"You joined {invitation.organization.name} as {invitation.role}.")
+            messages.success(request, _("You joined %(organization)s as %(role)s.") % {
+                "organization": invitation.organization.name, "role": ROLE_LABELS[Role(invitation.role)]})
         else:
-            messages.info(request, f"You declined the invitation to {invitation.organization.name}.")
+            messages.info(request, _("You declined the invitation to %(organization)s.") % {
+                "organization": invitation.organization.name})
     return redirect("dashboard")
 
 
@@ -79,10 +108,10 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
         organization_id = 0
     membership = selectors.membership_get(user=request.user, organization_id=organization_id)  # type: ignore[arg-type]
     if membership is None:
-        messages.error(request, "You are not a member of that organisation.")
+        messages.error(request, _("You are not a member of that organisation."))
     else:
         request.session[SESSION_ORG_KEY] = membership.organization_id
-        messages.success(request, f"Now working in {membership.organization.name}.")
+        messages.success(request, _("Now working in %(organization)s.") % {"organization": membership.organization.name})
     target = request.POST.get("next") or "/"
     return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
 
@@ -124,7 +153,7 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     except PortalError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Token {token.name} ({token.prefix}…) revoked.")
+        messages.success(request, _("Token %(name)s (%(prefix)s…) revoked.") % {"name": token.name, "prefix": token.prefix})
     if request.htmx:  # type: ignore[attr-defined]
         return render(
             request, "portal/_token_rows.html",
@@ -133,7 +162,7 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("tokens")
 
 
-@capability_required("org.manage", "manage members")
+@capability_required("org.manage", gettext_lazy("manage members"))
 def members(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     if request.method == "POST":
@@ -141,23 +170,25 @@ def members(request: HttpRequest) -> HttpResponse:
             if "invite" in request.POST:
                 invitation = services.invitation_create(actor=actor, username=request.POST.get("username", "")[:150],
                                                         role=Role(request.POST.get("role", "")))
-                messages.success(request, f"Invited {invitation.username} as {invitation.role}: they join when they "
-                                          "accept, from their dashboard.")
+                messages.success(request, _("Invited %(user)s as %(role)s: they join when they accept, from their "
+                                            "dashboard.") % {"user": invitation.username,
+                                                             "role": ROLE_LABELS[Role(invitation.role)]})
             elif "remove" in request.POST:
                 membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["remove"]))
                 services.membership_remove(actor=actor, membership=membership)
-                messages.success(request, f"{membership.user.username} is no longer a member; their tokens here are "
-                                          "revoked.")
+                messages.success(request, _("%(user)s is no longer a member; their tokens here are revoked.")
+                                 % {"user": membership.user.username})
             elif "revoke" in request.POST:
                 invitation = selectors.invitation_get_sent(actor=actor, pk=int(request.POST["revoke"]))
                 services.invitation_revoke(actor=actor, invitation=invitation)
-                messages.success(request, f"The invitation of {invitation.username} is revoked.")
+                messages.success(request, _("The invitation of %(user)s is revoked.") % {"user": invitation.username})
             else:
                 membership = selectors.membership_get_for_actor(actor=actor, pk=int(request.POST["membership"]))
                 services.membership_role_change(actor=actor, membership=membership, role=Role(request.POST["role"]))
-                messages.success(request, f"{membership.user.username} is now {membership.role}.")
+                messages.success(request, _("%(user)s is now %(role)s.") % {
+                    "user": membership.user.username, "role": ROLE_LABELS[Role(membership.role)]})
         except (PortalError, KeyError, ValueError) as exc:
-            messages.error(request, getattr(exc, "message", "Choose a member and a valid role."))
+            messages.error(request, getattr(exc, "message", _("Choose a member and a valid role.")))
         return redirect("members")
     return render(
         request, "portal/members.html",

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.functional import Promise
 
 from portal.accounts import services
 
@@ -26,7 +27,7 @@ def member_required(view: Any) -> Any:
     return wrapper
 
 
-def capability_required(capability: str, what: str) -> Any:
+def capability_required(capability: str, what: str | Promise) -> Any:
     """`member_required`, and the member's role holds `capability`; else the 403 page saying the
     role does not allow `what` (e.g. "read compliance exports")."""
 
@@ -43,7 +44,7 @@ def capability_required(capability: str, what: str) -> Any:
     return decorate
 
 
-def forbidden(request: HttpRequest, what: str) -> HttpResponse:
+def forbidden(request: HttpRequest, what: str | Promise) -> HttpResponse:
     """The page for a member whose role does not allow `what` (403)."""
     return render(request, "portal/forbidden.html", {"what": what}, status=403)
 

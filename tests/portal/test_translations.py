@@ -1,0 +1,164 @@
+"""The portal in English and Simplified Chinese: the catalogues compile without GNU gettext, the check
+finds unmarked template text and incomplete catalogues, and the language follows the browser, the
+switcher (remembered per user) and, for the API, Accept-Language."""
+
+from __future__ import annotations
+
+import gettext
+import os
+import shutil
+from pathlib import Path
+
+import polib
+import pytest
+from django.test import Client, override_settings
+
+from portal.accounts.roles import Role
+from portal.platform import translations
+from tests.portal.accounts.factories import PASSWORD, OrganizationFactory, member
+
+BOTH = [("en-gb", "English"), ("zh-hans", "简体中文")]
+
+
+def test_a_catalogue_compiles_with_polib_and_reads_as_gettext_reads_it(tmp_path) -> None:
+    folder = tmp_path / "zh_Hans" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    catalogue = polib.POFile()
+    catalogue.metadata = {"Content-Type": "text/plain; charset=UTF-8", "Plural-Forms": "nplurals=1; plural=0;"}
+    catalogue.append(polib.POEntry(msgid="Audit log", msgstr="审计日志"))
+    catalogue.append(polib.POEntry(msgid="%(n)s entry.", msgid_plural="%(n)s entries.", msgstr_plural={0: "共 %(n)s 条。"}))
+    catalogue.save(str(folder / "django.po"))
+
+    assert translations.compile_catalogues(tmp_path) == [folder / "django.mo"]
+    read = gettext.GNUTranslations((folder / "django.mo").open("rb"))
+    assert read.gettext("Audit log") == "审计日志"
+    assert read.ngettext("%(n)s entry.", "%(n)s entries.", 5) == "共 %(n)s 条。"
+    assert translations.compile_catalogues(tmp_path) == []  # unchanged: not written again
+    later = (folder / "django.mo").stat().st_mtime + 5
+    os.utime(folder / "django.po", (later, later))
+    assert translations.compile_catalogues(tmp_path) == [folder / "django.mo"]
+
+
+def test_the_check_finds_the_text_a_reader_sees_that_is_not_marked(tmp_path) -> None:
+    template = tmp_path / "page.html"
+    template.write_text(
+        '{% load i18n %}<h1>{% translate "Models" %}</h1>\n'
+        '<p>You have {{ count }} tokens.</p>\n'
+        '<a href="{% url \'x\' %}" title="Open the log">{{ name }}</a>\n'
+        '{% blocktranslate trimmed %}Already <b>marked</b> {{ name }}{% endblocktranslate %}\n'
+        '<script>const label = "not for readers";</script>{# a comment #}{% comment %}Not shown{% endcomment %}\n'
+        '<button name="answer" value="accept">{% translate "Accept" %}</button><input type="submit" value="Send now">\n'
+        '<span>Steward · SHAP · API</span><span>{{ a }} · {{ b }}</span>\n'
+    )
+    found = translations.unmarked_strings(template, name="page.html")
+    assert [(item.line, item.text) for item in found] == [
+        (2, "You have {{…}} tokens."),
+        (3, "Open the log"),
+        (6, "Send now"),
+    ]
+    assert str(found[0]) == "page.html:2: 'You have {{…}} tokens.' is not marked for translation"
+
+
+def test_every_template_outside_the_pending_list_is_marked_and_the_list_only_shrinks() -> None:
+    assert translations.template_problems() == []
+    pending = translations.pending_templates()
+    templates = {str(path.relative_to(translations.ROOT)) for path in translations.TEMPLATES.rglob("*.html")}
+    assert pending <= templates
+    assert "templates/base.html" not in pending and "templates/portal/login.html" not in pending
+
+
+def test_a_pending_template_with_nothing_left_to_mark_must_be_struck_from_the_list() -> None:
+    problems = translations.template_problems(pending=translations.pending_templates() | {"templates/base.html"})
+    assert problems == ["templates/base.html: every string is marked: strike it from pending-templates.txt"]
+
+
+@pytest.mark.skipif(shutil.which("xgettext") is None, reason="GNU gettext is needed to extract messages")
+def test_the_catalogue_check_finds_missing_fuzzy_untranslated_and_obsolete_entries(tmp_path) -> None:
+    assert translations.catalogue_problems(["zh_Hans"]) == []  # the repository's catalogue is complete
+
+    root = tmp_path / "steward"
+    shutil.copytree(translations.ROOT, root, ignore=shutil.ignore_patterns(
+        ".venv", "var", "__pycache__", ".git", "*.mo", "bench", "tests", "node_modules"), symlinks=True)
+    path = root / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
+    catalogue = polib.pofile(str(path))
+    by_id = {entry.msgid: entry for entry in catalogue}
+    catalogue.remove(by_id["Audit log"])
+    by_id["Sign out"].flags.append("fuzzy")
+    by_id["Password"].msgstr = ""
+    catalogue.append(polib.POEntry(msgid="A sentence the code no longer has", msgstr="代码里已没有的句子"))
+    catalogue.save(str(path))
+
+    found = {(problem.kind, problem.msgid) for problem in translations.catalogue_problems(["zh_Hans"], root=root)}
+    assert found == {("missing", "Audit log"), ("fuzzy", "Sign out"), ("untranslated", "Password"),
+                     ("obsolete", "A sentence the code no longer has")}
+
+
+def test_only_english_is_offered_until_the_chinese_catalogue_is_complete(client) -> None:
+    page = client.get("/login/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    html = page.content.decode()
+    assert page.status_code == 200 and '<html lang="en-gb">' in html and "Sign in to Steward" in html
+    assert 'data-testid="language-switch"' not in html
+
+
+@override_settings(LANGUAGES=BOTH)
+def test_the_sign_in_page_follows_the_browsers_language(client) -> None:
+    page = client.get("/login/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9,en;q=0.5")
+    html = page.content.decode()
+    assert '<html lang="zh-hans">' in html and "登录 Steward" in html and "审计日志" in html
+    assert 'data-testid="language-switch"' in html and page["Content-Language"] == "zh-hans"
+    english = client.get("/login/", HTTP_ACCEPT_LANGUAGE="en-GB,en;q=0.9").content.decode()
+    assert "Sign in to Steward" in english and "登录" not in english
+
+
+@override_settings(LANGUAGES=BOTH)
+def test_the_switcher_is_remembered_on_the_user_in_any_browser(db) -> None:
+    org = OrganizationFactory(name="Acme Bank")
+    ada = member(Role.OWNER, org, username="ada")
+    first = Client()
+    assert first.login(username="ada", password=PASSWORD)
+    answer = first.post("/language/", {"language": "zh-hans", "next": "/tokens/"})
+    assert answer.status_code == 302 and answer["Location"] == "/tokens/"
+    ada.refresh_from_db()
+    assert ada.language == "zh-hans"
+
+    elsewhere = Client()  # another browser, which asks for English
+    assert elsewhere.login(username="ada", password=PASSWORD)
+    dashboard = elsewhere.get("/", HTTP_ACCEPT_LANGUAGE="en-GB").content.decode()
+    assert '<html lang="zh-hans">' in dashboard and "您在此的角色是" in dashboard and "概览" in dashboard
+
+    elsewhere.post("/language/", {"language": "en-gb", "next": "/"})
+    assert "You are <strong>" in elsewhere.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+
+
+@override_settings(LANGUAGES=BOTH)
+def test_a_language_not_offered_is_a_400_that_changes_nothing(db) -> None:
+    ada = member(Role.OWNER, OrganizationFactory(), username="ada")
+    browser = Client()
+    browser.login(username="ada", password=PASSWORD)
+    for code in ("klingon", "fr", ""):
+        answer = browser.post("/language/", {"language": code, "next": "/"})
+        assert answer.status_code == 400 and "That language is not offered here." in answer.content.decode()
+    ada.refresh_from_db()
+    assert ada.language == "" and "django_language" not in browser.cookies
+    away = browser.post("/language/", {"language": "en-gb", "next": "https://elsewhere.example/"})
+    assert away["Location"] == "/"  # never a redirect off the portal
+
+
+@override_settings(LANGUAGES=BOTH)
+def test_the_api_follows_accept_language_and_keeps_its_codes(db) -> None:
+    api = Client()
+    chinese = api.get("/api/v1/models", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    english = api.get("/api/v1/models", HTTP_ACCEPT_LANGUAGE="en")
+    assert chinese.status_code == english.status_code == 401
+    assert chinese.json()["error"]["code"] == english.json()["error"]["code"] == "not_authenticated"
+    assert chinese.json()["error"]["message"] != english.json()["error"]["message"]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in chinese.json()["error"]["message"])
+    assert chinese["Content-Language"] == "zh-hans" and "Accept-Language" in chinese["Vary"]
+
+
+def test_every_catalogue_in_the_repository_compiles() -> None:
+    # The repository's catalogues compile as `make run` compiles them (a copy: the checkout's .mo stay as they are).
+    assert sorted(Path(translations.LOCALE).glob("*/LC_MESSAGES/django.po"))
+    for po_path in Path(translations.LOCALE).glob("*/LC_MESSAGES/django.po"):
+        entries = polib.pofile(str(po_path))
+        assert entries.percent_translated() == 100 and not entries.fuzzy_entries()
