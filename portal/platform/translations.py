@@ -27,8 +27,11 @@ TEXT_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "label"}
 UNTRANSLATED_WORDS = {
     "Steward", "API", "SHAP", "JSON", "CSV", "PDF", "ONNX", "LoRA", "OpenAI", "GGUF", "ID", "URL", "SQL",
     "GPU", "CPU", "int8", "float32", "Opacus", "MiniLM", "SmolLM2", "SHA-256", "eps", "ms", "s",
-    "GiB", "MiB", "KB", "MB", "GB", "v",  # v3: a version, in any language
+    "GiB", "MiB", "KB", "MB", "GB", "TPR", "FPR", "AUC", "BPSN", "BNSP",
+    "v",  # v3: a version, in any language
 }
+# Not prose: programs, code and commands as typed, and a textarea's sample input (data for the model).
+SKIPPED = {"script", "style", "textarea", "code", "pre", "kbd", "samp"}
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]*")
 
 
@@ -65,8 +68,7 @@ def _needs_translation(text: str) -> bool:
 
 
 class _TextFinder(html.parser.HTMLParser):
-    """The text a reader sees in a piece of HTML: data outside script, style and textarea (a form's
-    sample input, in the model's language), and the attributes read by people."""
+    """The text a reader sees in a piece of HTML, outside SKIPPED, and the attributes read by people."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -74,7 +76,7 @@ class _TextFinder(html.parser.HTMLParser):
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in {"script", "style", "textarea"}:  # a textarea holds sample input: data for the model
+        if tag in SKIPPED:
             self._skip += 1
         shown_value = tag == "input" and dict(attrs).get("type") in {"submit", "button", "reset"}
         for name, value in attrs:
@@ -82,7 +84,7 @@ class _TextFinder(html.parser.HTMLParser):
                 self.found.append(value)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in {"script", "style", "textarea"} and self._skip:
+        if tag in SKIPPED and self._skip:
             self._skip -= 1
 
     def handle_data(self, data: str) -> None:

@@ -19,6 +19,7 @@ STATUSES = {
     "retired": _("retired"), "pending": _("pending"), "running": _("running"), "done": _("done"),
     "failed": _("failed"), "cancelled": _("cancelled"),
 }
+VERDICTS = {"pass": _("pass"), "warn": _("warn"), "fail": _("fail")}  # audit/fairness/metrics.py VERDICT_ORDER
 TASKS = {
     "text-classification": _("text classification"), "tabular-classification": _("tabular classification"),
     "text-generation": _("text generation"), "text-embedding": _("text embedding"),
@@ -47,3 +48,8 @@ def status_label(code: Any) -> Any:
 @register.filter
 def task_label(code: Any) -> Any:
     return TASKS.get(str(code), code)
+
+
+@register.filter
+def verdict_label(code: Any) -> Any:
+    return VERDICTS.get(str(code), code)
