@@ -20,6 +20,7 @@ STATUSES = {
     "failed": _("failed"), "cancelled": _("cancelled"),
 }
 VERDICTS = {"pass": _("pass"), "warn": _("warn"), "fail": _("fail")}  # audit/fairness/metrics.py VERDICT_ORDER
+GUARD_OUTCOMES = {"blocked": _("blocked"), "filtered": _("filtered"), "flagged": _("flagged")}
 TASKS = {
     "text-classification": _("text classification"), "tabular-classification": _("tabular classification"),
     "text-generation": _("text generation"), "text-embedding": _("text embedding"),
@@ -53,3 +54,8 @@ def task_label(code: Any) -> Any:
 @register.filter
 def verdict_label(code: Any) -> Any:
     return VERDICTS.get(str(code), code)
+
+
+@register.filter
+def guard_outcome(code: Any) -> Any:
+    return GUARD_OUTCOMES.get(str(code), code)
