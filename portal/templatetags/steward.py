@@ -20,6 +20,7 @@ STATUSES = {
     "failed": _("failed"), "cancelled": _("cancelled"),
 }
 VERDICTS = {"pass": _("pass"), "warn": _("warn"), "fail": _("fail")}  # audit/fairness/metrics.py VERDICT_ORDER
+GUARD_ACTIONS = {"off": _("off"), "flag": _("flag for review"), "block": _("block")}
 GUARD_OUTCOMES = {"blocked": _("blocked"), "filtered": _("filtered"), "flagged": _("flagged")}
 TASKS = {
     "text-classification": _("text classification"), "tabular-classification": _("tabular classification"),
@@ -59,3 +60,8 @@ def verdict_label(code: Any) -> Any:
 @register.filter
 def guard_outcome(code: Any) -> Any:
     return GUARD_OUTCOMES.get(str(code), code)
+
+
+@register.filter
+def guard_action(code: Any) -> Any:
+    return GUARD_ACTIONS.get(str(code), code)
