@@ -18,6 +18,7 @@ STATUSES = {
     "draft": _("draft"), "submitted": _("submitted"), "approved": _("approved"), "rejected": _("rejected"),
     "retired": _("retired"), "pending": _("pending"), "running": _("running"), "done": _("done"),
     "failed": _("failed"), "cancelled": _("cancelled"),
+    "reserved": _("reserved"), "settled": _("settled"),  # a privacy ledger entry (inference LedgerState)
 }
 VERDICTS = {"pass": _("pass"), "warn": _("warn"), "fail": _("fail")}  # audit/fairness/metrics.py VERDICT_ORDER
 GUARD_ACTIONS = {"off": _("off"), "flag": _("flag for review"), "block": _("block")}
