@@ -28,7 +28,7 @@ UNTRANSLATED_WORDS = {
     "Steward", "API", "SHAP", "JSON", "CSV", "PDF", "ONNX", "LoRA", "OpenAI", "GGUF", "ID", "URL", "SQL",
     "GPU", "CPU", "int8", "float32", "Opacus", "MiniLM", "SmolLM2", "SHA-256", "eps", "ms", "s",
     "GiB", "MiB", "KB", "MB", "GB", "TPR", "FPR", "AUC", "BPSN", "BNSP", "UTC", "CO2e", "Wh", "kWh", "g",
-    "v",  # v3: a version, in any language
+    "v", "x",  # v3: a version; x1.5: a factor, in any language
 }
 # Not prose: programs, code and commands as typed, and a textarea's sample input (data for the model).
 SKIPPED = {"script", "style", "textarea", "code", "pre", "kbd", "samp"}
