@@ -27,7 +27,7 @@ TEXT_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "label"}
 UNTRANSLATED_WORDS = {
     "Steward", "API", "SHAP", "JSON", "CSV", "PDF", "ONNX", "LoRA", "OpenAI", "GGUF", "ID", "URL", "SQL",
     "GPU", "CPU", "int8", "float32", "Opacus", "MiniLM", "SmolLM2", "SHA-256", "eps", "ms", "s",
-    "GiB", "MiB", "KB", "MB", "GB", "TPR", "FPR", "AUC", "BPSN", "BNSP", "UTC", "CO2e", "Wh", "kWh", "g",
+    "GiB", "MiB", "KB", "MB", "GB", "TPR", "FPR", "AUC", "BPSN", "BNSP", "UTC", "CO2e", "Wh", "kWh", "g", "NIST", "AI", "RMF",
     "v", "x",  # v3: a version; x1.5: a factor, in any language
 }
 # Not prose: programs, code and commands as typed, and a textarea's sample input (data for the model).

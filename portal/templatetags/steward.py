@@ -21,6 +21,8 @@ STATUSES = {
     "reserved": _("reserved"), "settled": _("settled"),  # a privacy ledger entry (inference LedgerState)
 }
 VERDICTS = {"pass": _("pass"), "warn": _("warn"), "fail": _("fail")}  # audit/fairness/metrics.py VERDICT_ORDER
+SEVERITIES = {"high": _("high"), "medium": _("medium"), "low": _("low")}  # audit/exports SEVERITY_COLOURS
+COVERAGE = {"present": _("present"), "partial": _("partial"), "missing": _("missing")}  # audit/exports STATUS_COLOURS
 GUARD_ACTIONS = {"off": _("off"), "flag": _("flag for review"), "block": _("block")}
 GUARD_OUTCOMES = {"blocked": _("blocked"), "filtered": _("filtered"), "flagged": _("flagged")}
 TASKS = {
@@ -66,3 +68,13 @@ def guard_outcome(code: Any) -> Any:
 @register.filter
 def guard_action(code: Any) -> Any:
     return GUARD_ACTIONS.get(str(code), code)
+
+
+@register.filter
+def severity_label(code: Any) -> Any:
+    return SEVERITIES.get(str(code), code)
+
+
+@register.filter
+def coverage_label(code: Any) -> Any:
+    return COVERAGE.get(str(code), code)
