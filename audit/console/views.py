@@ -5,6 +5,8 @@ import json
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from audit.console.selectors import entry_get_for_actor, entry_list_for_actor
@@ -23,16 +25,19 @@ PAGE = 50
 
 
 class SearchForm(forms.Form):
-    actor = forms.CharField(required=False, max_length=150)
-    action = forms.CharField(required=False, max_length=64, help_text="prefix, e.g. token.")
-    target_type = forms.CharField(required=False, max_length=64)
-    target_id = forms.CharField(required=False, max_length=64)
-    since = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    actor = forms.CharField(required=False, max_length=150, label=gettext_lazy("Actor"))
+    action = forms.CharField(required=False, max_length=64, label=gettext_lazy("Action"),
+                             help_text=gettext_lazy("prefix, e.g. token."))
+    target_type = forms.CharField(required=False, max_length=64, label=gettext_lazy("Target type"))
+    target_id = forms.CharField(required=False, max_length=64, label=gettext_lazy("Target id"))
+    since = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                                label=gettext_lazy("Since"))
+    until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                                label=gettext_lazy("Until"))
     before = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
 
-@capability_required(Cap.AUDIT_READ, "read the audit log")
+@capability_required(Cap.AUDIT_READ, gettext_lazy("read the audit log"))
 def audit_log(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     form = SearchForm(request.GET or None)
@@ -61,7 +66,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     return render(request, "audit/log.html", context)
 
 
-@capability_required(Cap.AUDIT_READ, "read the audit log")
+@capability_required(Cap.AUDIT_READ, gettext_lazy("read the audit log"))
 def audit_entry(request: HttpRequest, index: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -85,7 +90,7 @@ def audit_entry(request: HttpRequest, index: int) -> HttpResponse:
     return render(request, "audit/entry.html", context)
 
 
-@capability_required(Cap.AUDIT_READ, "read the audit log")
+@capability_required(Cap.AUDIT_READ, gettext_lazy("read the audit log"))
 @require_POST
 def audit_verify_now(request: HttpRequest) -> HttpResponse:
     log_verify_task.delay()
@@ -94,12 +99,12 @@ def audit_verify_now(request: HttpRequest) -> HttpResponse:
     return redirect("audit-log")
 
 
-@capability_required(Cap.AUDIT_READ, "read the audit log")
+@capability_required(Cap.AUDIT_READ, gettext_lazy("read the audit log"))
 def audit_verification_status(request: HttpRequest) -> HttpResponse:
     return render(request, "audit/_verification.html", {"verification": VerificationRun.objects.first()})
 
 
-@capability_required(Cap.AUDIT_READ, "read the audit log")
+@capability_required(Cap.AUDIT_READ, gettext_lazy("read the audit log"))
 @require_POST
 def audit_checkpoint_now(request: HttpRequest) -> HttpResponse:
     checkpoint_create(force=True)
@@ -108,7 +113,7 @@ def audit_checkpoint_now(request: HttpRequest) -> HttpResponse:
 
 
 
-@capability_required(Cap.ORG_MANAGE, "manage redaction rules")
+@capability_required(Cap.ORG_MANAGE, gettext_lazy("manage redaction rules"))
 def redaction_rules(request: HttpRequest) -> HttpResponse:
     """The organisation's own redaction patterns: list, add, try on a sample text, remove; audited."""
     from django.contrib import messages
@@ -127,12 +132,13 @@ def redaction_rules(request: HttpRequest) -> HttpResponse:
             if action == "add":
                 redaction_rule_create(actor=actor.audit_actor, organization_id=organization_id, label=label,
                                       pattern=pattern)
-                messages.success(request, f"Redaction rule {label} added: entries from now on are redacted with it.")
+                messages.success(request, _("Redaction rule %(label)s added: entries from now on are redacted with "
+                                            "it.") % {"label": label})
                 return redirect("audit-redaction")
             if action == "delete":
                 redaction_rule_delete(actor=actor.audit_actor, organization_id=organization_id,
                                       rule_id=int(request.POST.get("rule") or 0))
-                messages.success(request, "Redaction rule removed; entries already stored stay as they are.")
+                messages.success(request, _("Redaction rule removed; entries already stored stay as they are."))
                 return redirect("audit-redaction")
             if action == "try":
                 sample = request.POST.get("sample", "")[:10_000]

@@ -11,6 +11,8 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import version_evidence
@@ -46,16 +48,28 @@ CARD_REQUIRED_TO_SUBMIT = ["intended_use", "out_of_scope_uses", "training_data",
 
 
 # What each field asks, for people: submission lists what is missing in these words.
-CARD_QUESTIONS = {
-    "intended_use": "what the model is for",
-    "out_of_scope_uses": "what it must not be used for",
-    "training_data": "what it was trained on",
-    "evaluation_data": "what it was evaluated on",
-    "metrics": "how well it does",
-    "limitations": "its limitations",
-    "ethical_considerations": "its ethical considerations",
-    "owner": "who answers for it",
-    "languages": "the languages it supports (ISO 639-1 codes, e.g. en, zh)",
+CARD_QUESTIONS: dict[str, Any] = {
+    "intended_use": _("what the model is for"),
+    "out_of_scope_uses": _("what it must not be used for"),
+    "training_data": _("what it was trained on"),
+    "evaluation_data": _("what it was evaluated on"),
+    "metrics": _("how well it does"),
+    "limitations": _("its limitations"),
+    "ethical_considerations": _("its ethical considerations"),
+    "owner": _("who answers for it"),
+    "languages": _("the languages it supports (ISO 639-1 codes, e.g. en, zh)"),
+}
+# Each field's name as people read it (the API and the stored card keep the keys above).
+CARD_LABELS: dict[str, Any] = {
+    "intended_use": _("Intended use"),
+    "out_of_scope_uses": _("Out of scope uses"),
+    "training_data": _("Training data"),
+    "evaluation_data": _("Evaluation data"),
+    "metrics": _("Metrics"),
+    "limitations": _("Limitations"),
+    "ethical_considerations": _("Ethical considerations"),
+    "owner": _("Owner"),
+    "languages": _("Languages"),
 }
 
 
@@ -66,9 +80,10 @@ def card_missing(card: dict[str, Any]) -> list[str]:
 
 def card_missing_sentence(missing: list[str]) -> str:
     """'The model card does not yet say what the model is for and who answers for it; complete it before review.'"""
-    words = [CARD_QUESTIONS[f] for f in missing]
-    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-    return f"The model card does not yet say {listed}; complete it before review."
+    words = [str(CARD_QUESTIONS[f]) for f in missing]
+    listed = words[0] if len(words) == 1 else gettext("%(first)s and %(last)s") % {
+        "first": gettext(", ").join(words[:-1]), "last": words[-1]}
+    return gettext("The model card does not yet say %(missing)s; complete it before review.") % {"missing": listed}
 
 
 def card_clean(card: Any) -> dict[str, Any]:

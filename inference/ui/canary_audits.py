@@ -8,6 +8,8 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import selectors
@@ -40,7 +42,7 @@ def _number(request: HttpRequest, name: str) -> int | None:
         raise PortalError(f"{name.capitalize()} must be a whole number.") from None
 
 
-@capability_required(Cap.MODEL_REGISTER, "audit fine-tuned versions")
+@capability_required(Cap.MODEL_REGISTER, gettext_lazy("audit fine-tuned versions"))
 @require_POST
 def canary_audit_create(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -50,8 +52,9 @@ def canary_audit_create(request: HttpRequest, name: str, version: int) -> HttpRe
             actor=actor, version=found, canaries=_number(request, "canaries"),
             insertions=_number(request, "insertions"), references=_number(request, "references"),
             compare=request.POST.get("compare") == "on")
-        messages.success(request, f"Canary audit #{audit.pk} is running on the generation worker: the fine-tuning is "
-                                  "repeated with the canaries inserted, then each canary's exposure is measured.")
+        messages.success(request, _("Canary audit #%(number)s is running on the generation worker: the fine-tuning "
+                                    "is repeated with the canaries inserted, then each canary's exposure is "
+                                    "measured.") % {"number": audit.pk})
         return redirect("canary-audit", pk=audit.pk)
     except PortalError as exc:
         messages.error(request, exc.message)
@@ -75,7 +78,7 @@ def _context(request: HttpRequest, audit: Any) -> dict[str, Any]:
     return context
 
 
-@capability_required(Cap.REPORT_READ, "read canary audits")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read canary audits"))
 def canary_audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -88,14 +91,14 @@ def canary_audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return polled or render(request, "inference/canary_audit.html", context)
 
 
-@capability_required(Cap.MODEL_REGISTER, "cancel canary audits")
+@capability_required(Cap.MODEL_REGISTER, gettext_lazy("cancel canary audits"))
 @require_POST
 def canary_audit_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
         canary_audits.canary_audit_cancel(actor=actor, audit=selectors.canary_audit_get(actor=actor, pk=pk))
-        messages.success(request, "Cancelling: the audit stops at its next step; what its private run did not spend "
-                                  "is released.")
+        messages.success(request, _("Cancelling: the audit stops at its next step; what its private run did not "
+                                    "spend is released."))
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect("canary-audit", pk=pk)

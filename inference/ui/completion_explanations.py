@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import charts, selectors
@@ -35,7 +36,7 @@ def spans_of(answer: str) -> list[dict[str, Any]]:
     return found if len(found) > 2 else found[:1]
 
 
-@capability_required(Cap.MODEL_READ, "explain completions")
+@capability_required(Cap.MODEL_READ, gettext_lazy("explain completions"))
 @require_POST
 def completion_explain(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -53,7 +54,7 @@ def completion_explain(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("completion-explanation", job.pk)
 
 
-@capability_required(Cap.MODEL_READ, "see explanations of completions")
+@capability_required(Cap.MODEL_READ, gettext_lazy("see explanations of completions"))
 def completion_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         job = selectors.completion_explanation_get(actor=request.actor, pk=pk)  # type: ignore[attr-defined]

@@ -7,6 +7,8 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import selectors
@@ -37,7 +39,7 @@ def compression_section(*, actor: Actor, version: ModelVersion) -> dict[str, Any
     return context
 
 
-@capability_required(Cap.MODEL_REGISTER, "compress model versions")
+@capability_required(Cap.MODEL_REGISTER, gettext_lazy("compress model versions"))
 @require_POST
 def compression_create(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -52,15 +54,15 @@ def compression_create(request: HttpRequest, name: str, version: int) -> HttpRes
             actor=actor, version=found, method=request.POST.get("method") or compression.METHOD, keep_float=keep,
             dataset=dataset, upload=upload,  # type: ignore[arg-type]
             upload_name=getattr(upload, "name", "") or "", label_column=request.POST.get("label_column") or "label")
-        messages.success(request, f"Compression #{job.pk} is running on a worker: the compressed version appears "
-                                  "as a new draft when its loss is measured.")
+        messages.success(request, _("Compression #%(number)s is running on a worker: the compressed version "
+                                    "appears as a new draft when its loss is measured.") % {"number": job.pk})
         return redirect("compression", pk=job.pk)
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect(f"/models/{name}/?v={version}#compression")
 
 
-@capability_required(Cap.MODEL_READ, "read compressions")
+@capability_required(Cap.MODEL_READ, gettext_lazy("read compressions"))
 def compression_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -73,7 +75,7 @@ def compression_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return polled or render(request, "inference/compression.html", context)
 
 
-@capability_required(Cap.MODEL_READ, "read the compression policy")
+@capability_required(Cap.MODEL_READ, gettext_lazy("read the compression policy"))
 def compression_policy(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     if request.method == "POST":
@@ -87,7 +89,7 @@ def compression_policy(request: HttpRequest) -> HttpResponse:
                     except ValueError:
                         raise PortalError(f"{name.replace('_', ' ').capitalize()} must be a number.") from None
             compressions.compression_policy_update(actor=actor, **values)
-            messages.success(request, "Compression policy saved.")
+            messages.success(request, _("Compression policy saved."))
             return redirect("compression-policy")
         except PortalError as exc:
             messages.error(request, exc.message)

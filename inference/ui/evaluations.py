@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import selectors
@@ -14,7 +16,7 @@ from portal.platform.exceptions import PortalError
 from portal.web.access import capability_required
 
 
-@capability_required(Cap.MODEL_REGISTER, "evaluate model versions")
+@capability_required(Cap.MODEL_REGISTER, gettext_lazy("evaluate model versions"))
 @require_POST
 def evaluation_create(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -26,8 +28,9 @@ def evaluation_create(request: HttpRequest, name: str, version: int) -> HttpResp
         evaluation = evaluations.evaluation_create(actor=actor, version=found, upload=upload,  # type: ignore[arg-type]
                                                    name=upload.name or "",
                                                    label_column=request.POST.get("label_column") or "label")
-        messages.success(request, f"Evaluation #{evaluation.pk} of {evaluation.rows_total} rows is running on a "
-                                  "worker; its metrics appear on the card when it is done.")
+        messages.success(request, _("Evaluation #%(number)s of %(rows)s rows is running on a worker; its metrics "
+                                    "appear on the card when it is done.") % {"number": evaluation.pk,
+                                                                              "rows": evaluation.rows_total})
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect(f"/models/{name}/?v={version}#evaluation")

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import charts, selectors
@@ -52,7 +54,7 @@ def prediction_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
-@capability_required(Cap.MODEL_PREDICT, "explain predictions")
+@capability_required(Cap.MODEL_PREDICT, gettext_lazy("explain predictions"))
 @require_POST
 def prediction_explain(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -64,7 +66,7 @@ def prediction_explain(request: HttpRequest, pk: int) -> HttpResponse:
         row = int(request.POST.get("row") or 0)
         budget = int(request.POST.get("max_evals") or settings.EXPLAIN_DEFAULT_EVALS)
     except ValueError:
-        messages.error(request, "The row and the budget must be whole numbers.")
+        messages.error(request, _("The row and the budget must be whole numbers."))
         return redirect("prediction", pk=pk)
     try:
         explanation = explanations.explanation_create(actor=actor, prediction=prediction, row=row,
@@ -107,18 +109,21 @@ def explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 class GlobalForm(forms.Form):
-    dataset = forms.ChoiceField(choices=[
-        (GlobalSource.DEMO, "the shipped evaluation set (demo models)"),
-        (GlobalSource.PREDICTIONS, "the latest rows this version served"),
-        (GlobalSource.UPLOAD, "an uploaded file"),
+    dataset = forms.ChoiceField(label=gettext_lazy("Sample"), choices=[
+        (GlobalSource.DEMO, gettext_lazy("the shipped evaluation set (demo models)")),
+        (GlobalSource.PREDICTIONS, gettext_lazy("the latest rows this version served")),
+        (GlobalSource.UPLOAD, gettext_lazy("an uploaded file")),
     ])
-    file = forms.FileField(required=False, help_text="CSV or JSON lines, as for batch jobs")
-    sample_size = forms.IntegerField(min_value=1, required=False, help_text="rows explained; default 40 (text), 200 (tabular)")
+    file = forms.FileField(required=False, label=gettext_lazy("File"),
+                           help_text=gettext_lazy("CSV or JSON lines, as for batch jobs"))
+    sample_size = forms.IntegerField(min_value=1, required=False, label=gettext_lazy("Rows"),
+                                     help_text=gettext_lazy("rows explained; default 40 (text), 200 (tabular)"))
     max_evals = forms.IntegerField(min_value=MIN_EVALS, max_value=MAX_EVALS, required=False,
-                                   help_text="model evaluations per row")
+                                   label=gettext_lazy("Budget per row"),
+                                   help_text=gettext_lazy("model evaluations per row"))
 
 
-@capability_required(Cap.REPORT_CREATE, "compute global explanations")
+@capability_required(Cap.REPORT_CREATE, gettext_lazy("compute global explanations"))
 @require_POST
 def global_explanation_create(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -141,7 +146,7 @@ def global_explanation_create(request: HttpRequest, name: str, version: int) -> 
     return redirect("global-explanation", pk=job.pk)
 
 
-@capability_required(Cap.REPORT_READ, "read global explanations")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read global explanations"))
 def global_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:

@@ -7,6 +7,8 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from inference.models import Completion, GuardAction, GuardrailPolicy
 from inference.services import guardrails
@@ -39,7 +41,7 @@ def _values(post: Any) -> dict[str, Any]:
     }
 
 
-@capability_required(Cap.MODEL_READ, "see the guardrail policies")
+@capability_required(Cap.MODEL_READ, gettext_lazy("see the guardrail policies"))
 def guardrail_policy(request: HttpRequest, name: str | None = None) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -51,18 +53,18 @@ def guardrail_policy(request: HttpRequest, name: str | None = None) -> HttpRespo
     error, details, form = "", {}, None
     if request.method == "POST":
         if not may_edit:
-            return forbidden(request, "change this guardrail policy")
+            return forbidden(request, gettext_lazy("change this guardrail policy"))
         try:
             if request.POST.get("action") == "remove":
                 guardrails.policy_remove(actor=actor, model_name=name)
-                messages.success(request, "The model's own policy is removed: it follows the organisation's."
-                                 if model else "The organisation's policy is removed: prompts and outputs are no "
-                                 "longer checked, except for models with a policy of their own.")
+                messages.success(request, _("The model's own policy is removed: it follows the organisation's.")
+                                 if model else _("The organisation's policy is removed: prompts and outputs are no "
+                                                 "longer checked, except for models with a policy of their own."))
                 return here
             form = _values(request.POST)
             policy = guardrails.policy_set(actor=actor, model_name=name, values=form)
-            messages.success(request, f"Policy saved (revision {policy.revision}); completions admitted from now on "
-                                      "run under it.")
+            messages.success(request, _("Policy saved (revision %(revision)s); completions admitted from now on "
+                                        "run under it.") % {"revision": policy.revision})
             return here
         except PortalError as exc:
             error, details = exc.message, exc.details

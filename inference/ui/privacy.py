@@ -8,6 +8,9 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import selectors
@@ -22,12 +25,15 @@ from portal.web.access import capability_required, forbidden, htmx_progress, mem
 
 
 class DatasetForm(forms.Form):
-    model = forms.ChoiceField(help_text="the text classifier or generative model the records are for")
-    file = forms.FileField(help_text="a classifier: CSV with columns text and label; a generative model: text (a "
-                                     "record a line), a CSV with a text column, or JSON lines of text or chat "
-                                     "messages; the records are never shown back")
-    epsilon_cap = forms.FloatField(min_value=0.01, max_value=50, initial=8.0, help_text="all runs together")
-    delta_cap = forms.FloatField(min_value=0, max_value=1e-3, initial=1e-5, help_text="below 1/rows")
+    model = forms.ChoiceField(label=gettext_lazy("Model"),
+                              help_text=gettext_lazy("the text classifier or generative model the records are for"))
+    file = forms.FileField(label=gettext_lazy("File"), help_text=gettext_lazy(
+        "a classifier: CSV with columns text and label; a generative model: text (a record a line), a CSV with a text "
+        "column, or JSON lines of text or chat messages; the records are never shown back"))
+    epsilon_cap = forms.FloatField(min_value=0.01, max_value=50, initial=8.0, label=gettext_lazy("Epsilon cap"),
+                                   help_text=gettext_lazy("all runs together"))
+    delta_cap = forms.FloatField(min_value=0, max_value=1e-3, initial=1e-5, label=gettext_lazy("Delta cap"),
+                                 help_text=gettext_lazy("below 1/rows"))
 
     def __init__(self, *args: Any, model_names: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -37,22 +43,30 @@ class DatasetForm(forms.Form):
 
 
 class FineTuneForm(forms.Form):
-    base_version = forms.TypedChoiceField(coerce=int)
-    target_epsilon = forms.FloatField(min_value=0.01, initial=4.0)
-    epochs = forms.IntegerField(min_value=1, max_value=50, initial=training_datasets.DEFAULTS["epochs"])
-    batch_size = forms.IntegerField(min_value=1, initial=training_datasets.DEFAULTS["batch_size"])
-    learning_rate = forms.FloatField(initial=training_datasets.DEFAULTS["learning_rate"])
+    base_version = forms.TypedChoiceField(coerce=int, label=gettext_lazy("Base version"))
+    target_epsilon = forms.FloatField(min_value=0.01, initial=4.0, label=gettext_lazy("Target epsilon"))
+    epochs = forms.IntegerField(min_value=1, max_value=50, initial=training_datasets.DEFAULTS["epochs"],
+                                label=gettext_lazy("Epochs"))
+    batch_size = forms.IntegerField(min_value=1, initial=training_datasets.DEFAULTS["batch_size"],
+                                    label=gettext_lazy("Batch size"))
+    learning_rate = forms.FloatField(initial=training_datasets.DEFAULTS["learning_rate"],
+                                     label=gettext_lazy("Learning rate"))
     lr_schedule = forms.ChoiceField(choices=[(k, f"{k}: {v}") for k, v in dp_accounting.SCHEDULES.items()],
-                                    initial=training_datasets.DEFAULTS["lr_schedule"], label="Learning-rate schedule")
-    max_grad_norm = forms.FloatField(initial=training_datasets.DEFAULTS["max_grad_norm"])
-    lora_rank = forms.IntegerField(required=False, min_value=1, max_value=64, label="LoRA rank",
-                                   help_text=f"generative models: the adapters' rank (default "
-                                             f"{private_lm.ADAPTER_DEFAULTS['rank']})")
-    lora_alpha = forms.FloatField(required=False, label="LoRA alpha",
-                                  help_text=f"default {private_lm.ADAPTER_DEFAULTS['alpha']}")
-    lora_targets = forms.CharField(required=False, max_length=400, label="Adapted layers",
-                                   help_text="comma-separated Linear layer names (default "
-                                             f"{', '.join(private_lm.ADAPTER_DEFAULTS['targets'])})")
+                                    initial=training_datasets.DEFAULTS["lr_schedule"],
+                                    label=gettext_lazy("Learning-rate schedule"))
+    max_grad_norm = forms.FloatField(initial=training_datasets.DEFAULTS["max_grad_norm"],
+                                     label=gettext_lazy("Clipping norm"))
+    lora_rank = forms.IntegerField(required=False, min_value=1, max_value=64, label=gettext_lazy("LoRA rank"),
+                                   help_text=format_lazy(gettext_lazy("generative models: the adapters' rank "
+                                                                      "(default {rank})"),
+                                                         rank=private_lm.ADAPTER_DEFAULTS["rank"]))
+    lora_alpha = forms.FloatField(required=False, label=gettext_lazy("LoRA alpha"),
+                                  help_text=format_lazy(gettext_lazy("default {alpha}"),
+                                                        alpha=private_lm.ADAPTER_DEFAULTS["alpha"]))
+    lora_targets = forms.CharField(required=False, max_length=400, label=gettext_lazy("Adapted layers"),
+                                   help_text=format_lazy(gettext_lazy("comma-separated Linear layer names "
+                                                                      "(default {targets})"),
+                                                         targets=", ".join(private_lm.ADAPTER_DEFAULTS["targets"])))
 
     def __init__(self, *args: Any, versions: list[int], generative: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -69,13 +83,13 @@ def _text_models(actor: Any) -> list[str]:
                    .filter(task__in=[Task.TEXT, Task.GENERATION])})
 
 
-@capability_required(Cap.REPORT_READ, "see training datasets")
+@capability_required(Cap.REPORT_READ, gettext_lazy("see training datasets"))
 def privacy_home(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     form = DatasetForm(request.POST or None, request.FILES or None, model_names=_text_models(actor))
     if request.method == "POST":
         if not actor.can(Cap.MODEL_REGISTER):
-            return forbidden(request, "upload training data")
+            return forbidden(request, gettext_lazy("upload training data"))
         if form.is_valid():
             try:
                 upload = form.cleaned_data["file"]
@@ -87,8 +101,8 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
             except PortalError as exc:
                 form.add_error("file", exc.message)
             else:
-                messages.success(request, f"Stored {dataset.name}: {dataset.train_rows} training rows, "
-                                          f"{dataset.holdout_rows} held out.")
+                messages.success(request, _("Stored %(name)s: %(train)s training rows, %(held)s held out.") % {
+                    "name": dataset.name, "train": dataset.train_rows, "held": dataset.holdout_rows})
                 return redirect("privacy-dataset", pk=dataset.pk)
     datasets = [(d, training_datasets.budget_summary(d)) for d in selectors.dataset_list(actor=actor)]
     return render(request, "inference/privacy.html", {
@@ -97,7 +111,7 @@ def privacy_home(request: HttpRequest) -> HttpResponse:
     }, status=400 if form.errors else 200)
 
 
-@capability_required(Cap.REPORT_READ, "see training datasets")
+@capability_required(Cap.REPORT_READ, gettext_lazy("see training datasets"))
 def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -110,7 +124,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
                         initial={"base_version": versions[0] if versions else None})
     if request.method == "POST":
         if not actor.can(Cap.MODEL_REGISTER):
-            return forbidden(request, "fine-tune models")
+            return forbidden(request, gettext_lazy("fine-tune models"))
         if form.is_valid():
             data = dict(form.cleaned_data)
             adapter = {"rank": data.pop("lora_rank", None), "alpha": data.pop("lora_alpha", None),
@@ -130,7 +144,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     }, status=400 if form.errors else 200)
 
 
-@capability_required(Cap.REPORT_READ, "see fine-tuning jobs")
+@capability_required(Cap.REPORT_READ, gettext_lazy("see fine-tuning jobs"))
 def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -150,7 +164,7 @@ def finetune_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
         finetuning.finetune_cancel(actor=actor, job=selectors.finetune_get(actor=actor, pk=pk))
-        messages.success(request, "Cancelling: the run stops at its next step; what it did not spend is released.")
+        messages.success(request, _("Cancelling: the run stops at its next step; what it did not spend is released."))
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect("fine-tune", pk=pk)

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import charts, selectors
@@ -44,27 +46,36 @@ def _card_value(version: Any, field: str) -> str:
     return value
 
 
+TASK_LABELS = {Task.TEXT: gettext_lazy("text classification"), Task.TABULAR: gettext_lazy("tabular classification"),
+               Task.GENERATION: gettext_lazy("text generation"), Task.EMBEDDING: gettext_lazy("text embedding")}
+
+
+def _card_field(name: str, **kwargs: Any) -> forms.CharField:
+    return forms.CharField(required=False, label=registry.CARD_LABELS[name], **kwargs)
+
+
 class RegisterForm(forms.Form):
-    name = forms.SlugField(max_length=60, help_text="lower-case letters, digits and dashes")
-    task = forms.ChoiceField(choices=Task.choices)
-    archive = forms.FileField(help_text=".zip or .tar.gz: a Hugging Face folder with safetensors weights, or "
-                                        "model.onnx + schema.json for a tabular model; or one .gguf file for "
-                                        "a generative model")
-    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    intended_use = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    out_of_scope_uses = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    training_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    evaluation_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    metrics = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    limitations = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    ethical_considerations = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    owner = forms.CharField(required=False)
-    languages = forms.CharField(required=False, max_length=200,
-                                help_text="ISO 639-1 codes of the languages it supports, e.g. en, zh: inputs in "
-                                          "other languages are flagged")
+    name = forms.SlugField(max_length=60, label=gettext_lazy("Name"),
+                           help_text=gettext_lazy("lower-case letters, digits and dashes"))
+    task = forms.ChoiceField(label=gettext_lazy("Task"), choices=[(t.value, TASK_LABELS[t]) for t in Task])
+    archive = forms.FileField(label=gettext_lazy("Archive"), help_text=gettext_lazy(
+        ".zip or .tar.gz: a Hugging Face folder with safetensors weights, or model.onnx + schema.json for a "
+        "tabular model; or one .gguf file for a generative model"))
+    description = forms.CharField(required=False, label=gettext_lazy("Description"),
+                                  widget=forms.Textarea(attrs={"rows": 2}))
+    intended_use = _card_field("intended_use", widget=forms.Textarea(attrs={"rows": 2}))
+    out_of_scope_uses = _card_field("out_of_scope_uses", widget=forms.Textarea(attrs={"rows": 2}))
+    training_data = _card_field("training_data", widget=forms.Textarea(attrs={"rows": 2}))
+    evaluation_data = _card_field("evaluation_data", widget=forms.Textarea(attrs={"rows": 2}))
+    metrics = _card_field("metrics", widget=forms.Textarea(attrs={"rows": 2}))
+    limitations = _card_field("limitations", widget=forms.Textarea(attrs={"rows": 2}))
+    ethical_considerations = _card_field("ethical_considerations", widget=forms.Textarea(attrs={"rows": 2}))
+    owner = _card_field("owner")
+    languages = _card_field("languages", max_length=200, help_text=gettext_lazy(
+        "ISO 639-1 codes of the languages it supports, e.g. en, zh: inputs in other languages are flagged"))
 
 
-@capability_required(Cap.MODEL_REGISTER, "register models")
+@capability_required(Cap.MODEL_REGISTER, gettext_lazy("register models"))
 def model_register(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     form = RegisterForm(request.POST or None, request.FILES or None)
@@ -82,12 +93,12 @@ def model_register(request: HttpRequest) -> HttpResponse:
             if upload.status == JobStatus.FAILED:
                 form.add_error("archive", upload.error)
             elif upload.version is not None:
-                messages.success(request, f"Registered {upload.version} as a draft. Submit it for review when its "
-                                          "card is complete.")
+                messages.success(request, _("Registered %(version)s as a draft. Submit it for review when its "
+                                            "card is complete.") % {"version": upload.version})
                 return redirect("model-detail", name=upload.version.model.name)
             else:
-                messages.info(request, f"The archive for {upload.name} is still being checked on a worker; it appears "
-                                       "here as a draft version when the check passes.")
+                messages.info(request, _("The archive for %(name)s is still being checked on a worker; it appears "
+                                         "here as a draft version when the check passes.") % {"name": upload.name})
                 return redirect("models")
     return render(request, "inference/model_register.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -111,7 +122,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "versions": versions,
         "version": chosen,
         "aliases": aliases,
-        "card_rows": [(f.replace("_", " ").capitalize(), _card_value(chosen, f)) for f in registry.CARD_FIELDS],
+        "card_rows": [(registry.CARD_LABELS[f], _card_value(chosen, f)) for f in registry.CARD_FIELDS],
         "transitions": chosen.transitions.select_related("actor"),
         "can_review": actor.can(Cap.MODEL_REVIEW) and chosen.status == VersionStatus.SUBMITTED
         and chosen.submitted_by_id != actor.user.pk,
@@ -125,7 +136,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         "can_delete": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.DRAFT,
         "card_missing": registry.card_missing_sentence(registry.card_missing(chosen.card))
         if registry.card_missing(chosen.card) else "",
-        "card_fields": [{"name": f, "label": f.replace("_", " ").capitalize(), "question": registry.CARD_QUESTIONS[f],
+        "card_fields": [{"name": f, "label": registry.CARD_LABELS[f], "question": registry.CARD_QUESTIONS[f],
                          "value": chosen.card.get(f, "")} for f in registry.CARD_FIELDS],
         "card_history": cards.card_history(chosen),
         "can_alias": actor.can(Cap.MODEL_REGISTER) and chosen.status == VersionStatus.APPROVED,
@@ -140,7 +151,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     energy = selectors.model_energy_daily(model=model)
     if any(d["energy_wh"] for d in energy):
         context["energy_chart"] = charts.usage_columns(energy, key="energy_wh", unit="Wh", digits=3,
-                                                       title="Energy of this model's served work per day (Wh)")
+                                                       title=_("Energy of this model's served work per day (Wh)"))
         context["energy_total"] = sum(d["energy_wh"] for d in energy)
     if chosen.task == Task.GENERATION:
         context["completions"] = [_with_preview(c) for c in selectors.completion_list(actor=actor, version=chosen)[:10]]
@@ -161,24 +172,27 @@ def version_action(request: HttpRequest, name: str, version: int) -> HttpRespons
         if action == "alias":
             registry.alias_move(actor=actor, model=found.model, alias=request.POST.get("alias") or "production",
                                 version=found)
-            messages.success(request, f"{request.POST.get('alias') or 'production'} now points at {found}.")
+            messages.success(request, _("%(alias)s now points at %(version)s.") % {
+                "alias": request.POST.get("alias") or "production", "version": found})
         elif action == "card":
             changes = {f: request.POST[f"card-{f}"] for f in registry.CARD_FIELDS if f"card-{f}" in request.POST}
             cards.model_card_edit(actor=actor, version=found, changes=changes)
-            messages.success(request, f"{found}: model card saved.")
+            messages.success(request, _("%(version)s: model card saved.") % {"version": found})
         elif action == "delete":
             if request.POST.get("confirm") != "yes":
-                messages.error(request, "Tick the box to confirm that the draft is to be deleted.")
+                messages.error(request, _("Tick the box to confirm that the draft is to be deleted."))
             else:
                 cards.model_version_delete(actor=actor, version=found)
-                messages.success(request, f"{found} was deleted.")
+                messages.success(request, _("%(version)s was deleted.") % {"version": found})
                 return redirect("/models/" + (f"{name}/" if found.model.versions.exists() else ""))
         elif action in ("submit", "approve", "reject", "retire"):
             registry.model_version_transition(actor=actor, version=found, action=action,
                                               comment=request.POST.get("comment", ""))
-            messages.success(request, f"{found}: {action} done.")
+            done = {"submit": _("%(version)s: submitted for review."), "approve": _("%(version)s: approved."),
+                    "reject": _("%(version)s: rejected."), "retire": _("%(version)s: retired.")}[action]
+            messages.success(request, done % {"version": found})
         else:
-            messages.error(request, "Unknown action.")
+            messages.error(request, _("Unknown action."))
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect(f"/models/{name}/?v={version}")
@@ -270,7 +284,7 @@ def playground(request: HttpRequest, name: str) -> HttpResponse:
     })
 
 
-@capability_required(Cap.MODEL_PREDICT, "call models")
+@capability_required(Cap.MODEL_PREDICT, gettext_lazy("call models"))
 @require_POST
 def playground_predict(request: HttpRequest, name: str) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
@@ -317,9 +331,9 @@ def _playground_embed(request: HttpRequest, actor: Any, version: Any) -> HttpRes
     texts = [line.strip() for line in request.POST.get("texts", "").splitlines() if line.strip()]
     context: dict[str, Any] = {"version": version, "error": ""}
     if not texts:
-        context["error"] = "Write at least one text, one per line."
+        context["error"] = _("Write at least one text, one per line.")
     elif len(texts) > EMBED_PLAYGROUND_TEXTS:
-        context["error"] = f"At most {EMBED_PLAYGROUND_TEXTS} texts here; the API takes more."
+        context["error"] = _("At most %(count)s texts here; the API takes more.") % {"count": EMBED_PLAYGROUND_TEXTS}
     else:
         try:
             result = predictions.prediction_wait(predictions.prediction_create(
@@ -341,8 +355,9 @@ def _playground_embed(request: HttpRequest, actor: Any, version: Any) -> HttpRes
 
 
 class JobForm(forms.Form):
-    model = forms.ChoiceField()
-    file = forms.FileField(help_text="CSV with a 'text' column (text models) or one column per feature; or JSON lines")
+    model = forms.ChoiceField(label=gettext_lazy("Model"))
+    file = forms.FileField(label=gettext_lazy("File"), help_text=gettext_lazy(
+        "CSV with a 'text' column (text models) or one column per feature; or JSON lines"))
 
     def __init__(self, *args: Any, model_names: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -359,7 +374,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     form = JobForm(request.POST or None, request.FILES or None, model_names=names)
     if request.method == "POST":
         if not actor.can(Cap.MODEL_PREDICT):
-            return forbidden(request, "run batch jobs")
+            return forbidden(request, gettext_lazy("run batch jobs"))
         if form.is_valid():
             try:
                 version = selectors.version_resolve_for_serving(actor=actor, ref=form.cleaned_data["model"])
@@ -368,7 +383,8 @@ def job_list(request: HttpRequest) -> HttpResponse:
             except PortalError as exc:
                 form.add_error("file", exc.message)
             else:
-                messages.success(request, f"Job {job.pk} queued: {job.rows_total} rows.")
+                messages.success(request, _("Job %(number)s queued: %(rows)s rows.") % {"number": job.pk,
+                                                                                      "rows": job.rows_total})
                 return redirect("jobs")
     context = {"form": form, "jobs": selectors.job_list(actor=actor)[:50], "can_predict": actor.can(Cap.MODEL_PREDICT)}
     if request.htmx:  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy
 
 from audit.exports import selectors, services
 from audit.exports.downloads import download_response
@@ -22,11 +23,13 @@ from portal.web.access import capability_required, forbidden, htmx_progress
 
 class ExportForm(forms.Form):
     period_start = forms.DateField(widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
-                                   help_text="serving statistics from this day")
-    period_end = forms.DateField(widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}), help_text="to this day, inclusive")
+                                   label=gettext_lazy("Period start"),
+                                   help_text=gettext_lazy("serving statistics from this day"))
+    period_end = forms.DateField(widget=forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"}),
+                                 label=gettext_lazy("Period end"), help_text=gettext_lazy("to this day, inclusive"))
 
 
-@capability_required(Cap.REPORT_READ, "read compliance exports")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read compliance exports"))
 def version_exports(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -38,7 +41,7 @@ def version_exports(request: HttpRequest, name: str, version: int) -> HttpRespon
     status = 200
     if request.method == "POST":
         if not actor.can(Cap.EXPORT_CREATE):
-            return forbidden(request, "generate compliance exports")
+            return forbidden(request, gettext_lazy("generate compliance exports"))
         if form.is_valid():
             try:
                 export = services.export_create(actor=actor, version=found,
@@ -53,7 +56,7 @@ def version_exports(request: HttpRequest, name: str, version: int) -> HttpRespon
     return render(request, "exports/version_exports.html", context, status=status)
 
 
-@capability_required(Cap.REPORT_READ, "read compliance exports")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read compliance exports"))
 def export_list(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     versions = inference_selectors.version_list_visible(actor=actor).select_related("model").order_by(
@@ -62,7 +65,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
                                                  "versions": versions, "can_create": actor.can(Cap.EXPORT_CREATE)})
 
 
-@capability_required(Cap.REPORT_READ, "read compliance exports")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read compliance exports"))
 def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -88,7 +91,7 @@ def _done_context(export: ComplianceExport) -> dict[str, Any]:
     }
 
 
-@capability_required(Cap.REPORT_READ, "read compliance exports")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read compliance exports"))
 def export_download(request: HttpRequest, pk: int) -> HttpResponse:
     """The bundle, or one file of it (?file=report.pdf), for the signed-in member."""
     actor = request.actor  # type: ignore[attr-defined]

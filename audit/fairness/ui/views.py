@@ -9,6 +9,8 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit.fairness import charts, selectors, services
 from audit.fairness.datasets import DEMO_DATASETS
@@ -23,24 +25,32 @@ from portal.web.access import capability_required, forbidden, htmx_progress
 
 
 class ReportForm(forms.Form):
-    dataset = forms.ChoiceField(choices=[])
-    file = forms.FileField(required=False, help_text="tabular: evaluation CSV; text: templates CSV")
-    label_column = forms.CharField(required=False, initial="label")
-    sensitive_columns = forms.CharField(required=False, help_text="comma-separated, e.g. sex, race")
-    favourable_label = forms.CharField(required=False, help_text="the model label that is the favourable outcome")
-    terms = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
-                            help_text="identity terms, one per line or comma-separated")
-    score_label = forms.CharField(required=False, help_text="the model label whose probability is scored")
+    dataset = forms.ChoiceField(choices=[], label=gettext_lazy("Dataset"))
+    file = forms.FileField(required=False, label=gettext_lazy("File"),
+                           help_text=gettext_lazy("tabular: evaluation CSV; text: templates CSV"))
+    label_column = forms.CharField(required=False, initial="label", label=gettext_lazy("Label column"))
+    sensitive_columns = forms.CharField(required=False, label=gettext_lazy("Sensitive columns"),
+                                        help_text=gettext_lazy("comma-separated, e.g. sex, race"))
+    favourable_label = forms.CharField(required=False, label=gettext_lazy("Favourable label"),
+                                       help_text=gettext_lazy("the model label that is the favourable outcome"))
+    terms = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), label=gettext_lazy("Terms"),
+                            help_text=gettext_lazy("identity terms, one per line or comma-separated"))
+    score_label = forms.CharField(required=False, label=gettext_lazy("Score label"),
+                                  help_text=gettext_lazy("the model label whose probability is scored"))
     domain = forms.ChoiceField(choices=[(d, d.replace("_", " ")) for d in BOLD_DOMAINS], required=False,
-                               help_text="the BOLD domain whose groups are compared")
-    prompts_per_group = forms.IntegerField(min_value=1, max_value=200, initial=20, required=False)
-    completions_per_prompt = forms.IntegerField(min_value=1, max_value=10, initial=3, required=False)
+                               label=gettext_lazy("Domain"),
+                               help_text=gettext_lazy("the BOLD domain whose groups are compared"))
+    prompts_per_group = forms.IntegerField(min_value=1, max_value=200, initial=20, required=False,
+                                           label=gettext_lazy("Prompts per group"))
+    completions_per_prompt = forms.IntegerField(min_value=1, max_value=10, initial=3, required=False,
+                                                label=gettext_lazy("Completions per prompt"))
     max_tokens = forms.IntegerField(min_value=4, max_value=128, initial=32, required=False,
-                                    help_text="tokens per completion, at most")
-    sentiment_model = forms.CharField(initial="sentiment", required=False,
-                                      help_text="the served model that scores each completion's sentiment")
-    moderation_model = forms.CharField(initial="moderation", required=False,
-                                       help_text="the served model that scores each completion's toxicity")
+                                    label=gettext_lazy("Max tokens"),
+                                    help_text=gettext_lazy("tokens per completion, at most"))
+    sentiment_model = forms.CharField(initial="sentiment", required=False, label=gettext_lazy("Sentiment model"),
+                                      help_text=gettext_lazy("the served model that scores each completion's sentiment"))
+    moderation_model = forms.CharField(initial="moderation", required=False, label=gettext_lazy("Moderation model"),
+                                       help_text=gettext_lazy("the served model that scores each completion's toxicity"))
 
     FIELDS = {  # the fields each kind of model's report asks for
         "tabular-classification": ("dataset", "file", "label_column", "sensitive_columns", "favourable_label"),
@@ -73,7 +83,7 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.replace("\r", "").replace("\n", ",").split(",") if t.strip()]
 
 
-@capability_required(Cap.REPORT_READ, "read bias reports")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read bias reports"))
 def version_reports(request: HttpRequest, name: str, version: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -84,7 +94,7 @@ def version_reports(request: HttpRequest, name: str, version: int) -> HttpRespon
     status = 200
     if request.method == "POST":
         if not actor.can(Cap.REPORT_CREATE):
-            return forbidden(request, "run bias reports")
+            return forbidden(request, gettext_lazy("run bias reports"))
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -107,7 +117,7 @@ def version_reports(request: HttpRequest, name: str, version: int) -> HttpRespon
     return render(request, "fairness/version_reports.html", context, status=status)
 
 
-@capability_required(Cap.REPORT_READ, "read bias reports")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read bias reports"))
 def report_detail(request: HttpRequest, pk: int) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     try:
@@ -148,13 +158,13 @@ def _samples(result: dict[str, Any]) -> list[dict[str, Any]]:
             for g in result.get("groups", [])]
 
 
-@capability_required(Cap.REPORT_READ, "read the fairness policy")
+@capability_required(Cap.REPORT_READ, gettext_lazy("read the fairness policy"))
 def policy(request: HttpRequest) -> HttpResponse:
     actor = request.actor  # type: ignore[attr-defined]
     current = services.policy_for(actor.organization)
     if request.method == "POST":
         if not actor.can(Cap.ORG_MANAGE):
-            return forbidden(request, "change the fairness policy")
+            return forbidden(request, gettext_lazy("change the fairness policy"))
         try:
             thresholds: dict[str, dict[str, float]] = {}
             for name in DEFAULT_THRESHOLDS:
@@ -167,10 +177,10 @@ def policy(request: HttpRequest) -> HttpResponse:
                 bootstrap_resamples=int(request.POST.get("bootstrap_resamples") or 1000),
                 require_passing_report=request.POST.get("require_passing_report") == "on",
             )
-            messages.success(request, "Fairness policy saved.")
+            messages.success(request, _("Fairness policy saved."))
             return redirect("fairness-policy")
         except ValueError:
-            messages.error(request, "Thresholds and sizes must be numbers.")
+            messages.error(request, _("Thresholds and sizes must be numbers."))
         except PortalError as exc:
             messages.error(request, exc.message)
     effective = thresholds_check(current.thresholds)
