@@ -15,12 +15,16 @@ import re
 import threading
 from typing import Any
 
+from django.utils.translation import gettext, gettext_noop
+
 CONFIDENT = 0.75  # langid.py's normalised probability from which an input's language is taken as known
 HAN_AT_LEAST = 4
 _CODE = re.compile(r"^[a-z]{2,3}$")
 _LOCK = threading.Lock()
-# names py3langid's codes have where Django's LANG_INFO lists only regional variants
-_NAMES = {"zh": ("Chinese", "中文"), "yue": ("Cantonese", "粤语"), "wuu": ("Wu Chinese", "吴语"), "la": ("Latin", "Latina")}
+# names py3langid's codes have where Django's LANG_INFO lists only regional variants (Django's own
+# catalogues translate the names it lists; these are translated in Steward's)
+_NAMES = {"zh": gettext_noop("Chinese"), "yue": gettext_noop("Cantonese"), "wuu": gettext_noop("Wu Chinese"),
+          "la": gettext_noop("Latin")}
 
 
 _IDENTIFIER: Any = None
@@ -50,13 +54,14 @@ def known_codes() -> frozenset[str]:
 
 
 def name(code: str) -> str:
-    """The language's English name ('Chinese'), or its code where neither list has it."""
+    """The language's name in the reader's language ('Chinese', '中文'), or its code where neither
+    list has it."""
     from django.conf.locale import LANG_INFO
 
     if code in _NAMES:
-        return _NAMES[code][0]
+        return gettext(_NAMES[code])
     info = LANG_INFO.get(code)
-    return str(info["name"]) if info and "name" in info else code
+    return gettext(str(info["name"])) if info and "name" in info else code
 
 
 def parse(value: str) -> list[str]:
@@ -67,8 +72,8 @@ def parse(value: str) -> list[str]:
         if not part:
             continue
         if not _CODE.match(part) or part not in known_codes():
-            raise ValueError(f"The card's languages are ISO 639-1 codes separated by commas (e.g. 'en, zh'); "
-                             f"{part!r} is not one Steward recognises.")
+            raise ValueError(gettext("The card's languages are ISO 639-1 codes separated by commas (e.g. 'en, zh'); "
+                                     "%(code)r is not one Steward recognises.") % {"code": part})
         if part not in codes:
             codes.append(part)
     return codes
@@ -130,11 +135,14 @@ def notice(card: dict[str, Any] | None, flagged: list[dict[str, Any]]) -> dict[s
     if not flagged:
         return None
     listed = supported(card)
-    trained = " and ".join(name(code) for code in listed)
+    trained = gettext(" and ").join(name(code) for code in listed)
     detected = flagged[0]["detected"]
     several = len({f["detected"] for f in flagged}) > 1
-    which = "this input looks" if len(flagged) == 1 else "these inputs look"
-    return {"supported": listed, "inputs": flagged,
-            "message": f"This model was trained on {trained}; {which} like "
-                       f"{'other languages' if several else name(detected)}. It was answered, but its answer may "
-                       "be unreliable."}
+    like = gettext("other languages") if several else name(detected)
+    if len(flagged) == 1:
+        message = gettext("This model was trained on %(trained)s; this input looks like %(like)s. It was answered, "
+                          "but its answer may be unreliable.")
+    else:
+        message = gettext("This model was trained on %(trained)s; these inputs look like %(like)s. They were "
+                          "answered, but the answers may be unreliable.")
+    return {"supported": listed, "inputs": flagged, "message": message % {"trained": trained, "like": like}}
