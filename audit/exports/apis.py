@@ -25,6 +25,9 @@ class ExportListCreateApi(APIView):
         period_start = serializers.DateField(required=False, help_text="serving statistics from this day "
                                              f"(default: {services.DEFAULT_PERIOD_DAYS} days before the end)")
         period_end = serializers.DateField(required=False, help_text="to this day, inclusive (default: today)")
+        language = serializers.CharField(required=False, max_length=16, help_text=(
+            "the PDF report's language, one the portal offers (en-gb; zh-hans where offered); default: the "
+            "request's (Accept-Language). evidence.json and the CSV tables are the same in every language"))
 
     @extend_schema(responses={200: ExportOutput(many=True)}, summary="Compliance exports of a model version",
                    operation_id="exports_of_version_list")
@@ -41,7 +44,8 @@ class ExportListCreateApi(APIView):
         actor = actor_of(request)
         found = inference_selectors.version_get(actor=actor, name=name, version=version)
         export = services.export_create(actor=actor, version=found, period_start=data.validated_data.get("period_start"),
-                                        period_end=data.validated_data.get("period_end"))
+                                        period_end=data.validated_data.get("period_end"),
+                                        language=data.validated_data.get("language"))
         return Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
 
 

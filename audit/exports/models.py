@@ -27,6 +27,9 @@ class ComplianceExport(WorkerJob):
     mapping = models.JSONField(default=dict, blank=True)  # the Annex IV / NIST items, as in evidence.json
     audit_index = models.BigIntegerField(null=True, blank=True)
     audit_leaf_hash = models.CharField(max_length=64, blank=True)
+    # the PDF report's language (a code of settings.LANGUAGES); evidence.json and the CSV tables are the
+    # same in every language
+    language = models.CharField(max_length=16, default="en-gb")
 
     class Meta:
         ordering = ["-created_at"]

@@ -69,6 +69,7 @@ class ExportOutput(OutputSerializer):
     steps_done = serializers.IntegerField()
     steps_total = serializers.IntegerField()
     period = Period(source="*")
+    language = serializers.CharField(help_text="the PDF report's language")
     created_by = serializers.CharField(source="created_by.username")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)

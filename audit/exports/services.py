@@ -15,12 +15,13 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from audit.exports import document as evidence_document
 from audit.exports.exceptions import ExportNotFinished, InvalidExport
@@ -50,11 +51,13 @@ def default_period() -> tuple[date, date]:
 
 
 def export_create(*, actor: Actor, version: ModelVersion, period_start: date | None = None,
-                  period_end: date | None = None) -> ComplianceExport:
-    """Checks the request and queues the export on a worker.
+                  period_end: date | None = None, language: str | None = None) -> ComplianceExport:
+    """Checks the request and queues the export on a worker. Its PDF is written in `language` (one
+    the portal offers), by default the request's own.
 
     Raises:
-        InvalidExport (400): a period that is reversed, in the future, or longer than a year.
+        InvalidExport (400): a period that is reversed, in the future, or longer than a year; a language
+            the portal does not offer.
         WorkerUnavailable (503): no worker to assemble it; nothing is stored.
     """
     actor.require(Cap.EXPORT_CREATE, "generate compliance exports")
@@ -67,6 +70,11 @@ def export_create(*, actor: Actor, version: ModelVersion, period_start: date | N
         raise InvalidExport(f"The period ends in the future ({end}); the latest possible end is today ({today}).")
     if (end - start).days + 1 > MAX_PERIOD_DAYS:
         raise InvalidExport(f"The period is {(end - start).days + 1} days; at most {MAX_PERIOD_DAYS} are allowed.")
+    language = language or translation.get_language() or settings.LANGUAGE_CODE
+    if language not in dict(settings.LANGUAGES):
+        raise InvalidExport(translation.gettext("The report cannot be written in %(language)r: this portal offers "
+                                                "%(offered)s.") % {"language": language,
+                                                                   "offered": ", ".join(dict(settings.LANGUAGES))})
     if not worker_alive(queue=QUEUE):
         raise WorkerUnavailable("No worker is running to assemble the export; it was not created.")
     with transaction.atomic():
@@ -74,13 +82,13 @@ def export_create(*, actor: Actor, version: ModelVersion, period_start: date | N
         number = (ComplianceExport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
         export = ComplianceExport.objects.create(
             organization=actor.organization, model_version=version, number=number, period_start=start,
-            period_end=end, steps_total=len(STAGES), created_by=actor.user,
+            period_end=end, steps_total=len(STAGES), created_by=actor.user, language=language,
         )
         audit_record(
             action="compliance_export.requested", actor=actor.audit_actor, organization_id=actor.organization.pk,
             target_type="exports.ComplianceExport", target_id=export.pk,
             payload={"model": version.model.name, "version": version.version, "export": number,
-                     "period": [start.isoformat(), end.isoformat()]},
+                     "period": [start.isoformat(), end.isoformat()], "language": language},
         )
         EXPORTS.send_on_commit(export.pk)
     return export
@@ -119,7 +127,8 @@ def export_run(*, export_id: int) -> None:
         **tables.tables(document),
     }
     _stage(export_id, 2)
-    files["report.pdf"] = pdf.render(document)
+    with translation.override(export.language):  # the report's words; the evidence is the same in every language
+        files["report.pdf"] = pdf.render(document)
 
     _stage(export_id, 3)
     bundle, manifest = evidence_bundle_create(

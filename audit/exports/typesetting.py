@@ -81,11 +81,43 @@ def clean(text: Any) -> str:
     return "".join(out).replace("\n", "<br/>")
 
 
+def cjk_runs(markup: str) -> str:
+    """Paragraph markup whose Chinese and Japanese runs outside tags are set in the CID font: the
+    report's own sentences, translated, hold Chinese too (what `clean` does for the evidence)."""
+    out: list[str] = []
+    run: list[str] = []
+    in_tag = False
+
+    def flush() -> None:
+        if run:
+            out.append(f'<font name="{CJK_FONT}">{"".join(run)}</font>')
+            run.clear()
+
+    for char in markup:
+        if char == "<":
+            in_tag = True
+        if not in_tag and _cjk(char) and ord(char) not in fonts():
+            run.append(char)
+            continue
+        flush()
+        out.append(char)
+        if char == ">":
+            in_tag = False
+    flush()
+    return "".join(out)
+
+
+def has_cjk(text: str) -> bool:
+    return any(_cjk(char) for char in text)
+
+
 def num(value: Any, digits: int = 4) -> str:
+    from django.utils.translation import gettext
+
     if value is None:
-        return "n/a"
+        return gettext("n/a")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return gettext("yes") if value else gettext("no")
     if isinstance(value, float):
         return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}".rstrip("0").rstrip(".")
     return str(value)
@@ -114,7 +146,7 @@ class Builder:
     def p(self, text: str, style: str = "body") -> None:
         from reportlab.platypus import Paragraph
 
-        self.story.append(Paragraph(text, self.styles[style]))
+        self.story.append(Paragraph(cjk_runs(text), self.styles[style]))
 
     def heading(self, text: str, level: int = 1) -> None:
         from reportlab.platypus import Paragraph
@@ -131,7 +163,7 @@ class Builder:
         cell = self.styles["cell"]
         data = [[Paragraph(f"<b>{clean(h)}</b>", cell) for h in header]]
         for row in rows:
-            data.append([Paragraph(v if isinstance(v, Markup) else clean(num(v)), cell) for v in row])
+            data.append([Paragraph(cjk_runs(v) if isinstance(v, Markup) else clean(num(v)), cell) for v in row])
         table = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
         style = [
             ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#c9d2dd")),
@@ -178,5 +210,13 @@ class Markup(str):
     """A table cell that is already Paragraph markup (escaped by whoever built it)."""
 
 
+# the words the report shows for its codes (the same words as the portal's pages)
+MARK_WORDS = {"pass": "pass", "warn": "warn", "fail": "fail", "high": "high", "medium": "medium", "low": "low",
+              "present": "present", "partial": "partial", "missing": "missing"}
+
+
 def status_mark(value: str, colours: dict[str, str]) -> Markup:
-    return Markup(f'<font color="{colours.get(value, INK)}"><b>{clean(value)}</b></font>')
+    from django.utils.translation import gettext
+
+    word = gettext(MARK_WORDS[value]) if value in MARK_WORDS else value
+    return Markup(f'<font color="{colours.get(value, INK)}"><b>{clean(word)}</b></font>')

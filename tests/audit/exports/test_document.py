@@ -77,6 +77,22 @@ def test_a_private_version_documents_its_guarantee_and_ledger(tabular) -> None:
     assert "claims.csv" in text
 
 
+def test_the_report_in_chinese_reads_back_in_chinese(tabular) -> None:
+    from django.utils import translation
+
+    version = private_version(tabular)
+    today = timezone.localdate()
+    built = document.build(version=version, number=1, period=(today - timedelta(days=6), today),
+                           generated_by="auditor", excerpt=[])
+    with translation.override("zh-hans"):
+        rendered = pdf.render(built)
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(rendered)).pages)
+    assert "技术文档：credit 版本 2" in text and "7. 隐私保证与训练数据账本" in text
+    assert "(3.98, 1e-05)-差分隐私" in text and "训练数据及其隐私账本" in text
+    assert "claims.csv" in text and "Training data and its privacy ledger" not in text
+    assert b"/STSong-Light" in rendered and translation.get_language() != "zh-hans"  # nothing left switched
+
+
 def test_text_that_the_fonts_cannot_draw_is_replaced_not_dropped() -> None:
     assert pdf.clean("naïve <b>&</b> 漢字 ก") == 'naïve &lt;b&gt;&amp;&lt;/b&gt; <font name="STSong-Light">漢字</font> ?'
 

@@ -262,6 +262,7 @@ def test_exports_refused_clearly_and_nothing_stored(celery_worker, tabular, tmp_
         ({"period_start": str(today - timedelta(days=400)), "period_end": str(today)}, "at most 366"),
         ({"period_start": "last tuesday"}, "wrong format"),
         ({"format": "docx"}, "format"),
+        ({"language": "zh-hans"}, "this portal offers en-gb"),  # not offered here (STEWARD_LANGUAGES)
     ]
     for body, said in cases:
         response = auditor.post(url, body, format="json")
@@ -308,3 +309,34 @@ def test_an_export_whose_worker_died_is_requeued_and_finishes(celery_worker, tab
     assert body["status"] == "done" and body["steps_done"] == body["steps_total"]
     assert LogEntry.objects.filter(action="compliance_export.generated", target_id=str(export.pk)).count() == 1
     assert job_requeue_stale(EXPORTS) == 0
+
+
+def test_an_export_asked_for_in_chinese_has_its_report_in_chinese_and_the_same_evidence(
+        celery_worker, tabular, settings) -> None:
+    settings.LANGUAGES = [("en-gb", "English"), ("zh-hans", "简体中文")]
+    auditor = bearer_client(tabular, "auditor")
+    url = "/api/v1/models/credit/versions/1/exports"
+    # by the body's field, and by the request's Accept-Language
+    chinese = auditor.post(url, {"language": "zh-hans"}, format="json")
+    followed = auditor.post(url, {}, format="json", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    english = auditor.post(url, {}, format="json", HTTP_ACCEPT_LANGUAGE="en")
+    assert [r.status_code for r in (chinese, followed, english)] == [202, 202, 202]
+    assert [r.json()["language"] for r in (chinese, followed, english)] == ["zh-hans", "zh-hans", "en-gb"]
+    bundles = {}
+    for name, created in (("zh", chinese), ("en", english)):
+        body = finished(auditor, created.json()["url"])
+        assert body["status"] == "done", body
+        bundles[name] = zipfile.ZipFile(io.BytesIO(auditor.get(body["bundle"]["url"]).content))
+    text = pdf_text(bundles["zh"].read("report.pdf"))
+    for heading in ("技术文档：credit", "1. 摘要与未解决问题", "2. 模型卡", "7. 隐私保证与训练数据账本", "9. 审计日志",
+                    "10. 法规对照", "欧盟《人工智能法》附件 IV", "11. 校验本证据包", "第 1 页"):
+        assert heading in text, heading
+    assert "Summary and open issues" not in text and "?" not in text.split("1. 摘要与未解决问题", 1)[0]
+    assert "1. Summary and open issues" in pdf_text(bundles["en"].read("report.pdf"))
+    # the evidence is the same in both: JSON keys and statuses, CSV headers
+    documents = {name: json.loads(bundle.read("evidence.json")) for name, bundle in bundles.items()}
+    assert documents["zh"].keys() == documents["en"].keys()
+    assert ([r["status"] for r in documents["zh"]["regulatory_mapping"]["eu_ai_act_annex_iv"]]
+            == [r["status"] for r in documents["en"]["regulatory_mapping"]["eu_ai_act_annex_iv"]])
+    assert (bundles["zh"].read("tables/issues.csv").decode().splitlines()[0]
+            == bundles["en"].read("tables/issues.csv").decode().splitlines()[0] == "severity,area,message")
