@@ -32,6 +32,7 @@ translations: $(STAMP)
 # After marking strings: the catalogues brought up to date with the code (needs GNU gettext), then translated.
 messages: $(STAMP)
 	$(PY) manage.py makemessages --no-obsolete --add-location=file --locale=zh_Hans --ignore='.venv/*' --ignore='var/*' --ignore='bench/*' --ignore='tests/*'
+	$(PY) manage.py makemessages --domain=djangojs --no-obsolete --add-location=file --locale=zh_Hans --ignore='.venv/*' --ignore='var/*' --ignore='bench/*' --ignore='tests/*' --ignore='*.min.js'
 
 translations-check: $(STAMP)
 	$(PY) manage.py translations_check

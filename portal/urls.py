@@ -1,3 +1,4 @@
+from django.views.i18n import JavaScriptCatalog
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -21,6 +22,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("v1/", include(openai_urlpatterns)),  # OpenAI's API: base_url="http://host/v1"
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # the words of the portal's scripts (chat.js), in the request's language
+    path("jsi18n/", JavaScriptCatalog.as_view(packages=["portal"]), name="javascript-catalog"),
     # the split view serves its script as a file: the Content-Security-Policy allows no inline script
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("audit/", include("audit.console.ui_urls")),

@@ -21,6 +21,7 @@ from django.template.base import Lexer, TokenType
 ROOT = Path(__file__).resolve().parent.parent.parent
 LOCALE = ROOT / "locale"
 TEMPLATES = ROOT / "templates"
+DOMAINS = ("django", "djangojs")  # templates and Python; the portal's scripts
 # Read by people: these attributes are translated as text is.
 TEXT_ATTRIBUTES = {"title", "placeholder", "aria-label", "alt", "label"}
 # Words that stay as they are in every language: names and acronyms.
@@ -177,17 +178,19 @@ def catalogue_problems(languages: list[str], root: Path = ROOT) -> list[Catalogu
         copy = Path(scratch) / "steward"
         ignore = shutil.ignore_patterns(".venv", "var", "node_modules", "__pycache__", ".git", "*.mo", "bench", "tests")
         shutil.copytree(root, copy, ignore=ignore, symlinks=True)
-        subprocess.run(
-            [sys.executable, "manage.py", "makemessages", "--no-obsolete", "--add-location=file",
-             "--ignore=.venv/*", "--ignore=var/*", *[f"--locale={lang}" for lang in languages]],
-            cwd=copy, check=True, capture_output=True, text=True,
-            env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, "DJANGO_SETTINGS_MODULE": "portal.settings",
-                 "PYTHONPATH": str(copy)},
-        )
-        for language in languages:
-            committed_path = root / "locale" / language / "LC_MESSAGES" / "django.po"
+        for domain in DOMAINS:
+            subprocess.run(
+                [sys.executable, "manage.py", "makemessages", f"--domain={domain}", "--no-obsolete",
+                 "--add-location=file", "--ignore=.venv/*", "--ignore=var/*", "--ignore=*.min.js",
+                 *[f"--locale={lang}" for lang in languages]],
+                cwd=copy, check=True, capture_output=True, text=True,
+                env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "x" * 50, "DJANGO_SETTINGS_MODULE": "portal.settings",
+                     "PYTHONPATH": str(copy)},
+            )
+        for language, domain in ((lang, domain) for lang in languages for domain in DOMAINS):
+            committed_path = root / "locale" / language / "LC_MESSAGES" / f"{domain}.po"
             committed = polib.pofile(str(committed_path)) if committed_path.exists() else polib.POFile()
-            fresh = polib.pofile(str(copy / "locale" / language / "LC_MESSAGES" / "django.po"))
+            fresh = polib.pofile(str(copy / "locale" / language / "LC_MESSAGES" / f"{domain}.po"))
             have = {(entry.msgctxt, entry.msgid) for entry in committed if not entry.obsolete}
             want = {(entry.msgctxt, entry.msgid) for entry in fresh}
             for entry in fresh:

@@ -5,6 +5,7 @@ switcher (remembered per user) and, for the API, Accept-Language."""
 from __future__ import annotations
 
 import gettext
+import json
 import os
 import shutil
 from pathlib import Path
@@ -158,7 +159,18 @@ def test_the_api_follows_accept_language_and_keeps_its_codes(db) -> None:
 
 def test_every_catalogue_in_the_repository_compiles() -> None:
     # The repository's catalogues compile as `make run` compiles them (a copy: the checkout's .mo stay as they are).
-    assert sorted(Path(translations.LOCALE).glob("*/LC_MESSAGES/django.po"))
-    for po_path in Path(translations.LOCALE).glob("*/LC_MESSAGES/django.po"):
+    assert sorted(Path(translations.LOCALE).glob("*/LC_MESSAGES/djangojs.po"))
+    for po_path in Path(translations.LOCALE).glob("*/LC_MESSAGES/*.po"):
         entries = polib.pofile(str(po_path))
         assert entries.percent_translated() == 100 and not entries.fuzzy_entries()
+
+
+@override_settings(LANGUAGES=BOTH)
+def test_the_scripts_words_come_in_the_pages_language(client) -> None:
+    chinese = client.get("/jsi18n/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    english = client.get("/jsi18n/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    def escaped(text: str) -> str:  # the catalogue is JavaScript with \\u escapes
+        return json.dumps(text)[1:-1]
+
+    assert escaped("生成中…") in chinese and escaped("与门户的连接已断开。") in chinese  # chat.js's words
+    assert "django.gettext" in english and escaped("生成中…") not in english

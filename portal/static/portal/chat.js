@@ -1,5 +1,6 @@
 // The chat playground of a generative model: it calls the OpenAI-compatible API (/v1/chat/completions)
 // with the page's session, streaming, and shows the tokens as they come, then usage and the receipt.
+// Its words come from Django's JavaScript catalogue (/jsi18n/: gettext, interpolate), in the page's language.
 (() => {
   const form = document.querySelector("[data-chat-form]");
   if (!form) return;
@@ -14,7 +15,7 @@
     item.dataset.role = role;
     const who = document.createElement("strong");
     // EU AI Act Art. 50: a person must be able to tell text a model made
-    who.textContent = role === "user" ? "You" : "Assistant (AI-generated)";
+    who.textContent = role === "user" ? gettext("You") : gettext("Assistant (AI-generated)");
     const body = document.createElement("p");
     body.textContent = text;
     item.append(who, body);
@@ -29,16 +30,21 @@
     line.dataset.testid = "chat-receipt";
     const link = document.createElement("a");
     link.href = `/completions/${steward.completion}/`;
-    link.textContent = `completion #${steward.completion}`;
-    line.append(link, ` · ${usage ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens · ` : ""}` +
-      `receipt: log entry #${steward.receipt.index}, leaf ${steward.receipt.leaf_hash.slice(0, 12)}…` +
-      (steward.cut_off ? " · cut off" : ""));
+    link.textContent = interpolate(gettext("completion #%s"), [steward.completion]);
+    const tokens = usage ? interpolate(gettext("%(prompt)s prompt + %(completion)s completion tokens"),
+      {prompt: usage.prompt_tokens, completion: usage.completion_tokens}, true) + " · " : "";
+    line.append(link, " · " + tokens +
+      interpolate(gettext("receipt: log entry #%(index)s, leaf %(leaf)s…"),
+        {index: steward.receipt.index, leaf: steward.receipt.leaf_hash.slice(0, 12)}, true) +
+      (steward.cut_off ? " · " + gettext("cut off") : ""));
     if (steward.guard && steward.guard.outcome) {
       // the organisation's guardrails stopped or flagged this answer: say so beside it
       const guard = document.createElement("strong");
       guard.dataset.testid = "chat-guard";
-      guard.textContent = steward.guard.outcome === "filtered"
-        ? " · stopped by the guardrail policy (content_filter)" : ` · ${steward.guard.outcome} by the guardrail policy`;
+      guard.textContent = " · " + (steward.guard.outcome === "filtered"
+        ? gettext("stopped by the guardrail policy (content_filter)")
+        : steward.guard.outcome === "flagged" ? gettext("flagged by the guardrail policy")
+          : interpolate(gettext("%s by the guardrail policy"), [steward.guard.outcome]));
       line.append(guard);
     }
     item.parentElement.append(line);
@@ -71,7 +77,7 @@
     };
     const send = form.querySelector("button[type=submit]");
     send.disabled = true;
-    status.textContent = "Generating…";
+    status.textContent = gettext("Generating…");
     let steward = null, usage = null, failed = null;
     try {
       const response = await fetch("/v1/chat/completions", {
@@ -79,7 +85,8 @@
         headers: {"Content-Type": "application/json", "X-CSRFToken": csrf}, body: JSON.stringify(body),
       });
       if (!response.ok) {
-        failed = ((await response.json()).error || {}).message || `The request failed (${response.status}).`;
+        failed = ((await response.json()).error || {}).message
+          || interpolate(gettext("The request failed (%s)."), [response.status]);
       } else {
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
@@ -104,7 +111,7 @@
         }
       }
     } catch (error) {
-      failed = "The connection to the portal was lost.";
+      failed = gettext("The connection to the portal was lost.");
     }
     if (failed) {
       answer.textContent = failed;
