@@ -1,5 +1,5 @@
-from django.views.i18n import JavaScriptCatalog
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from inference.urls import openai_urlpatterns
