@@ -72,3 +72,70 @@ def test_the_choice_follows_the_user_into_another_browser(browser, live_server, 
         assert page.locator("#language-select option:checked").inner_text() == "简体中文"
     finally:
         second.close()
+
+
+@pytest.mark.worker
+def test_the_walk_in_chinese_playground_explanation_bias_report_and_export(browser, live_server, settings,
+                                                                           celery_worker, tmp_path) -> None:
+    """Sign-in, the playground, an explanation, a bias report and an export, in a browser that asks for
+    Chinese; the export's PDF comes in Chinese too."""
+    import io
+
+    from pypdf import PdfReader
+
+    from tests.audit.fairness.test_reports_api import evaluation_rows
+    from tests.inference.factories import serve_model, tiny_tabular_archive
+
+    settings.LANGUAGES = BOTH
+    served = serve_model(OrganizationFactory(name="华夏银行"), name="credit", task="tabular-classification",
+                         archive=tiny_tabular_archive(tmp_path / "v1"))
+    data = tmp_path / "eval.csv"
+    data.write_text("income,region,group,outcome\n" + "".join(
+        f"{r['income']},{r['region']},{r['group']},{r['outcome']}\n" for r in evaluation_rows()))
+    context, page = _context(browser, live_server, "zh-CN")
+    try:
+        sign_in(page, served.actors["owner"].user.username)
+        page.wait_for_selector("h1:has-text('华夏银行')")
+        # the playground and an explanation
+        page.goto("/models/credit/playground/")
+        assert page.inner_text("h1").startswith("试用：credit")
+        page.fill("#f-income", "12")
+        page.click("[data-testid=playground-form] button[type=submit]")
+        page.wait_for_selector("[data-testid=prediction-label]")
+        assert page.inner_text("#result h2") == "结果" and "回执：审计记录" in page.inner_text("#result")
+        page.click("[data-testid=explain]")
+        page.wait_for_selector("[data-testid=waterfall] svg.chart", timeout=patience(60) * 1000)
+        assert page.inner_text("[data-testid=explanation] h2") == "是什么推动了这一决定"
+        assert "计算方式" in page.inner_text("main") and "基准值 E[f(x)]" in page.inner_text("[data-testid=explanation-facts]")
+        page.screenshot(path=str(SHOTS / "explanation-zh.png"), full_page=True)
+        # a bias report
+        page.goto("/models/credit/versions/1/bias/")
+        assert page.inner_text("[data-testid=report-form] button[type=submit]") == "生成报告"
+        page.set_input_files("#id_file", str(data))
+        page.fill("#id_label_column", "outcome")
+        page.fill("#id_sensitive_columns", "group")
+        page.fill("#id_favourable_label", "grant")
+        page.click("[data-testid=report-form] button[type=submit]")
+        verdict = page.wait_for_selector("[data-testid=verdict]", timeout=patience(60) * 1000)
+        assert verdict.inner_text().strip() == "不通过"
+        axis = page.inner_text("[data-testid=axis]")
+        assert "五分之四规则" in axis and "群体" in axis
+        page.screenshot(path=str(SHOTS / "bias-report-zh.png"), full_page=True)
+    finally:
+        context.close()
+    # an auditor's export, generated from the page: the page and the PDF in Chinese
+    context, page = _context(browser, live_server, "zh-CN")
+    try:
+        sign_in(page, served.actors["auditor"].user.username)
+        page.wait_for_selector("html[lang=zh-hans]")
+        page.goto("/models/credit/versions/1/exports/")
+        page.click("[data-testid=export-form] button[type=submit]")
+        issues = page.wait_for_selector("[data-testid=issues]", timeout=patience(60) * 1000)
+        assert issues.inner_text().startswith("未解决问题")
+        assert "欧盟《人工智能法》附件 IV" in page.inner_text("[data-testid=mapping]")
+        page.screenshot(path=str(SHOTS / "compliance-export-zh.png"), full_page=True)
+        pdf = page.request.get(page.get_attribute("a:text-is('阅读 PDF')", "href"))
+        text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body())).pages)
+        assert "1. 摘要与未解决问题" in text and "9. 审计日志" in text and "华夏银行" in text
+    finally:
+        context.close()
