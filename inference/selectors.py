@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.utils.translation import gettext
 
 from inference.exceptions import ModelNotFound, ModelNotServable
 from inference.models import (
@@ -62,7 +63,7 @@ def model_list(*, actor: Actor) -> QuerySet[RegisteredModel]:
 def model_get(*, actor: Actor, name: str) -> RegisteredModel:
     model = model_list(actor=actor).filter(name=name).first()
     if model is None:
-        raise ModelNotFound(f"No model named {name!r} in this organisation.")
+        raise ModelNotFound(gettext('No model named %(name)r in this organisation.') % {"name": name})
     return model
 
 
@@ -74,7 +75,7 @@ def version_get(*, actor: Actor, name: str, version: int) -> ModelVersion:
         .first()
     )
     if found is None:
-        raise ModelNotFound(f"No version {version} of model {name!r} in this organisation.")
+        raise ModelNotFound(gettext('No version %(version)s of model %(name)r in this organisation.') % {"version": version, "name": name})
     return found
 
 
@@ -108,7 +109,7 @@ def version_resolve_for_serving(*, actor: Actor, ref: str, trial: bool = False) 
     """
     match = REF.match(ref)
     if match is None:
-        raise ModelNotFound(f"{ref!r} is not a model reference (name, name@alias or name@version).")
+        raise ModelNotFound(gettext('%(ref)r is not a model reference (name, name@alias or name@version).') % {"ref": ref})
     name, pointer = match["name"], match["ref"] or "production"
     # One query on the way every prediction takes, built once (the ORM compiled it anew on every
     # request); the model is looked up on its own only to say what is missing.
@@ -125,16 +126,16 @@ def version_resolve_for_serving(*, actor: Actor, ref: str, trial: bool = False) 
         version = row
     if version is None:
         if not RegisteredModel.objects.filter(organization=actor.organization, name=name).exists():
-            raise ModelNotFound(f"No model named {name!r} in this organisation.")
+            raise ModelNotFound(gettext('No model named %(name)r in this organisation.') % {"name": name})
         if pointer.isdigit():
-            raise ModelNotFound(f"Model {name!r} has no version {pointer}.")
-        raise ModelNotFound(f"Model {name!r} has no alias {pointer!r}.")
+            raise ModelNotFound(gettext('Model %(name)r has no version %(pointer)s.') % {"name": name, "pointer": pointer})
+        raise ModelNotFound(gettext('Model %(name)r has no alias %(pointer)r.') % {"name": name, "pointer": pointer})
     if not version.is_servable and not _sees_unapproved(actor):
         # Consumers do not learn that unapproved versions exist.
-        raise ModelNotFound(f"Model {name!r} has no servable version {pointer}.")
+        raise ModelNotFound(gettext('Model %(name)r has no servable version %(pointer)s.') % {"name": name, "pointer": pointer})
     if not version.is_servable and not (trial and version.status in TRIAL_STATES and _may_try(actor)):
         raise ModelNotServable(
-            f"{name}@{version.version} is {version.status}; only approved versions serve predictions."
+            gettext('%(name)s@%(version)s is %(status)s; only approved versions serve predictions.') % {"name": name, "version": version.version, "status": version.status}
         )
     return version
 
@@ -146,7 +147,7 @@ def prediction_get(*, actor: Actor, pk: int) -> Prediction:
         .first()
     )
     if found is None:
-        raise NotFound("No such prediction in this organisation.")
+        raise NotFound(gettext('No such prediction in this organisation.'))
     return found
 
 
@@ -169,7 +170,7 @@ def completion_list(*, actor: Actor, version: ModelVersion | None = None) -> Que
 def completion_get(*, actor: Actor, pk: int) -> Completion:
     found = completion_list(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise NotFound("No such completion in this organisation.")
+        raise NotFound(gettext('No such completion in this organisation.'))
     return found
 
 
@@ -177,7 +178,7 @@ def completion_explanation_get(*, actor: Actor, pk: int) -> CompletionExplanatio
     found = CompletionExplanation.objects.filter(organization=actor.organization, pk=pk).select_related(
         "completion", "model_version__model").first()
     if found is None:
-        raise NotFound("No such explanation in this organisation.")
+        raise NotFound(gettext('No such explanation in this organisation.'))
     return found
 
 
@@ -188,7 +189,7 @@ def job_list(*, actor: Actor) -> QuerySet[BatchJob]:
 def job_get(*, actor: Actor, pk: int) -> BatchJob:
     found = job_list(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise NotFound("No such job in this organisation.")
+        raise NotFound(gettext('No such job in this organisation.'))
     return found
 
 
@@ -196,7 +197,7 @@ def explanation_get(*, actor: Actor, pk: int) -> Explanation:
     found = (Explanation.objects.filter(organization=actor.organization, pk=pk)
              .select_related("model_version__model", "prediction").first())
     if found is None:
-        raise NotFound("No such explanation in this organisation.")
+        raise NotFound(gettext('No such explanation in this organisation.'))
     return found
 
 
@@ -209,7 +210,7 @@ def global_explanation_get(*, actor: Actor, pk: int) -> GlobalExplanation:
     found = (GlobalExplanation.objects.filter(organization=actor.organization, pk=pk)
              .select_related("model_version__model", "created_by").first())
     if found is None:
-        raise NotFound("No such global explanation in this organisation.")
+        raise NotFound(gettext('No such global explanation in this organisation.'))
     return found
 
 
@@ -222,7 +223,7 @@ def evaluation_get(*, actor: Actor, pk: int) -> Evaluation:
     found = (Evaluation.objects.filter(organization=actor.organization, pk=pk)
              .select_related("model_version__model", "created_by").first())
     if found is None or not (found.model_version.is_servable or _sees_unapproved(actor)):
-        raise NotFound("No such evaluation in this organisation.")
+        raise NotFound(gettext('No such evaluation in this organisation.'))
     return found
 
 
@@ -238,7 +239,7 @@ def compression_get(*, actor: Actor, pk: int) -> Compression:
     found = (Compression.objects.filter(organization=actor.organization, pk=pk)
              .select_related("source_version__model", "result_version", "created_by").first())
     if found is None or not _sees_unapproved(actor):
-        raise NotFound("No such compression in this organisation.")
+        raise NotFound(gettext('No such compression in this organisation.'))
     return found
 
 
@@ -254,7 +255,7 @@ def canary_audit_list(*, actor: Actor, version: ModelVersion | None = None) -> Q
 def canary_audit_get(*, actor: Actor, pk: int) -> CanaryAudit:
     found = canary_audit_list(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise NotFound("No such canary audit in this organisation.")
+        raise NotFound(gettext('No such canary audit in this organisation.'))
     return found
 
 
@@ -272,7 +273,7 @@ def dataset_list(*, actor: Actor) -> QuerySet[TrainingDataset]:
 def dataset_get(*, actor: Actor, pk: int) -> TrainingDataset:
     found = dataset_list(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise NotFound("No such training dataset in this organisation.")
+        raise NotFound(gettext('No such training dataset in this organisation.'))
     return found
 
 
@@ -284,7 +285,7 @@ def finetune_list(*, actor: Actor) -> QuerySet[FineTuneJob]:
 def finetune_get(*, actor: Actor, pk: int) -> FineTuneJob:
     found = finetune_list(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise NotFound("No such fine-tuning job in this organisation.")
+        raise NotFound(gettext('No such fine-tuning job in this organisation.'))
     return found
 
 
@@ -504,5 +505,5 @@ def model_upload_get(*, actor: Actor, pk: int) -> ModelUpload:
     actor.require(Cap.MODEL_REGISTER, "see model uploads")
     found = ModelUpload.objects.filter(organization=actor.organization, pk=pk).select_related("version__model").first()
     if found is None:
-        raise NotFound("No such model upload in this organisation.")
+        raise NotFound(gettext('No such model upload in this organisation.'))
     return found

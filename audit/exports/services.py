@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from audit.exports import document as evidence_document
 from audit.exports.exceptions import ExportNotFinished, InvalidExport
@@ -65,18 +66,18 @@ def export_create(*, actor: Actor, version: ModelVersion, period_start: date | N
     end = period_end or today
     start = period_start or end - timedelta(days=DEFAULT_PERIOD_DAYS - 1)
     if start > end:
-        raise InvalidExport(f"The period starts ({start}) after it ends ({end}).")
+        raise InvalidExport(gettext('The period starts (%(start)s) after it ends (%(end)s).') % {"start": start, "end": end})
     if end > today:
-        raise InvalidExport(f"The period ends in the future ({end}); the latest possible end is today ({today}).")
+        raise InvalidExport(gettext('The period ends in the future (%(end)s); the latest possible end is today (%(today)s).') % {"end": end, "today": today})
     if (end - start).days + 1 > MAX_PERIOD_DAYS:
-        raise InvalidExport(f"The period is {(end - start).days + 1} days; at most {MAX_PERIOD_DAYS} are allowed.")
+        raise InvalidExport(gettext('The period is %(value)s days; at most %(MAX_PERIOD_DAYS)s are allowed.') % {"value": (end - start).days + 1, "MAX_PERIOD_DAYS": MAX_PERIOD_DAYS})
     language = language or translation.get_language() or settings.LANGUAGE_CODE
     if language not in dict(settings.LANGUAGES):
         raise InvalidExport(translation.gettext("The report cannot be written in %(language)r: this portal offers "
                                                 "%(offered)s.") % {"language": language,
                                                                    "offered": ", ".join(dict(settings.LANGUAGES))})
     if not worker_alive(queue=QUEUE):
-        raise WorkerUnavailable("No worker is running to assemble the export; it was not created.")
+        raise WorkerUnavailable(gettext('No worker is running to assemble the export; it was not created.'))
     with transaction.atomic():
         ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
         number = (ComplianceExport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
@@ -177,7 +178,7 @@ EXPORTS = register(JobKind(
 
 def export_bundle(*, export: ComplianceExport) -> bytes:
     if export.status != JobStatus.DONE:
-        raise ExportNotFinished(f"The export is {export.status}; it can be downloaded once it is done.")
+        raise ExportNotFinished(gettext('The export is %(status)s; it can be downloaded once it is done.') % {"status": export.status})
     with default_storage.open(export.bundle_path, "rb") as handle:
         return handle.read()
 
@@ -188,7 +189,7 @@ def export_file(*, export: ComplianceExport, name: str) -> bytes:
     import zipfile
 
     if name not in {f["name"] for f in export.files} | {"manifest.json", "manifest.sig"}:
-        raise InvalidExport(f"The bundle has no file {name!r}.", details={"files": [f["name"] for f in export.files]})
+        raise InvalidExport(gettext('The bundle has no file %(name)r.') % {"name": name}, details={"files": [f["name"] for f in export.files]})
     with zipfile.ZipFile(io.BytesIO(export_bundle(export=export))) as bundle:
         return bundle.read(name)
 

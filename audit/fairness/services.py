@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
+from django.utils.translation import gettext
 
 from audit.fairness import datasets, metrics
 from audit.fairness.exceptions import InvalidDataset, InvalidPolicy
@@ -56,15 +57,15 @@ def fairness_policy_update(
         try:
             metrics.thresholds_check(thresholds)
         except ValueError as exc:
-            raise InvalidPolicy(f"Thresholds: {exc}.") from None
+            raise InvalidPolicy(gettext('Thresholds: %(exc)s.') % {"exc": exc}) from None
         policy.thresholds = thresholds
     if min_group_size is not None:
         if not 1 <= min_group_size <= 100_000:
-            raise InvalidPolicy("The minimum group size must be between 1 and 100000.")
+            raise InvalidPolicy(gettext('The minimum group size must be between 1 and 100000.'))
         policy.min_group_size = min_group_size
     if bootstrap_resamples is not None:
         if not 100 <= bootstrap_resamples <= 10_000:
-            raise InvalidPolicy("Bootstrap resamples must be between 100 and 10000.")
+            raise InvalidPolicy(gettext('Bootstrap resamples must be between 100 and 10000.'))
         policy.bootstrap_resamples = bootstrap_resamples
     if require_passing_report is not None:
         policy.require_passing_report = require_passing_report
@@ -108,14 +109,14 @@ def bias_report_create(
             checked = datasets.demo_adult(schema=version.input_schema, labels=labels)
         elif dataset == "upload":
             if upload is None:
-                raise InvalidDataset("Upload an evaluation CSV (or choose a demo dataset).")
+                raise InvalidDataset(gettext('Upload an evaluation CSV (or choose a demo dataset).'))
             checked = datasets.tabular_check(
                 datasets.read_limited(upload), name=upload_name or "upload.csv", schema=version.input_schema,
                 labels=labels, label_column=label_column or "label", sensitive_columns=sensitive_columns or [],
                 favourable_label=favourable,
             )
         else:
-            raise InvalidDataset(f"Unknown dataset {dataset!r} for a tabular model; use 'upload' or 'demo-adult'.")
+            raise InvalidDataset(gettext("Unknown dataset %(dataset)r for a tabular model; use 'upload' or 'demo-adult'.") % {"dataset": dataset})
     elif version.task == "text-classification":
         kind = ReportKind.TEXT
         score = score_label or (labels[0] if labels else "")
@@ -123,20 +124,19 @@ def bias_report_create(
             checked = datasets.demo_identity(labels=labels, score_label=score)
         elif dataset == "upload":
             if upload is None:
-                raise InvalidDataset("Upload a templates CSV (or choose the demo identity templates).")
+                raise InvalidDataset(gettext('Upload a templates CSV (or choose the demo identity templates).'))
             checked = datasets.text_check(datasets.read_limited(upload), name=upload_name or "templates.csv",
                                           terms=terms or [], labels=labels, score_label=score)
         else:
-            raise InvalidDataset(f"Unknown dataset {dataset!r} for a text model; use 'upload' or 'demo-identity'.")
+            raise InvalidDataset(gettext("Unknown dataset %(dataset)r for a text model; use 'upload' or 'demo-identity'.") % {"dataset": dataset})
     else:
-        raise InvalidDataset(f"Bias reports are not available for {version.task} models.")
+        raise InvalidDataset(gettext('Bias reports are not available for %(task)s models.') % {"task": version.task})
     policy = policy_for(actor.organization)
     params = {**checked.params, "dataset": dataset, "min_group_size": policy.min_group_size,
               "bootstrap_resamples": policy.bootstrap_resamples, "thresholds": policy.thresholds}
     queue = generation_queue() if version.task == "text-generation" else serving_queue()
     if queue is None:
-        raise WorkerUnavailable(f"No {'generation' if version.task == 'text-generation' else 'inference'} worker "
-                                "is running; the report was not created.")
+        raise WorkerUnavailable(gettext('No %(value)s worker is running; the report was not created.') % {"value": 'generation' if version.task == 'text-generation' else 'inference'})
     return bias_report_store(actor=actor, version=version, kind=kind, name=checked.name, sha256=checked.sha256,
                              content=json.dumps(checked.content).encode(), params=params, rows=checked.rows,
                              queue=queue)

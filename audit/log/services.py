@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log import entry, merkle, redaction, rulebook, sequencer
 from audit.log.context import current_request_id
@@ -117,7 +118,7 @@ def audit_record_many(records: list[AuditRecord]) -> list[Receipt]:
     """
     for record in records:
         if not ACTION.match(record.action):
-            raise InvalidAction(f"audit action {record.action!r} is not of the form entity.verb")
+            raise InvalidAction(gettext('audit action %(action)r is not of the form entity.verb') % {"action": record.action})
     return _append(records)
 
 
@@ -190,10 +191,10 @@ def redaction_rule_create(*, actor: AuditActor, organization_id: int, label: str
     try:
         redaction.compile_rule(pattern)
     except ValueError as exc:
-        raise InvalidRedactionRule(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", details={"pattern": [str(exc)]}) from None
+        raise InvalidRedactionRule(gettext('%(upper)s%(value)s.') % {"upper": str(exc)[:1].upper(), "value": str(exc)[1:]}, details={"pattern": [str(exc)]}) from None
     if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,31}", label):
         reason = "a label is 1-32 capital letters, digits or underscores, e.g. PATIENT_ID"
-        raise InvalidRedactionRule(f"{reason[:1].upper()}{reason[1:]}.", details={"label": [reason]})
+        raise InvalidRedactionRule(gettext('%(upper)s%(value)s.') % {"upper": reason[:1].upper(), "value": reason[1:]}, details={"label": [reason]})
     with transaction.atomic():
         rule = RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)
         # Under the head's lock, as appends are: every append written after this commits is
@@ -218,7 +219,7 @@ def redaction_rule_delete(*, actor: AuditActor, organization_id: int, rule_id: i
     with transaction.atomic():
         rule = RedactionRule.objects.select_for_update().filter(pk=rule_id, organization_id=organization_id).first()
         if rule is None:
-            raise NotFound("No such redaction rule in this organisation.")
+            raise NotFound(gettext('No such redaction rule in this organisation.'))
         payload = {"label": rule.label, "pattern": rule.pattern}
         rule.delete()
         LogHead.objects.select_for_update().get_or_create(pk=1)
@@ -248,7 +249,7 @@ def redaction_preview(*, organization_id: int, text: str, label: str = "", patte
         try:
             rules.append((label or "CANDIDATE", redaction.compile_rule(pattern)))
         except ValueError as exc:
-            raise InvalidRedactionRule(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", details={"pattern": [str(exc)]}) from None
+            raise InvalidRedactionRule(gettext('%(upper)s%(value)s.') % {"upper": str(exc)[:1].upper(), "value": str(exc)[1:]}, details={"pattern": [str(exc)]}) from None
     return redaction.redact_text(text, rules)
 
 

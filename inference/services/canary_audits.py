@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference import selectors
@@ -53,27 +54,25 @@ def canary_audit_create(*, actor: Actor, version: ModelVersion, **params: Any) -
     actor.require(Cap.MODEL_REGISTER, "audit fine-tuned versions")
     origin = selectors.version_finetune_origin(version=version)
     if origin is None:
-        raise NotAuditable(f"{version} was not fine-tuned in Steward: a canary audit repeats a version's private "
-                           "fine-tuning with canaries inserted, so it needs the run that made the version.")
+        raise NotAuditable(gettext("%(version)s was not fine-tuned in Steward: a canary audit repeats a version's private fine-tuning with canaries inserted, so it needs the run that made the version.") % {"version": version})
     if version.task != Task.GENERATION or not origin.adapter:
-        raise NotAuditable(f"{version} is a classifier: canary exposure measures how likely a language model finds "
-                           "a secret sequence, so audits are for privately fine-tuned generative versions.")
+        raise NotAuditable(gettext('%(version)s is a classifier: canary exposure measures how likely a language model finds a secret sequence, so audits are for privately fine-tuned generative versions.') % {"version": version})
     chosen = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     if chosen["format"] not in canaries.FORMATS:
-        raise InvalidInput(f"Unknown canary format {chosen['format']!r}; use {', '.join(canaries.FORMATS)}.")
+        raise InvalidInput(gettext('Unknown canary format %(format)r; use %(join)s.') % {"format": chosen['format'], "join": ', '.join(canaries.FORMATS)})
     for key, (low, high) in LIMITS.items():
         value = chosen[key]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise InvalidInput(f"{key} must be a whole number between {low} and {high}; got {value!r}.")
+            raise InvalidInput(gettext('%(key)s must be a whole number between %(low)s and %(high)s; got %(value)r.') % {"key": key, "low": low, "high": high, "value": value})
     if not isinstance(chosen["compare"], bool):
-        raise InvalidInput("compare is true or false.")
+        raise InvalidInput(gettext('compare is true or false.'))
     space = _space(chosen)  # at least 10^6 secrets: the 5,050 drawn at most are a small share of them
     dataset = origin.dataset
     plan = canaries.audit_plan(dp_accounting.Plan(**origin.plan),
                                dataset.train_rows + chosen["canaries"] * chosen["insertions"])
     queue = generation_queue()
     if queue is None:
-        raise WorkerUnavailable("No generation worker is running; the canary audit was not created.")
+        raise WorkerUnavailable(gettext('No generation worker is running; the canary audit was not created.'))
     drawn = space.draw(chosen["canaries"])
     references = space.draw(chosen["references"], avoid=set(drawn))
     with transaction.atomic():

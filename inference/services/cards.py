@@ -12,6 +12,7 @@ from typing import Any
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import ProtectedError
+from django.utils.translation import gettext
 
 from audit.log.services import audit_record
 from inference.exceptions import IllegalTransition, IncompleteCard
@@ -28,8 +29,7 @@ def _editable(version: ModelVersion, what: str, states: tuple[str, ...] = EDITAB
     locked = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
     if locked.status not in states:
         allowed = " or ".join(str(s) for s in states)
-        raise IllegalTransition(f"{locked} is {locked.status}: only a {allowed} version can {what}; register a new "
-                                "version to change it.")
+        raise IllegalTransition(gettext('%(locked)s is %(status)s: only a %(allowed)s version can %(what)s; register a new version to change it.') % {"locked": locked, "status": locked.status, "allowed": allowed, "what": what})
     return locked
 
 
@@ -59,14 +59,13 @@ def model_card_edit(*, actor: Actor, version: ModelVersion, changes: dict[str, A
     """
     actor.require(Cap.MODEL_REGISTER, "edit model cards")
     if not isinstance(changes, dict) or not changes:
-        raise IncompleteCard("Send the card fields to change, e.g. {\"card\": {\"limitations\": \"...\"}}.")
+        raise IncompleteCard(gettext('Send the card fields to change, e.g. {"card": {"limitations": "..."}}.'))
     unknown = sorted(set(changes) - set(CARD_FIELDS))
     if unknown:
-        raise IncompleteCard(f"Unknown model card fields: {', '.join(unknown)}.", details={"allowed": CARD_FIELDS})
+        raise IncompleteCard(gettext('Unknown model card fields: %(join)s.') % {"join": ', '.join(unknown)}, details={"allowed": CARD_FIELDS})
     for field, value in changes.items():
         if not isinstance(value, str) or len(value) > CARD_MAX_CHARS:
-            raise IncompleteCard(f"The card's {field.replace('_', ' ')} must be text of at most {CARD_MAX_CHARS} "
-                                 "characters.", details={"field": field})
+            raise IncompleteCard(gettext("The card's %(replace)s must be text of at most %(CARD_MAX_CHARS)s characters.") % {"replace": field.replace('_', ' '), "CARD_MAX_CHARS": CARD_MAX_CHARS}, details={"field": field})
     from inference.services.registry import card_languages_check
 
     card_languages_check(changes.get("languages"))
@@ -101,8 +100,7 @@ def model_version_delete(*, actor: Actor, version: ModelVersion) -> None:
             ModelTransition.objects.filter(version=locked).delete()
             locked.delete()
     except ProtectedError:
-        raise IllegalTransition(f"{locked} cannot be deleted: reports, evaluations, exports, explanations or a "
-                                "fine-tuning run refer to it. It stays a draft that nobody can serve.") from None
+        raise IllegalTransition(gettext('%(locked)s cannot be deleted: reports, evaluations, exports, explanations or a fine-tuning run refer to it. It stays a draft that nobody can serve.') % {"locked": locked}) from None
     audit_record(action="model.draft_deleted", actor=actor.audit_actor, organization_id=actor.organization.pk,
                  target_type="inference.ModelVersion", target_id=version.pk, payload=payload)
     if not ModelVersion.objects.filter(model=model).exists():

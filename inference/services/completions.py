@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor
 from inference import languages
@@ -117,15 +118,14 @@ def completion_create(*, actor: Actor, version: ModelVersion, ask: Ask, request_
         GuardUnavailable: the guardrail policy's moderation model is not in service (503).
     """
     if version.task != Task.GENERATION:
-        raise NotGenerative(f"The model '{version.model.name}' classifies; it does not generate text. Use "
-                            "/api/v1/models/{name}/predict for it.", details={"param": "model"})
+        raise NotGenerative(gettext("The model '%(name)s' classifies; it does not generate text. Use /api/v1/models/{name}/predict for it.") % {"name": version.model.name}, details={"param": "model"})
     if ask.max_tokens > settings.GENERATION_MAX_TOKENS:
-        raise InvalidCompletion(f"max_tokens may be at most {settings.GENERATION_MAX_TOKENS}.", param="max_tokens")
+        raise InvalidCompletion(gettext('max_tokens may be at most %(GENERATION_MAX_TOKENS)s.') % {"GENERATION_MAX_TOKENS": settings.GENERATION_MAX_TOKENS}, param="max_tokens")
     if ask.n > settings.GENERATION_MAX_N:
-        raise InvalidCompletion(f"n may be at most {settings.GENERATION_MAX_N}.", param="n")
+        raise InvalidCompletion(gettext('n may be at most %(GENERATION_MAX_N)s.') % {"GENERATION_MAX_N": settings.GENERATION_MAX_N}, param="n")
     queue = generation_queue()
     if queue is None:
-        raise WorkerUnavailable("No generation worker is running; try again shortly or tell an admin.")
+        raise WorkerUnavailable(gettext('No generation worker is running; try again shortly or tell an admin.'))
     # the guardrail policy in force now goes with the request: the worker applies this revision
     policy = guardrails.policy_snapshot(actor=actor, model=version.model)
     guard = {"policy": policy.as_dict(), "asked_max_tokens": ask.max_tokens} if policy.id is not None else None

@@ -25,6 +25,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.dispatch import Signal
 from django.urls import reverse
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence, register_evidence_provider
@@ -74,13 +75,12 @@ def compression_policy_update(*, actor: Actor, **limits: float | None) -> Compre
     before = {name: getattr(policy, name) for name in POLICY_LIMITS}
     for name, value in limits.items():
         if name not in POLICY_LIMITS:
-            raise InvalidCompressionPolicy(f"Unknown limit {name!r}; the limits are {', '.join(POLICY_LIMITS)}.")
+            raise InvalidCompressionPolicy(gettext('Unknown limit %(name)r; the limits are %(join)s.') % {"name": name, "join": ', '.join(POLICY_LIMITS)})
         if value is None:
             continue
         low, high = POLICY_LIMITS[name]
         if not low <= float(value) <= high:
-            raise InvalidCompressionPolicy(f"{name.replace('_', ' ').capitalize()} must be between {low:g} and "
-                                           f"{high:g}; got {value}.")
+            raise InvalidCompressionPolicy(gettext('%(capitalize)s must be between %(low)s and %(high)s; got %(value)s.') % {"capitalize": name.replace('_', ' ').capitalize(), "low": f"{low:g}", "high": f"{high:g}", "value": value})
         setattr(policy, name, float(value))
     policy.updated_by = actor.user
     policy.save()
@@ -94,19 +94,18 @@ def compression_policy_update(*, actor: Actor, **limits: float | None) -> Compre
 
 def _compressible(version: ModelVersion) -> None:
     if version.task not in DATASETS:
-        raise NotCompressible(f"{version} is a {version.task} model; Steward compresses text classifiers and "
-                              "generative models (Hugging Face weights).")
+        raise NotCompressible(gettext('%(version)s is a %(task)s model; Steward compresses text classifiers and generative models (Hugging Face weights).') % {"version": version, "task": version.task})
     if version.framework in compression.FRAMEWORKS.values():
-        raise NotCompressible(f"{version} is already compressed; compress its source instead.")
+        raise NotCompressible(gettext('%(version)s is already compressed; compress its source instead.') % {"version": version})
     if version.framework != "transformers":
-        raise NotCompressible(f"{version} is stored as {version.framework}; Steward compresses Hugging Face weights.")
+        raise NotCompressible(gettext('%(version)s is stored as %(framework)s; Steward compresses Hugging Face weights.') % {"version": version, "framework": version.framework})
 
 
 def _keep_float_check(version: ModelVersion, keep_float: list[str]) -> None:
     """The names must name Linear layers of the architecture: read from its config, built on the
     meta device (no weights read, no code of the upload's run)."""
     if len(keep_float) > 50 or not all(isinstance(p, str) and _PATTERN.match(p) for p in keep_float):
-        raise InvalidInput("keep_float lists at most 50 layer names (letters, digits, '_' and '.').")
+        raise InvalidInput(gettext("keep_float lists at most 50 layer names (letters, digits, '_' and '.')."))
     if not keep_float:
         return
     from inference.runtime import meta_skeleton
@@ -115,7 +114,7 @@ def _keep_float_check(version: ModelVersion, keep_float: list[str]) -> None:
     try:
         compression.kept_float(compression.linear_layers(skeleton), keep_float)
     except compression.InputError as exc:
-        raise InvalidInput(f"keep_float: {exc}.") from None
+        raise InvalidInput(gettext('keep_float: %(exc)s.') % {"exc": exc}) from None
 
 
 def _texts_of(upload: BinaryIO) -> tuple[list[str], str]:
@@ -127,22 +126,20 @@ def _held_out(version: ModelVersion, dataset: str, upload: BinaryIO | None, uplo
               label_column: str) -> tuple[dict[str, Any], str, str, int]:
     """(content, name, sha256, rows) of the held-out data the loss is measured on."""
     if dataset not in DATASETS[version.task]:
-        raise InvalidInput(f"Unknown dataset {dataset!r} for a {version.task} model; use "
-                           f"{' or '.join(repr(d) for d in DATASETS[version.task])}.")
+        raise InvalidInput(gettext('Unknown dataset %(dataset)r for a %(task)s model; use %(join)s.') % {"dataset": dataset, "task": version.task, "join": ' or '.join(repr(d) for d in DATASETS[version.task])})
     limit = settings.COMPRESSION_MAX_ROWS
     if version.task == Task.TEXT:
         if dataset == "evaluation":
             latest = (Evaluation.objects.filter(model_version=version, status=JobStatus.DONE)
                       .order_by("-finished_at").first())
             if latest is None:
-                raise InvalidInput(f"{version} has no finished evaluation to measure the loss on: upload held-out "
-                                   "rows with their labels (dataset 'upload'), or evaluate the version first.")
+                raise InvalidInput(gettext("%(version)s has no finished evaluation to measure the loss on: upload held-out rows with their labels (dataset 'upload'), or evaluate the version first.") % {"version": version})
             with default_storage.open(latest.dataset_path, "rb") as handle:
                 content = json.loads(handle.read())
             name, digest = latest.dataset_name, latest.dataset_sha256
         else:
             if upload is None:
-                raise InvalidInput("Upload a CSV of held-out rows: a 'text' column and the true label.")
+                raise InvalidInput(gettext("Upload a CSV of held-out rows: a 'text' column and the true label."))
             rows, targets, digest = evaluation_parse(upload, version, label_column)
             content, name = {"rows": rows, "targets": targets}, upload_name or "heldout.csv"
         count = len(content["rows"])
@@ -153,12 +150,12 @@ def _held_out(version: ModelVersion, dataset: str, upload: BinaryIO | None, uplo
             name = "demo-heldout (UCI Sentiment Labelled Sentences, 300 held-out sentences)"
         else:
             if upload is None:
-                raise InvalidInput("Upload a UTF-8 text file of held-out texts, one a line.")
+                raise InvalidInput(gettext('Upload a UTF-8 text file of held-out texts, one a line.'))
             texts, digest = _texts_of(upload)
             name = upload_name or "heldout.txt"
         content, count = {"texts": texts}, len(texts)
     if not MIN_ROWS <= count <= limit:
-        raise InvalidInput(f"Measuring a compression needs {MIN_ROWS} to {limit} held-out rows; this data has {count}.")
+        raise InvalidInput(gettext('Measuring a compression needs %(MIN_ROWS)s to %(limit)s held-out rows; this data has %(count)s.') % {"MIN_ROWS": MIN_ROWS, "limit": limit, "count": count})
     return content, name[:200], digest, count
 
 
@@ -172,20 +169,18 @@ def compression_create(*, actor: Actor, version: ModelVersion, method: str = com
     actor.require(Cap.MODEL_REGISTER, "compress model versions")
     _compressible(version)
     if method not in compression.METHODS:
-        raise InvalidInput(f"Unknown method {method!r}; use {', '.join(compression.METHODS)}.")
+        raise InvalidInput(gettext('Unknown method %(method)r; use %(join)s.') % {"method": method, "join": ', '.join(compression.METHODS)})
     if version.task not in compression.METHOD_TASKS[method]:
-        raise InvalidInput(f"The method {method} applies to text classifiers; {version} is a {version.task} model.")
+        raise InvalidInput(gettext('The method %(method)s applies to text classifiers; %(version)s is a %(task)s model.') % {"method": method, "version": version, "task": version.task})
     keep = list(keep_float or [])
     if keep and method != compression.METHOD:
-        raise InvalidInput(f"Layers are kept in float by int8 compression only; {method} keeps every weight in "
-                           "float32.")
+        raise InvalidInput(gettext('Layers are kept in float by int8 compression only; %(method)s keeps every weight in float32.') % {"method": method})
     _keep_float_check(version, keep)
     content, name, digest, rows = _held_out(version, dataset or DATASETS[version.task][0], upload, upload_name,
                                             label_column)
     queue = generation_queue() if version.task == Task.GENERATION else serving_queue()
     if queue is None:
-        raise WorkerUnavailable(f"No {'generation' if version.task == Task.GENERATION else 'inference'} worker is "
-                                "running; the compression was not created.")
+        raise WorkerUnavailable(gettext('No %(value)s worker is running; the compression was not created.') % {"value": 'generation' if version.task == Task.GENERATION else 'inference'})
     path = f"compressions/{actor.organization.pk}/{uuid.uuid4().hex}.json"
     with stored_input(path, json.dumps(content).encode()) as stored, transaction.atomic():
         job = Compression.objects.create(

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, WorkerUnavailable, classifier_required
@@ -40,15 +41,13 @@ def evaluation_parse(upload: BinaryIO, version: ModelVersion, label_column: str)
     inputs = ["text"] if version.task == Task.TEXT else [f["name"] for f in version.input_schema["features"]]
     missing = [c for c in [*inputs, label_column] if c not in header]
     if missing:
-        raise InvalidInput(f"The CSV file lacks the column(s) {', '.join(missing)}.", details={"columns": header})
+        raise InvalidInput(gettext('The CSV file lacks the column(s) %(join)s.') % {"join": ', '.join(missing)}, details={"columns": header})
     if not MIN_ROWS <= len(records) <= settings.JOB_MAX_ROWS:
-        raise InvalidInput(f"An evaluation needs {MIN_ROWS} to {settings.JOB_MAX_ROWS} rows; this file has "
-                           f"{len(records)}.")
+        raise InvalidInput(gettext('An evaluation needs %(MIN_ROWS)s to %(JOB_MAX_ROWS)s rows; this file has %(len)s.') % {"MIN_ROWS": MIN_ROWS, "JOB_MAX_ROWS": settings.JOB_MAX_ROWS, "len": len(records)})
     labels = list(version.labels)
     unknown = sorted({r[label_column].strip() for r in records} - set(labels))
     if unknown:
-        raise InvalidInput(f"The column {label_column!r} holds values that are not the model's labels "
-                           f"({', '.join(labels)}): {', '.join(unknown[:5])}.")
+        raise InvalidInput(gettext("The column %(label_column)r holds values that are not the model's labels (%(join)s): %(join2)s.") % {"label_column": label_column, "join": ', '.join(labels), "join2": ', '.join(unknown[:5])})
     if version.task == Task.TEXT:
         rows: list[Any] = [r["text"] for r in records]
     else:
@@ -72,7 +71,7 @@ def evaluation_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, 
     rows, targets, digest = evaluation_parse(upload, version, label_column)
     queue = serving_queue()
     if queue is None:
-        raise WorkerUnavailable("No inference worker is running; the evaluation was not created.")
+        raise WorkerUnavailable(gettext('No inference worker is running; the evaluation was not created.'))
     content = json.dumps({"rows": rows, "targets": targets}).encode()
     path = f"evaluations/{actor.organization.pk}/{uuid.uuid4().hex}.json"
     with stored_input(path, content) as stored, transaction.atomic():

@@ -7,6 +7,7 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable, classifier_required
@@ -31,8 +32,7 @@ def budget_check(version: ModelVersion, budget: int) -> int:
     if not floor <= budget <= MAX_EVALS:
         why = (f" (a model of {features} features is explained by sampling, which needs at least 2 x {features} + 1 "
                "evaluations)") if floor > MIN_EVALS else ""
-        raise InvalidInput(f"max_evals must be between {floor} and {MAX_EVALS}{why}; got {budget}. "
-                           f"Ask for {floor} or more.", details={"max_evals": {"min": floor, "max": MAX_EVALS}})
+        raise InvalidInput(gettext('max_evals must be between %(floor)s and %(MAX_EVALS)s%(why)s; got %(budget)s. Ask for %(floor)s or more.') % {"floor": floor, "MAX_EVALS": MAX_EVALS, "why": why, "budget": budget}, details={"max_evals": {"min": floor, "max": MAX_EVALS}})
     return budget
 
 
@@ -53,22 +53,21 @@ def explanation_create(*, actor: Actor, prediction: Prediction, row: int = 0, ma
     classifier_required(version, "Explanations")  # a vector has no label whose probability SHAP could explain
     budget = budget_check(version, settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals)
     if prediction.status != JobStatus.DONE:
-        raise NotExplainable(f"Prediction {prediction.pk} is {prediction.status}; only a finished one can be explained.")
+        raise NotExplainable(gettext('Prediction %(pk)s is %(status)s; only a finished one can be explained.') % {"pk": prediction.pk, "status": prediction.status})
     rows = prediction.inputs.get("rows", [])
     if not rows:
-        raise NotExplainable(f"The inputs of prediction {prediction.pk} were erased; it can no longer be explained.")
+        raise NotExplainable(gettext('The inputs of prediction %(pk)s were erased; it can no longer be explained.') % {"pk": prediction.pk})
     if not 0 <= row < len(rows):
-        raise InvalidInput(f"Prediction {prediction.pk} has rows 0 to {len(rows) - 1}; there is no row {row}.")
+        raise InvalidInput(gettext('Prediction %(pk)s has rows 0 to %(value)s; there is no row %(row)s.') % {"pk": prediction.pk, "value": len(rows) - 1, "row": row})
     if version.task == "tabular-classification" and version.background_rows == 0:
         raise NotExplainable(
-            f"{version} has no background sample (background.jsonl in its archive), which SHAP needs to explain "
-            "a tabular model; register a version with one."
+            gettext('%(version)s has no background sample (background.jsonl in its archive), which SHAP needs to explain a tabular model; register a version with one.') % {"version": version}
         )
     if version.task == "text-classification" and len(str(rows[row]).split()) > settings.EXPLAIN_MAX_TOKENS:
-        raise InvalidInput(f"The text is longer than {settings.EXPLAIN_MAX_TOKENS} words, the most that is explained.")
+        raise InvalidInput(gettext('The text is longer than %(EXPLAIN_MAX_TOKENS)s words, the most that is explained.') % {"EXPLAIN_MAX_TOKENS": settings.EXPLAIN_MAX_TOKENS})
     queue = serving_queue()
     if queue is None:
-        raise WorkerUnavailable("No inference worker is running; try again shortly.")
+        raise WorkerUnavailable(gettext('No inference worker is running; try again shortly.'))
     with transaction.atomic():
         explanation = Explanation.objects.create(
             organization=actor.organization, prediction=prediction, row=row, model_version=version,
@@ -96,8 +95,7 @@ def explain_on_predict_check(*, version: ModelVersion, rows: int, max_evals: int
         InvalidInput (400): more rows than are explained with a prediction, or a budget outside the bounds.
     """
     if rows > EXPLAIN_ON_PREDICT_MAX_ROWS:
-        raise InvalidInput(f"With explain, send at most {EXPLAIN_ON_PREDICT_MAX_ROWS} inputs; explain more with "
-                           "POST /predictions/{id}/explain.")
+        raise InvalidInput(gettext('With explain, send at most %(EXPLAIN_ON_PREDICT_MAX_ROWS)s inputs; explain more with POST /predictions/{id}/explain.') % {"EXPLAIN_ON_PREDICT_MAX_ROWS": EXPLAIN_ON_PREDICT_MAX_ROWS})
     return budget_check(version, settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals)
 
 

@@ -17,6 +17,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import (
@@ -49,13 +50,12 @@ def _adapter_check(version: ModelVersion, adapter: dict[str, Any]) -> dict[str, 
     chosen = {**private_lm.ADAPTER_DEFAULTS, **{k: v for k, v in adapter.items() if v is not None}}
     rank, alpha, targets = chosen["rank"], chosen["alpha"], chosen["targets"]
     if not isinstance(rank, int) or not private_lm.RANK_RANGE[0] <= rank <= private_lm.RANK_RANGE[1]:
-        raise InvalidDataset(f"lora_rank must be a whole number between {private_lm.RANK_RANGE[0]} and "
-                             f"{private_lm.RANK_RANGE[1]}; got {rank}.")
+        raise InvalidDataset(gettext('lora_rank must be a whole number between %(value)s and %(value2)s; got %(rank)s.') % {"value": private_lm.RANK_RANGE[0], "value2": private_lm.RANK_RANGE[1], "rank": rank})
     if not isinstance(alpha, (int, float)) or not 0 < alpha <= 1024:
-        raise InvalidDataset(f"lora_alpha must be above 0 and at most 1024; got {alpha}.")
+        raise InvalidDataset(gettext('lora_alpha must be above 0 and at most 1024; got %(alpha)s.') % {"alpha": alpha})
     if (not isinstance(targets, list) or not 1 <= len(targets) <= 16
             or not all(isinstance(t, str) and t.replace("_", "").isalnum() for t in targets)):
-        raise InvalidDataset("lora_targets lists 1 to 16 layer names (letters, digits and '_').")
+        raise InvalidDataset(gettext("lora_targets lists 1 to 16 layer names (letters, digits and '_')."))
     from transformers import AutoModelForCausalLM
 
     from inference.runtime import meta_skeleton
@@ -64,7 +64,7 @@ def _adapter_check(version: ModelVersion, adapter: dict[str, Any]) -> dict[str, 
     try:
         private_lm.check_adapter(skeleton, chosen)
     except private.NotTrainable as exc:
-        raise InvalidDataset(f"lora_targets: {exc}.") from None
+        raise InvalidDataset(gettext('lora_targets: %(exc)s.') % {"exc": exc}) from None
     return {"method": "lora", "rank": rank, "alpha": float(alpha), "targets": list(targets)}
 
 
@@ -72,12 +72,10 @@ def _trainability_check(version: ModelVersion) -> None:
     """Asks Opacus's validator about the base model's layers before anything runs (its config, not its weights)."""
     if version.task == Task.GENERATION:
         if version.framework != "transformers":
-            raise NotTrainable(f"{version} is stored as {version.framework}; LoRA adapters are trained on float "
-                               "weights: fine-tune its source version.")
+            raise NotTrainable(gettext('%(version)s is stored as %(framework)s; LoRA adapters are trained on float weights: fine-tune its source version.') % {"version": version, "framework": version.framework})
         return
     if version.task != Task.TEXT:
-        raise NotTrainable(f"{version} is a {version.task} model (TorchScript); Opacus needs the model's own "
-                           "layers to compute per-sample gradients, so only Hugging Face text classifiers are trained.")
+        raise NotTrainable(gettext("%(version)s is a %(task)s model (TorchScript); Opacus needs the model's own layers to compute per-sample gradients, so only Hugging Face text classifiers are trained.") % {"version": version, "task": version.task})
     from inference.runtime import artifact_folder
 
     try:
@@ -95,33 +93,31 @@ def finetune_create(*, actor: Actor, dataset: TrainingDataset, base_version: Mod
     inference/ml/private_lm.ADAPTER_DEFAULTS)."""
     actor.require(Cap.MODEL_REGISTER, "fine-tune models")
     if base_version.model_id != dataset.model_id:
-        raise InvalidDataset(f"{dataset.name} was uploaded for {dataset.model.name}, not {base_version.model.name}.")
+        raise InvalidDataset(gettext('%(name)s was uploaded for %(name2)s, not %(name3)s.') % {"name": dataset.name, "name2": dataset.model.name, "name3": base_version.model.name})
     chosen = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     for key, (low, high) in LIMITS.items():
         if not low <= chosen[key] <= high:
-            raise InvalidDataset(f"{key} must be between {low:g} and {high:g}; got {chosen[key]}.")
+            raise InvalidDataset(gettext('%(key)s must be between %(low)s and %(high)s; got %(value)s.') % {"key": key, "low": f"{low:g}", "high": f"{high:g}", "value": chosen[key]})
     if chosen["lr_schedule"] not in dp_accounting.SCHEDULES:
-        raise InvalidDataset(f"lr_schedule must be one of {', '.join(dp_accounting.SCHEDULES)}; got {chosen['lr_schedule']!r}.")
+        raise InvalidDataset(gettext('lr_schedule must be one of %(join)s; got %(lr_schedule)r.') % {"join": ', '.join(dp_accounting.SCHEDULES), "lr_schedule": chosen['lr_schedule']})
     chosen["batch_size"] = int(chosen["batch_size"])
     chosen["epochs"] = int(chosen["epochs"])
     if chosen["batch_size"] > dataset.train_rows:
-        raise InvalidDataset(f"batch_size must not exceed the {dataset.train_rows} training rows.")
+        raise InvalidDataset(gettext('batch_size must not exceed the %(train_rows)s training rows.') % {"train_rows": dataset.train_rows})
     delta = dataset.delta_cap if target_delta is None else target_delta
     if not EPSILON_RANGE[0] <= target_epsilon <= dataset.epsilon_cap:
-        raise InvalidDataset(f"target_epsilon must be between {EPSILON_RANGE[0]} and the dataset's cap "
-                             f"{dataset.epsilon_cap:g}; got {target_epsilon}.")
+        raise InvalidDataset(gettext("target_epsilon must be between %(value)s and the dataset's cap %(epsilon_cap)s; got %(target_epsilon)s.") % {"value": EPSILON_RANGE[0], "epsilon_cap": f"{dataset.epsilon_cap:g}", "target_epsilon": target_epsilon})
     if not 0 < delta <= dataset.delta_cap:
-        raise InvalidDataset(f"target_delta must be above 0 and at most the dataset's {dataset.delta_cap:g}; got {delta}.")
+        raise InvalidDataset(gettext("target_delta must be above 0 and at most the dataset's %(delta_cap)s; got %(delta)s.") % {"delta_cap": f"{dataset.delta_cap:g}", "delta": delta})
     _trainability_check(base_version)
     generative = base_version.task == Task.GENERATION
     if adapter and not generative:
-        raise InvalidDataset("LoRA adapters are for generative models; a classifier is fine-tuned whole.")
+        raise InvalidDataset(gettext('LoRA adapters are for generative models; a classifier is fine-tuned whole.'))
     chosen_adapter = _adapter_check(base_version, adapter or {}) if generative else {}
     plan = dp_accounting.plan_run(target_epsilon=target_epsilon, target_delta=delta, rows=dataset.train_rows, **chosen)
     queue = generation_queue() if generative else serving_queue()
     if queue is None:
-        raise WorkerUnavailable(f"No {'generation ' if generative else ''}worker is running; the fine-tuning job was "
-                                "not created.")
+        raise WorkerUnavailable(gettext('No %(value)sworker is running; the fine-tuning job was not created.') % {"value": 'generation ' if generative else ''})
     with transaction.atomic():
         job = FineTuneJob.objects.create(organization=actor.organization, dataset=dataset, base_version=base_version,
                                          plan=plan.as_dict(), adapter=chosen_adapter, created_by=actor.user)
@@ -147,8 +143,7 @@ def private_run_cancel(*, actor: Actor, job: PrivateRun, what: str, action: str)
     with transaction.atomic():
         locked = model.objects.select_for_update().get(pk=job.pk)
         if locked.status not in (JobStatus.PENDING, JobStatus.RUNNING):
-            raise JobNotCancellable(f"{what} {job.pk} is {locked.status}; only a pending or running one can be "
-                                    "cancelled.")
+            raise JobNotCancellable(gettext('%(what)s %(pk)s is %(status)s; only a pending or running one can be cancelled.') % {"what": what, "pk": job.pk, "status": locked.status})
         locked.cancel_requested = True
         if locked.status == JobStatus.PENDING:  # never started: nothing spent
             locked.status, locked.finished_at = JobStatus.CANCELLED, timezone.now()

@@ -21,6 +21,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence
@@ -51,7 +52,7 @@ def _demo_rows(version: ModelVersion) -> tuple[list[Any], str, str]:
     names = [f["name"] for f in version.input_schema.get("features", [])]
     rows = read_adult(path)
     if not names or not all(name in rows[0] for name in names):
-        raise InvalidInput(f"The demo evaluation set (UCI Adult) does not have the features of {version}; upload one.")
+        raise InvalidInput(gettext('The demo evaluation set (UCI Adult) does not have the features of %(version)s; upload one.') % {"version": version})
     return [{name: row[name] for name in names} for row in rows], "UCI Adult test set", \
         hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -82,37 +83,36 @@ def global_explanation_create(
     task = Task(version.task)
     size = DEFAULT_SAMPLE[task] if sample_size is None else sample_size
     if not 1 <= size <= settings.GLOBAL_EXPLAIN_MAX_ROWS:
-        raise InvalidInput(f"sample_size must be between 1 and {settings.GLOBAL_EXPLAIN_MAX_ROWS}; got {size}.")
+        raise InvalidInput(gettext('sample_size must be between 1 and %(GLOBAL_EXPLAIN_MAX_ROWS)s; got %(size)s.') % {"GLOBAL_EXPLAIN_MAX_ROWS": settings.GLOBAL_EXPLAIN_MAX_ROWS, "size": size})
     budget = budget_check(version, DEFAULT_EVALS[task] if max_evals is None else max_evals)
     if task == Task.TABULAR and version.background_rows == 0:
-        raise NotExplainable(f"{version} has no background sample (background.jsonl in its archive), which SHAP "
-                             "needs to explain a tabular model; register a version with one.")
+        raise NotExplainable(gettext('%(version)s has no background sample (background.jsonl in its archive), which SHAP needs to explain a tabular model; register a version with one.') % {"version": version})
     if source == GlobalSource.UPLOAD:
         if upload is None:
-            raise InvalidInput("Upload an evaluation file (CSV or JSON lines), or choose another source.")
+            raise InvalidInput(gettext('Upload an evaluation file (CSV or JSON lines), or choose another source.'))
         rows, _, digest = rows_parse(upload, upload_name or "sample.csv", version)
         name = (upload_name or "upload")[:200]
     elif source == GlobalSource.PREDICTIONS:
         rows = _served_rows(version, size)
         if not rows:
-            raise InvalidInput(f"{version} has served no prediction whose inputs are kept; upload a sample instead.")
+            raise InvalidInput(gettext('%(version)s has served no prediction whose inputs are kept; upload a sample instead.') % {"version": version})
         name = f"latest {len(rows)} rows served by v{version.version}"
         digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
     elif source == GlobalSource.DEMO:
         rows, name, digest = _demo_rows(version)
     else:
-        raise InvalidInput(f"Unknown source {source!r}; use one of {', '.join(GlobalSource.values)}.")
+        raise InvalidInput(gettext('Unknown source %(source)r; use one of %(join)s.') % {"source": source, "join": ', '.join(GlobalSource.values)})
     clean = rows_validate(version, rows)
     if task == Task.TEXT:
         longest = settings.EXPLAIN_MAX_TOKENS
         clean = [text for text in clean if len(str(text).split()) <= longest]
         if not clean:
-            raise InvalidInput(f"Every text of the sample is longer than {longest} words, the most that is explained.")
+            raise InvalidInput(gettext('Every text of the sample is longer than %(longest)s words, the most that is explained.') % {"longest": longest})
     if len(clean) > size:  # a seeded draw: the same sample for the same data and size
         clean = random.Random(0).sample(clean, size)  # noqa: S311  (sampling, not secrets)
     queue = serving_queue()
     if queue is None:
-        raise WorkerUnavailable("No inference worker is running; the global explanation was not created.")
+        raise WorkerUnavailable(gettext('No inference worker is running; the global explanation was not created.'))
     with stored_input(f"explanations/{actor.organization.pk}/{uuid.uuid4().hex}.json", json.dumps(clean).encode()) as stored, transaction.atomic():
         ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
         number = (GlobalExplanation.objects.filter(model_version=version)

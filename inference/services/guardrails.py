@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils.translation import gettext
 
 from audit.log import redaction
 from audit.log.services import audit_record
@@ -80,9 +81,7 @@ def policy_snapshot(*, actor: Actor, model: RegisteredModel) -> PolicySnapshot:
             version = None
         if version is None or not version.is_servable:
             raise GuardUnavailable(
-                f"This model's guardrail policy checks text with the moderation model "
-                f"'{policy.moderation_model}', which is not in service; nothing was generated. An admin must "
-                "serve that model or change the policy.")
+                gettext("This model's guardrail policy checks text with the moderation model '%(moderation_model)s', which is not in service; nothing was generated. An admin must serve that model or change the policy.") % {"moderation_model": policy.moderation_model})
         moderation_id, moderation_name = version.pk, f"{version.model.name}@{version.version}"
     return PolicySnapshot(
         id=policy.pk, scope="model" if policy.model_id else "organisation", revision=policy.revision,
@@ -138,7 +137,7 @@ def _clean(values: dict[str, Any], actor: Actor) -> dict[str, Any]:
                                             f"{', '.join(labels)}."]
     if errors:
         first = next(iter(errors.values()))[0]
-        raise InvalidGuardrailPolicy(f"The policy cannot be saved: {first[:1].lower()}{first[1:]}", details=errors)
+        raise InvalidGuardrailPolicy(gettext('The policy cannot be saved: %(lower)s%(value)s') % {"lower": first[:1].lower(), "value": first[1:]}, details=errors)
     return values
 
 

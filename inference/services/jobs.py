@@ -13,6 +13,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, JobNotCancellable, classifier_required
@@ -33,11 +34,11 @@ def upload_text(upload: BinaryIO, *, max_bytes: int, error: type[PortalError] = 
     """An uploaded file read once, within `max_bytes`, as UTF-8 text; with its SHA-256."""
     raw = upload.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise error(f"The file is larger than the limit of {max_bytes} bytes.")
+        raise error(gettext('The file is larger than the limit of %(max_bytes)s bytes.') % {"max_bytes": max_bytes})
     try:
         return raw.decode("utf-8-sig"), hashlib.sha256(raw).hexdigest()
     except UnicodeDecodeError:
-        raise error("The file is not UTF-8 text.") from None
+        raise error(gettext('The file is not UTF-8 text.')) from None
 
 
 def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list[Any], str, str]:
@@ -51,30 +52,30 @@ def rows_parse(upload: BinaryIO, name: str, version: ModelVersion) -> tuple[list
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise InvalidInput(f"Line {number} is not JSON: {exc.msg}.") from None
+                    raise InvalidInput(gettext('Line %(number)s is not JSON: %(msg)s.') % {"number": number, "msg": exc.msg}) from None
     else:
         try:
             fieldnames, records = csvsafe.read_dicts(text)
         except csvsafe.Unreadable as exc:
             raise InvalidInput(str(exc)) from None
         if not fieldnames:
-            raise InvalidInput("The CSV file has no header row.")
+            raise InvalidInput(gettext('The CSV file has no header row.'))
         if version.task == "text-classification":
             if "text" not in fieldnames:
-                raise InvalidInput("The CSV file needs a 'text' column.")
+                raise InvalidInput(gettext("The CSV file needs a 'text' column."))
             rows = [{"text": r["text"]} for r in records]
         else:
             missing = sorted({f["name"] for f in version.input_schema["features"]} - set(fieldnames))
             if missing:
-                raise InvalidInput(f"The CSV file lacks the columns {', '.join(missing)}.")
+                raise InvalidInput(gettext('The CSV file lacks the columns %(join)s.') % {"join": ', '.join(missing)})
             try:
                 rows = rows_from_records(version.input_schema, records)
             except InputError as exc:
                 raise InvalidInput(str(exc)) from None
     if not rows:
-        raise InvalidInput("The file holds no rows.")
+        raise InvalidInput(gettext('The file holds no rows.'))
     if len(rows) > settings.JOB_MAX_ROWS:
-        raise InvalidInput(f"A job holds at most {settings.JOB_MAX_ROWS} rows; this file has {len(rows)}.")
+        raise InvalidInput(gettext('A job holds at most %(JOB_MAX_ROWS)s rows; this file has %(len)s.') % {"JOB_MAX_ROWS": settings.JOB_MAX_ROWS, "len": len(rows)})
     return rows, fmt, digest
 
 
@@ -84,7 +85,7 @@ def rows_validate(version: ModelVersion, rows: list[Any]) -> list[Any]:
         return validate_inputs(version.task, version.input_schema, rows)
     except InputError as exc:
         first = dict(list(exc.errors.items())[:10])
-        raise InvalidInput(f"{exc} (first rows with errors shown).", details={"rows": first}) from None
+        raise InvalidInput(gettext('%(exc)s (first rows with errors shown).') % {"exc": exc}, details={"rows": first}) from None
 
 
 def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, name: str) -> BatchJob:
@@ -95,7 +96,7 @@ def batch_job_create(*, actor: Actor, version: ModelVersion, upload: BinaryIO, n
     if serving_queue() is None:
         from inference.exceptions import WorkerUnavailable
 
-        raise WorkerUnavailable("No inference worker is running; the job was not created.")
+        raise WorkerUnavailable(gettext('No inference worker is running; the job was not created.'))
     body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in clean).encode()
     with stored_input(f"jobs/{actor.organization.pk}/input.jsonl", body) as stored, transaction.atomic():
         quota_reserve(organization=actor.organization, rows=len(clean))
@@ -175,7 +176,7 @@ def _job_finish_cancelled(*, job_id: int, rows_done: int) -> None:
 def batch_job_cancel(*, actor: Actor, job: BatchJob) -> BatchJob:
     job = BatchJob.objects.select_for_update().get(pk=job.pk)
     if job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
-        raise JobNotCancellable(f"The job is {job.status}; only a pending or running job can be cancelled.")
+        raise JobNotCancellable(gettext('The job is %(status)s; only a pending or running job can be cancelled.') % {"status": job.status})
     job.cancel_requested = True
     job.save(update_fields=["cancel_requested"])
     audit_record(

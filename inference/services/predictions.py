@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference import languages
@@ -33,15 +34,15 @@ def prediction_inputs_check(*, version: ModelVersion, inputs: list[Any], embeddi
     if not embedding:
         classifier_required(version, "Predictions")
     if not inputs:
-        raise InvalidInput("Send at least one input.")
+        raise InvalidInput(gettext('Send at least one input.'))
     if len(inputs) > settings.PREDICT_MAX_ROWS:
         raise InvalidInput(
-            f"At most {settings.PREDICT_MAX_ROWS} inputs per request; use a batch job for more."
+            gettext('At most %(PREDICT_MAX_ROWS)s inputs per request; use a batch job for more.') % {"PREDICT_MAX_ROWS": settings.PREDICT_MAX_ROWS}
         )
     try:
         return validate_inputs(version.task, version.input_schema, inputs)
     except InputError as exc:
-        raise InvalidInput(f"{exc}.", details={"inputs": exc.errors}) from None
+        raise InvalidInput(gettext('%(exc)s.') % {"exc": exc}, details={"inputs": exc.errors}) from None
 
 
 _INSERT = Insert(Prediction)  # the admission's INSERT, built once (portal/platform/prebuilt.py)
@@ -62,7 +63,7 @@ def prediction_create(
     flagged = languages_flagged(version, clean)
     queue = serving_queue()
     if queue is None:
-        raise WorkerUnavailable("No inference worker is running; try again shortly or tell an admin.")
+        raise WorkerUnavailable(gettext('No inference worker is running; try again shortly or tell an admin.'))
     with transaction.atomic():
         commit_without_flush()  # the worker's durable finish flushes it (portal/platform/prebuilt.py, _NO_FLUSH)
         quota_reserve(organization=actor.organization, rows=len(clean))
@@ -110,10 +111,10 @@ def prediction_wait(admitted: Awaited[Prediction]) -> PredictionResult:
     except ReplyTimeout:
         prediction_mark_failed(prediction_id=admitted.stored.pk, error="timed out waiting for a worker")
         raise PredictionTimeout(
-            f"No worker answered within {timeout} s; the request was not served."
+            gettext('No worker answered within %(timeout)s s; the request was not served.') % {"timeout": timeout}
         ) from None
     if answer is None:  # the worker found it already failed (e.g. timed out, then redelivered)
-        raise PredictionTimeout("The prediction was not served in time.")
+        raise PredictionTimeout(gettext('The prediction was not served in time.'))
     return answer  # type: ignore[no-any-return]
 
 

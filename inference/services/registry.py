@@ -88,11 +88,11 @@ def card_missing_sentence(missing: list[str]) -> str:
 
 def card_clean(card: Any) -> dict[str, Any]:
     if not isinstance(card, dict):
-        raise IncompleteCard("The model card must be an object.")
+        raise IncompleteCard(gettext('The model card must be an object.'))
     unknown = sorted(set(card) - set(CARD_FIELDS))
     if unknown:
         raise IncompleteCard(
-            f"Unknown model card fields: {', '.join(unknown)}.", details={"allowed": CARD_FIELDS}
+            gettext('Unknown model card fields: %(join)s.') % {"join": ', '.join(unknown)}, details={"allowed": CARD_FIELDS}
         )
     card_languages_check(card.get("languages"))
     return {name: card.get(name, "") for name in CARD_FIELDS}
@@ -105,7 +105,7 @@ def card_languages_check(value: Any) -> None:
     from inference import languages
 
     if not isinstance(value, str):
-        raise IncompleteCard("The card's languages must be text: ISO 639-1 codes separated by commas.")
+        raise IncompleteCard(gettext("The card's languages must be text: ISO 639-1 codes separated by commas."))
     try:
         languages.parse(value)
     except ValueError as exc:
@@ -176,8 +176,7 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
     version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
     if version.status not in sources:
         raise IllegalTransition(
-            f"{version} is {version.status}; it cannot be {action}d "
-            f"(only from {', '.join(sorted(sources))})."
+            gettext('%(version)s is %(status)s; it cannot be %(action)sd (only from %(join)s).') % {"version": version, "status": version.status, "action": action, "join": ', '.join(sorted(sources))}
         )
     if action in ("approve", "reject") and version.submitted_by_id == actor.user.pk:
         raise SelfReview()
@@ -188,7 +187,7 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
                 " ".join(e.reason for e in blocking), details={"evidence": [e.title for e in blocking]}
             )
     if action == "reject" and not comment.strip():
-        raise IllegalTransition("A rejection needs a comment saying why.")
+        raise IllegalTransition(gettext('A rejection needs a comment saying why.'))
     if action == "submit":
         missing = card_missing(version.card)
         if missing:
@@ -196,7 +195,7 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
         version.submitted_by = actor.user
     if action == "retire" and version.aliases.exists():
         names = ", ".join(version.aliases.values_list("name", flat=True))
-        raise IllegalTransition(f"{version} is the target of alias {names}; move it first.")
+        raise IllegalTransition(gettext('%(version)s is the target of alias %(names)s; move it first.') % {"version": version, "names": names})
     previous = version.status
     version.status = target
     version.save(update_fields=["status", "submitted_by"])
@@ -218,9 +217,9 @@ def alias_move(*, actor: Actor, model: RegisteredModel, alias: str, version: Mod
     # Read the status under lock: a retirement racing this move must not leave an alias on it.
     version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
     if version.model_id != model.pk:
-        raise IllegalTransition(f"{version} is not a version of {model.name}.")
+        raise IllegalTransition(gettext('%(version)s is not a version of %(name)s.') % {"version": version, "name": model.name})
     if not version.is_servable:
-        raise ModelNotServable(f"{version} is {version.status}; an alias may only point at an approved version.")
+        raise ModelNotServable(gettext('%(version)s is %(status)s; an alias may only point at an approved version.') % {"version": version, "status": version.status})
     existing = ModelAlias.objects.select_for_update().filter(model=model, name=alias).first()
     previous = existing.version.version if existing else None
     if existing:

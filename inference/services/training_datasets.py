@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import (
@@ -51,13 +52,11 @@ DEFAULTS = {"epochs": 3, "batch_size": 32, "learning_rate": 5e-4, "max_grad_norm
 
 def _budget_check(epsilon: float, delta: float, rows: int) -> None:
     if not EPSILON_RANGE[0] <= epsilon <= EPSILON_RANGE[1]:
-        raise InvalidDataset(f"The epsilon cap must be between {EPSILON_RANGE[0]} and {EPSILON_RANGE[1]}; "
-                             f"got {epsilon}.")
+        raise InvalidDataset(gettext('The epsilon cap must be between %(value)s and %(value2)s; got %(epsilon)s.') % {"value": EPSILON_RANGE[0], "value2": EPSILON_RANGE[1], "epsilon": epsilon})
     if not 0 < delta <= DELTA_MAX:
-        raise InvalidDataset(f"The delta cap must be above 0 and at most {DELTA_MAX}; got {delta}.")
+        raise InvalidDataset(gettext('The delta cap must be above 0 and at most %(DELTA_MAX)s; got %(delta)s.') % {"DELTA_MAX": DELTA_MAX, "delta": delta})
     if rows and delta >= 1 / rows:
-        raise InvalidDataset(f"The delta cap must be below 1/rows = {1 / rows:.2g} (here {rows} rows): a larger delta "
-                             "allows a record to be disclosed outright.")
+        raise InvalidDataset(gettext('The delta cap must be below 1/rows = %(value)s (here %(rows)s rows): a larger delta allows a record to be disclosed outright.') % {"value": f"{1 / rows:.2g}", "rows": rows})
 
 
 def _read_rows(upload: BinaryIO, labels: list[str]) -> tuple[list[tuple[str, int]], str]:
@@ -69,23 +68,22 @@ def _read_rows(upload: BinaryIO, labels: list[str]) -> tuple[list[tuple[str, int
         raise InvalidDataset(str(exc)) from None
     missing = {"text", "label"} - set(fieldnames)
     if missing:
-        raise InvalidDataset(f"The CSV file needs the columns text and label; it lacks {', '.join(sorted(missing))}.")
+        raise InvalidDataset(gettext('The CSV file needs the columns text and label; it lacks %(join)s.') % {"join": ', '.join(sorted(missing))})
     rows = []
     for line, record in enumerate(records, start=2):
         value, label = (record.get("text") or "").strip(), (record.get("label") or "").strip()
         if not value:
-            raise InvalidDataset(f"Line {line}: the text is empty.")
+            raise InvalidDataset(gettext('Line %(line)s: the text is empty.') % {"line": line})
         if label in labels:
             rows.append((value, labels.index(label)))
         elif label.isdigit() and int(label) < len(labels):
             rows.append((value, int(label)))
         else:
-            raise InvalidDataset(f"Line {line}: the label is not one of the model's labels ({', '.join(labels)}) "
-                                 "nor their index.")
+            raise InvalidDataset(gettext("Line %(line)s: the label is not one of the model's labels (%(join)s) nor their index.") % {"line": line, "join": ', '.join(labels)})
     if len(rows) < MIN_ROWS:
-        raise InvalidDataset(f"A training set needs at least {MIN_ROWS} rows; this one has {len(rows)}.")
+        raise InvalidDataset(gettext('A training set needs at least %(MIN_ROWS)s rows; this one has %(len)s.') % {"MIN_ROWS": MIN_ROWS, "len": len(rows)})
     if len(rows) > settings.FINETUNE_MAX_ROWS:
-        raise InvalidDataset(f"A training set holds at most {settings.FINETUNE_MAX_ROWS} rows; this one has {len(rows)}.")
+        raise InvalidDataset(gettext('A training set holds at most %(FINETUNE_MAX_ROWS)s rows; this one has %(len)s.') % {"FINETUNE_MAX_ROWS": settings.FINETUNE_MAX_ROWS, "len": len(rows)})
     return rows, digest
 
 
@@ -103,7 +101,7 @@ def _read_texts(upload: BinaryIO, name: str) -> tuple[list[str], str]:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InvalidDataset(f"Line {number} is not JSON: {exc.msg}.") from None
+                raise InvalidDataset(gettext('Line %(number)s is not JSON: %(msg)s.') % {"number": number, "msg": exc.msg}) from None
             if isinstance(item, dict) and isinstance(item.get("text"), str) and item["text"].strip():
                 records.append(item["text"].strip())
             elif isinstance(item, dict) and isinstance(item.get("messages"), list) and item["messages"] and all(
@@ -111,23 +109,21 @@ def _read_texts(upload: BinaryIO, name: str) -> tuple[list[str], str]:
                     for m in item["messages"]):
                 records.append("\n".join(f"{m['role']}: {m['content'].strip()}" for m in item["messages"]))
             else:
-                raise InvalidDataset(f"Line {number} needs a non-empty \"text\", or \"messages\" as a list of "
-                                     "{\"role\", \"content\"} objects.")
+                raise InvalidDataset(gettext('Line %(number)s needs a non-empty "text", or "messages" as a list of {"role", "content"} objects.') % {"number": number})
     elif lowered.endswith(".csv"):
         try:
             fieldnames, rows = csvsafe.read_dicts(text)
         except csvsafe.Unreadable as exc:
             raise InvalidDataset(str(exc)) from None
         if "text" not in fieldnames:
-            raise InvalidDataset("The CSV file needs a text column.")
+            raise InvalidDataset(gettext('The CSV file needs a text column.'))
         records = [(r.get("text") or "").strip() for r in rows if (r.get("text") or "").strip()]
     else:
         records = [line.strip() for line in text.splitlines() if line.strip()]
     if len(records) < MIN_ROWS:
-        raise InvalidDataset(f"A training set needs at least {MIN_ROWS} records; this one has {len(records)}.")
+        raise InvalidDataset(gettext('A training set needs at least %(MIN_ROWS)s records; this one has %(len)s.') % {"MIN_ROWS": MIN_ROWS, "len": len(records)})
     if len(records) > settings.FINETUNE_MAX_ROWS:
-        raise InvalidDataset(f"A training set holds at most {settings.FINETUNE_MAX_ROWS} records; this one has "
-                             f"{len(records)}.")
+        raise InvalidDataset(gettext('A training set holds at most %(FINETUNE_MAX_ROWS)s records; this one has %(len)s.') % {"FINETUNE_MAX_ROWS": settings.FINETUNE_MAX_ROWS, "len": len(records)})
     return records, digest
 
 
@@ -138,8 +134,7 @@ def dataset_create(*, actor: Actor, model: RegisteredModel, upload: BinaryIO, na
     actor.require(Cap.MODEL_REGISTER, "upload training data")
     latest = model.versions.order_by("-version").first()
     if latest is None or latest.task not in (Task.TEXT, Task.GENERATION):
-        raise NotTrainable(f"{model.name} is neither a text classifier nor a generative model; private fine-tuning "
-                           "trains Hugging Face sequence classifiers and causal language models (LoRA adapters).")
+        raise NotTrainable(gettext('%(name)s is neither a text classifier nor a generative model; private fine-tuning trains Hugging Face sequence classifiers and causal language models (LoRA adapters).') % {"name": model.name})
     rows: list[Any]
     if latest.task == Task.GENERATION:
         rows, digest = _read_texts(upload, name or "")

@@ -25,6 +25,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor
 from inference.exceptions import ArchiveTooLarge, InvalidArchive, WorkerUnavailable
@@ -49,7 +50,7 @@ def _spool(upload: BinaryIO, folder: Path) -> tuple[Path, str, int]:
         while block := upload.read(1 << 20):
             size += len(block)
             if size > limit:
-                raise ArchiveTooLarge(f"The archive is larger than the limit of {limit} bytes.")
+                raise ArchiveTooLarge(gettext('The archive is larger than the limit of %(limit)s bytes.') % {"limit": limit})
             digest.update(block)
             out.write(block)
     return path, digest.hexdigest(), size
@@ -65,11 +66,11 @@ def model_upload_create(*, actor: Actor, name: str, task: str, archive: BinaryIO
     """
     actor.require(Cap.MODEL_REGISTER, "register models")
     if task not in Task.values:
-        raise InvalidArchive(f"Unknown task {task!r}; use one of {', '.join(Task.values)}.")
+        raise InvalidArchive(gettext('Unknown task %(task)r; use one of %(join)s.') % {"task": task, "join": ', '.join(Task.values)})
     card = card_clean(card or {})
     pool = serving_queue() if queue else "cpu"
     if pool is None:
-        raise WorkerUnavailable("No worker is running to check the model; try again shortly.")
+        raise WorkerUnavailable(gettext('No worker is running to check the model; try again shortly.'))
     workdir = Path(tempfile.mkdtemp(prefix="steward-upload-"))
     staged_name = ""
     try:
@@ -115,7 +116,7 @@ def is_gguf(path: Path) -> bool:
 
 def _gguf_for(task: str) -> None:
     if task != Task.GENERATION:
-        raise InvalidArchive(f"A GGUF file holds a generative model: register it as text-generation, not {task}.")
+        raise InvalidArchive(gettext('A GGUF file holds a generative model: register it as text-generation, not %(task)s.') % {"task": task})
 
 
 def _admitted_format(path: Path, task: str) -> str:
@@ -127,7 +128,7 @@ def _admitted_format(path: Path, task: str) -> str:
     try:
         artifacts.list_members(path, max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
     except artifacts.ArchiveError as exc:
-        raise InvalidArchive(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+        raise InvalidArchive(gettext('%(upper)s%(value)s.') % {"upper": str(exc)[:1].upper(), "value": str(exc)[1:]}) from None
     with path.open("rb") as handle:
         return ".zip" if handle.read(2) == b"PK" else ".tar.gz"
 
@@ -162,8 +163,7 @@ def _checked(archive: Path, task: str, workdir: Path, sha256: str, size: int, *,
             info = convert_gguf_in_sandbox(archive, workdir / "model", limits)
             written = sum(f.stat().st_size for f in (workdir / "model").rglob("*") if f.is_file())
             if written > settings.MODEL_MAX_UNPACKED_BYTES:
-                raise InputError(f"the converted model takes {written} bytes, more than the limit of "
-                                 f"{settings.MODEL_MAX_UNPACKED_BYTES}")
+                raise InputError(gettext('the converted model takes %(written)s bytes, more than the limit of %(MODEL_MAX_UNPACKED_BYTES)s') % {"written": written, "MODEL_MAX_UNPACKED_BYTES": settings.MODEL_MAX_UNPACKED_BYTES})
             packed = workdir / "converted.zip"
             packed.write_bytes(artifacts.pack_directory(workdir / "model"))
             stored_sha256, stored_size = artifacts.sha256_file(packed), packed.stat().st_size
@@ -172,12 +172,11 @@ def _checked(archive: Path, task: str, workdir: Path, sha256: str, size: int, *,
         artifacts.extract(archive, workdir / "model", max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES)
         if compression.is_compressed(workdir / "model") and not compressed:
             # what a compressed version lost is measured by Steward's own compression, never taken on trust
-            raise InputError("the archive holds a compressed model (compression.json); upload the float weights "
-                             "and compress the version in Steward, which measures what compression costs")
+            raise InputError(gettext('the archive holds a compressed model (compression.json); upload the float weights and compress the version in Steward, which measures what compression costs'))
         return Checked(archive, sha256, size, inspect_in_sandbox(task, workdir / "model", check_limits()))
     except (artifacts.ArchiveError, InputError) as exc:
         text = str(exc).rstrip(".")
-        raise InvalidArchive(f"{text[:1].upper()}{text[1:]}.") from None
+        raise InvalidArchive(gettext('%(upper)s%(value)s.') % {"upper": text[:1].upper(), "value": text[1:]}) from None
 
 
 def model_upload_check(*, upload_id: int) -> ModelUpload:
@@ -258,7 +257,7 @@ def model_version_register(*, actor: Actor, name: str, task: str, archive: Binar
     """
     actor.require(Cap.MODEL_REGISTER, "register models")
     if task not in Task.values:
-        raise InvalidArchive(f"Unknown task {task!r}; use one of {', '.join(Task.values)}.")
+        raise InvalidArchive(gettext('Unknown task %(task)r; use one of %(join)s.') % {"task": task, "join": ', '.join(Task.values)})
     card = card_clean(card or {})
     workdir = Path(tempfile.mkdtemp(prefix="steward-register-"))
     try:

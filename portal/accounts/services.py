@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from portal.accounts.actor import Actor
@@ -59,7 +60,7 @@ def membership_create_unchecked(
 ) -> Membership:
     """Adds a member without checking the actor's rights (set-up commands and the services below)."""
     if Membership.objects.filter(user=user, organization=organization).exists():
-        raise AlreadyMember(f"{user.username} is already a member of {organization.name}.")
+        raise AlreadyMember(gettext('%(username)s is already a member of %(name)s.') % {"username": user.username, "name": organization.name})
     membership = Membership.objects.create(user=user, organization=organization, role=role)
     audit_record(
         action="membership.created",
@@ -74,7 +75,7 @@ def membership_create_unchecked(
 
 def _check_can_manage(actor: Actor) -> None:
     if not actor.can(Cap.ORG_MANAGE):
-        raise Forbidden("Only an organisation admin can manage members.")
+        raise Forbidden(gettext('Only an organisation admin can manage members.'))
 
 
 INVITATION_DAYS = 14
@@ -88,7 +89,7 @@ def invitation_create(*, actor: Actor, username: str, role: Role) -> Invitation:
     _check_can_manage(actor)
     username = username.strip()
     if Membership.objects.filter(organization=actor.organization, user__username=username).exists():
-        raise AlreadyMember(f"{username} is already a member of {actor.organization.name}.")
+        raise AlreadyMember(gettext('%(username)s is already a member of %(name)s.') % {"username": username, "name": actor.organization.name})
     Invitation.objects.filter(organization=actor.organization, username=username,
                               status=InvitationStatus.PENDING).update(status=InvitationStatus.REVOKED,
                                                                       answered_at=timezone.now())
@@ -131,7 +132,7 @@ def invitation_answer(*, user: User, invitation_id: int, accept: bool) -> Invita
                   .filter(pk=invitation_id, username=user.username, status=InvitationStatus.PENDING,
                           expires_at__gt=timezone.now()).first())
     if invitation is None or not user.is_active:
-        raise NotFound("No such invitation is waiting for you.")
+        raise NotFound(gettext('No such invitation is waiting for you.'))
     invitation.status = InvitationStatus.ACCEPTED if accept else InvitationStatus.DECLINED
     invitation.answered_at = timezone.now()
     invitation.save(update_fields=["status", "answered_at"])
@@ -218,16 +219,15 @@ def token_create(
     organization = actor.organization
     max_days = organization.token_days_limit
     if expires_in_days is None or not 1 <= expires_in_days <= max_days:
-        raise InvalidExpiry(f"A token expires after 1 to {max_days} days (the organisation's limit).",
+        raise InvalidExpiry(gettext("A token expires after 1 to %(max_days)s days (the organisation's limit).") % {"max_days": max_days},
                             details={"max_days": max_days})
     max_rate = organization.token_rate_limit
     if rate_per_minute is not None and not 1 <= rate_per_minute <= max_rate:
-        raise RateTooHigh(f"A token may make 1 to {max_rate} requests a minute (the organisation's limit).",
+        raise RateTooHigh(gettext("A token may make 1 to %(max_rate)s requests a minute (the organisation's limit).") % {"max_rate": max_rate},
                           details={"max_rate_per_minute": max_rate})
     if not role_within(role, actor.role):
         raise RoleTooHigh(
-            f"A {actor.role.value} cannot create a {role.value} token: "
-            "a token may not do more than its creator.",
+            gettext('A %(value)s cannot create a %(value2)s token: a token may not do more than its creator.') % {"value": actor.role.value, "value2": role.value},
             details={"your_role": actor.role.value, "requested_role": role.value},
         )
     return token_create_unchecked(
@@ -255,16 +255,16 @@ def token_create_unchecked(
     """Creates a token, checking only that the user's membership allows the role (the CLI)."""
     membership = Membership.objects.filter(user=user, organization=organization).first()
     if membership is None:
-        raise Forbidden(f"{user.username} is not a member of {organization.name}.")
+        raise Forbidden(gettext('%(username)s is not a member of %(name)s.') % {"username": user.username, "name": organization.name})
     if not role_within(role, membership.role):
         raise RoleTooHigh(
-            f"{user.username} is a {membership.role} and cannot hold a {role.value} token."
+            gettext('%(username)s is a %(role)s and cannot hold a %(value)s token.') % {"username": user.username, "role": membership.role, "value": role.value}
         )
     max_days = settings.API_TOKEN_MAX_DAYS
     if expires_in_days is not None and not 1 <= expires_in_days <= max_days:
-        raise InvalidExpiry(f"A token expires after 1 to {max_days} days.")
+        raise InvalidExpiry(gettext('A token expires after 1 to %(max_days)s days.') % {"max_days": max_days})
     if rate_per_minute is not None and not 1 <= rate_per_minute <= settings.API_TOKEN_MAX_RATE_PER_MINUTE:
-        raise RateTooHigh(f"A token may make 1 to {settings.API_TOKEN_MAX_RATE_PER_MINUTE} requests a minute.")
+        raise RateTooHigh(gettext('A token may make 1 to %(API_TOKEN_MAX_RATE_PER_MINUTE)s requests a minute.') % {"API_TOKEN_MAX_RATE_PER_MINUTE": settings.API_TOKEN_MAX_RATE_PER_MINUTE})
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         organization=organization,
@@ -298,7 +298,7 @@ def token_revoke(*, actor: Actor, token: ApiToken) -> ApiToken:
     if actor.token is not None:
         raise TokensCannotManageTokens()
     if token.user_id != actor.user.pk and not actor.can(Cap.TOKEN_MANAGE_ANY):
-        raise Forbidden("You can revoke only your own tokens.")
+        raise Forbidden(gettext('You can revoke only your own tokens.'))
     # Conditional update: revoking twice is a no-op, and records one event.
     revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()

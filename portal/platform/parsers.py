@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.utils.translation import gettext
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -60,10 +61,10 @@ class StrictJSONParser(JSONParser):
         try:
             text = raw.decode((parser_context or {}).get("encoding") or "utf-8")
         except UnicodeDecodeError:
-            raise ParseError("The body is not UTF-8 text.") from None
+            raise ParseError(gettext('The body is not UTF-8 text.')) from None
         try:
             return loads_checked(text)
         except json.JSONDecodeError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
+            raise ParseError(gettext('JSON parse error - %(exc)s') % {"exc": exc}) from None
         except ValueError as exc:
-            raise ParseError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+            raise ParseError(gettext('%(upper)s%(value)s.') % {"upper": str(exc)[:1].upper(), "value": str(exc)[1:]}) from None

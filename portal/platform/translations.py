@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.template.base import Lexer, TokenType
 
@@ -200,6 +201,8 @@ def catalogue_problems(languages: list[str], root: Path = ROOT) -> list[Catalogu
                     problems.append(CatalogueProblem(language, "fuzzy", entry.msgid))
                 elif not entry.translated():
                     problems.append(CatalogueProblem(language, "untranslated", entry.msgid))
+                elif not placeholders_kept(entry):
+                    problems.append(CatalogueProblem(language, "placeholders", entry.msgid))
             for _context, msgid in sorted(have - want, key=lambda key: key[1]):
                 problems.append(CatalogueProblem(language, "obsolete", msgid))
     return problems
@@ -226,3 +229,19 @@ def template_problems(templates: Path = TEMPLATES, pending: set[str] | None = No
     problems += [f"{name}: every string is marked: strike it from {PENDING.name}"
                  for name in sorted(pending - with_text)]
     return problems
+
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sdrf]|%[sd]|\{(\w+)\}")
+
+
+def placeholders(text: str) -> list[str]:
+    return sorted(match.group(0) for match in PLACEHOLDER.finditer(text))
+
+
+def placeholders_kept(entry: Any) -> bool:
+    """A translation fills in the values its source names, no other (a name it invents would raise
+    KeyError when the message is formatted; one it drops loses a value)."""
+    sources = [entry.msgid] + ([entry.msgid_plural] if entry.msgid_plural else [])
+    translations = list(entry.msgstr_plural.values()) if entry.msgid_plural else [entry.msgstr]
+    wanted = set(placeholders(entry.msgid_plural or entry.msgid))
+    return all(set(placeholders(text)) == wanted for text in translations) and bool(sources)

@@ -86,12 +86,14 @@ def test_the_catalogue_check_finds_missing_fuzzy_untranslated_and_obsolete_entri
     catalogue.remove(by_id["Audit log"])
     by_id["Sign out"].flags.append("fuzzy")
     by_id["Password"].msgstr = ""
+    by_id["Job %(number)s queued: %(rows)s rows."].msgstr = "任务 %(numbr)s 已排队：%(rows)s 行。"  # a name it invented
     catalogue.append(polib.POEntry(msgid="A sentence the code no longer has", msgstr="代码里已没有的句子"))
     catalogue.save(str(path))
 
     found = {(problem.kind, problem.msgid) for problem in translations.catalogue_problems(["zh_Hans"], root=root)}
     assert found == {("missing", "Audit log"), ("fuzzy", "Sign out"), ("untranslated", "Password"),
-                     ("obsolete", "A sentence the code no longer has")}
+                     ("obsolete", "A sentence the code no longer has"),
+                     ("placeholders", "Job %(number)s queued: %(rows)s rows.")}
 
 
 def test_only_english_is_offered_until_the_chinese_catalogue_is_complete(client) -> None:
@@ -174,3 +176,16 @@ def test_the_scripts_words_come_in_the_pages_language(client) -> None:
 
     assert escaped("生成中…") in chinese and escaped("与门户的连接已断开。") in chinese  # chat.js's words
     assert "django.gettext" in english and escaped("生成中…") not in english
+
+
+@override_settings(LANGUAGES=BOTH)
+def test_a_refusal_of_the_api_reads_in_the_callers_language(tabular) -> None:
+    from tests.inference.factories import bearer_client
+
+    api = bearer_client(tabular, "consumer")
+    chinese = api.get("/api/v1/models/nosuch", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    english = api.get("/api/v1/models/nosuch", HTTP_ACCEPT_LANGUAGE="en")
+    assert chinese.status_code == english.status_code == 404
+    assert chinese.json()["error"]["code"] == english.json()["error"]["code"]
+    assert chinese.json()["error"]["message"] == "本组织中没有名为 'nosuch' 的模型。"
+    assert english.json()["error"]["message"] == "No model named 'nosuch' in this organisation."
