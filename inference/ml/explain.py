@@ -30,7 +30,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -313,13 +313,31 @@ def summary(explained: Explained, *, top: int = 3) -> str:
     up = list(dict.fromkeys(n for n, v in sorted(items, key=lambda i: -i[1]) if v > 0))[:top]
     down = list(dict.fromkeys(n for n, v in sorted(items, key=lambda i: i[1]) if v < 0))[:top]
     others = [x for x in explained.labels if x != explained.label]
-    against = others[0] if len(others) == 1 else f"other than {explained.label}"
+    against = others[0] if len(others) == 1 else _("other than %(label)s") % {"label": explained.label}
     parts = []
     if up:
-        parts.append(f"pushed towards {explained.label}: " + ", ".join(f"'{n}'" for n in up))
+        parts.append(_("pushed towards %(label)s: %(words)s") % {
+            "label": explained.label, "words": ", ".join(f"'{n}'" for n in up)})
     if down:
-        parts.append(f"towards {against}: " + ", ".join(f"'{n}'" for n in down))
-    return "; ".join(parts) or "no input feature moved the score"
+        parts.append(_("towards %(label)s: %(words)s") % {"label": against, "words": ", ".join(f"'{n}'" for n in down)})
+    return _("; ").join(parts) or _("no input feature moved the score")
+
+
+def summary_of(result: dict[str, Any]) -> str:
+    """The summary of a stored explanation, in the reader's language (the stored one is the worker's)."""
+    names = {f.name for f in fields(Explained)}
+    return summary(Explained(**{k: v for k, v in result.items() if k in names}))
+
+
+def _(text: str) -> str:
+    """Translated where Django runs (the portal, in the request's language); as written where only the
+    ML stack is installed (the GPU checks run without Django)."""
+    try:
+        from django.utils.translation import gettext
+
+        return gettext(text)
+    except Exception:  # Django absent or not configured
+        return text
 
 
 def _word_key(word: str) -> str:

@@ -91,6 +91,9 @@ def explanation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if polled is not None:
         return polled
     if explanation.status == JobStatus.DONE:
+        from inference.ml.explain import summary_of
+
+        context["summary"] = summary_of(explanation.result or {})  # stored in the worker's words: said again in the reader's
         label = body["labels"].index(body["label"])
         if body["words"]:
             context["heat_map"] = charts.word_heat_map(body["words"], body["label"])

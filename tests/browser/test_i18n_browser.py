@@ -106,6 +106,8 @@ def test_the_walk_in_chinese_playground_explanation_bias_report_and_export(brows
         page.click("[data-testid=explain]")
         page.wait_for_selector("[data-testid=waterfall] svg.chart", timeout=patience(60) * 1000)
         assert page.inner_text("[data-testid=explanation] h2") == "是什么推动了这一决定"
+        summary = page.inner_text("[data-testid=explanation-summary]")
+        assert summary.startswith("模型的回答是") and "推向" in summary and "pushed towards" not in summary
         assert "计算方式" in page.inner_text("main") and "基准值 E[f(x)]" in page.inner_text("[data-testid=explanation-facts]")
         page.screenshot(path=str(SHOTS / "explanation-zh.png"), full_page=True)
         # a bias report
