@@ -8,7 +8,7 @@ from typing import Any
 from django import template
 from django.utils.translation import gettext_lazy as _
 
-from portal.accounts.roles import ROLE_LABELS, Role
+from portal.accounts.roles import ROLE_LABELS
 
 register = template.Library()
 
@@ -31,50 +31,21 @@ TASKS = {
 }
 
 
-@register.filter
-def role_label(code: Any) -> Any:
-    """`owner` -> "owner" / "模型所有者"; an unknown code as it is."""
-    try:
-        return ROLE_LABELS[Role(str(code))]
-    except ValueError:
-        return code
+def _words(table: dict[str, Any]) -> Any:
+    """A filter reading a code as its word in `table`; a code it does not know, as it is."""
+
+    def word(code: Any) -> Any:
+        return table.get(str(code), code)
+
+    return word
 
 
-@register.filter
-def token_status(code: Any) -> Any:
-    return TOKEN_STATUSES.get(str(code), code)
-
-
-@register.filter
-def status_label(code: Any) -> Any:
-    return STATUSES.get(str(code), code)
-
-
-@register.filter
-def task_label(code: Any) -> Any:
-    return TASKS.get(str(code), code)
-
-
-@register.filter
-def verdict_label(code: Any) -> Any:
-    return VERDICTS.get(str(code), code)
-
-
-@register.filter
-def guard_outcome(code: Any) -> Any:
-    return GUARD_OUTCOMES.get(str(code), code)
-
-
-@register.filter
-def guard_action(code: Any) -> Any:
-    return GUARD_ACTIONS.get(str(code), code)
-
-
-@register.filter
-def severity_label(code: Any) -> Any:
-    return SEVERITIES.get(str(code), code)
-
-
-@register.filter
-def coverage_label(code: Any) -> Any:
-    return COVERAGE.get(str(code), code)
+# `{{ t.role|role_label }}`: owner -> "owner" / "模型所有者"
+FILTERS: dict[str, dict[str, Any]] = {
+    "role_label": {role.value: label for role, label in ROLE_LABELS.items()},
+    "token_status": TOKEN_STATUSES, "status_label": STATUSES, "task_label": TASKS, "verdict_label": VERDICTS,
+    "guard_outcome": GUARD_OUTCOMES, "guard_action": GUARD_ACTIONS, "severity_label": SEVERITIES,
+    "coverage_label": COVERAGE,
+}
+for _name, _table in FILTERS.items():
+    register.filter(_name, _words(_table))
