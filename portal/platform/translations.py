@@ -70,11 +70,12 @@ def _needs_translation(text: str) -> bool:
 
 
 class _TextFinder(html.parser.HTMLParser):
-    """The text a reader sees in a piece of HTML, outside SKIPPED, and the attributes read by people."""
+    """The text a reader sees in a piece of HTML, outside SKIPPED, and the attributes read by people,
+    each with the line it is on."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.found: list[str] = []
+        self.found: list[tuple[str, int]] = []
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -83,7 +84,7 @@ class _TextFinder(html.parser.HTMLParser):
         shown_value = tag == "input" and dict(attrs).get("type") in {"submit", "button", "reset"}
         for name, value in attrs:
             if value and (name in TEXT_ATTRIBUTES or (name == "value" and shown_value)):
-                self.found.append(value)
+                self.found.append((value, self.getpos()[0]))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in SKIPPED and self._skip:
@@ -91,26 +92,10 @@ class _TextFinder(html.parser.HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
-            self.found.append(data)
+            self.found.append((data, self.getpos()[0]))
 
 
 VARIABLE, MARKED = "\x01", "\x02"  # placeholders without letters: a value, a translated piece
-
-
-class _LineFinder(_TextFinder):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[int] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        before = len(self.found)
-        super().handle_starttag(tag, attrs)
-        self.lines += [self.getpos()[0]] * (len(self.found) - before)
-
-    def handle_data(self, data: str) -> None:
-        before = len(self.found)
-        super().handle_data(data)
-        self.lines += [self.getpos()[0]] * (len(self.found) - before)
 
 
 def unmarked_strings(template: Path, *, name: str = "") -> list[Unmarked]:
@@ -142,11 +127,11 @@ def unmarked_strings(template: Path, *, name: str = "") -> list[Unmarked]:
             pieces.append(token.contents)
         else:  # a {# comment #}
             pieces.append(newlines)
-    finder = _LineFinder()
+    finder = _TextFinder()
     finder.feed("".join(pieces))
     finder.close()
     return [Unmarked(name or str(template), line, " ".join(text.replace(VARIABLE, "{{…}}").split()))
-            for text, line in zip(finder.found, finder.lines, strict=True) if _needs_translation(text)]
+            for text, line in finder.found if _needs_translation(text)]
 
 
 def templates_unmarked(templates: Path = TEMPLATES) -> list[Unmarked]:
@@ -241,7 +226,6 @@ def placeholders(text: str) -> list[str]:
 def placeholders_kept(entry: Any) -> bool:
     """A translation fills in the values its source names, no other (a name it invents would raise
     KeyError when the message is formatted; one it drops loses a value)."""
-    sources = [entry.msgid] + ([entry.msgid_plural] if entry.msgid_plural else [])
     translations = list(entry.msgstr_plural.values()) if entry.msgid_plural else [entry.msgstr]
     wanted = set(placeholders(entry.msgid_plural or entry.msgid))
-    return all(set(placeholders(text)) == wanted for text in translations) and bool(sources)
+    return all(set(placeholders(text)) == wanted for text in translations)
