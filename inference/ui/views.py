@@ -26,6 +26,7 @@ from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
 from portal.platform.exceptions import PortalError
+from portal.templatetags.steward import TASKS
 from portal.web.access import capability_required, forbidden, member_required
 
 
@@ -46,10 +47,6 @@ def _card_value(version: Any, field: str) -> str:
     return value
 
 
-TASK_LABELS = {Task.TEXT: gettext_lazy("text classification"), Task.TABULAR: gettext_lazy("tabular classification"),
-               Task.GENERATION: gettext_lazy("text generation"), Task.EMBEDDING: gettext_lazy("text embedding")}
-
-
 def _card_field(name: str, **kwargs: Any) -> forms.CharField:
     return forms.CharField(required=False, label=registry.CARD_LABELS[name], **kwargs)
 
@@ -57,7 +54,7 @@ def _card_field(name: str, **kwargs: Any) -> forms.CharField:
 class RegisterForm(forms.Form):
     name = forms.SlugField(max_length=60, label=gettext_lazy("Name"),
                            help_text=gettext_lazy("lower-case letters, digits and dashes"))
-    task = forms.ChoiceField(label=gettext_lazy("Task"), choices=[(t.value, TASK_LABELS[t]) for t in Task])
+    task = forms.ChoiceField(label=gettext_lazy("Task"), choices=[(t.value, TASKS[t.value]) for t in Task])
     archive = forms.FileField(label=gettext_lazy("Archive"), help_text=gettext_lazy(
         ".zip or .tar.gz: a Hugging Face folder with safetensors weights, or model.onnx + schema.json for a "
         "tabular model; or one .gguf file for a generative model"))

@@ -8,7 +8,6 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -48,7 +47,6 @@ def language_set(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated and request.user.language != code:  # type: ignore[union-attr]
         request.user.language = code  # type: ignore[union-attr]
         request.user.save(update_fields=["language"])  # type: ignore[union-attr]
-    translation.activate(code)
     response = redirect(target)
     response.set_cookie(settings.LANGUAGE_COOKIE_NAME, code, max_age=settings.LANGUAGE_COOKIE_AGE or 365 * 86400,
                         path=settings.LANGUAGE_COOKIE_PATH, secure=settings.LANGUAGE_COOKIE_SECURE,
