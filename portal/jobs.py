@@ -33,6 +33,7 @@ from django.db import models, transaction
 from django.dispatch import receiver
 from django.utils import timezone
 
+from portal.platform.locks import for_update
 from portal.platform.workers import worker_restarted
 
 logger = logging.getLogger("steward.jobs")
@@ -202,7 +203,7 @@ def job_fail(kind: JobKind, job_id: int, *, error: str, public: bool = False) ->
     the failure, in one transaction. False when it was already settled (done, failed or
     cancelled): nothing changes then."""
     with transaction.atomic():
-        job = kind.model._default_manager.select_for_update().filter(pk=job_id).first()
+        job = for_update(kind.model._default_manager.filter(pk=job_id)).first()
         if job is None or job.status not in ACTIVE:
             return False
         if kind.public_error and not public:

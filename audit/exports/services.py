@@ -34,6 +34,7 @@ from inference.models import ModelVersion
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register
+from portal.platform.locks import for_update
 from portal.platform.workers import worker_alive
 
 logger = logging.getLogger("steward.exports")
@@ -79,7 +80,7 @@ def export_create(*, actor: Actor, version: ModelVersion, period_start: date | N
     if not worker_alive(queue=QUEUE):
         raise WorkerUnavailable(gettext('No worker is running to assemble the export; it was not created.'))
     with transaction.atomic():
-        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+        for_update(ModelVersion.objects.filter(pk=version.pk)).first()  # numbers in order
         number = (ComplianceExport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
         export = ComplianceExport.objects.create(
             organization=actor.organization, model_version=version, number=number, period_start=start,

@@ -28,6 +28,7 @@ from portal.accounts.actor import Actor
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
+from portal.platform.locks import for_update
 from portal.platform.workers import generation_queue, serving_queue
 
 logger = logging.getLogger("steward.fairness")
@@ -49,7 +50,7 @@ def fairness_policy_update(
     bootstrap_resamples: int | None = None, require_passing_report: bool | None = None,
 ) -> FairnessPolicy:
     actor.require(Cap.ORG_MANAGE, "change the organisation's fairness policy")
-    policy, _ = FairnessPolicy.objects.select_for_update().get_or_create(organization=actor.organization)
+    policy, _ = for_update(FairnessPolicy.objects.all()).get_or_create(organization=actor.organization)
     before = {"thresholds": policy.thresholds, "min_group_size": policy.min_group_size,
               "bootstrap_resamples": policy.bootstrap_resamples,
               "require_passing_report": policy.require_passing_report}
@@ -147,7 +148,7 @@ def bias_report_store(*, actor: Actor, version: ModelVersion, kind: str, name: s
     """Stores a checked dataset and the report's row (numbered per version), audits it and queues it on commit."""
     with stored_input(f"bias/{version.model.organization_id}/{uuid.uuid4().hex}.json", content) as stored, \
             transaction.atomic():
-        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+        for_update(ModelVersion.objects.filter(pk=version.pk)).first()  # numbers in order
         number = (BiasReport.objects.filter(model_version=version).aggregate(n=Max("number"))["n"] or 0) + 1
         report = BiasReport.objects.create(
             organization_id=version.model.organization_id, model_version=version, number=number, kind=kind,

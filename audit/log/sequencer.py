@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from audit.log import entry, merkle
 from audit.log.models import LogEntry, LogHead, MerkleNode
+from portal.platform.locks import for_update
 
 Sequenced = tuple[int, str]  # (index, leaf hash in hex)
 
@@ -212,7 +213,7 @@ def _head_locked() -> tuple[int, merkle.Frontier, int]:
         cursor.execute(f"SELECT size, frontier, rules_version FROM audit_log_loghead WHERE id = 1{lock}")  # noqa: S608
         found = cursor.fetchone()
     if found is None:
-        head, _ = LogHead.objects.select_for_update().get_or_create(pk=1)
+        head, _ = for_update(LogHead.objects.all()).get_or_create(pk=1)
         size, frontier, rules_version = head.size, head.frontier, head.rules_version
     else:
         size, frontier, rules_version = found

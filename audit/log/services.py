@@ -28,6 +28,7 @@ from audit.log.models import (
     VerificationRun,
 )
 from portal.platform.exceptions import NotFound
+from portal.platform.locks import for_update
 
 ACTION = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$")
 logger = logging.getLogger("steward.audit")
@@ -199,7 +200,7 @@ def redaction_rule_create(*, actor: AuditActor, organization_id: int, label: str
         rule = RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)
         # Under the head's lock, as appends are: every append written after this commits is
         # redacted with the new rule, in every process (see audit/log/rulebook.py).
-        LogHead.objects.select_for_update().get_or_create(pk=1)
+        for_update(LogHead.objects.all()).get_or_create(pk=1)
         LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
         rulebook.book().forget()  # this process learns it at once (others at their next append), its own record first
         audit_record(action="redaction_rule.created", actor=actor, organization_id=organization_id,
@@ -217,12 +218,12 @@ def redaction_rule_delete(*, actor: AuditActor, organization_id: int, rule_id: i
         NotFound (404): no such rule in this organisation.
     """
     with transaction.atomic():
-        rule = RedactionRule.objects.select_for_update().filter(pk=rule_id, organization_id=organization_id).first()
+        rule = for_update(RedactionRule.objects.filter(pk=rule_id, organization_id=organization_id)).first()
         if rule is None:
             raise NotFound(gettext('No such redaction rule in this organisation.'))
         payload = {"label": rule.label, "pattern": rule.pattern}
         rule.delete()
-        LogHead.objects.select_for_update().get_or_create(pk=1)
+        for_update(LogHead.objects.all()).get_or_create(pk=1)
         LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
         rulebook.book().forget()
         audit_record(action="redaction_rule.deleted", actor=actor, organization_id=organization_id,
@@ -268,7 +269,7 @@ def checkpoint_create(*, force: bool = False) -> Checkpoint | None:
     """
     from audit.log import signing
 
-    head, _ = LogHead.objects.select_for_update().get_or_create(pk=1)
+    head, _ = for_update(LogHead.objects.all()).get_or_create(pk=1)
     last = Checkpoint.objects.order_by("-tree_size", "-id").first()
     if not force and last is not None and last.tree_size == head.size:
         return None
@@ -323,9 +324,9 @@ def audit_erase_subject(
     blanked (not the subject's identifier).
     """
     key = subject_key(subject)
-    rows = LogEntry.objects.select_for_update().filter(
+    rows = for_update(LogEntry.objects.filter(
         organization_id=organization_id, subject_key=key, erased_at__isnull=True
-    )
+    ))
     indexes = list(rows.values_list("index", flat=True))
     rows.update(payload=None, salt="", erased_at=timezone.now())
     receipt = audit_record(

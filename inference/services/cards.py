@@ -20,13 +20,14 @@ from inference.models import ModelTransition, ModelVersion, RegisteredModel, Ver
 from inference.services.registry import CARD_FIELDS
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
+from portal.platform.locks import for_update
 
 CARD_MAX_CHARS = 10_000
 EDITABLE = (VersionStatus.DRAFT, VersionStatus.REJECTED)  # a rejected version is completed, then submitted again
 
 
 def _editable(version: ModelVersion, what: str, states: tuple[str, ...] = EDITABLE) -> ModelVersion:
-    locked = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    locked = for_update(ModelVersion.objects.select_related("model")).get(pk=version.pk)
     if locked.status not in states:
         allowed = " or ".join(str(s) for s in states)
         raise IllegalTransition(gettext('%(locked)s is %(status)s: only a %(allowed)s version can %(what)s; register a new version to change it.') % {"locked": locked, "status": locked.status, "allowed": allowed, "what": what})

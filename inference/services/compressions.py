@@ -38,6 +38,7 @@ from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.models import Organization
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, job_beat, job_claim, job_finish, register, stored_input
+from portal.platform.locks import for_update
 from portal.platform.workers import generation_queue, serving_queue
 
 WORKER = AuditActor.system("inference worker")
@@ -71,7 +72,7 @@ def compression_policy_for(organization: Organization) -> CompressionPolicy:
 @transaction.atomic
 def compression_policy_update(*, actor: Actor, **limits: float | None) -> CompressionPolicy:
     actor.require(Cap.ORG_MANAGE, "change the organisation's compression policy")
-    policy, _ = CompressionPolicy.objects.select_for_update().get_or_create(organization=actor.organization)
+    policy, _ = for_update(CompressionPolicy.objects.all()).get_or_create(organization=actor.organization)
     before = {name: getattr(policy, name) for name in POLICY_LIMITS}
     for name, value in limits.items():
         if name not in POLICY_LIMITS:

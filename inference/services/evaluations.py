@@ -25,6 +25,7 @@ from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, job_beat, job_claim, job_finish, register, stored_input
 from portal.platform import csvsafe
+from portal.platform.locks import for_update
 from portal.platform.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
@@ -142,7 +143,7 @@ def evaluation_run(*, evaluation_id: int) -> None:
     with transaction.atomic():
         if not job_finish(Evaluation, evaluation_id, result=result, rows_done=evaluation.rows_total):
             return
-        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        locked = for_update(ModelVersion.objects.all()).get(pk=version.pk)
         locked.metrics = {**(locked.metrics or {}), "evaluation": result}
         locked.save(update_fields=["metrics"])
         audit_record(action="evaluation.completed", actor=WORKER, organization_id=evaluation.organization_id,

@@ -39,6 +39,7 @@ from inference.services.training_datasets import DEFAULTS, EPSILON_RANGE, LIMITS
 from portal.accounts.actor import Actor, actor_for_membership
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, job_beat, job_claim, job_finish, register
+from portal.platform.locks import for_update
 from portal.platform.workers import generation_queue, serving_queue
 
 WORKER = AuditActor.system("training worker")
@@ -141,7 +142,7 @@ def private_run_cancel(*, actor: Actor, job: PrivateRun, what: str, action: str)
     taken yet is settled at once, having spent nothing of its dataset's budget."""
     model = type(job)
     with transaction.atomic():
-        locked = model.objects.select_for_update().get(pk=job.pk)
+        locked = for_update(model.objects.all()).get(pk=job.pk)
         if locked.status not in (JobStatus.PENDING, JobStatus.RUNNING):
             raise JobNotCancellable(gettext('%(what)s %(pk)s is %(status)s; only a pending or running one can be cancelled.') % {"what": what, "pk": job.pk, "status": locked.status})
         locked.cancel_requested = True

@@ -33,6 +33,7 @@ from inference.services.jobs import rows_parse, rows_validate
 from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
+from portal.platform.locks import for_update
 from portal.platform.workers import serving_queue
 
 WORKER = AuditActor.system("inference worker")
@@ -114,7 +115,7 @@ def global_explanation_create(
     if queue is None:
         raise WorkerUnavailable(gettext('No inference worker is running; the global explanation was not created.'))
     with stored_input(f"explanations/{actor.organization.pk}/{uuid.uuid4().hex}.json", json.dumps(clean).encode()) as stored, transaction.atomic():
-        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()  # numbers in order
+        for_update(ModelVersion.objects.filter(pk=version.pk)).first()  # numbers in order
         number = (GlobalExplanation.objects.filter(model_version=version)
                   .aggregate(n=Max("number"))["n"] or 0) + 1
         job = GlobalExplanation.objects.create(

@@ -24,6 +24,7 @@ from portal.accounts.actor import Actor
 from portal.jobs import JobKind, JobStatus, job_beat, job_claim, job_finish, register, stored_input
 from portal.platform import csvsafe
 from portal.platform.exceptions import PortalError
+from portal.platform.locks import for_update
 from portal.platform.workers import serving_queue
 
 logger = logging.getLogger("steward.inference")
@@ -158,7 +159,7 @@ def batch_job_run(*, job_id: int) -> None:
 
 def _job_finish_cancelled(*, job_id: int, rows_done: int) -> None:
     with transaction.atomic():
-        job = BatchJob.objects.select_for_update().get(pk=job_id)
+        job = for_update(BatchJob.objects.all()).get(pk=job_id)
         if job.status in (JobStatus.DONE, JobStatus.FAILED):
             return
         job.status = JobStatus.CANCELLED
@@ -174,7 +175,7 @@ def _job_finish_cancelled(*, job_id: int, rows_done: int) -> None:
 
 @transaction.atomic
 def batch_job_cancel(*, actor: Actor, job: BatchJob) -> BatchJob:
-    job = BatchJob.objects.select_for_update().get(pk=job.pk)
+    job = for_update(BatchJob.objects.all()).get(pk=job.pk)
     if job.status not in (JobStatus.PENDING, JobStatus.RUNNING):
         raise JobNotCancellable(gettext('The job is %(status)s; only a pending or running job can be cancelled.') % {"status": job.status})
     job.cancel_requested = True

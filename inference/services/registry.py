@@ -28,6 +28,7 @@ from inference.models import ModelAlias, ModelTransition, ModelVersion, Register
 from portal.accounts.actor import Actor
 from portal.accounts.models import Organization, User
 from portal.accounts.roles import Cap
+from portal.platform.locks import for_update
 
 logger = logging.getLogger("steward.inference")
 
@@ -123,7 +124,7 @@ def version_store(*, organization: Organization, user: User, audit_actor: AuditA
     stored_name = ""
     try:
         with transaction.atomic():
-            model, _created = RegisteredModel.objects.select_for_update().get_or_create(
+            model, _created = for_update(RegisteredModel.objects.all()).get_or_create(
                 organization=organization, name=name, defaults={"created_by": user, "description": description},
             )
             number = (model.versions.aggregate(m=Max("version"))["m"] or 0) + 1
@@ -173,7 +174,7 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
     """
     sources, target, cap = _ALLOWED[action]
     actor.require(cap, f"{action} model versions")
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    version = for_update(ModelVersion.objects.select_related("model")).get(pk=version.pk)
     if version.status not in sources:
         raise IllegalTransition(
             gettext('%(version)s is %(status)s; it cannot be %(action)sd (only from %(join)s).') % {"version": version, "status": version.status, "action": action, "join": ', '.join(sorted(sources))}
@@ -215,12 +216,12 @@ def model_version_transition(*, actor: Actor, version: ModelVersion, action: str
 def alias_move(*, actor: Actor, model: RegisteredModel, alias: str, version: ModelVersion) -> ModelAlias:
     actor.require(Cap.MODEL_REGISTER, "move aliases")
     # Read the status under lock: a retirement racing this move must not leave an alias on it.
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    version = for_update(ModelVersion.objects.select_related("model")).get(pk=version.pk)
     if version.model_id != model.pk:
         raise IllegalTransition(gettext('%(version)s is not a version of %(name)s.') % {"version": version, "name": model.name})
     if not version.is_servable:
         raise ModelNotServable(gettext('%(version)s is %(status)s; an alias may only point at an approved version.') % {"version": version, "status": version.status})
-    existing = ModelAlias.objects.select_for_update().filter(model=model, name=alias).first()
+    existing = for_update(ModelAlias.objects.filter(model=model, name=alias)).first()
     previous = existing.version.version if existing else None
     if existing:
         existing.version = version

@@ -40,6 +40,7 @@ from portal.accounts.actor import Actor
 from portal.accounts.roles import Cap
 from portal.jobs import stored_input
 from portal.platform import csvsafe
+from portal.platform.locks import for_update
 
 WORKER = AuditActor.system("training worker")
 EPSILON_RANGE = (0.01, 50.0)  # beyond 50, "private" says nothing a reader could rely on
@@ -212,7 +213,7 @@ def _run_of(job: FineTuneJob | CanaryAudit) -> dict[str, Any]:
 def privacy_reserve(*, dataset: TrainingDataset, job: FineTuneJob | CanaryAudit,
                     plan: dp_accounting.Plan) -> PrivacyLedgerEntry:
     """Reserves a plan against the dataset's cap (call inside a transaction); BudgetExceeded if it does not fit."""
-    locked = TrainingDataset.objects.select_for_update().get(pk=dataset.pk)  # one reservation at a time
+    locked = for_update(TrainingDataset.objects.all()).get(pk=dataset.pk)  # one reservation at a time
     runs = ledger_runs(locked)
     total = dp_accounting.composed_epsilon([*runs, (plan.noise_multiplier, plan.sample_rate, plan.steps)], locked.delta_cap)
     if total > locked.epsilon_cap + 1e-9:
@@ -235,7 +236,7 @@ def privacy_reserve(*, dataset: TrainingDataset, job: FineTuneJob | CanaryAudit,
 
 def privacy_settle(*, job: FineTuneJob | CanaryAudit, steps_spent: int) -> None:
     """Ends a reservation at what the run spent (inside a transaction); the rest of its plan is released."""
-    entry = PrivacyLedgerEntry.objects.select_for_update().get(**_run_of(job))
+    entry = for_update(PrivacyLedgerEntry.objects.all()).get(**_run_of(job))
     if entry.state == LedgerState.SETTLED:
         return
     entry.state, entry.steps_spent = LedgerState.SETTLED, min(steps_spent, entry.steps_reserved)

@@ -25,6 +25,7 @@ from portal.accounts.exceptions import (
 from portal.accounts.models import ApiToken, Invitation, InvitationStatus, Membership, Organization, User
 from portal.accounts.roles import Cap, Role, role_within
 from portal.platform.exceptions import Forbidden, NotFound
+from portal.platform.locks import for_update
 from portal.platform.prebuilt import Prebuilt
 
 TOKEN_PREFIX = "stw_"  # noqa: S105  (a public prefix, not a secret)
@@ -128,7 +129,7 @@ def invitation_answer(*, user: User, invitation_id: int, accept: bool) -> Invita
     Raises NotFound for an invitation that is not this user's, not pending, or expired: no one
     learns of an invitation addressed to someone else.
     """
-    invitation = (Invitation.objects.select_for_update().select_related("organization")
+    invitation = (for_update(Invitation.objects.select_related("organization"))
                   .filter(pk=invitation_id, username=user.username, status=InvitationStatus.PENDING,
                           expires_at__gt=timezone.now()).first())
     if invitation is None or not user.is_active:
@@ -151,8 +152,7 @@ def membership_role_change(*, actor: Actor, membership: Membership, role: Role) 
     _check_can_manage(actor)
     # Lock the organisation's admins so that two demotions at once cannot leave none.
     admins = list(
-        Membership.objects.select_for_update()
-        .filter(organization=membership.organization, role=Role.ADMIN)
+        for_update(Membership.objects.filter(organization=membership.organization, role=Role.ADMIN))
         .values_list("pk", flat=True)
     )
     if membership.role == Role.ADMIN and role != Role.ADMIN and admins == [membership.pk]:
@@ -182,8 +182,8 @@ def membership_remove(*, actor: Actor, membership: Membership) -> None:
         LastAdmin (409): the only admin.
     """
     _check_can_manage(actor)
-    admins = list(Membership.objects.select_for_update()
-                  .filter(organization=membership.organization, role=Role.ADMIN).values_list("pk", flat=True))
+    admins = list(for_update(Membership.objects.filter(organization=membership.organization, role=Role.ADMIN))
+                  .values_list("pk", flat=True))
     if admins == [membership.pk]:
         raise LastAdmin()
     revoked = ApiToken.objects.filter(user_id=membership.user_id, organization_id=membership.organization_id,

@@ -94,14 +94,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     if isinstance(exc, PortalError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-    from portal.platform.outages import RETRY_AFTER, log_outage, outage_body, outage_of
+    from portal.platform.outages import log_outage, outage_body, outage_of, retry_after
 
     service = outage_of(exc)
     if service is not None:
         request = context["request"]
         log_outage(request, service, exc)
         return Response(outage_body(service, getattr(request, "request_id", "")), status=503,
-                        headers={"Retry-After": RETRY_AFTER})
+                        headers={"Retry-After": retry_after(service)})
     if isinstance(exc, RequestDataTooBig):
         from django.conf import settings
 

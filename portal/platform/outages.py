@@ -4,6 +4,11 @@ The cache (rate limits, lock-outs, worker heartbeats), the broker and the reply 
 Redis in production; when it cannot be reached the request is not the caller's fault and not a
 bug of ours, so it is answered 503 with the error shape (the API) or the 503 page (the browser),
 and logged once per request as an outage, not as a crash.
+
+The database refusing a transaction because another one held what it needed (a deadlock broken by
+PostgreSQL, a serialisation failure, a lock not available) is no outage: nothing is unreachable and
+the request was undone whole. It is answered 503 too (try again at once), said as what it is
+(`details.reason` "conflict") and logged as contention.
 """
 
 from __future__ import annotations
@@ -13,12 +18,19 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext
 
 logger = logging.getLogger("steward.outage")
 
+CONFLICT = "conflict"
+# SQLSTATEs of a transaction undone for another's sake: serialization_failure, deadlock_detected,
+# lock_not_available
+_CONFLICTS = {"40001", "40P01", "55P03"}
+
 
 def outage_of(exc: BaseException) -> str | None:
-    """The service that `exc` says is unreachable, or None for any other error."""
+    """The service that `exc` says is unreachable, CONFLICT for a transaction undone by contention,
+    or None for any other error."""
     import redis.exceptions
     from django.db import OperationalError as DatabaseDown
     from kombu.exceptions import OperationalError as BrokerDown
@@ -28,16 +40,24 @@ def outage_of(exc: BaseException) -> str | None:
     if isinstance(exc, BrokerDown):
         return "broker"
     if isinstance(exc, DatabaseDown):
-        return "database"
+        return CONFLICT if getattr(exc.__cause__, "sqlstate", None) in _CONFLICTS else "database"
     return None
 
 
-MESSAGE = "The portal cannot reach a service it needs ({service}); try again shortly."
-
-
 def outage_body(service: str, request_id: str = "") -> dict[str, Any]:
-    return {"error": {"code": "service_unavailable", "message": MESSAGE.format(service=service),
-                      "details": {"service": service, "request_id": request_id}}}
+    if service == CONFLICT:
+        message = gettext("Another change to the same records came at the same moment, and this request was "
+                          "undone whole; nothing was changed. Try again.")
+        details = {"service": "database", "reason": CONFLICT, "request_id": request_id}
+    else:
+        message = gettext("The portal cannot reach a service it needs (%(service)s); try again shortly.") % {
+            "service": service}
+        details = {"service": service, "request_id": request_id}
+    return {"error": {"code": "service_unavailable", "message": message, "details": details}}
+
+
+def retry_after(service: str) -> str:
+    return "1" if service == CONFLICT else RETRY_AFTER
 
 
 class OutageMiddleware:
@@ -62,9 +82,10 @@ class OutageMiddleware:
         else:
             from django.template import loader
 
-            page = loader.get_template("503.html").render({"service": service, "request_id": request_id})
+            page = loader.get_template("503.html").render({"service": service, "request_id": request_id,
+                                                           "conflict": service == CONFLICT})
             response = HttpResponse(page, status=503)
-        response["Retry-After"] = RETRY_AFTER
+        response["Retry-After"] = retry_after(service)
         return response
 
 
@@ -72,5 +93,8 @@ RETRY_AFTER = "10"
 
 
 def log_outage(request: Any, service: str, exc: BaseException) -> None:
+    if service == CONFLICT:
+        logger.warning("contention: %s %s undone (%s: %s)", request.method, request.path, type(exc).__name__, exc)
+        return
     logger.error("outage: %s unreachable on %s %s (%s: %s)", service, request.method, request.path,
                  type(exc).__name__, exc)
