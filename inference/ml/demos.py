@@ -286,12 +286,19 @@ def main() -> None:
     (CI starts it before the suite, so that the builds overlap with what comes before the tests)."""
     import sys
 
+    import time
+
     cache = default_cache_dir()
+    began = time.monotonic()
     for model in DEMO_MODELS:
         def say(done: int, total: int, message: str, name: str = model.name) -> None:
             print(f"{name}: {message} ({done}/{total})", file=sys.stderr, flush=True)
 
+        started = time.monotonic()
         build_cached(model, say, cache)
+        # CI reads these to see what its suite waited for
+        print(f"{model.name}: ready after {time.monotonic() - started:.0f} s "
+              f"({time.monotonic() - began:.0f} s since the builds began)", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,20 @@ TASKS = {
     "text-generation": _("text generation"), "text-embedding": _("text embedding"),
 }
 
+# what a job is doing now (its `stage`, stored by the worker as these words): a compression
+# (inference/services/compressions.py), a canary audit (inference/ml/canaries.py), a compliance export
+# (audit/exports/services.py STAGES)
+STAGES = {
+    "compressing": _("compressing"), "measuring": _("measuring"), "registering": _("registering"),
+    "done": _("done"), "cancelled": _("cancelled"),
+    "measuring the base": _("measuring the base"), "private training": _("private training"),
+    "measuring the private model": _("measuring the private model"), "non-private training": _("non-private training"),
+    "measuring the non-private model": _("measuring the non-private model"),
+    "gathering evidence": _("gathering evidence"), "writing JSON and CSV": _("writing JSON and CSV"),
+    "typesetting the PDF": _("typesetting the PDF"), "signing and anchoring": _("signing and anchoring"),
+    "storing the bundle": _("storing the bundle"),
+}
+
 
 def _words(table: dict[str, Any]) -> Any:
     """A filter reading a code as its word in `table`; a code it does not know, as it is."""
@@ -45,7 +59,7 @@ FILTERS: dict[str, dict[str, Any]] = {
     "role_label": {role.value: label for role, label in ROLE_LABELS.items()},
     "token_status": TOKEN_STATUSES, "status_label": STATUSES, "task_label": TASKS, "verdict_label": VERDICTS,
     "guard_outcome": GUARD_OUTCOMES, "guard_action": GUARD_ACTIONS, "severity_label": SEVERITIES,
-    "coverage_label": COVERAGE,
+    "coverage_label": COVERAGE, "stage_label": STAGES,
 }
 for _name, _table in FILTERS.items():
     register.filter(_name, _words(_table))

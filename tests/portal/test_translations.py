@@ -189,3 +189,24 @@ def test_a_refusal_of_the_api_reads_in_the_callers_language(tabular) -> None:
     assert chinese.json()["error"]["code"] == english.json()["error"]["code"]
     assert chinese.json()["error"]["message"] == "本组织中没有名为 'nosuch' 的模型。"
     assert english.json()["error"]["message"] == "No model named 'nosuch' in this organisation."
+
+
+def test_every_stage_a_worker_writes_is_said_in_the_readers_language() -> None:
+    """A job's stage is stored as words by the worker and read through `stage_label`: each one the code
+    writes must be in its table (else it would show in English), and the table translated."""
+    import re
+
+    from django.utils import translation
+
+    from audit.exports.services import STAGES as EXPORT_STAGES
+    from portal.templatetags.steward import STAGES
+
+    root = Path(__file__).resolve().parents[2]
+    written = set(EXPORT_STAGES)
+    for path in [root / "inference/services/compressions.py", root / "inference/services/canary_audits.py",
+                 root / "inference/ml/canaries.py", root / "audit/exports/services.py"]:
+        written |= set(re.findall(r'stage[=(]"([^"]+)"', path.read_text()))
+    assert written and written <= set(STAGES), written - set(STAGES)
+    with translation.override("zh-hans"):
+        untranslated = [stage for stage in written if str(STAGES[stage]) == stage]
+    assert untranslated == []
