@@ -285,7 +285,6 @@ def main() -> None:
     """`python -m inference.ml.demos`: build every demo model into the build cache, without Django
     (CI starts it before the suite, so that the builds overlap with what comes before the tests)."""
     import sys
-
     import time
 
     cache = default_cache_dir()
