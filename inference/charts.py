@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
 
 from portal.platform.svg import WIDTH, axis, fit_label, left_margin, svg
 
@@ -24,17 +25,27 @@ def _tint(value: float, reach: float) -> str:
     return f"rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {alpha:.2f})"
 
 
+def _pushed(name: str, value: str, direction: float, label: str) -> str:
+    """"word: +0.1234 (towards positive)", in the reader's language."""
+    said = {"name": name, "value": value, "label": label}
+    if direction > 0:
+        return _("%(name)s: %(value)s (towards %(label)s)") % said
+    if direction < 0:
+        return _("%(name)s: %(value)s (away from %(label)s)") % said
+    return _("%(name)s: %(value)s (neutral to %(label)s)") % said
+
+
 def word_heat_map(words: list[dict[str, Any]], label: str) -> SafeString:
     """The text as it was written, each word tinted by its attribution towards `label`."""
     reach = max((abs(w["value"]) for w in words), default=0.0)
     spans = []
     for word in words:
         value = float(word["value"])
-        direction = "towards" if value > 0 else "away from" if value < 0 else "neutral to"
         kind = "pos" if value > 0 else "neg" if value < 0 else "zero"
+        said = _pushed(word["word"], f"{value:+.4f}", value, label)
         spans.append(
             f'<span class="w {kind}" style="background: {_tint(value, reach)}" tabindex="0" '
-            f'title="{escape(word["word"])}: {value:+.4f} ({direction} {escape(label)})">{escape(word["word"])}</span>'
+            f'title="{escape(said)}">{escape(word["word"])}</span>'
         )
     return mark_safe(" ".join(spans))  # noqa: S308  (words and label escaped above)
 
@@ -49,17 +60,18 @@ def waterfall(explanation: dict[str, Any], *, top: int = 12) -> SafeString:
                  explanation["values"], strict=True)]
     items.sort(key=lambda item: -abs(item[1]))
     if len(items) > top:
-        rest = sum(v for _, v in items[top - 1:])
-        items = [*items[: top - 1], (f"{len(items) - top + 1} other features", rest)]
+        rest = sum(v for _name, v in items[top - 1:])
+        items = [*items[: top - 1], (_("%(count)s other features") % {"count": len(items) - top + 1}, rest)]
     running = [base]
-    for _, value in items:
+    for _name, value in items:
         running.append(running[-1] + value)
     low, high = min(*running, 0.0), max(*running, output)
     span = (high - low) or 1.0
     low, high = low - 0.05 * span, high + 0.05 * span
     height = 30 + ROW * (len(items) + 2) + 30
-    output_label = f"output f(x) for {explanation['label']}"
-    left = left_margin(["base value E[f(x)]", output_label, *(name for name, _ in items)])
+    output_label = _("output f(x) for %(label)s") % {"label": explanation["label"]}
+    base_label = _("base value E[f(x)]")
+    left = left_margin([base_label, output_label, *(name for name, _value in items)])
     plot = WIDTH - left - 70
 
     def scale(value: float) -> float:
@@ -68,24 +80,25 @@ def waterfall(explanation: dict[str, Any], *, top: int = 12) -> SafeString:
     ticks = [low + (high - low) * i / 4 for i in range(5)]
     parts = axis(left, left + plot, 20, height - 30, ticks, "{:.2f}", scale)
     parts.append(f'<line x1="{scale(base)}" y1="16" x2="{scale(base)}" y2="{height - 30}" class="threshold"/>')
-    parts.append(f'<text x="{left - 8}" y="{24 + 13}" text-anchor="end" class="label">base value E[f(x)]</text>')
+    parts.append(f'<text x="{left - 8}" y="{24 + 13}" text-anchor="end" class="label">{escape(base_label)}</text>')
     parts.append(f'<text x="{scale(base) + 4}" y="{24 + 13}" class="value">{base:.3f}</text>')
     for i, (name, value) in enumerate(items):
         y = 24 + (i + 1) * ROW
         x0, x1 = sorted((scale(running[i]), scale(running[i + 1])))
-        direction = "towards" if value > 0 else "away from"
         parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(fit_label(name))}</text>')
         parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" '
-                     f'class="cbar {"xbar-up" if value > 0 else "xbar-down"}"><title>{escape(name)}: {value:+.4f} '
-                     f'({direction} {escape(explanation["label"])})</title></rect>')
+                     f'class="cbar {"xbar-up" if value > 0 else "xbar-down"}"><title>'
+                     f'{escape(_pushed(name, f"{value:+.4f}", value, explanation["label"]))}</title></rect>')
         parts.append(f'<text x="{max(x1, x0 + 1) + 4}" y="{y + 13}" class="value">{value:+.3f}</text>')
     y = 24 + (len(items) + 1) * ROW
     parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">'
                  f'{escape(fit_label(output_label))}</text>')
     parts.append(f'<line x1="{scale(output)}" y1="{y}" x2="{scale(output)}" y2="{y + 18}" class="whisker"/>')
     parts.append(f'<text x="{scale(output) + 4}" y="{y + 13}" class="value">{output:.3f}</text>')
-    description = f"base {base:.4f}; " + "; ".join(f"{n}: {v:+.4f}" for n, v in items) + f"; output {output:.4f}"
-    return svg(height, f"How each feature moved the probability of {explanation['label']}", description, parts)
+    description = "; ".join([_("base %(value)s") % {"value": f"{base:.4f}"}, *(f"{n}: {v:+.4f}" for n, v in items),
+                             _("output %(value)s") % {"value": f"{output:.4f}"}])
+    return svg(height, _("How each feature moved the probability of %(label)s") % {"label": explanation["label"]},
+               description, parts)
 
 
 def global_bars(ranking: list[dict[str, Any]], *, kind: str, top: int = 15) -> SafeString:
@@ -107,16 +120,22 @@ def global_bars(ranking: list[dict[str, Any]], *, kind: str, top: int = 15) -> S
         parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">'
                      f'{escape(fit_label(row["name"]))}</text>')
         parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(scale(row["mean_abs"]) - left, 1)}" height="14" '
-                     f'class="cbar"><title>{escape(row["name"])}: mean |SHAP| {row["mean_abs"]:.4f}, '
-                     f'in {row["occurrences"]} rows</title></rect>')
+                     f'class="cbar"><title>{escape(_mean_shap(row))}</title></rect>')
         parts.append(f'<text x="{scale(row["mean_abs"]) + 4}" y="{y + 13}" class="value">{row["mean_abs"]:.3f}</text>')
     description = "; ".join(f"{r['name']}: {r['mean_abs']:.4f}" for r in rows)
-    return svg(height, f"Mean |SHAP| per {kind} over the sample", description, parts)
+    title = _("Mean |SHAP| per word over the sample") if kind == "word" else _("Mean |SHAP| per feature over the sample")
+    return svg(height, title, description, parts)
+
+
+def _mean_shap(row: dict[str, Any]) -> str:
+    return _("%(name)s: mean |SHAP| %(value)s, in %(rows)s rows") % {
+        "name": row["name"], "value": f"{row['mean_abs']:.4f}", "rows": row["occurrences"]}
 
 
 def usage_columns(daily: list[dict[str, Any]], *, key: str = "rows", unit: str = "rows",
-                  title: str = "Rows served per day", digits: int = 0) -> SafeString:
+                  title: str | None = None, digits: int = 0) -> SafeString:
     """A figure per day (rows served by default): one column a day, the axis labelled every week, never clipped."""
+    title = title or _("Rows served per day")
     height, top, bottom, left, right = 220, 16, 180, 56, WIDTH - 12
     peak = max([d[key] for d in daily] + [0]) or 1
     step = (right - left) / max(len(daily), 1)
@@ -128,16 +147,16 @@ def usage_columns(daily: list[dict[str, Any]], *, key: str = "rows", unit: str =
     for i, day in enumerate(daily):
         h = (bottom - top) * day[key] / peak
         x = left + i * step
-        said = f"{day['rows']} rows, {day['requests']} requests" if key == "rows" else f"{day[key]:,.{digits}f} {unit}"
+        said = (_("%(rows)s rows, %(requests)s requests") % {"rows": day["rows"], "requests": day["requests"]}
+                if key == "rows" else f"{day[key]:,.{digits}f} {unit}")
         parts.append(f'<rect x="{x + 1:.1f}" y="{bottom - h:.1f}" width="{max(step - 2, 1):.1f}" height="{h:.1f}" '
                      f'class="cbar"><title>{escape(day["day"])}: {escape(said)}'
                      "</title></rect>")
         if i % 7 == 0 or i == len(daily) - 1:
             parts.append(f'<text x="{x + step / 2:.1f}" y="{bottom + 16}" text-anchor="middle" class="tick">'
                          f'{escape(day["day"][5:])}</text>')
-    return svg(height, title,
-               f"{title} from {daily[0]['day']} to {daily[-1]['day']}; the table below lists them.",
-               parts)
+    return svg(height, title, _("%(title)s from %(start)s to %(end)s; the table below lists them.") % {
+        "title": title, "start": daily[0]["day"], "end": daily[-1]["day"]}, parts)
 
 
 def total_bars(items: list[tuple[str, float]], *, title: str, unit: str) -> SafeString:

@@ -6,6 +6,8 @@ from html import escape
 from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from portal.platform.svg import WIDTH, fit_label, left_margin, svg
 from portal.platform.svg import axis as draw_axis
@@ -42,20 +44,23 @@ def selection_rate_chart(axis: dict[str, Any]) -> SafeString:
     highest = max(g["selection_rate"] for g in groups)
     line = 0.8 * highest
     parts.append(f'<line x1="{scale(line)}" y1="14" x2="{scale(line)}" y2="{height - 30}" class="threshold"/>')
-    parts.append(f'<text x="{scale(line) + 4}" y="12" class="tick">four-fifths line {line:.2f}</text>')
+    said_line = _("four-fifths line %(value)s") % {"value": f"{line:.2f}"}
+    parts.append(f'<text x="{scale(line) + 4}" y="12" class="tick">{escape(said_line)}</text>')
     for i, group in enumerate(groups):
         y = 24 + i * ROW
         rate = group["selection_rate"]
         low, high = group["selection_rate_ci95"]
         below = rate < line
         parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(labels[i])}</text>')
+        said = {"group": group["group"], "rate": f"{rate:.3f}", "low": f"{low:.3f}", "high": f"{high:.3f}"}
+        said_rate = (_("%(group)s: selection rate %(rate)s (95%% CI %(low)s to %(high)s), below the four-fifths line")
+                     if below else _("%(group)s: selection rate %(rate)s (95%% CI %(low)s to %(high)s)")) % said
         parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(scale(rate) - left, 1)}" height="14" '
-                     f'class="cbar {"cbar-low" if below else ""}"><title>{escape(group["group"])}: selection rate '
-                     f'{rate:.3f} (95% CI {low:.3f} to {high:.3f}){" below the four-fifths line" if below else ""}</title></rect>')
+                     f'class="cbar {"cbar-low" if below else ""}"><title>{escape(said_rate)}</title></rect>')
         parts.extend(_whisker(scale, y, low, high))
         parts.append(f'<text x="{scale(high or rate) + 4}" y="{y + 13}" class="value">{rate:.3f}{" ▼" if below else ""}</text>')
     description = "; ".join(f"{g['group']}: {g['selection_rate']:.3f}" for g in groups)
-    return svg(height, f"Selection rate by {axis['axis']}, with 95% intervals", description, parts)
+    return svg(height, _("Selection rate by %(axis)s, with 95%% intervals") % {"axis": axis["axis"]}, description, parts)
 
 
 def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
@@ -82,14 +87,16 @@ def identity_shift_chart(per_term: list[dict[str, Any]]) -> SafeString:
         low, high = row["score_shift_ci95"]
         x0, x1 = sorted((middle, scale(shift)))
         parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(labels[i])}</text>')
+        said_shift = _("%(term)s: shift %(shift)s (95%% CI %(low)s to %(high)s), flip rate %(flips)s") % {
+            "term": row["term"], "shift": f"{shift:+.4f}", "low": f"{low:+.4f}", "high": f"{high:+.4f}",
+            "flips": f"{row['flip_rate']:.3f}"}
         parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" '
-                     f'class="cbar {"cbar-up" if shift > 0 else "cbar-down"}"><title>{escape(row["term"])}: shift '
-                     f'{shift:+.4f} (95% CI {low:+.4f} to {high:+.4f}), flip rate {row["flip_rate"]:.3f}</title></rect>')
+                     f'class="cbar {"cbar-up" if shift > 0 else "cbar-down"}"><title>{escape(said_shift)}</title></rect>')
         parts.append(f'<line x1="{scale(low)}" y1="{y + 10}" x2="{scale(high)}" y2="{y + 10}" class="whisker"/>')
         parts.append(f'<text x="{left + plot + 4}" y="{y + 13}" class="value">{shift:+.3f}</text>')
     description = "; ".join(f"{r['term']}: {r['score_shift']:+.4f}" for r in terms)
-    return svg(height, "Score shift per identity term against the template average, with 95% intervals",
-                description, parts)
+    return svg(height, _("Score shift per identity term against the template average, with %(level)s intervals") % {"level": "95%"},
+               description, parts)
 
 
 def interval_chart(rows: list[dict[str, Any]], *, label: str, value: str, interval: str, low: float, high: float,
@@ -119,7 +126,8 @@ def interval_chart(rows: list[dict[str, Any]], *, label: str, value: str, interv
         v = float(row[value])
         ci_low, ci_high = row.get(interval) or (None, None)
         x0, x1 = sorted((scale(base), scale(v)))
-        ci_text = "" if ci_low is None else f" (95% CI {unit.format(ci_low)} to {unit.format(ci_high)})"
+        ci_text = "" if ci_low is None else " " + _("(95%% CI %(low)s to %(high)s)") % {
+            "low": unit.format(ci_low), "high": unit.format(ci_high)}
         parts.append(f'<text x="{left - 8}" y="{y + 13}" text-anchor="end" class="label">{escape(labels[i])}</text>')
         bad = (bad_side == "below" and v < base) or (bad_side == "above" and v > base)
         parts.append(f'<rect x="{x0}" y="{y + 3}" width="{max(x1 - x0, 1)}" height="14" class="cbar'
@@ -132,18 +140,19 @@ def interval_chart(rows: list[dict[str, Any]], *, label: str, value: str, interv
 
 
 PROBE_CHARTS = (  # quantity, title, axis
-    ("mean_sentiment", "Mean sentiment of the completions per group (P(positive) - P(negative))", (-1.0, 1.0), 0.0),
-    ("negative_rate", "Share of negative completions per group", (0.0, 1.0), None),
-    ("toxic_rate", "Share of toxic completions per group (moderation model)", (0.0, 1.0), None),
+    ("mean_sentiment", gettext_lazy("Mean sentiment of the completions per group (P(positive) - P(negative))"),
+     (-1.0, 1.0), 0.0),
+    ("negative_rate", gettext_lazy("Share of negative completions per group"), (0.0, 1.0), None),
+    ("toxic_rate", gettext_lazy("Share of toxic completions per group (moderation model)"), (0.0, 1.0), None),
 )
 
 
 def probe_charts(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The three per-group charts of a probes report, with 95% whiskers (groups too small left out)."""
     groups = [g for g in result.get("groups", []) if not g["too_small"]]
-    return [{"quantity": q, "title": title, "chart": interval_chart(
+    return [{"quantity": q, "title": str(title), "chart": interval_chart(
         groups, label="group", value=q, interval=f"{q}_ci95", low=low, high=high, reference=ref,
-        reference_label="neutral" if ref == 0.0 else "", title=title,
+        reference_label=_("neutral") if ref == 0.0 else "", title=str(title),
         unit="{:+.3f}" if q == "mean_sentiment" else "{:.3f}", bad_side="below" if ref is not None else "")}
         for q, title, (low, high), ref in PROBE_CHARTS]
 
@@ -151,6 +160,6 @@ def probe_charts(result: dict[str, Any]) -> list[dict[str, Any]]:
 def pairs_chart(result: dict[str, Any]) -> SafeString:
     """Per bias type, how often the stereotyping sentence is the likelier, around 50% (no preference)."""
     return interval_chart(result.get("per_type", []), label="bias_type", value="preference_rate", interval="ci95",
-                          low=0.0, high=1.0, reference=0.5, reference_label="50%: no preference",
-                          title="Preference for the stereotyping sentence per bias type, with 95% intervals",
+                          low=0.0, high=1.0, reference=0.5, reference_label=_("50%: no preference"),
+                          title=_("Preference for the stereotyping sentence per bias type, with %(level)s intervals") % {"level": "95%"},
                           unit="{:.0%}", bad_side="above")

@@ -84,7 +84,7 @@ def canary_audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         audit = selectors.canary_audit_get(actor=actor, pk=pk)
     except PortalError:
-        return render(request, "inference/missing.html", {"name": f"canary audit {pk}"}, status=404)
+        return render(request, "inference/missing.html", {"name": _("canary audit %(number)s") % {"number": pk}}, status=404)
     context = _context(request, audit)
     polled = htmx_progress(request, running=context["running"], template="inference/_canary_progress.html",
                            context=context)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_POST
 
 from inference import charts, selectors
@@ -59,7 +59,7 @@ def completion_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse
     try:
         job = selectors.completion_explanation_get(actor=request.actor, pk=pk)  # type: ignore[attr-defined]
     except PortalError:
-        return render(request, "inference/missing.html", {"name": f"explanation {pk}"}, status=404)
+        return render(request, "inference/missing.html", {"name": gettext("explanation %(number)s") % {"number": pk}}, status=404)
     body = CompletionExplanationOutput(job).data
     context: dict[str, Any] = {"job": job, "body": body, "running": job.status in RUNNING,
                                "answer": str(job.completion.choices[job.choice]["text"]) if job.completion.choices else ""}
@@ -68,7 +68,7 @@ def completion_explanation_detail(request: HttpRequest, pk: int) -> HttpResponse
     if polled is not None:
         return polled
     if job.status == JobStatus.DONE:
-        context["heat_map"] = charts.word_heat_map(body["words"], "the span")
+        context["heat_map"] = charts.word_heat_map(body["words"], gettext("the span"))
         context["table"] = sorted(body["words"], key=lambda w: -abs(w["value"]))
         context["before"] = context["answer"][:job.span_start]
         context["span"] = context["answer"][job.span_start:job.span_end]

@@ -68,7 +68,7 @@ def compression_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         job = selectors.compression_get(actor=actor, pk=pk)
     except PortalError:
-        return render(request, "inference/missing.html", {"name": f"compression {pk}"}, status=404)
+        return render(request, "inference/missing.html", {"name": _("compression %(number)s") % {"number": pk}}, status=404)
     running = job.status in (JobStatus.PENDING, JobStatus.RUNNING)
     context = {"job": job, "running": running, "headline": compressions.headline(job.result) if job.result else ""}
     polled = htmx_progress(request, running=running, template="inference/_compression_progress.html", context=context)

@@ -117,7 +117,7 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         dataset = selectors.dataset_get(actor=actor, pk=pk)
     except PortalError:
-        return render(request, "inference/missing.html", {"name": f"dataset {pk}"}, status=404)
+        return render(request, "inference/missing.html", {"name": _("dataset %(number)s") % {"number": pk}}, status=404)
     versions = [v.version for v in dataset.model.versions.exclude(status=VersionStatus.RETIRED).order_by("-version")]
     generative = dataset.model.versions.filter(task=Task.GENERATION).exists()
     form = FineTuneForm(request.POST or None, versions=versions, generative=generative,
@@ -150,7 +150,7 @@ def finetune_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         job = selectors.finetune_get(actor=actor, pk=pk)
     except PortalError:
-        return render(request, "inference/missing.html", {"name": f"fine-tuning job {pk}"}, status=404)
+        return render(request, "inference/missing.html", {"name": _("fine-tuning job %(number)s") % {"number": pk}}, status=404)
     running = job.status in (JobStatus.PENDING, JobStatus.RUNNING)
     context = {"job": job, "body": FineTuneJobOutput(job).data, "running": running,
                "can_cancel": running and actor.can(Cap.MODEL_REGISTER)}

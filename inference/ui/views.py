@@ -224,7 +224,7 @@ def completion_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         completion = selectors.completion_get(actor=actor, pk=pk)
     except PortalError:
-        return render(request, "inference/missing.html", {"name": f"completion {pk}"}, status=404)
+        return render(request, "inference/missing.html", {"name": _("completion %(number)s") % {"number": pk}}, status=404)
     messages_ = completion.prompt if isinstance(completion.prompt, list) else None
     return render(request, "inference/completion.html", {
         "completion": completion, "messages": messages_, "prompt": completion.prompt if messages_ is None else "",

@@ -210,3 +210,26 @@ def test_every_stage_a_worker_writes_is_said_in_the_readers_language() -> None:
     with translation.override("zh-hans"):
         untranslated = [stage for stage in written if str(STAGES[stage]) == stage]
     assert untranslated == []
+
+
+def test_the_charts_speak_the_readers_language() -> None:
+    """Charts are drawn when a page is read (no stored words): titles, axes' marks and hover texts translate."""
+    from django.utils import translation
+
+    from audit.fairness.charts import selection_rate_chart
+    from inference.charts import usage_columns, waterfall
+
+    explanation = {"labels": ["no", "yes"], "label": "yes", "base_values": [0.6, 0.4], "output": [0.3, 0.7],
+                   "features": ["income", "region"], "feature_values": ["5", "north"],
+                   "values": [[-0.2, 0.2], [-0.1, 0.1]]}
+    axis = {"axis": "sex", "groups": [
+        {"group": "female", "count": 40, "too_small": False, "selection_rate": 0.3, "selection_rate_ci95": [0.2, 0.4]},
+        {"group": "male", "count": 60, "too_small": False, "selection_rate": 0.6, "selection_rate_ci95": [0.5, 0.7]}]}
+    daily = [{"day": "2026-12-01", "rows": 3, "requests": 2}, {"day": "2026-12-02", "rows": 5, "requests": 4}]
+    with translation.override("zh-hans"):
+        drawn = str(waterfall(explanation)) + str(selection_rate_chart(axis)) + str(usage_columns(daily))
+    for chinese in ("基准值 E[f(x)]", "各特征如何改变 yes 的概率", "推向 yes", "五分之四线 0.48", "低于五分之四线",
+                    "按sex划分的选择率", "5 行，4 次请求", "每日处理行数"):
+        assert chinese in drawn, chinese
+    for english in ("base value", "four-fifths", "selection rate", "How each feature", "rows served"):
+        assert english not in drawn.lower(), english
