@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext
+
 from inference.models import ModelVersion
 
 
@@ -49,12 +51,12 @@ def _artifact_format(version: ModelVersion) -> Evidence | None:
     if version.framework != "torchscript":
         return None
     return Evidence(
-        title="Artifact format",
-        summary="TorchScript: a format that can run code of its own. Versions approved in it keep serving; no "
-                "new version is accepted in it. Export the model to ONNX and register it again.",
+        title=gettext("Artifact format"),
+        summary=gettext("TorchScript: a format that can run code of its own. Versions approved in it keep serving; no "
+                        "new version is accepted in it. Export the model to ONNX and register it again."),
         verdict="warn",
         blocks_approval=version.status in ("draft", "submitted", "rejected"),
-        reason="TorchScript versions can no longer be approved; register the model as ONNX.",
+        reason=gettext("TorchScript versions can no longer be approved; register the model as ONNX."),
         details={"framework": version.framework},
     )
 

@@ -201,11 +201,12 @@ def export_evidence(version: ModelVersion) -> Evidence | None:
               .order_by("-number").first())
     url = reverse("exports-version", args=[version.model.name, version.version])
     if latest is None:
-        return Evidence(title="Compliance export", summary="none yet", url=url)
+        return Evidence(title=gettext("Compliance export"), summary=gettext("none yet"), url=url)
     high = sum(1 for issue in latest.issues if issue["severity"] == "high")
     return Evidence(
-        title="Compliance export",
-        summary=f"#{latest.number} of {latest.finished_at:%Y-%m-%d}: {len(latest.issues)} open issue(s), {high} high",
+        title=gettext("Compliance export"),
+        summary=gettext("#%(number)s of %(day)s: %(issues)s open issue(s), %(high)s high") % {
+            "number": latest.number, "day": f"{latest.finished_at:%Y-%m-%d}", "issues": len(latest.issues), "high": high},
         verdict="warn" if high else "", url=reverse("export-detail", args=[latest.pk]),
         details={"export": latest.pk},
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.urls import reverse
+from django.utils.translation import gettext
 
 from audit.fairness.models import BiasReport, ReportKind
 from inference.evidence import Evidence
@@ -105,17 +106,22 @@ def compression_bias_evidence(version: ModelVersion) -> Evidence | None:
     url = reverse("fairness-version", args=[version.model.name, version.version])
     if waiting:
         return Evidence(
-            title="Compression: disparities", summary=f"the source's bias report {', '.join(waiting)} is being "
-            "repeated on this version", verdict="warn", url=url, blocks_approval=True,
-            reason="The source's bias report has not yet been repeated on this compressed version, so what "
-                   "compression did to its disparities is not known.",
+            title=gettext("Compression: disparities"),
+            summary=gettext("the source's bias report %(reports)s is being repeated on this version") % {
+                "reports": ", ".join(waiting)}, verdict="warn", url=url, blocks_approval=True,
+            reason=gettext("The source's bias report has not yet been repeated on this compressed version, so what "
+                           "compression did to its disparities is not known."),
             details={"compared": compared})
     assert worst is not None
-    summary = (f"the largest change of a disparity is {worst['change']:+.4f} ({worst['metric']}: "
-               f"{worst['source']:.4f} to {worst['compressed']:.4f}); the policy accepts {policy.max_disparity_change:g}")
+    summary = gettext("the largest change of a disparity is %(change)s (%(metric)s: %(before)s to %(after)s); the "
+                      "policy accepts %(limit)s") % {
+        "change": f"{worst['change']:+.4f}", "metric": worst["metric"], "before": f"{worst['source']:.4f}",
+        "after": f"{worst['compressed']:.4f}", "limit": f"{policy.max_disparity_change:g}"}
     return Evidence(
-        title="Compression: disparities", summary=summary, verdict="fail" if beyond else "pass", url=url,
+        title=gettext("Compression: disparities"), summary=summary, verdict="fail" if beyond else "pass", url=url,
         blocks_approval=beyond,
-        reason=(f"Compression moved {worst['metric']} by {worst['change']:+.4f}, more than the "
-                f"{policy.max_disparity_change:g} this organisation's compression policy accepts.") if beyond else "",
+        reason=gettext("Compression moved %(metric)s by %(change)s, more than the %(limit)s this organisation's "
+                       "compression policy accepts.") % {
+            "metric": worst["metric"], "change": f"{worst['change']:+.4f}",
+            "limit": f"{policy.max_disparity_change:g}"} if beyond else "",
         details={"compared": compared})

@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from audit.fairness import datasets, metrics
 from audit.fairness.exceptions import InvalidDataset, InvalidPolicy
@@ -272,7 +272,21 @@ def _headline(report: BiasReport) -> str:
             if check["verdict"] == report.verdict and check["value"] is not None:
                 worst_line = f"{name.replace('_', ' ')} {check['value']:.2f}"
                 break
-    return f"{report.verdict}: {worst_line}" if worst_line else report.verdict
+    verdict = str(VERDICT_WORDS.get(report.verdict, report.verdict))
+    return f"{verdict}: {worst_line}" if worst_line else verdict
+
+
+VERDICT_WORDS = {"pass": gettext_lazy("pass"), "warn": gettext_lazy("warn"), "fail": gettext_lazy("fail")}
+
+
+def _requirement_unmet(latest: BiasReport, *, several_kinds: bool) -> str:
+    said = {"number": latest.number, "verdict": VERDICT_WORDS.get(latest.verdict, latest.verdict),
+            "kind": latest.get_kind_display().lower()}
+    if several_kinds:
+        return gettext("This organisation requires a passing bias report before approval; the latest %(kind)s report "
+                       "(#%(number)s) is %(verdict)s.") % said
+    return gettext("This organisation requires a passing bias report before approval; the latest (#%(number)s) is "
+                   "%(verdict)s.") % said
 
 
 def bias_evidence(version: ModelVersion) -> Evidence | None:
@@ -289,18 +303,17 @@ def bias_evidence(version: ModelVersion) -> Evidence | None:
     required = bool(policy and policy.require_passing_report)
     if latest is None:
         return Evidence(
-            title="Bias report", summary="none yet",
+            title=gettext("Bias report"), summary=gettext("none yet"),
             url=reverse("fairness-version", args=[version.model.name, version.version]), blocks_approval=required,
-            reason="This organisation requires a passing bias report before approval; this version has none."
+            reason=gettext("This organisation requires a passing bias report before approval; this version has none.")
             if required else "",
             details={"required": required},
         )
     blocks = required and latest.verdict != "pass"
-    kind_named = f" {latest.get_kind_display().lower()} report" if len(latest_of_kind) > 1 else ""
     return Evidence(
-        title="Bias report", summary=f"#{latest.number} on {latest.dataset_name}: {_headline(latest)}",
+        title=gettext("Bias report"), summary=gettext("#%(number)s on %(dataset)s: %(headline)s") % {
+            "number": latest.number, "dataset": latest.dataset_name, "headline": _headline(latest)},
         verdict=latest.verdict, url=reverse("fairness-report", args=[latest.pk]), blocks_approval=blocks,
-        reason=(f"This organisation requires a passing bias report before approval; the latest{kind_named} "
-                f"(#{latest.number}) is {latest.verdict}.") if blocks else "",
+        reason=_requirement_unmet(latest, several_kinds=len(latest_of_kind) > 1) if blocks else "",
         details={"report": latest.pk, "required": required},
     )

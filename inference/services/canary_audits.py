@@ -183,13 +183,19 @@ AUDITS = register(JobKind(
 def summary(found: dict[str, Any]) -> str:
     """The audit in one sentence."""
     private = found["private"]
-    times = "once" if found["insertions"] == 1 else f"{found['insertions']} times"
-    said = (f"{len(private['canaries'])} canaries inserted {times}: mean exposure {private['mean_exposure']:.2f} bits "
-            f"under the private run (epsilon {private['epsilon']:.2f}; the bound it implies is "
-            f"{found['bound']:.2f} bits of {found['space_bits']:.1f})")
+    values = {"canaries": len(private["canaries"]), "times": found["insertions"],
+              "private": f"{private['mean_exposure']:.2f}", "epsilon": f"{private['epsilon']:.2f}",
+              "bound": f"{found['bound']:.2f}", "space": f"{found['space_bits']:.1f}",
+              "base": f"{found['base']['mean_exposure']:.2f}",
+              "non_private": f"{found['non_private']['mean_exposure']:.2f}" if "non_private" in found else ""}
     if "non_private" in found:
-        said += f", {found['non_private']['mean_exposure']:.2f} bits under the same run without privacy"
-    return said + f"; {found['base']['mean_exposure']:.2f} bits before fine-tuning."
+        return gettext("%(canaries)s canaries inserted %(times)s time(s): mean exposure %(private)s bits under the "
+                       "private run (epsilon %(epsilon)s; the bound it implies is %(bound)s bits of %(space)s), "
+                       "%(non_private)s bits under the same run without privacy; %(base)s bits before "
+                       "fine-tuning.") % values
+    return gettext("%(canaries)s canaries inserted %(times)s time(s): mean exposure %(private)s bits under the "
+                   "private run (epsilon %(epsilon)s; the bound it implies is %(bound)s bits of %(space)s); %(base)s "
+                   "bits before fine-tuning.") % values
 
 
 def canary_evidence(version: ModelVersion) -> Evidence | None:
@@ -199,12 +205,12 @@ def canary_evidence(version: ModelVersion) -> Evidence | None:
     found: dict[str, Any] = audit.result
     within = found["within_bound"]
     return Evidence(
-        title="Privacy audit (canaries)", summary=summary(found), verdict="pass" if within else "fail",
+        title=gettext("Privacy audit (canaries)"), summary=summary(found), verdict="pass" if within else "fail",
         url=reverse("canary-audit", args=[audit.pk]), blocks_approval=not within,
-        reason="" if within else (
-            f"The private run's canaries are more exposed ({found['private']['mean_exposure']:.2f} bits) than its "
-            f"epsilon allows ({found['bound']:.2f} bits): the privacy guarantee stated on this version cannot be "
-            "relied on until this is explained."),
+        reason="" if within else gettext(
+            "The private run's canaries are more exposed (%(private)s bits) than its epsilon allows (%(bound)s bits): "
+            "the privacy guarantee stated on this version cannot be relied on until this is explained.") % {
+            "private": f"{found['private']['mean_exposure']:.2f}", "bound": f"{found['bound']:.2f}"},
         details={"audit": audit.pk, "bound": found["bound"], "private": found["private"]["mean_exposure"],
                  "non_private": found.get("non_private", {}).get("mean_exposure")},
     )

@@ -281,14 +281,21 @@ def headline(measured: dict[str, Any]) -> str:
     """What the compression cost and bought, in one sentence."""
     if "source_perplexity" in measured:
         agreement = measured["greedy_agreement"]
-        return (f"Compressed ({measured['method']}): perplexity {measured['compressed_perplexity']:.2f} against the "
-                f"source's {measured['source_perplexity']:.2f} (x{measured['perplexity_ratio']:.2f}) on "
-                f"{measured['texts']} held-out texts; {0 if agreement is None else agreement:.1%} of the source's "
-                f"greedy tokens predicted alike; decoding x{measured['speedup']:.2f} as fast on CPU.")
-    return (f"Compressed ({measured['method']}): accuracy {measured['compressed_accuracy']:.2%} against the "
-            f"source's {measured['source_accuracy']:.2%} ({measured['accuracy_delta_points']:+.2f} points) on "
-            f"{measured['rows']} held-out rows; labels agree on {measured['label_agreement']:.1%}; "
-            f"x{measured['speedup']:.2f} as fast for one text on CPU.")
+        return gettext(
+            "Compressed (%(method)s): perplexity %(compressed)s against the source's %(source)s (x%(ratio)s) on "
+            "%(texts)s held-out texts; %(agreement)s of the source's greedy tokens predicted alike; decoding "
+            "x%(speedup)s as fast on CPU.") % {
+            "method": measured["method"], "compressed": f"{measured['compressed_perplexity']:.2f}",
+            "source": f"{measured['source_perplexity']:.2f}", "ratio": f"{measured['perplexity_ratio']:.2f}",
+            "texts": measured["texts"], "agreement": f"{0 if agreement is None else agreement:.1%}",
+            "speedup": f"{measured['speedup']:.2f}"}
+    return gettext(
+        "Compressed (%(method)s): accuracy %(compressed)s against the source's %(source)s (%(delta)s points) on "
+        "%(rows)s held-out rows; labels agree on %(agreement)s; x%(speedup)s as fast for one text on CPU.") % {
+        "method": measured["method"], "compressed": f"{measured['compressed_accuracy']:.2%}",
+        "source": f"{measured['source_accuracy']:.2%}", "delta": f"{measured['accuracy_delta_points']:+.2f}",
+        "rows": measured["rows"], "agreement": f"{measured['label_agreement']:.1%}",
+        "speedup": f"{measured['speedup']:.2f}"}
 
 
 def _register(job: Compression, measured: dict[str, Any], archive: io.BytesIO) -> None:
@@ -327,16 +334,19 @@ def limits_exceeded(measured: dict[str, Any], policy: CompressionPolicy) -> list
     beyond = []
     if "source_perplexity" in measured:
         if measured["perplexity_ratio"] > policy.max_perplexity_ratio:
-            beyond.append(f"perplexity is x{measured['perplexity_ratio']:.2f} the source's, beyond the "
-                          f"x{policy.max_perplexity_ratio:g} this organisation accepts")
+            beyond.append(gettext("perplexity is x%(ratio)s the source's, beyond the x%(limit)s this organisation "
+                                  "accepts") % {"ratio": f"{measured['perplexity_ratio']:.2f}",
+                                                "limit": f"{policy.max_perplexity_ratio:g}"})
         agreement = measured.get("greedy_agreement")
         if agreement is None or agreement < policy.min_greedy_agreement:
-            shown = "not measured" if agreement is None else f"{agreement:.1%}"
-            beyond.append(f"agreement with the source's greedy tokens is {shown}, below the "
-                          f"{policy.min_greedy_agreement:.0%} this organisation requires")
+            shown = gettext("not measured") if agreement is None else f"{agreement:.1%}"
+            beyond.append(gettext("agreement with the source's greedy tokens is %(shown)s, below the %(limit)s this "
+                                  "organisation requires") % {"shown": shown,
+                                                              "limit": f"{policy.min_greedy_agreement:.0%}"})
     elif -measured["accuracy_delta_points"] > policy.max_accuracy_drop:
-        beyond.append(f"held-out accuracy dropped by {-measured['accuracy_delta_points']:.2f} points, more than the "
-                      f"{policy.max_accuracy_drop:g} this organisation accepts")
+        beyond.append(gettext("held-out accuracy dropped by %(drop)s points, more than the %(limit)s this "
+                              "organisation accepts") % {"drop": f"{-measured['accuracy_delta_points']:.2f}",
+                                                          "limit": f"{policy.max_accuracy_drop:g}"})
     return beyond
 
 
@@ -347,11 +357,11 @@ def compression_evidence(version: ModelVersion) -> Evidence | None:
     policy = compression_policy_for(version.model.organization)
     beyond = limits_exceeded(measured, policy)
     return Evidence(
-        title="Compression", summary=headline(measured), verdict="fail" if beyond else "pass",
+        title=gettext("Compression"), summary=headline(measured), verdict="fail" if beyond else "pass",
         url=reverse("model-detail", args=[version.model.name]) + f"?v={measured['source_version']}#compression",
         blocks_approval=bool(beyond),
-        reason=("This compressed version lost more than the organisation's compression policy accepts: "
-                + "; ".join(beyond) + ".") if beyond else "",
+        reason=gettext("This compressed version lost more than the organisation's compression policy accepts: "
+                       "%(limits)s.") % {"limits": "; ".join(beyond)} if beyond else "",
         details={"source_version": measured["source_version"], "compression": measured.get("compression")},
     )
 

@@ -180,11 +180,12 @@ def explanation_evidence(version: ModelVersion) -> Evidence | None:
     latest = (GlobalExplanation.objects.filter(model_version=version, status=JobStatus.DONE)
               .order_by("-number").first())
     if latest is None:
-        return Evidence(title="Global explanation", summary="none yet",
+        return Evidence(title=gettext("Global explanation"), summary=gettext("none yet"),
                         url=reverse("model-detail", args=[version.model.name]) + f"?v={version.version}#explanations")
     top = ", ".join(f"'{item['name']}'" for item in (latest.result or {}).get("ranking", [])[:5])
     return Evidence(
-        title="Global explanation",
-        summary=f"#{latest.number} over {latest.rows_total} rows of {latest.dataset_name}: most influential {top}",
+        title=gettext("Global explanation"),
+        summary=gettext("#%(number)s over %(rows)s rows of %(dataset)s: most influential %(top)s") % {
+            "number": latest.number, "rows": latest.rows_total, "dataset": latest.dataset_name, "top": top},
         url=reverse("global-explanation", args=[latest.pk]), details={"global_explanation": latest.pk},
     )

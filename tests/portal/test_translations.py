@@ -233,3 +233,19 @@ def test_the_charts_speak_the_readers_language() -> None:
         assert chinese in drawn, chinese
     for english in ("base value", "four-fifths", "selection rate", "How each feature", "rows served"):
         assert english not in drawn.lower(), english
+
+
+def test_a_versions_evidence_is_said_in_the_readers_language(tabular) -> None:
+    """The model card's evidence (and the reasons a reviewer is given) is worded when it is read."""
+    from django.utils import translation
+
+    from audit.fairness.models import FairnessPolicy
+    from inference.evidence import version_evidence
+
+    FairnessPolicy.objects.update_or_create(organization=tabular.org, defaults={"require_passing_report": True})
+    with translation.override("zh-hans"):
+        chinese = {e.title: e for e in version_evidence(tabular.version)}
+    english = {e.title: e for e in version_evidence(tabular.version)}
+    assert {"偏见报告", "合规导出"} <= set(chinese) and {"Bias report", "Compliance export"} <= set(english)
+    assert chinese["偏见报告"].summary == "暂无" and "要求在批准前有一份通过的偏见报告" in chinese["偏见报告"].reason
+    assert english["Bias report"].reason.startswith("This organisation requires a passing bias report")
