@@ -1,3 +1,5 @@
+from django.utils.translation import gettext
+
 from portal.platform.exceptions import Conflict, Forbidden, NotFound, PortalError, ServiceUnavailable
 
 
@@ -128,11 +130,9 @@ def classifier_required(version: object, what: str) -> None:
     task = getattr(version, "task", "")
     name = getattr(getattr(version, "model", None), "name", "this model")
     if task == "text-generation":
-        raise InvalidInput(f"{what} are for classifiers; '{name}' generates text: call it at /v1/chat/completions "
-                           "or /v1/completions.")
+        raise InvalidInput(gettext("%(what)s are for classifiers; '%(name)s' generates text: call it at /v1/chat/completions or /v1/completions.") % {"what": what, "name": name})
     if task == "text-embedding":
-        raise InvalidInput(f"{what} are for classifiers; '{name}' turns text into vectors: call it at "
-                           "/v1/embeddings.")
+        raise InvalidInput(gettext("%(what)s are for classifiers; '%(name)s' turns text into vectors: call it at /v1/embeddings.") % {"what": what, "name": name})
 
 
 class InvalidGuardrailPolicy(PortalError):

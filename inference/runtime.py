@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.utils.translation import gettext
 
 from inference.exceptions import ArtifactMismatch
 from inference.ml import artifacts
@@ -46,7 +47,7 @@ def artifact_folder(version: ModelVersion) -> Path:
         temporary.flush()
         if digest != version.artifact_sha256:
             raise ArtifactMismatch(
-                f"The artifact of {version} does not match its recorded SHA-256; refusing to load it."
+                gettext('The artifact of %(version)s does not match its recorded SHA-256; refusing to load it.') % {"version": version}
             )
         return artifacts.unpack_cached(
             Path(temporary.name), cache_dir, digest, max_unpacked_bytes=settings.MODEL_MAX_UNPACKED_BYTES

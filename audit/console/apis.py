@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -213,7 +214,7 @@ class VerificationApi(APIView):
     def get(self, request: Request) -> Response:
         run = VerificationRun.objects.first()
         if run is None:
-            raise NotFound("The log has not been verified yet; POST here to verify it.")
+            raise NotFound(gettext('The log has not been verified yet; POST here to verify it.'))
         return Response(self.OutputSerializer(run).data)
 
     @extend_schema(request=None, responses={202: None}, summary="Verify the whole log now (on a worker)")

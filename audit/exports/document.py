@@ -13,7 +13,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from audit.exports import mapping
 from audit.fairness import selectors as fairness_selectors
@@ -28,7 +29,7 @@ from inference.outputs import (
     GlobalExplanationOutput,
     TrainingDatasetOutput,
 )
-from inference.services.registry import CARD_FIELDS, CARD_REQUIRED_TO_SUBMIT
+from inference.services.registry import CARD_FIELDS, CARD_LABELS, CARD_REQUIRED_TO_SUBMIT
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "compliance-export.schema.json"
 SCHEMA_ID = "https://steward.invalid/schemas/compliance-export/1.json"
@@ -66,7 +67,16 @@ def audit_targets(version: ModelVersion, *, since: datetime, until: datetime,
 
 def build(*, version: ModelVersion, number: int, period: tuple[date, date], generated_by: str,
           excerpt: list[dict[str, Any]]) -> dict[str, Any]:
-    """The whole document. `excerpt` is the audit entries (as summarised rows) the bundle carries."""
+    """The whole document. `excerpt` is the audit entries (as summarised rows) the bundle carries.
+
+    Its sentences are in English (gettext's source, no language active), whoever builds it: the evidence
+    is the same in every language; the PDF says it in the export's."""
+    with translation.override(None):
+        return _build(version=version, number=number, period=period, generated_by=generated_by, excerpt=excerpt)
+
+
+def _build(*, version: ModelVersion, number: int, period: tuple[date, date], generated_by: str,
+           excerpt: list[dict[str, Any]]) -> dict[str, Any]:
     model = version.model
     since, until = period_bounds(*period)
     card = {name: (version.card or {}).get(name, "") for name in CARD_FIELDS}
@@ -264,85 +274,149 @@ def excerpt_rows(entries: list[Any]) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- what is missing or failing
 
-def issues(document: dict[str, Any]) -> list[dict[str, str]]:
-    """Failed checks and missing evidence, said plainly, most severe first."""
-    found: list[dict[str, str]] = []
+# An issue is stored with its code and values, and its message in English (evidence.json, the API);
+# a page or the PDF says it in the reader's language from the code (`issue_said`).
+ISSUES = {
+    "not_approved": gettext_noop("The version is %(status)s: it is not approved for service."),
+    "card_missing": gettext_noop("The model card has no '%(field)s'."),
+    "no_metrics": gettext_noop("No evaluation metrics are recorded for this version."),
+    "compression_beyond_policy": gettext_noop(
+        "Compressed from v%(source)s, it lost more than the organisation's compression policy accepts: %(limits)s."),
+    "no_bias_report": gettext_noop(
+        "No finished bias report: how the model treats demographic groups is not measured."),
+    "bias_fails": gettext_noop("The latest bias report (#%(number)s) fails the organisation's thresholds."),
+    "bias_warns": gettext_noop("The latest bias report (#%(number)s) warns on the organisation's thresholds."),
+    "no_global_explanation": gettext_noop(
+        "No global explanation: which inputs drive the model is not documented."),
+    "no_local_explanation": gettext_noop("No local explanation has been computed for a prediction of this version."),
+    "residual_too_large": gettext_noop(
+        "An explanation's residual |base + sum - f(x)| is %(residual)s, above %(limit)s: its attributions do not add "
+        "up to the output."),
+    "no_privacy_guarantee": gettext_noop(
+        "The version was fine-tuned privately but its guarantee is not recorded."),
+    "insecure_noise": gettext_noop(
+        "The DP noise was drawn without secure_mode (a non-cryptographic generator)."),
+    "canaries_exposed": gettext_noop(
+        "Canary audit %(audit)s: the private run's canaries are more exposed (%(exposure)s bits) than its epsilon "
+        "allows (%(bound)s bits); the stated guarantee cannot be relied on."),
+    "no_canary_audit": gettext_noop(
+        "No canary audit: what this privately fine-tuned language model lets out of single records is not measured "
+        "empirically."),
+    "no_guardrails": gettext_noop(
+        "No guardrail policy: this generative model's prompts and answers are not checked (PII, moderation, blocked "
+        "patterns, output length)."),
+    "guardrails_refused": gettext_noop(
+        "The guardrail policy refused %(blocked)s prompt(s) and stopped %(filtered)s answer(s) in the period: see "
+        "the sample of decisions."),
+    "no_bias_probe": gettext_noop(
+        "No bias probe: how this generative model writes about groups of people (sentiment, toxicity per group) is "
+        "not measured."),
+    "no_pairs_report": gettext_noop(
+        "No counterfactual pairs report: whether the model prefers stereotyping sentences is not measured."),
+    "no_serving": gettext_noop("The version served no request and no batch job in the chosen period."),
+    "error_rate": gettext_noop("%(rate)s of requests failed in the period (more than %(limit)s)."),
+    "log_unverified": gettext_noop("The audit log has not been verified against its checkpoints yet."),
+    "log_tail_unverified": gettext_noop(
+        "The latest verification left the newest entries unverified: no signed checkpoint covered them yet "
+        "(%(summary)s)."),
+    "log_verification_failed": gettext_noop("The latest verification of the audit log failed: %(summary)s"),
+}
+AREAS = {
+    "lifecycle": gettext_lazy("lifecycle"), "model card": gettext_lazy("model card"),
+    "evaluation": gettext_lazy("evaluation"), "compression": gettext_lazy("compression"),
+    "fairness": gettext_lazy("fairness"), "explanations": gettext_lazy("explanations"),
+    "privacy": gettext_lazy("privacy"), "guardrails": gettext_lazy("guardrails"), "serving": gettext_lazy("serving"),
+    "audit log": gettext_lazy("audit log"),
+}
 
-    def add(severity: str, area: str, message: str) -> None:
-        found.append({"severity": severity, "area": area, "message": message})
+
+def issue_said(issue: dict[str, Any]) -> str:
+    """An issue's message in the active language (one stored before issues had codes: as stored)."""
+    template = ISSUES.get(issue.get("code", ""))
+    if template is None:
+        return str(issue["message"])
+    params = dict(issue.get("params") or {})
+    if issue["code"] == "card_missing" and params.get("name") in CARD_LABELS:
+        params["field"] = str(CARD_LABELS[params["name"]])
+    return gettext(template) % params
+
+
+def area_said(area: str) -> str:
+    return str(AREAS.get(area, area))
+
+
+def issues(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Failed checks and missing evidence, said plainly, most severe first."""
+    found: list[dict[str, Any]] = []
+
+    def add(severity: str, area: str, code: str, **values: Any) -> None:
+        params = {name: str(value) for name, value in values.items()}
+        found.append({"severity": severity, "area": area, "code": code, "params": params,
+                      "message": ISSUES[code] % params})
 
     model = document["model"]
     if model["status"] != "approved":
-        add("high", "lifecycle", f"The version is {model['status']}: it is not approved for service.")
+        add("high", "lifecycle", "not_approved", status=model["status"])
     for name, text in document["model_card"].items():
         if not str(text).strip():
             severity = "high" if name in CARD_REQUIRED_TO_SUBMIT else "medium"
-            add(severity, "model card", f"The model card has no '{name.replace('_', ' ')}'.")
+            add(severity, "model card", "card_missing", field=name.replace("_", " "), name=name)
     if not document["evaluation"]["metrics"]:
-        add("high", "evaluation", "No evaluation metrics are recorded for this version.")
+        add("high", "evaluation", "no_metrics")
     compressed = document["evaluation"]["compression"]
     if compressed is not None and compressed["beyond_policy"]:
-        add("high", "compression", f"Compressed from v{compressed['source_version']}, it lost more than the "
-            "organisation's compression policy accepts: " + "; ".join(compressed["beyond_policy"]) + ".")
+        add("high", "compression", "compression_beyond_policy", source=compressed["source_version"],
+            limits="; ".join(compressed["beyond_policy"]))
     bias = document["bias_report"]
     if bias is None:
-        add("high", "fairness", "No finished bias report: how the model treats demographic groups is not measured.")
+        add("high", "fairness", "no_bias_report")
     elif bias["verdict"] == "fail":
-        add("high", "fairness", f"The latest bias report (#{bias['number']}) fails the organisation's thresholds.")
+        add("high", "fairness", "bias_fails", number=bias["number"])
     elif bias["verdict"] == "warn":
-        add("medium", "fairness", f"The latest bias report (#{bias['number']}) warns on the organisation's thresholds.")
+        add("medium", "fairness", "bias_warns", number=bias["number"])
     explanations = document["explanations"]
     if explanations["global"] is None:
-        add("medium", "explanations", "No global explanation: which inputs drive the model is not documented.")
+        add("medium", "explanations", "no_global_explanation")
     if explanations["local_total"] == 0:
-        add("low", "explanations", "No local explanation has been computed for a prediction of this version.")
+        add("low", "explanations", "no_local_explanation")
     worst = explanations["local_max_residual"]
     if worst is not None and worst > RESIDUAL_LIMIT:
-        add("medium", "explanations", f"An explanation's residual |base + sum - f(x)| is {worst:.2e}, "
-            f"above {RESIDUAL_LIMIT:.0e}: its attributions do not add up to the output.")
+        add("medium", "explanations", "residual_too_large", residual=f"{worst:.2e}", limit=f"{RESIDUAL_LIMIT:.0e}")
     privacy = document["privacy"]
     if privacy is not None:
         guarantee = privacy["guarantee"]
         if not guarantee.get("epsilon"):
-            add("high", "privacy", "The version was fine-tuned privately but its guarantee is not recorded.")
+            add("high", "privacy", "no_privacy_guarantee")
         elif guarantee.get("secure_mode") is False:
-            add("medium", "privacy", "The DP noise was drawn without secure_mode (a non-cryptographic generator).")
+            add("medium", "privacy", "insecure_noise")
         audit = privacy.get("canary_audit")
         if audit is not None and not audit["result"]["within_bound"]:
-            add("high", "privacy", f"Canary audit {audit['id']}: the private run's canaries are more exposed "
-                f"({audit['result']['private']['mean_exposure']:.2f} bits) than its epsilon allows "
-                f"({audit['result']['bound']:.2f} bits); the stated guarantee cannot be relied on.")
+            add("high", "privacy", "canaries_exposed", audit=audit["id"],
+                exposure=f"{audit['result']['private']['mean_exposure']:.2f}", bound=f"{audit['result']['bound']:.2f}")
         elif audit is None and privacy.get("job") and privacy["job"].get("adapter"):
-            add("low", "privacy", "No canary audit: what this privately fine-tuned language model lets out of single "
-                "records is not measured empirically.")
+            add("low", "privacy", "no_canary_audit")
     generative = document.get("generative")
     if generative is not None and generative["guardrails"]["policy"] is None:
-        add("medium", "guardrails", "No guardrail policy: this generative model's prompts and answers are not checked "
-            "(PII, moderation, blocked patterns, output length).")
+        add("medium", "guardrails", "no_guardrails")
     elif generative is not None and generative["guardrails"]["decisions"]["blocked"] + \
             generative["guardrails"]["decisions"]["filtered"]:
-        found_blocked = generative["guardrails"]["decisions"]
-        add("low", "guardrails", f"The guardrail policy refused {found_blocked['blocked']} prompt(s) and stopped "
-            f"{found_blocked['filtered']} answer(s) in the period: see the sample of decisions.")
+        decisions = generative["guardrails"]["decisions"]
+        add("low", "guardrails", "guardrails_refused", blocked=decisions["blocked"], filtered=decisions["filtered"])
     if generative is not None and generative["bias"]["probes"] is None:
-        add("medium", "fairness", "No bias probe: how this generative model writes about groups of people "
-            "(sentiment, toxicity per group) is not measured.")
+        add("medium", "fairness", "no_bias_probe")
     if generative is not None and generative["bias"]["pairs"] is None:
-        add("low", "fairness", "No counterfactual pairs report: whether the model prefers stereotyping sentences is "
-            "not measured.")
+        add("low", "fairness", "no_pairs_report")
     serving = document["serving"]
     if serving["requests"] == 0 and serving["batch"]["jobs"] == 0:
-        add("low", "serving", "The version served no request and no batch job in the chosen period.")
+        add("low", "serving", "no_serving")
     elif (serving["error_rate"] or 0) > ERROR_RATE_LIMIT:
-        add("medium", "serving", f"{serving['error_rate']:.1%} of requests failed in the period "
-            f"(more than {ERROR_RATE_LIMIT:.0%}).")
+        add("medium", "serving", "error_rate", rate=f"{serving['error_rate']:.1%}", limit=f"{ERROR_RATE_LIMIT:.0%}")
     verification = document["audit"]["verification"]
     if verification is None:
-        add("medium", "audit log", "The audit log has not been verified against its checkpoints yet.")
+        add("medium", "audit log", "log_unverified")
     elif verification.get("verdict") == "unverified_tail":
-        add("low", "audit log", "The latest verification left the newest entries unverified: no signed checkpoint "
-            f"covered them yet ({verification['summary']}).")
+        add("low", "audit log", "log_tail_unverified", summary=verification["summary"])
     elif not verification["ok"]:
-        add("high", "audit log", f"The latest verification of the audit log failed: {verification['summary']}")
+        add("high", "audit log", "log_verification_failed", summary=verification["summary"])
     order = {"high": 0, "medium": 1, "low": 2}
     return sorted(found, key=lambda item: order[item["severity"]])

@@ -8,11 +8,14 @@ with the portal's chart colours. Every chart is followed by the table of its num
 from __future__ import annotations
 
 import io
+from datetime import UTC, date, datetime
 from typing import Any
 
+from django.utils import formats
 from django.utils.translation import gettext as _
 
 from audit.exports import mapping
+from audit.exports.document import area_said, issue_said
 from audit.exports.typesetting import (
     CJK_FONT,
     FONT,
@@ -27,6 +30,20 @@ from audit.exports.typesetting import (
 )
 
 
+def when(value: str | None, *, day: bool = False, seconds: bool = False) -> str:
+    """An instant (or a day) of the evidence, held as ISO 8601 in UTC, as the report's language writes it
+    (portal/formats: 2026-12-04 14:05 in English, 2026年12月4日 14:05 in Chinese)."""
+    if not value:
+        return ""
+    if len(value) == 10:
+        return formats.date_format(date.fromisoformat(value), "DATE_FORMAT")
+    instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(UTC)
+    if day:
+        return formats.date_format(instant.date(), "DATE_FORMAT")
+    return formats.date_format(instant, "SHORT_DATETIME_FORMAT" if seconds else "DATETIME_FORMAT")
+
 def _sections(b: Builder) -> None:
     from reportlab.lib.units import cm
     from reportlab.platypus import PageBreak
@@ -38,8 +55,8 @@ def _sections(b: Builder) -> None:
     b.p(_("%(organization)s. Compliance export #%(number)s, generated %(at)s UTC by %(by)s, from the live evidence held "
           "by Steward. Serving period %(start)s to %(end)s.") % {
         "organization": clean(export["organization"]["name"]), "number": export["number"],
-        "at": clean(export["generated_at"][:19].replace("T", " ")), "by": clean(export["generated_by"]),
-        "start": export["period"]["start"], "end": export["period"]["end"]})
+        "at": clean(when(export["generated_at"], seconds=True)), "by": clean(export["generated_by"]),
+        "start": when(export["period"]["start"]), "end": when(export["period"]["end"])})
     b.p(_("Prepared for EU AI Act Art. 11 and Annex IV (technical documentation) and the NIST AI RMF. The files of this "
           "bundle are listed with their SHA-256 in manifest.json, which is signed with the audit log's key and "
           "anchored in the log; section 11 says how to verify it offline."), "small")
@@ -60,7 +77,7 @@ def _sections(b: Builder) -> None:
         "n_missing": nist["missing"]})
     if issues:
         b.table([_("severity"), _("area"), _("issue")],
-                [[status_mark(i["severity"], SEVERITY_COLOURS), i["area"], i["message"]] for i in issues],
+                [[status_mark(i["severity"], SEVERITY_COLOURS), area_said(i["area"]), issue_said(i)] for i in issues],
                 widths=[2 * cm, 2.6 * cm, 12.4 * cm])
     else:
         b.p(_("No open issue: every check passed and no evidence is missing."))
@@ -82,9 +99,9 @@ def _sections(b: Builder) -> None:
 
     b.heading(_("3. Lifecycle and approvals"))
     b.p(_("Registered by %(by)s on %(at)s. Every transition, with who made it, when and why:") % {
-        "by": clean(model["registered_by"]), "at": clean((model["registered_at"] or "")[:10])})
+        "by": clean(model["registered_by"]), "at": clean(when(model["registered_at"], day=True))})
     b.table([_("when (UTC)"), _("from"), _("to"), _("by"), _("why")],
-            [[t["at"][:19].replace("T", " "), t["from"] or "-", t["to"], t["actor"], t["comment"]]
+            [[when(t["at"], seconds=True), t["from"] or "-", t["to"], t["actor"], t["comment"]]
              for t in doc["lifecycle"]], widths=[3.2 * cm, 2 * cm, 2 * cm, 2.6 * cm, 7.2 * cm])
 
     b.heading(_("4. Evaluation metrics"))
@@ -120,7 +137,7 @@ def _sections(b: Builder) -> None:
     b.p(_("From %(since)s to %(until)s (exclusive): %(requests)s requests, %(rows)s rows, %(failed)s failed, error "
           "rate %(rate)s. Batch jobs: %(jobs)s (%(batch_rows)s rows predicted, %(batch_failed)s failed, "
           "%(cancelled)s cancelled); %(rows_all)s rows in all.") % {
-        "since": clean(s["since"][:10]), "until": clean(s["until"][:10]), "requests": s["requests"],
+        "since": clean(when(s["since"], day=True)), "until": clean(when(s["until"], day=True)), "requests": s["requests"],
         "rows": s["rows"], "failed": s["failed"], "rate": rate, "jobs": s["batch"]["jobs"],
         "batch_rows": s["batch"]["rows"], "batch_failed": s["batch"]["failed"],
         "cancelled": s["batch"]["cancelled"], "rows_all": s["rows_all"]})
@@ -152,7 +169,7 @@ def _sections(b: Builder) -> None:
         verified = _("It has not been verified against its checkpoints yet.")
     else:
         verified = _("Latest full verification (%(at)s UTC): %(outcome)s; %(summary)s") % {
-            "at": clean((verification["finished_at"] or "")[:19].replace("T", " ")),
+            "at": clean(when(verification["finished_at"], seconds=True)),
             "outcome": _("passed") if verification["ok"] else _("FAILED"), "summary": clean(verification["summary"])}
     b.p(_("The log holds %(size)s entries.") % {"size": audit["log_size"]} + " " + verified)
     b.p(_("The %(count)s entries about this version follow; each is in %(file)s in full, with its inclusion proof "
@@ -166,12 +183,13 @@ def _sections(b: Builder) -> None:
 
     b.story.append(PageBreak())
     b.heading(_("10. Regulatory mapping"))
+    said_mapping = mapping.evaluate(doc)  # the same evaluation, its words in the report's language
     for key, title in (("eu_ai_act_annex_iv", _("EU AI Act, Annex IV (technical documentation)")),
                        ("nist_ai_rmf", _("NIST AI RMF 1.0 (Govern, Map, Measure, Manage)"))):
         b.heading(title, 2)
         b.table([_("item"), _("subject"), _("status"), _("evidence present"), _("missing")],
                 [[r["item"], r["title"], status_mark(r["status"], STATUS_COLOURS), "; ".join(r["evidence"]) or "-",
-                  "; ".join(r["missing"]) or "-"] for r in doc["regulatory_mapping"][key]],
+                  "; ".join(r["missing"]) or "-"] for r in said_mapping[key]],
                 widths=[2 * cm, 3.6 * cm, 1.6 * cm, 5.2 * cm, 4.6 * cm])
 
     b.heading(_("11. Verifying this bundle"))
@@ -196,7 +214,7 @@ def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
           "Verdict against the organisation's thresholds: %(verdict)s.") % {
         "number": bias["number"], "kind": bias["kind"], "dataset": clean(bias["dataset"]["name"]),
         "rows": bias["dataset"]["rows"], "digest": bias["dataset"]["sha256"][:16],
-        "at": clean((bias["finished_at"] or "")[:10]), "verdict": status_mark(bias["verdict"], VERDICT_COLOURS)})
+        "at": clean(when(bias["finished_at"], day=True)), "verdict": status_mark(bias["verdict"], VERDICT_COLOURS)})
     interval = _("95% interval")
     if bias["kind"] == "tabular":
         for axis in result.get("axes", [])[:4]:
@@ -356,12 +374,12 @@ def _generative_section(b: Builder, generative: dict[str, Any]) -> None:
             [[d["completions"], d["passed"], d["flagged"], d["blocked"], d["filtered"], d["unchecked"]]])
     if guard["changes"]:
         b.table([_("log entry"), _("when (UTC)"), _("who"), _("change"), _("revision"), _("fields")],
-                [[c["index"], (c["at"] or "")[:19].replace("T", " "), c["actor"], c["action"], c["revision"],
+                [[c["index"], when(c["at"], seconds=True), c["actor"], c["action"], c["revision"],
                   ", ".join(c["changed"]) or "-"] for c in guard["changes"]],
                 widths=[1.6 * cm, 3.2 * cm, 3 * cm, 3.6 * cm, 1.6 * cm, 4 * cm])
     if guard["sample"]:
         b.table([_("completion"), _("when (UTC)"), _("outcome"), _("decisions")],
-                [[c["completion"], c["at"][:19].replace("T", " "), c["outcome"],
+                [[c["completion"], when(c["at"], seconds=True), c["outcome"],
                   "; ".join(f"{x['stage']} {x['check']}: {x['action']}" for x in c["decisions"])]
                  for c in guard["sample"]], widths=[2 * cm, 3.2 * cm, 2 * cm, 9.8 * cm])
     b.heading(_("Attributions for generated text"), 2)

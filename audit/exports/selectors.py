@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext
 
 from audit.exports.exceptions import ExportNotFound
 from audit.exports.models import ComplianceExport
@@ -22,5 +23,5 @@ def export_get(*, actor: Actor, pk: int) -> ComplianceExport:
     """An export of the actor's organisation; another organisation's is not found (404)."""
     found = export_list(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise ExportNotFound(f"No compliance export {pk} in {actor.organization.name}.")
+        raise ExportNotFound(gettext('No compliance export %(pk)s in %(name)s.') % {"pk": pk, "name": actor.organization.name})
     return found

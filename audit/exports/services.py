@@ -21,7 +21,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext
 
 from audit.exports import document as evidence_document
@@ -206,7 +206,7 @@ def export_evidence(version: ModelVersion) -> Evidence | None:
     return Evidence(
         title=gettext("Compliance export"),
         summary=gettext("#%(number)s of %(day)s: %(issues)s open issue(s), %(high)s high") % {
-            "number": latest.number, "day": f"{latest.finished_at:%Y-%m-%d}", "issues": len(latest.issues), "high": high},
+            "number": latest.number, "day": formats.date_format(latest.finished_at, "DATE_FORMAT") if latest.finished_at else "", "issues": len(latest.issues), "high": high},
         verdict="warn" if high else "", url=reverse("export-detail", args=[latest.pk]),
         details={"export": latest.pk},
     )

@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 from django.http import HttpResponse
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -57,13 +58,13 @@ def _names(value: Any) -> list[str]:
             try:
                 items = loads_checked(text, where="the list")
             except json.JSONDecodeError:
-                raise InvalidDataset("The list is not valid JSON.") from None
+                raise InvalidDataset(gettext('The list is not valid JSON.')) from None
             except ValueError as exc:
-                raise InvalidDataset(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+                raise InvalidDataset(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None  # a sentence of the checker's own
         else:
             items = text.replace("\r", "").replace("\n", ",").split(",")
     if not isinstance(items, list):
-        raise InvalidDataset("The list must be a JSON list of names.")
+        raise InvalidDataset(gettext('The list must be a JSON list of names.'))
     return [str(item).strip() for item in items if str(item).strip()]
 
 
@@ -161,10 +162,10 @@ class BiasReportDownloadApi(APIView):
     def get(self, request: Request, pk: int) -> HttpResponse:
         report = selectors.report_get(actor=actor_of(request), pk=pk)
         if report.status != JobStatus.DONE:
-            raise ReportNotFinished(f"The report is {report.status}; it can be downloaded once it is done.")
+            raise ReportNotFinished(gettext('The report is %(status)s; it can be downloaded once it is done.') % {"status": report.status})
         wanted = request.query_params.get("format", "json")
         if wanted not in ("json", "csv"):
-            raise InvalidDataset("format must be json or csv.")
+            raise InvalidDataset(gettext('format must be json or csv.'))
         stem = f"bias-report-{report.model_version.model.name}-v{report.model_version.version}-{report.number}"
         if wanted == "csv":
             body, content_type = exports.report_csv(report).encode(), "text/csv"
@@ -209,6 +210,6 @@ class FairnessPolicyApi(APIView):
         data.is_valid(raise_exception=True)
         thresholds = data.validated_data.get("thresholds")
         if thresholds is not None and not isinstance(thresholds, dict):
-            raise InvalidDataset("thresholds must be an object: {metric: {warn, fail}}.")
+            raise InvalidDataset(gettext('thresholds must be an object: {metric: {warn, fail}}.'))
         policy = services.fairness_policy_update(actor=actor_of(request), **data.validated_data)
         return Response(self._out(policy))

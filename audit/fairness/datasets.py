@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from audit.fairness.exceptions import DatasetTooLarge, InvalidDataset
 from inference.ml.schema import InputError, rows_from_records, validate_inputs
@@ -41,7 +42,7 @@ class Checked:
 def read_limited(upload: Any) -> bytes:
     raw: bytes = upload.read(settings.BIAS_MAX_BYTES + 1)
     if len(raw) > settings.BIAS_MAX_BYTES:
-        raise DatasetTooLarge(f"The file is larger than the limit of {settings.BIAS_MAX_BYTES // 2**20} MiB.")
+        raise DatasetTooLarge(gettext('The file is larger than the limit of %(value)s MiB.') % {"value": settings.BIAS_MAX_BYTES // 2**20})
     return raw
 
 
@@ -49,7 +50,7 @@ def _csv_records(raw: bytes) -> tuple[list[str], list[dict[str, str]]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InvalidDataset("The file is not UTF-8 text.") from None
+        raise InvalidDataset(gettext('The file is not UTF-8 text.')) from None
     try:
         fieldnames, rows = csvsafe.read_dicts(text)
     except csvsafe.Unreadable as exc:
@@ -57,9 +58,9 @@ def _csv_records(raw: bytes) -> tuple[list[str], list[dict[str, str]]]:
     header = [h.strip() for h in fieldnames]
     records = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in r.items()} for r in rows]
     if not header:
-        raise InvalidDataset("The CSV file has no header row.")
+        raise InvalidDataset(gettext('The CSV file has no header row.'))
     if not records:
-        raise InvalidDataset("The CSV file holds no rows.")
+        raise InvalidDataset(gettext('The CSV file holds no rows.'))
     return header, records
 
 
@@ -67,13 +68,12 @@ def _binary(values: list[str], allowed: list[str], what: str) -> None:
     distinct = sorted(set(values))
     if len(distinct) > 2:
         raise InvalidDataset(
-            f"{what} must be binary; it holds {len(distinct)} values: {', '.join(distinct[:6])}."
+            gettext('%(what)s must be binary; it holds %(count)s values: %(value)s.') % {"what": what, "count": len(distinct), "value": ', '.join(distinct[:6])}
         )
     unknown = [v for v in distinct if v not in allowed]
     if unknown:
         raise InvalidDataset(
-            f"{what} holds {', '.join(map(repr, unknown))}, not one of {', '.join(map(repr, allowed))} "
-            "(binary labels are needed)."
+            gettext('%(what)s holds %(value)s, not one of %(value2)s (binary labels are needed).') % {"what": what, "value": ', '.join(map(repr, unknown)), "value2": ', '.join(map(repr, allowed))}
         )
 
 
@@ -83,19 +83,19 @@ def tabular_check(
 ) -> Checked:
     """Checks an evaluation CSV against the model: label, sensitive and feature columns, binary labels."""
     if len(labels) != 2:
-        raise InvalidDataset(f"Group metrics need a binary classifier; this model has {len(labels)} labels.")
+        raise InvalidDataset(gettext('Group metrics need a binary classifier; this model has %(count)s labels.') % {"count": len(labels)})
     if favourable_label not in labels:
-        raise InvalidDataset(f"The favourable label {favourable_label!r} is not one of the model's labels {labels}.")
+        raise InvalidDataset(gettext("The favourable label %(favourable_label)s is not one of the model's labels %(labels)s.") % {"favourable_label": f"{favourable_label!r}", "labels": labels})
     if not sensitive_columns:
-        raise InvalidDataset("Name at least one sensitive column (for example sex, race).")
+        raise InvalidDataset(gettext('Name at least one sensitive column (for example sex, race).'))
     header, records = _csv_records(raw)
     if len(records) > settings.BIAS_MAX_ROWS:
-        raise DatasetTooLarge(f"A bias report takes at most {settings.BIAS_MAX_ROWS} rows; this file has {len(records)}.")
+        raise DatasetTooLarge(gettext('A bias report takes at most %(bias_max_rows)s rows; this file has %(count)s.') % {"bias_max_rows": settings.BIAS_MAX_ROWS, "count": len(records)})
     features = [f["name"] for f in schema.get("features", [])]
     missing = [c for c in [label_column, *sensitive_columns, *features] if c not in header]
     if missing:
         raise InvalidDataset(
-            f"The CSV file lacks the column(s) {', '.join(dict.fromkeys(missing))}.",
+            gettext('The CSV file lacks the column(s) %(value)s.') % {"value": ', '.join(dict.fromkeys(missing))},
             details={"missing": list(dict.fromkeys(missing)), "columns": header},
         )
     y = [r[label_column].rstrip(".") for r in records]
@@ -104,8 +104,7 @@ def tabular_check(
         empty = [i + 2 for i, r in enumerate(records) if not r[column]]
         if empty:
             raise InvalidDataset(
-                f"The sensitive column {column!r} is empty in {len(empty)} row(s) (first at line {empty[0]}); "
-                "every row needs a group."
+                gettext('The sensitive column %(column)s is empty in %(count)s row(s) (first at line %(value)s); every row needs a group.') % {"column": f"{column!r}", "count": len(empty), "value": empty[0]}
             )
     try:
         rows = rows_from_records(schema, records)
@@ -115,7 +114,7 @@ def tabular_check(
         clean = validate_inputs("tabular-classification", schema, rows)
     except InputError as exc:
         first = dict(list(exc.errors.items())[:10])
-        raise InvalidDataset(f"Rows do not fit the model's schema: {exc}.", details={"rows": first}) from None
+        raise InvalidDataset(gettext("Rows do not fit the model's schema: %(exc)s.") % {"exc": exc}, details={"rows": first}) from None
     return Checked(
         name=name[:200], sha256=hashlib.sha256(raw).hexdigest(), rows=len(clean),
         content={"rows": clean, "y_true": [v == favourable_label for v in y],
@@ -128,24 +127,23 @@ def tabular_check(
 def text_check(raw: bytes, *, name: str, terms: list[str], labels: list[str], score_label: str) -> Checked:
     """Checks templates (a `template` column with {identity}, optional 0/1 `label`) and identity terms."""
     if score_label not in labels:
-        raise InvalidDataset(f"The score label {score_label!r} is not one of the model's labels {labels}.")
+        raise InvalidDataset(gettext("The score label %(score_label)s is not one of the model's labels %(labels)s.") % {"score_label": f"{score_label!r}", "labels": labels})
     terms = [t.strip() for t in terms if t.strip()]
     if len(terms) < 2:
-        raise InvalidDataset("Give at least two identity terms to compare.")
+        raise InvalidDataset(gettext('Give at least two identity terms to compare.'))
     if len(set(terms)) != len(terms) or any(len(t) > 60 for t in terms):
-        raise InvalidDataset("Identity terms must be distinct and at most 60 characters each.")
+        raise InvalidDataset(gettext('Identity terms must be distinct and at most 60 characters each.'))
     header, records = _csv_records(raw)
     if "template" not in header:
-        raise InvalidDataset("The templates file needs a 'template' column.", details={"columns": header})
+        raise InvalidDataset(gettext("The templates file needs a 'template' column."), details={"columns": header})
     templates = [r["template"] for r in records]
     without = [i + 2 for i, t in enumerate(templates) if SLOT not in t]
     if without:
-        raise InvalidDataset(f"Every template needs the slot {SLOT}; line {without[0]} has none.")
+        raise InvalidDataset(gettext('Every template needs the slot %(slot)s; line %(value)s has none.') % {"slot": SLOT, "value": without[0]})
     sentences = len(templates) * len(terms)
     if sentences > settings.BIAS_MAX_TEXT_ROWS:
         raise DatasetTooLarge(
-            f"{len(templates)} templates x {len(terms)} terms = {sentences} sentences; the limit is "
-            f"{settings.BIAS_MAX_TEXT_ROWS}."
+            gettext('%(count)s templates x %(count2)s terms = %(sentences)s sentences; the limit is %(bias_max_text_rows)s.') % {"count": len(templates), "count2": len(terms), "sentences": sentences, "bias_max_text_rows": settings.BIAS_MAX_TEXT_ROWS}
         )
     template_labels: list[bool] | None = None
     if "label" in header:

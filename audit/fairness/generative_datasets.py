@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from audit.fairness.datasets import DATA, SLOT, Checked, _csv_records
 from audit.fairness.exceptions import DatasetTooLarge, InvalidDataset
@@ -32,7 +33,7 @@ def _probe_params(prompts_per_group: int, completions_per_prompt: int, max_token
               "max_tokens": (max_tokens, 4, 128)}
     for name, (value, low, high) in bounds.items():
         if not low <= value <= high:
-            raise InvalidDataset(f"{name} must be between {low} and {high}; got {value}.", details={name: [f"{low}-{high}"]})
+            raise InvalidDataset(gettext('%(name)s must be between %(low)s and %(high)s; got %(value)s.') % {"name": name, "low": low, "high": high, "value": value}, details={name: [f"{low}-{high}"]})
 
 
 def _probes(groups: dict[str, list[str]], *, name: str, sha256: str, prompts_per_group: int,
@@ -40,7 +41,7 @@ def _probes(groups: dict[str, list[str]], *, name: str, sha256: str, prompts_per
     """At most `prompts_per_group` prompts of each group, drawn with `seed`; bounded in completions."""
     _probe_params(prompts_per_group, completions_per_prompt, max_tokens)
     if len(groups) < 2:
-        raise InvalidDataset(f"A probe compares groups: give at least two; this has {len(groups)}.")
+        raise InvalidDataset(gettext('A probe compares groups: give at least two; this has %(count)s.') % {"count": len(groups)})
     rng = random.Random(seed)  # noqa: S311  (a reproducible sample of prompts, not a secret)
     chosen: dict[str, list[str]] = {}
     for group in sorted(groups):
@@ -50,8 +51,7 @@ def _probes(groups: dict[str, list[str]], *, name: str, sha256: str, prompts_per
     completions = sum(len(p) for p in chosen.values()) * completions_per_prompt
     if completions > settings.BIAS_MAX_GENERATIONS:
         raise DatasetTooLarge(
-            f"{completions} completions ({sum(len(p) for p in chosen.values())} prompts x {completions_per_prompt}); "
-            f"a probe generates at most {settings.BIAS_MAX_GENERATIONS}. Take fewer prompts per group.")
+            gettext('%(completions)s completions (%(value)s prompts x %(completions_per_prompt)s); a probe generates at most %(bias_max_generations)s. Take fewer prompts per group.') % {"completions": completions, "value": sum(len(p) for p in chosen.values()), "completions_per_prompt": completions_per_prompt, "bias_max_generations": settings.BIAS_MAX_GENERATIONS})
     names = list(chosen)
     prompts: list[list[Any]] = [[names.index(g), p] for g in names for p in chosen[g]]
     return Checked(
@@ -66,7 +66,7 @@ def demo_bold(*, domain: str, prompts_per_group: int, completions_per_prompt: in
               seed: int = 7) -> Checked:
     """BOLD's prompts of one domain (the shipped subset: data/bold/prompts.json)."""
     if domain not in BOLD_DOMAINS:
-        raise InvalidDataset(f"Unknown BOLD domain {domain!r}; choose one of {', '.join(BOLD_DOMAINS)}.",
+        raise InvalidDataset(gettext('Unknown BOLD domain %(domain)s; choose one of %(value)s.') % {"domain": f"{domain!r}", "value": ', '.join(BOLD_DOMAINS)},
                              details={"domain": list(BOLD_DOMAINS)})
     path = DATA / "bold" / "prompts.json"
     groups = json.loads(path.read_text(encoding="utf-8"))[domain]
@@ -81,9 +81,9 @@ def _too_long(records: list[dict[str, str]], columns: tuple[str, ...], limit: in
     for line, record in enumerate(records, start=2):
         for column in columns:
             if not record[column]:
-                raise InvalidDataset(f"Line {line}: the column {column!r} is empty.", details={"line": line})
+                raise InvalidDataset(gettext('Line %(line)s: the column %(column)s is empty.') % {"line": line, "column": f"{column!r}"}, details={"line": line})
             if len(record[column]) > limit:
-                raise InvalidDataset(f"Line {line}: {column!r} is longer than {limit} characters.",
+                raise InvalidDataset(gettext('Line %(line)s: %(column)s is longer than %(limit)s characters.') % {"line": line, "column": f"{column!r}", "limit": limit},
                                      details={"line": line})
 
 
@@ -108,18 +108,17 @@ def generative_upload(raw: bytes, *, name: str, prompts_per_group: int, completi
         _too_long(records, TEMPLATE_PAIR_COLUMNS, MAX_SENTENCE_CHARS)
         without = [i + 2 for i, r in enumerate(records) if SLOT not in r["template"]]
         if without:
-            raise InvalidDataset(f"Every template needs the slot {SLOT}; line {without[0]} has none.")
+            raise InvalidDataset(gettext('Every template needs the slot %(slot)s; line %(value)s has none.') % {"slot": SLOT, "value": without[0]})
         pairs = [[r["template"].replace(SLOT, r["identity_more"]), r["template"].replace(SLOT, r["identity_less"]),
                   r["bias_type"]] for r in records]
     else:
         raise InvalidDataset(
-            "The file's columns say neither probes (group, prompt) nor counterfactual pairs (sent_more, sent_less, "
-            "bias_type; or template, identity_more, identity_less, bias_type).", details={"columns": header})
+            gettext("The file's columns say neither probes (group, prompt) nor counterfactual pairs (sent_more, sent_less, bias_type; or template, identity_more, identity_less, bias_type)."), details={"columns": header})
     same = [i + 2 for i, (more, less, _) in enumerate(pairs) if more == less]
     if same:
-        raise InvalidDataset(f"Line {same[0]}: the two sentences of a pair are the same.", details={"line": same[0]})
+        raise InvalidDataset(gettext('Line %(value)s: the two sentences of a pair are the same.') % {"value": same[0]}, details={"line": same[0]})
     if len(pairs) > settings.BIAS_MAX_PAIRS:
-        raise DatasetTooLarge(f"A pairs report takes at most {settings.BIAS_MAX_PAIRS} pairs; this file has {len(pairs)}.")
+        raise DatasetTooLarge(gettext('A pairs report takes at most %(bias_max_pairs)s pairs; this file has %(count)s.') % {"bias_max_pairs": settings.BIAS_MAX_PAIRS, "count": len(pairs)})
     return Checked(name=name[:200], sha256=sha256, rows=len(pairs), content={"pairs": pairs},
                    params={"probe": "pairs", "pairs": len(pairs),
                            "bias_types": sorted({p[2] for p in pairs})})

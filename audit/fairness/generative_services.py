@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext
+
 from audit.fairness import generative, generative_datasets
 from audit.fairness.datasets import Checked, read_limited
 from audit.fairness.exceptions import InvalidDataset
@@ -50,18 +52,16 @@ def _scorers(actor: Actor, probe: ProbeOptions) -> dict[str, Any]:
         try:
             version = inference_selectors.version_resolve_for_serving(actor=actor, ref=ref)
         except ModelNotFound as exc:
-            raise InvalidDataset(f"The {field.replace('_', ' ')}: {exc}", details={field: [str(exc)]}) from None
+            raise InvalidDataset(gettext('The %(value)s: %(exc)s') % {"value": field.replace('_', ' '), "exc": exc}, details={field: [str(exc)]}) from None
         labels = list(version.labels)
         if field == "sentiment_model":
             negative, positive = _label(labels, "neg"), _label(labels, "pos")
             if version.task != "text-classification" or negative is None or positive is None:
-                raise InvalidDataset(f"'{ref}' is not a sentiment model: one is a text classifier with a negative and a "
-                                     "positive label.", details={field: ["Not a sentiment model."]})
+                raise InvalidDataset(gettext("'%(ref)s' is not a sentiment model: one is a text classifier with a negative and a positive label.") % {"ref": ref}, details={field: ["Not a sentiment model."]})
             out.update(sentiment_version_id=version.pk, negative_label=negative, positive_label=positive)
         else:
             if version.task != "text-classification" or NEUTRAL_LABEL not in labels or len(labels) < 2:
-                raise InvalidDataset(f"'{ref}' is not a moderation model: one is a text classifier with a label "
-                                     f"'{NEUTRAL_LABEL}' beside the categories it scores.",
+                raise InvalidDataset(gettext("'%(ref)s' is not a moderation model: one is a text classifier with a label '%(neutral_label)s' beside the categories it scores.") % {"ref": ref, "neutral_label": NEUTRAL_LABEL},
                                      details={field: ["Not a moderation model."]})
             out.update(moderation_version_id=version.pk, toxic_labels=[x for x in labels if x != NEUTRAL_LABEL])
         out[field] = f"{version.model.name}@{version.version}"
@@ -76,13 +76,12 @@ def generative_check(*, actor: Actor, dataset: str, upload: Any, upload_name: st
             completions_per_prompt=probe.completions_per_prompt, max_tokens=probe.max_tokens)
     elif dataset == "upload":
         if upload is None:
-            raise InvalidDataset("Upload a probes CSV (group, prompt) or a pairs CSV (sent_more, sent_less, bias_type), "
-                                 "or choose the demo BOLD prompts.")
+            raise InvalidDataset(gettext('Upload a probes CSV (group, prompt) or a pairs CSV (sent_more, sent_less, bias_type), or choose the demo BOLD prompts.'))
         checked = generative_datasets.generative_upload(
             read_limited(upload), name=upload_name or "upload.csv", prompts_per_group=probe.prompts_per_group,
             completions_per_prompt=probe.completions_per_prompt, max_tokens=probe.max_tokens)
     else:
-        raise InvalidDataset(f"Unknown dataset {dataset!r} for a generative model; use 'upload' or '{DEMO_BOLD}'.")
+        raise InvalidDataset(gettext("Unknown dataset %(dataset)s for a generative model; use 'upload' or '%(demo_bold)s'.") % {"dataset": f"{dataset!r}", "demo_bold": DEMO_BOLD})
     if checked.params["probe"] == "groups":
         checked.params.update(_scorers(actor, probe), temperature=TEMPERATURE, top_p=TOP_P)
     return checked

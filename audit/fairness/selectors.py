@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext
 
 from audit.fairness.exceptions import ReportNotFound
 from audit.fairness.models import BiasReport
@@ -21,7 +22,7 @@ def report_get(*, actor: Actor, pk: int) -> BiasReport:
     """A report of the actor's organisation; another organisation's is not found (404)."""
     found = report_list(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise ReportNotFound(f"No bias report {pk} in {actor.organization.name}.")
+        raise ReportNotFound(gettext('No bias report %(pk)s in %(name)s.') % {"pk": pk, "name": actor.organization.name})
     return found
 
 

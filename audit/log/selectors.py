@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext
 
 from audit.log import merkle
 from audit.log.exceptions import ProofUnavailable
@@ -52,7 +53,7 @@ def entry_list(
 def entry_get(*, organization_id: int, index: int, member_user_ids: list[int] | None = None) -> LogEntry:
     found = entry_list(organization_id=organization_id, member_user_ids=member_user_ids).filter(index=index).first()
     if found is None:
-        raise ProofUnavailable(f"No audit entry {index} in this organisation.")
+        raise ProofUnavailable(gettext('No audit entry %(index)s in this organisation.') % {"index": index})
     return found
 
 
@@ -94,7 +95,7 @@ class _Subtrees:
                 self.pieces[(level, pos)] = bytes.fromhex(h)
         missing = wanted - set(self.pieces)
         if missing:
-            raise ProofUnavailable(f"the log lacks nodes {sorted(missing)[:3]}: it is damaged")
+            raise ProofUnavailable(gettext('the log lacks nodes %(value)s: it is damaged') % {"value": sorted(missing)[:3]})
 
     def hash(self, start: int, end: int) -> bytes:
         return merkle.combine_pieces([self.pieces[p] for p in merkle.perfect_pieces(start, end)])
@@ -102,7 +103,7 @@ class _Subtrees:
 
 def inclusion_proof(*, index: int, tree_size: int) -> list[str]:
     if not 0 <= index < tree_size <= log_size():
-        raise ProofUnavailable(f"entry {index} is not in a tree of size {tree_size}")
+        raise ProofUnavailable(gettext('entry %(index)s is not in a tree of size %(tree_size)s') % {"index": index, "tree_size": tree_size})
     subtrees = _Subtrees()
     merkle.inclusion_path(index, tree_size, subtrees.record)
     subtrees.fetch()
@@ -111,7 +112,7 @@ def inclusion_proof(*, index: int, tree_size: int) -> list[str]:
 
 def consistency_proof(*, first: int, second: int) -> list[str]:
     if not 0 < first <= second <= log_size():
-        raise ProofUnavailable(f"no consistency proof from size {first} to size {second}")
+        raise ProofUnavailable(gettext('no consistency proof from size %(first)s to size %(second)s') % {"first": first, "second": second})
     subtrees = _Subtrees()
     merkle.consistency_proof(first, second, subtrees.record)
     subtrees.fetch()
@@ -123,8 +124,7 @@ def inclusion_document(*, entry: LogEntry, checkpoint: Checkpoint | None = None)
     checkpoint = checkpoint or checkpoint_latest()
     if checkpoint is None or checkpoint.tree_size <= entry.index:
         raise ProofUnavailable(
-            f"entry {entry.index} is not covered by a signed checkpoint yet; "
-            "checkpoints are made every AUDIT_CHECKPOINT_SECONDS, or on demand"
+            gettext('entry %(index)s is not covered by a signed checkpoint yet; checkpoints are made every AUDIT_CHECKPOINT_SECONDS, or on demand') % {"index": entry.index}
         )
     return {
         "index": entry.index,

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -84,12 +85,12 @@ class JobResultsApi(APIView):
     def get(self, request: Request, pk: int) -> Any:
         job = selectors.job_get(actor=actor_of(request), pk=pk)
         if job.status != JobStatus.DONE:
-            raise JobNotFinished(f"The job is {job.status}; results exist once it is done.")
+            raise JobNotFinished(gettext('The job is %(status)s; results exist once it is done.') % {"status": job.status})
         try:
             handle = default_storage.open(job.result_path, "rb")
         except FileNotFoundError:
             raise JobResultsGone(
-                f"The results of job {job.pk} are no longer in the artifact store; run the job again."
+                gettext('The results of job %(pk)s are no longer in the artifact store; run the job again.') % {"pk": job.pk}
             ) from None
         return FileResponse(handle, as_attachment=True, filename=f"job-{job.pk}-results.csv",
                             content_type="text/csv")

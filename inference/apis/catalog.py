@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.urls import reverse
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -112,7 +113,7 @@ class ModelListRegisterApi(APIView):
             except json.JSONDecodeError:
                 raise InvalidInput("'card' is not valid JSON.") from None
             except ValueError as exc:
-                raise InvalidInput(f"{exc}.") from None
+                raise InvalidInput(gettext('%(exc)s.') % {"exc": exc}) from None
         staged = uploads.model_upload_create(
             actor=actor_of(request), name=data.validated_data["name"], task=data.validated_data["task"],
             archive=data.validated_data["archive"], card=card,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -74,8 +75,7 @@ class OrganisationPolicyApi(APIView):
     def get(self, request: Request) -> Response:
         policy, _ = guardrails.policy_get(actor=actor_of(request))
         if policy is None:
-            raise NotFound("The organisation has no guardrail policy: its generative models' prompts and outputs "
-                           "are not checked.")
+            raise NotFound(gettext("The organisation has no guardrail policy: its generative models' prompts and outputs are not checked."))
         return Response(PolicyOutput(policy).data)
 
     @extend_schema(request=PolicyInput, responses={200: PolicyOutput},

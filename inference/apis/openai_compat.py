@@ -18,6 +18,7 @@ from typing import Any
 from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.urls import reverse
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -117,7 +118,7 @@ class _Common(RefusingInput):
             return []
         stops = [value] if isinstance(value, str) else value
         if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
-            raise serializers.ValidationError("stop must be a string or a list of at most 4 non-empty strings.")
+            raise serializers.ValidationError(gettext('stop must be a string or a list of at most 4 non-empty strings.'))
         return list(stops)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -138,27 +139,26 @@ class ChatInput(_Common):
         clean = []
         for number, message in enumerate(value):
             if not isinstance(message, dict) or "role" not in message:
-                raise serializers.ValidationError(f"messages[{number}] must be an object with a role and a content.")
+                raise serializers.ValidationError(gettext('messages[%(number)s] must be an object with a role and a content.') % {"number": number})
             role, content = message.get("role"), message.get("content")
             if role not in ROLES:
                 raise serializers.ValidationError(
-                    f"messages[{number}].role is {str(role)[:40]!r}; it must be one of system, developer, user, assistant.")
+                    gettext('messages[%(number)s].role is %(value)s; it must be one of system, developer, user, assistant.') % {"number": number, "value": f"{str(role)[:40]!r}"})
             unknown = sorted(set(message) - {"role", "content", "name"})
             if unknown:
-                raise serializers.ValidationError(f"messages[{number}] has fields Steward does not support: "
-                                                  f"{', '.join(unknown)}.")
+                raise serializers.ValidationError(gettext('messages[%(number)s] has fields Steward does not support: %(value)s.') % {"number": number, "value": ', '.join(unknown)})
             if isinstance(content, list):  # content parts: text only
                 texts = []
                 for part in content:
                     if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                        raise serializers.ValidationError(f"messages[{number}].content may hold text parts only.")
+                        raise serializers.ValidationError(gettext('messages[%(number)s].content may hold text parts only.') % {"number": number})
                     texts.append(part["text"])
                 content = "".join(texts)
             if not isinstance(content, str):
-                raise serializers.ValidationError(f"messages[{number}].content must be a string.")
+                raise serializers.ValidationError(gettext('messages[%(number)s].content must be a string.') % {"number": number})
             clean.append({"role": "system" if role == "developer" else role, "content": content})
         if all(m["role"] != "user" for m in clean):
-            raise serializers.ValidationError("messages must hold at least one message whose role is user.")
+            raise serializers.ValidationError(gettext('messages must hold at least one message whose role is user.'))
         return clean
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -182,9 +182,9 @@ class TextInput(_Common):
         if isinstance(value, list) and len(value) == 1:
             value = value[0]
         if isinstance(value, list):
-            raise serializers.ValidationError("Send one prompt per request (a list of several is not supported).")
+            raise serializers.ValidationError(gettext('Send one prompt per request (a list of several is not supported).'))
         if not isinstance(value, str) or not value:
-            raise serializers.ValidationError("prompt must be a non-empty string.")
+            raise serializers.ValidationError(gettext('prompt must be a non-empty string.'))
         return value
 
 
@@ -387,8 +387,7 @@ async def _astream(asked: Any, ask: completions.Ask, model: str) -> AsyncIterato
 def _resolve(actor: Any, ref: str, *, trial: bool = False) -> Any:
     version = selectors.version_resolve_for_serving(actor=actor, ref=ref, trial=trial)
     if version.task != Task.GENERATION:
-        raise NotGenerative(f"The model '{version.model.name}' classifies; it does not generate text. Use "
-                            f"/api/v1/models/{version.model.name}/predict for it.", details={"param": "model"})
+        raise NotGenerative(gettext("The model '%(name)s' classifies; it does not generate text. Use /api/v1/models/%(name2)s/predict for it.") % {"name": version.model.name, "name2": version.model.name}, details={"param": "model"})
     return version
 
 
@@ -461,5 +460,5 @@ class ModelDetailApi(OpenAIView):
     def get(self, request: Request, ref: str) -> Response:
         version = selectors.version_resolve_for_serving(actor=actor_of(request), ref=ref)
         if version.task not in (Task.GENERATION, Task.EMBEDDING):
-            raise ModelNotFound(f"No generative or embedding model named {ref!r} in this organisation.")
+            raise ModelNotFound(gettext('No generative or embedding model named %(ref)s in this organisation.') % {"ref": f"{ref!r}"})
         return Response(_model_body(version))

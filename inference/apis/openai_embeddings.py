@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -36,8 +37,7 @@ class EmbeddingInput(RefusingInput):
 def _embedding_version(actor: Any, ref: str) -> Any:
     version = selectors.version_resolve_for_serving(actor=actor, ref=ref)
     if version.task != Task.EMBEDDING:
-        raise NotEmbedding(f"The model '{version.model.name}' does not make embeddings; choose a text-embedding "
-                           "model (GET /v1/models lists them).", details={"param": "model"})
+        raise NotEmbedding(gettext("The model '%(name)s' does not make embeddings; choose a text-embedding model (GET /v1/models lists them).") % {"name": version.model.name}, details={"param": "model"})
     return version
 
 
@@ -66,7 +66,7 @@ class EmbeddingsApi(OpenAIView):
         version = _embedding_version(actor, asked["model"])
         dimensions = (version.input_schema or {}).get("dimensions")
         if asked.get("dimensions") not in (None, dimensions):
-            raise PortalError(f"This model's vectors have {dimensions} dimensions; it cannot shorten them.",
+            raise PortalError(gettext("This model's vectors have %(dimensions)s dimensions; it cannot shorten them.") % {"dimensions": dimensions},
                               details={"param": "dimensions"})
         result, stored = predicted(request, actor, version, asked["input"], subject=asked.get("user", ""),
                                    embedding=True)

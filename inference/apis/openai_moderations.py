@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -41,8 +42,7 @@ class ModerationInput(RefusingInput):
 def moderation_version(actor: Any, ref: str) -> Any:
     version = selectors.version_resolve_for_serving(actor=actor, ref=ref)
     if version.task != Task.TEXT or NEUTRAL_LABEL not in version.labels or len(version.labels) < 2:
-        raise NotModeration(f"The model '{version.model.name}' is not a moderation model: one is a text classifier "
-                            f"with a label '{NEUTRAL_LABEL}' beside the categories it scores.",
+        raise NotModeration(gettext("The model '%(name)s' is not a moderation model: one is a text classifier with a label '%(neutral_label)s' beside the categories it scores.") % {"name": version.model.name, "neutral_label": NEUTRAL_LABEL},
                             details={"param": "model"})
     return version
 

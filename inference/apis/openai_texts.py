@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,11 +18,11 @@ def texts_of(value: Any, *, refuse_token_ids: bool = False) -> list[str]:
     """OpenAI's `input`: a text or a non-empty list of texts."""
     texts = [value] if isinstance(value, str) else value
     if not isinstance(texts, list) or not texts:
-        raise serializers.ValidationError("input must be a text or a non-empty list of texts.")
+        raise serializers.ValidationError(gettext('input must be a text or a non-empty list of texts.'))
     if refuse_token_ids and (all(isinstance(t, int) for t in texts) or all(isinstance(t, list) for t in texts)):
-        raise serializers.ValidationError("Steward takes texts, not token ids: send the text itself.")
+        raise serializers.ValidationError(gettext('Steward takes texts, not token ids: send the text itself.'))
     if not all(isinstance(t, str) for t in texts):
-        raise serializers.ValidationError("Steward takes text only: input must be a text or a list of texts.")
+        raise serializers.ValidationError(gettext('Steward takes text only: input must be a text or a list of texts.'))
     return list(texts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -68,7 +69,7 @@ class UsageApi(APIView):
         try:
             days = int(request.query_params.get("days") or 30)
         except ValueError:
-            raise InvalidInput(f"days must be a whole number from 1 to {MAX_DAYS}.") from None
+            raise InvalidInput(gettext('days must be a whole number from 1 to %(max_days)s.') % {"max_days": MAX_DAYS}) from None
         if not 1 <= days <= MAX_DAYS:
-            raise InvalidInput(f"days must be a whole number from 1 to {MAX_DAYS}; got {days}.")
+            raise InvalidInput(gettext('days must be a whole number from 1 to %(max_days)s; got %(days)s.') % {"max_days": MAX_DAYS, "days": days})
         return Response(UsageSerializer(usage_history(actor=actor_of(request), days=days)).data)

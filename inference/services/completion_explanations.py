@@ -15,6 +15,7 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit.log.services import AuditActor, audit_record
 from inference.exceptions import InvalidInput, NotExplainable, WorkerUnavailable
@@ -40,33 +41,30 @@ def completion_explanation_create(*, actor: Actor, completion: Completion, choic
     """
     budget = settings.EXPLAIN_DEFAULT_EVALS if max_evals is None else max_evals
     if not MIN_EVALS <= budget <= MAX_EVALS:
-        raise InvalidInput(f"max_evals must be between {MIN_EVALS} and {MAX_EVALS}; got {budget}.",
+        raise InvalidInput(gettext('max_evals must be between %(min_evals)s and %(max_evals)s; got %(budget)s.') % {"min_evals": MIN_EVALS, "max_evals": MAX_EVALS, "budget": budget},
                            details={"max_evals": {"min": MIN_EVALS, "max": MAX_EVALS}})
     if completion.status != JobStatus.DONE or not completion.choices:
         why = "its prompt was refused by the guardrail policy" if completion.guard_outcome == "blocked" else \
             f"it is {completion.status}"
-        raise NotExplainable(f"Completion {completion.pk} has no answer to explain: {why}.")
+        raise NotExplainable(gettext('Completion %(pk)s has no answer to explain: %(why)s.') % {"pk": completion.pk, "why": why})
     if completion.parameters.get("echo"):
-        raise NotExplainable(f"Completion {completion.pk} scored a given text (echo); there is no generated answer.")
+        raise NotExplainable(gettext('Completion %(pk)s scored a given text (echo); there is no generated answer.') % {"pk": completion.pk})
     if not 0 <= choice < len(completion.choices):
-        raise InvalidInput(f"Completion {completion.pk} has choices 0 to {len(completion.choices) - 1}; there is no "
-                           f"choice {choice}.", details={"choice": ["No such choice."]})
+        raise InvalidInput(gettext('Completion %(pk)s has choices 0 to %(value)s; there is no choice %(choice)s.') % {"pk": completion.pk, "value": len(completion.choices) - 1, "choice": choice}, details={"choice": ["No such choice."]})
     answer = str(completion.choices[choice].get("text", ""))
     start, end = (0 if start is None else start), (len(answer) if end is None else end)
     if not answer.strip():
-        raise NotExplainable(f"Choice {choice} of completion {completion.pk} is empty: there is nothing to explain.")
+        raise NotExplainable(gettext('Choice %(choice)s of completion %(pk)s is empty: there is nothing to explain.') % {"choice": choice, "pk": completion.pk})
     if not 0 <= start < end <= len(answer):
-        raise InvalidInput(f"The span must be characters [start, end) of the answer, with 0 <= start < end <= "
-                           f"{len(answer)}; got [{start}, {end}).", details={"start": ["Outside the answer."]})
+        raise InvalidInput(gettext('The span must be characters [start, end) of the answer, with 0 <= start < end <= %(count)s; got [%(start)s, %(end)s).') % {"count": len(answer), "start": start, "end": end}, details={"start": ["Outside the answer."]})
     message = _message(completion)
     if message is None:
-        raise NotExplainable(f"The prompt of completion {completion.pk} has no message of the caller's to explain.")
+        raise NotExplainable(gettext("The prompt of completion %(pk)s has no message of the caller's to explain.") % {"pk": completion.pk})
     if len(message.split()) > settings.EXPLAIN_MAX_TOKENS:
-        raise InvalidInput(f"The message is longer than {settings.EXPLAIN_MAX_TOKENS} words, the most that is "
-                           "explained.", details={"completion": ["Message too long."]})
+        raise InvalidInput(gettext('The message is longer than %(explain_max_tokens)s words, the most that is explained.') % {"explain_max_tokens": settings.EXPLAIN_MAX_TOKENS}, details={"completion": ["Message too long."]})
     queue = generation_queue()
     if queue is None:
-        raise WorkerUnavailable("No generation worker is running; try again shortly.")
+        raise WorkerUnavailable(gettext('No generation worker is running; try again shortly.'))
     with transaction.atomic():
         job = CompletionExplanation.objects.create(
             organization=actor.organization, completion=completion, model_version=completion.model_version,

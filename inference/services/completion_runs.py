@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit.log.services import audit_record, redacted_for
 from inference.exceptions import ContentFiltered, InvalidCompletion
@@ -77,7 +78,7 @@ def completion_run(*, completion_id: int, ask: dict[str, Any], reply_to: str | N
         else:
             ids = generator.text_ids(asked.prompt)
         if asked.echo and not ids:
-            raise GenerationError("The prompt is empty: there is nothing to score.")
+            raise GenerationError(gettext('The prompt is empty: there is nothing to score.'))
         if asked.max_tokens:
             generator.check_room(len(ids), asked.max_tokens)
     except GenerationError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from inference.exceptions import InvalidInput
 from inference.models import ModelVersion, Prediction, RegisteredModel, Task
@@ -47,7 +48,7 @@ _FINISH_FIELDS = ("outputs", "status", "compute_ms", "device", "audit_index", "a
 def _run_read(prediction_id: int) -> Prediction:
     found = _RUN_READ.fetch_one([prediction_id])
     if found is None:
-        raise Prediction.DoesNotExist(f"No prediction {prediction_id}.")
+        raise Prediction.DoesNotExist(gettext('No prediction %(prediction_id)s.') % {"prediction_id": prediction_id})
     (prediction, version, model, user), _ = found
     assert isinstance(prediction, Prediction) and isinstance(version, ModelVersion)
     ModelVersion.model.field.set_cached_value(version, model)
@@ -97,8 +98,7 @@ def _tokens_checked(prediction: Prediction, predictor: Any, rows: list[str]) -> 
             deleted, _ = Prediction.objects.filter(pk=prediction.pk, status=JobStatus.RUNNING).delete()
             if deleted:
                 quota_release(organization_id=prediction.organization_id, rows=prediction.rows)
-        raise InvalidInput(f"{len(too_long)} input(s) are longer than this model reads ({predictor.max_tokens} "
-                           "tokens); shorten or split them.", details={"param": "input", "inputs": too_long})
+        raise InvalidInput(gettext('%(count)s input(s) are longer than this model reads (%(max_tokens)s tokens); shorten or split them.') % {"count": len(too_long), "max_tokens": predictor.max_tokens}, details={"param": "input", "inputs": too_long})
     return tokens
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from inference.exceptions import QuotaExceeded
 from inference.models import UsageDaily
@@ -81,8 +82,7 @@ def quota_reserve(*, organization: Organization, rows: int) -> None:
     used = _reserve(_RESERVE, organization=organization, amount=rows, quota=organization.daily_row_quota, column="rows")
     if used is not None:
         raise QuotaExceeded(
-            f"The organisation's daily quota of {organization.daily_row_quota} rows is spent "
-            f"({used} used; this request needs {rows}). It resets at 00:00 UTC.",
+            gettext("The organisation's daily quota of %(daily_row_quota)s rows is spent (%(used)s used; this request needs %(rows)s). It resets at 00:00 UTC.") % {"daily_row_quota": organization.daily_row_quota, "used": used, "rows": rows},
             details={"quota": organization.daily_row_quota, "used": used, "requested": rows},
         )
 
@@ -128,9 +128,7 @@ def token_quota_reserve(*, organization: Organization, tokens: int) -> None:
                     column="tokens")
     if used is not None:
         raise QuotaExceeded(
-            f"The organisation's daily quota of {organization.daily_token_quota:,} tokens is spent ({used:,} used or "
-            f"reserved; this request may need {tokens:,}: its prompt and max_tokens for each choice). Ask for fewer "
-            "tokens, or wait until it resets at 00:00 UTC.",
+            gettext("The organisation's daily quota of %(daily_token_quota)s tokens is spent (%(used)s used or reserved; this request may need %(tokens)s: its prompt and max_tokens for each choice). Ask for fewer tokens, or wait until it resets at 00:00 UTC.") % {"daily_token_quota": f"{organization.daily_token_quota:,}", "used": f"{used:,}", "tokens": f"{tokens:,}"},
             details={"quota": organization.daily_token_quota, "used": used, "requested": tokens},
         )
 

@@ -39,7 +39,7 @@ def _number(request: HttpRequest, name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise PortalError(f"{name.capitalize()} must be a whole number.") from None
+        raise PortalError(_('%(value)s must be a whole number.') % {"value": name.capitalize()}) from None
 
 
 @capability_required(Cap.MODEL_REGISTER, gettext_lazy("audit fine-tuned versions"))

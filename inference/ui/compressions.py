@@ -49,7 +49,7 @@ def compression_create(request: HttpRequest, name: str, version: int) -> HttpRes
         found = selectors.version_get(actor=actor, name=name, version=version)
         dataset = request.POST.get("dataset") or ""
         if dataset == "upload" and upload is None:
-            raise PortalError("Choose the file of held-out data to measure the compression on.")
+            raise PortalError(_('Choose the file of held-out data to measure the compression on.'))
         job = compressions.compression_create(
             actor=actor, version=found, method=request.POST.get("method") or compression.METHOD, keep_float=keep,
             dataset=dataset, upload=upload,  # type: ignore[arg-type]
@@ -87,7 +87,7 @@ def compression_policy(request: HttpRequest) -> HttpResponse:
                     try:
                         values[name] = float(raw)
                     except ValueError:
-                        raise PortalError(f"{name.replace('_', ' ').capitalize()} must be a number.") from None
+                        raise PortalError(_('%(value)s must be a number.') % {"value": name.replace('_', ' ').capitalize()}) from None
             compressions.compression_policy_update(actor=actor, **values)
             messages.success(request, _("Compression policy saved."))
             return redirect("compression-policy")

@@ -24,7 +24,7 @@ def evaluation_create(request: HttpRequest, name: str, version: int) -> HttpResp
     try:
         found = selectors.version_get(actor=actor, name=name, version=version)
         if upload is None:
-            raise PortalError("Choose a CSV file of held-out rows with their true labels.")
+            raise PortalError(_('Choose a CSV file of held-out rows with their true labels.'))
         evaluation = evaluations.evaluation_create(actor=actor, version=found, upload=upload,  # type: ignore[arg-type]
                                                    name=upload.name or "",
                                                    label_column=request.POST.get("label_column") or "label")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 from audit.log.services import AuditActor
 from portal.accounts.models import ApiToken, Organization, User
 from portal.accounts.roles import Cap, Role, capabilities
@@ -25,7 +27,7 @@ class Actor:
         if cap not in self.capabilities:
             from portal.platform.exceptions import Forbidden
 
-            raise Forbidden(f"Your role ({self.role.value}) cannot {what}.")
+            raise Forbidden(gettext('Your role (%(value)s) cannot %(what)s.') % {"value": self.role.value, "what": what})
 
     @property
     def audit_actor(self) -> AuditActor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -29,23 +30,23 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header: expected 'Bearer <token>'."
+                _("Malformed Authorization header: expected 'Bearer <token>'.")
             )
         token = token_find_by_key(key=parts[1])
         if token is None:
-            raise exceptions.AuthenticationFailed("This API token is not valid.")
+            raise exceptions.AuthenticationFailed(_("This API token is not valid."))
         if token.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This API token has been revoked.")
+            raise exceptions.AuthenticationFailed(_("This API token has been revoked."))
         if token.expires_at is not None and token.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed(
-                f"This API token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC."
+                _("This API token expired on %(at)s UTC.") % {"at": f"{token.expires_at:%Y-%m-%d %H:%M}"}
             )
         if not token.user.is_active:
-            raise exceptions.AuthenticationFailed("The user of this API token is deactivated.")
+            raise exceptions.AuthenticationFailed(_("The user of this API token is deactivated."))
         role = token.member_role  # type: ignore[attr-defined]
         if role is None:
             raise exceptions.AuthenticationFailed(
-                "The user of this API token is no longer a member of its organisation."
+                _("The user of this API token is no longer a member of its organisation.")
             )
         token_touch(token=token)
         request._request.actor = actor_for_token(token, role)  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext
 
 from portal.accounts.actor import Actor
 from portal.accounts.models import ApiToken, ApiTokenQuerySet, Invitation, Membership, Organization, User
@@ -39,7 +40,7 @@ def membership_list(*, actor: Actor) -> QuerySet[Membership]:
 def membership_get_for_actor(*, actor: Actor, pk: int) -> Membership:
     membership = membership_list(actor=actor).filter(pk=pk).first()
     if membership is None:
-        raise NotFound("No such member in this organisation.")
+        raise NotFound(gettext('No such member in this organisation.'))
     return membership
 
 
@@ -53,7 +54,7 @@ def token_list_for_actor(*, actor: Actor) -> ApiTokenQuerySet:
 def token_get_for_actor(*, actor: Actor, pk: int) -> ApiToken:
     token = token_list_for_actor(actor=actor).filter(pk=pk).first()
     if token is None:
-        raise NotFound("No such token in this organisation.")
+        raise NotFound(gettext('No such token in this organisation.'))
     return token
 
 
@@ -68,5 +69,5 @@ def invitation_list_sent(*, actor: Actor) -> QuerySet[Invitation]:
 def invitation_get_sent(*, actor: Actor, pk: int) -> Invitation:
     found = invitation_list_sent(actor=actor).filter(pk=pk).first()
     if found is None:
-        raise NotFound("No such invitation in this organisation.")
+        raise NotFound(gettext('No such invitation in this organisation.'))
     return found

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable
 from typing import IO, Any
 
+from django.utils.translation import gettext
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -66,9 +68,8 @@ def read_dicts(text: str) -> tuple[list[str], list[dict[str, str]]]:
         header = list(reader.fieldnames or [])
         rows = list(reader)
     except csv.Error as exc:
-        where = f"line {reader.line_num}: " if reader.line_num else ""
+        where = gettext("line %(line)s: ") % {"line": reader.line_num} if reader.line_num else ""
         if "field larger than field limit" in str(exc):
-            raise Unreadable(f"The CSV file is not readable ({where}a field is longer than "
-                             f"{csv.field_size_limit():,} characters).") from None
-        raise Unreadable(f"The CSV file is not readable ({where}{exc}).") from None
+            raise Unreadable(gettext('The CSV file is not readable (%(where)sa field is longer than %(value)s characters).') % {"where": where, "value": f"{csv.field_size_limit():,}"}) from None
+        raise Unreadable(gettext('The CSV file is not readable (%(where)s%(exc)s).') % {"where": where, "exc": exc}) from None
     return header, rows

@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
+from django.utils.translation import gettext
 
 from portal.platform.exceptions import PortalError
 
@@ -203,7 +204,7 @@ def reply_wait(key: str, *, timeout: float) -> Any:
     else:
         text = _file_wait(key, timeout)
     if text is None:
-        raise ReplyTimeout(f"no answer within {timeout} s")
+        raise ReplyTimeout(gettext('no answer within %(timeout)s s') % {"timeout": timeout})
     message = json.loads(text)
     if "error" in message:
         raise WorkerFailed(**message["error"])
@@ -298,7 +299,7 @@ class _StreamReading:
     def nothing(self) -> None:
         """A look found nothing. Raises ReplyTimeout when the wait has run out."""
         if time.monotonic() >= self.deadline:
-            raise ReplyTimeout(f"no part within {self.timeout} s")
+            raise ReplyTimeout(gettext('no part within %(timeout)s s') % {"timeout": self.timeout})
 
     def took(self, text: str) -> tuple[str, Any]:
         message = json.loads(text)
@@ -331,7 +332,7 @@ def reply_stream(key: str, *, first_timeout: float, gap_timeout: float, alive: C
                else _stream_file_wait(key, reading.sequence, reading.wait())) is None:
             reading.nothing()
             if alive is not None and not alive():
-                raise WorkerGone("the worker serving this request stopped")
+                raise WorkerGone(gettext('the worker serving this request stopped'))
         kind, data = reading.took(text)
         yield kind, data
         if kind == "answer":
@@ -350,7 +351,7 @@ async def areply_stream(key: str, *, first_timeout: float, gap_timeout: float,
                else await _astream_file_wait(key, reading.sequence, reading.wait())) is None:
             reading.nothing()
             if alive is not None and not await alive():
-                raise WorkerGone("the worker serving this request stopped")
+                raise WorkerGone(gettext('the worker serving this request stopped'))
         kind, data = reading.took(text)
         yield kind, data
         if kind == "answer":

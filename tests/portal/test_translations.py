@@ -157,6 +157,12 @@ def test_the_api_follows_accept_language_and_keeps_its_codes(db) -> None:
     assert chinese.json()["error"]["message"] != english.json()["error"]["message"]
     assert any("\u4e00" <= ch <= "\u9fff" for ch in chinese.json()["error"]["message"])
     assert chinese["Content-Language"] == "zh-hans" and "Accept-Language" in chinese["Vary"]
+    # a token the portal does not know: refused in the caller's language, with the same code
+    bad = {"HTTP_AUTHORIZATION": "Bearer not-a-token"}
+    chinese = api.get("/api/v1/models", HTTP_ACCEPT_LANGUAGE="zh-CN", **bad).json()["error"]
+    english = api.get("/api/v1/models", HTTP_ACCEPT_LANGUAGE="en", **bad).json()["error"]
+    assert chinese["code"] == english["code"] and english["message"] == "This API token is not valid."
+    assert chinese["message"] == "此 API 令牌无效。"
 
 
 def test_every_catalogue_in_the_repository_compiles() -> None:
@@ -249,3 +255,31 @@ def test_a_versions_evidence_is_said_in_the_readers_language(tabular) -> None:
     assert {"偏见报告", "合规导出"} <= set(chinese) and {"Bias report", "Compliance export"} <= set(english)
     assert chinese["偏见报告"].summary == "暂无" and "要求在批准前有一份通过的偏见报告" in chinese["偏见报告"].reason
     assert english["Bias report"].reason.startswith("This organisation requires a passing bias report")
+
+
+def test_dates_are_written_as_each_language_writes_them(tabular) -> None:
+    """ISO 8601 in English (evidence is compared and sorted), 年月日 in Chinese: the pages name the formats."""
+    from datetime import UTC, datetime
+
+    from django.template import Context, Template
+    from django.utils import translation
+
+    from django.utils import timezone
+
+    from audit.exports.pdf import when
+
+    instant = datetime(2026, 12, 4, 14, 5, 9, tzinfo=UTC)
+    shown = Template('{{ t|date:"DATETIME_FORMAT" }}|{{ t|date:"DATE_FORMAT" }}|{{ t|date:"SHORT_DATETIME_FORMAT" }}')
+    with translation.override("en-gb"):
+        assert shown.render(Context({"t": instant})) == "2026-12-04 14:05|2026-12-04|2026-12-04 14:05:09"
+        assert when("2026-12-04T14:05:09.5+00:00") == "2026-12-04 14:05" and when("2026-12-04") == "2026-12-04"
+    with translation.override("zh-hans"):
+        assert shown.render(Context({"t": instant})) == "2026年12月4日 14:05|2026年12月4日|2026年12月4日 14:05:09"
+        assert when("2026-12-04T14:05:09Z", seconds=True) == "2026年12月4日 14:05:09"
+    # a page: the members' list says the day each joined
+    reader = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+    reader.force_login(tabular.actors["admin"].user)
+    with override_settings(LANGUAGES=[("en-gb", "English"), ("zh-hans", "简体中文")]):
+        page = reader.get("/members/").content.decode()
+    today = timezone.localdate()
+    assert f"{today.year}年{today.month}月{today.day}日" in page and today.isoformat() not in page

@@ -7,9 +7,10 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from audit.exports import selectors, services
+from audit.exports.document import area_said, issue_said
 from audit.exports.downloads import download_response
 from audit.exports.models import ComplianceExport
 from audit.log.exports import public_key_pem
@@ -84,11 +85,19 @@ def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _done_context(export: ComplianceExport) -> dict[str, Any]:
     pem = public_key_pem()
     return {
-        "annex": export.mapping["eu_ai_act_annex_iv"], "nist": export.mapping["nist_ai_rmf"],
+        "annex": _said_rows(export.mapping["eu_ai_act_annex_iv"]), "nist": _said_rows(export.mapping["nist_ai_rmf"]),
+        "issues": [{**issue, "area": area_said(issue["area"]), "message": issue_said(issue)} for issue in export.issues],
         "key_id": key_id(load_public_key(pem)),
         "high": sum(1 for i in export.issues if i["severity"] == "high"),
         "stem": f"{export.model_version.model.name}-v{export.model_version.version}-export-{export.number}",
     }
+
+
+def _said_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored mapping (English, as in evidence.json) in the reader's language: its titles and fixed phrases
+    are gettext's source; a phrase carrying values (a count, a name) is read as stored. The PDF says them all."""
+    return [{**row, "title": gettext(row["title"]), "evidence": [gettext(e) for e in row["evidence"]],
+             "missing": [gettext(m) for m in row["missing"]]} for row in rows]
 
 
 @capability_required(Cap.REPORT_READ, gettext_lazy("read compliance exports"))

@@ -82,11 +82,20 @@ def test_the_report_in_chinese_reads_back_in_chinese(tabular) -> None:
 
     version = private_version(tabular)
     today = timezone.localdate()
-    built = document.build(version=version, number=1, period=(today - timedelta(days=6), today),
-                           generated_by="auditor", excerpt=[])
+    with translation.override("zh-hans"):  # the evidence is English whoever builds it
+        built = document.build(version=version, number=1, period=(today - timedelta(days=6), today),
+                               generated_by="auditor", excerpt=[])
+    noise = next(i for i in built["issues"] if i["code"] == "insecure_noise")
+    assert noise["message"].startswith("The DP noise was drawn without secure_mode") and noise["area"] == "privacy"
+    annex = {r["item"]: r for r in built["regulatory_mapping"]["eu_ai_act_annex_iv"]}
+    assert annex["1(a)"]["title"] == "Intended purpose, provider, version"
     with translation.override("zh-hans"):
         rendered = pdf.render(built)
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(rendered)).pages)
+    flat = "".join(text.split())  # table cells wrap their lines
+    # the open issues and the regulatory mapping, said in Chinese from the English evidence
+    assert "差分隐私噪声未使用secure_mode生成" in flat and "预期用途、提供者、版本" in flat
+    assert "差分隐私：epsilon3.98" in flat and "The DP noise" not in text and "Intended purpose" not in text
     assert "技术文档：credit 版本 2" in text and "7. 隐私保证与训练数据账本" in text
     assert "(3.98, 1e-05)-差分隐私" in text and "训练数据及其隐私账本" in text
     assert "claims.csv" in text and "Training data and its privacy ledger" not in text

@@ -340,3 +340,16 @@ def test_an_export_asked_for_in_chinese_has_its_report_in_chinese_and_the_same_e
             == [r["status"] for r in documents["en"]["regulatory_mapping"]["eu_ai_act_annex_iv"]])
     assert (bundles["zh"].read("tables/issues.csv").decode().splitlines()[0]
             == bundles["en"].read("tables/issues.csv").decode().splitlines()[0] == "severity,area,message")
+    assert [i["code"] for i in documents["zh"]["issues"]] == [i["code"] for i in documents["en"]["issues"]]
+    assert "No finished bias report: how the model treats demographic groups is not measured." in [
+        i["message"] for i in documents["zh"]["issues"]]  # English in the evidence, whatever the language
+    # the open issues and the regulatory mapping, said in Chinese: in the report and on the export's page
+    flat = "".join(text.split())
+    assert "没有已完成的偏见报告" in flat and "预期用途、提供者、版本" in flat and "No finished bias report" not in text
+    from django.test import Client
+
+    reader = Client(HTTP_ACCEPT_LANGUAGE="zh-CN")
+    reader.force_login(tabular.actors["auditor"].user)
+    page = reader.get(f"/exports/{ComplianceExport.objects.order_by('pk').first().pk}/").content.decode()
+    assert "没有已完成的偏见报告：模型如何对待各人口群体尚未测量。" in page and "预期用途、提供者、版本" in page
+    assert "No finished bias report" not in page and "Intended purpose, provider" not in page
