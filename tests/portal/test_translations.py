@@ -262,9 +262,7 @@ def test_dates_are_written_as_each_language_writes_them(tabular) -> None:
     from datetime import UTC, datetime
 
     from django.template import Context, Template
-    from django.utils import translation
-
-    from django.utils import timezone
+    from django.utils import timezone, translation
 
     from audit.exports.pdf import when
 
