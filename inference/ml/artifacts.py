@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 
+from inference.ml.words import _
+
 MAX_MEMBERS = 2000
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -47,7 +49,7 @@ class Member:
 def _safe_name(name: str) -> str:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or any(part == ".." for part in path.parts) or name.startswith("/"):
-        raise ArchiveError(f"the archive entry {name!r} points outside the archive")
+        raise ArchiveError(_('the archive entry %(name)s points outside the archive') % {"name": f"{name!r}"})
     parts = [p for p in path.parts if p not in ("", ".")]
     return "/".join(parts)
 
@@ -59,7 +61,7 @@ def _members(archive: Path) -> Iterator[tuple[Member, object]]:
         with zipfile.ZipFile(archive) as zipped:
             for zinfo in zipped.infolist():
                 if stat.S_ISLNK(zinfo.external_attr >> 16):
-                    raise ArchiveError(f"the archive entry {zinfo.filename!r} is a link; links are not allowed")
+                    raise ArchiveError(_('the archive entry %(filename)s is a link; links are not allowed') % {"filename": f"{zinfo.filename!r}"})
                 if zinfo.is_dir():
                     continue
                 yield Member(_safe_name(zinfo.filename), zinfo.file_size), zinfo
@@ -67,14 +69,14 @@ def _members(archive: Path) -> Iterator[tuple[Member, object]]:
         with tarfile.open(archive, "r:gz") as tarred:
             for tinfo in tarred:
                 if tinfo.issym() or tinfo.islnk():
-                    raise ArchiveError(f"the archive entry {tinfo.name!r} is a link; links are not allowed")
+                    raise ArchiveError(_('the archive entry %(name)s is a link; links are not allowed') % {"name": f"{tinfo.name!r}"})
                 if tinfo.isdir():
                     continue
                 if not tinfo.isfile():
-                    raise ArchiveError(f"the archive entry {tinfo.name!r} is not a regular file")
+                    raise ArchiveError(_('the archive entry %(name)s is not a regular file') % {"name": f"{tinfo.name!r}"})
                 yield Member(_safe_name(tinfo.name), tinfo.size), tinfo
     else:
-        raise ArchiveError("the upload is neither a .zip nor a .tar.gz archive")
+        raise ArchiveError(_('the upload is neither a .zip nor a .tar.gz archive'))
 
 
 def list_members(archive: Path, *, max_unpacked_bytes: int) -> list[Member]:
@@ -82,15 +84,15 @@ def list_members(archive: Path, *, max_unpacked_bytes: int) -> list[Member]:
     members: list[Member] = []
     total = 0
     try:
-        for member, _ in _members(archive):
+        for member, _data in _members(archive):
             members.append(member)
             total += member.size
             if len(members) > MAX_MEMBERS:
-                raise ArchiveError(f"the archive holds more than {MAX_MEMBERS} files")
+                raise ArchiveError(_('the archive holds more than %(max_members)s files') % {"max_members": MAX_MEMBERS})
             if total > max_unpacked_bytes:
-                raise ArchiveError(f"the archive unpacks to more than {max_unpacked_bytes} bytes")
+                raise ArchiveError(_('the archive unpacks to more than %(max_unpacked_bytes)s bytes') % {"max_unpacked_bytes": max_unpacked_bytes})
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"the archive is damaged: {exc}") from None
+        raise ArchiveError(_('the archive is damaged: %(exc)s') % {"exc": exc}) from None
     return members
 
 
@@ -132,7 +134,7 @@ def extract(archive: Path, destination: Path, *, max_unpacked_bytes: int) -> Non
                     name = _safe_name(tinfo.name)
                     _write(destination / name[len(root):], source, name, tinfo.size, budget)
     except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError) as exc:
-        raise ArchiveError(f"the archive is damaged ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise ArchiveError(_('the archive is damaged (%(name)s: %(value)s)') % {"name": type(exc).__name__, "value": str(exc)[:120]}) from None
 
 
 def _write(target: Path, source: IO[bytes], name: str, declared: int, budget: list[int]) -> None:
@@ -143,9 +145,9 @@ def _write(target: Path, source: IO[bytes], name: str, declared: int, budget: li
             written += len(block)
             budget[0] -= len(block)
             if written > declared:
-                raise ArchiveError(f"the archive entry {name!r} holds more data than its header declares")
+                raise ArchiveError(_('the archive entry %(name)s holds more data than its header declares') % {"name": f"{name!r}"})
             if budget[0] < 0:
-                raise ArchiveError("the archive unpacks to more than its limit")
+                raise ArchiveError(_('the archive unpacks to more than its limit'))
             out.write(block)
 
 

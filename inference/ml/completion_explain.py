@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from inference.ml.explain import Explained, TextExplainer
+from inference.ml.words import _
 
 FILLER = "..."
 
@@ -63,12 +64,12 @@ def target_of(generator: Any, *, kind: str, prompt: Any, answer: str, start: int
     message_ids = [int(i) for i in tokenizer(message, add_special_tokens=False)["input_ids"]]
     at = find(prompt_ids, message_ids) if message_ids else -1
     if at < 0:
-        raise AlignmentError("the message's tokens are not found in the prompt as the model's template renders it")
+        raise AlignmentError(_("the message's tokens are not found in the prompt as the model's template renders it"))
     encoded = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
     answer_ids = [int(i) for i in encoded["input_ids"]]
     inside = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if a < end and b > start]
     if not inside:
-        raise AlignmentError("the span holds no token of the answer")
+        raise AlignmentError(_('the span holds no token of the answer'))
     return Target(prompt_ids=prompt_ids, message_start=at, message_end=at + len(message_ids), answer_ids=answer_ids,
                   span_start=inside[0], span_end=inside[-1] + 1, span_text=answer[start:end])
 
@@ -111,7 +112,7 @@ class SpanScorer:
 def filler_id(tokenizer: Any) -> int:
     ids = tokenizer(FILLER, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise AlignmentError(f"the tokenizer splits {FILLER!r}, the filler a masked token becomes")
+        raise AlignmentError(_('the tokenizer splits %(filler)s, the filler a masked token becomes') % {"filler": f"{FILLER!r}"})
     return int(ids[0])
 
 

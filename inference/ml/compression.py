@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.ml.schema import InputError
+from inference.ml.words import _
 
 METHOD = "int8-dynamic"
 FRAMEWORK = "transformers-int8"  # a compressed version's `framework`: the predictors registered for it load it
@@ -125,18 +126,18 @@ def manifest(folder: Path) -> dict[str, Any]:
     try:
         document = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(f"{MANIFEST} is missing or not valid JSON") from None
+        raise InputError(_('%(manifest)s is missing or not valid JSON') % {"manifest": MANIFEST}) from None
     if not isinstance(document, dict) or document.get("method") not in METHODS or document.get("format") != FORMAT:
-        raise InputError(f"{MANIFEST} names a compression Steward does not serve")
+        raise InputError(_('%(manifest)s names a compression Steward does not serve') % {"manifest": MANIFEST})
     if document["method"] == ONNX_METHOD:
         inputs = document.get("inputs")
         if (not isinstance(inputs, list) or not inputs or inputs[0] != "input_ids"
                 or not set(inputs) <= set(ONNX_INPUTS) or len(set(inputs)) != len(inputs)):
-            raise InputError(f"{MANIFEST} must list the graph's inputs, input_ids first, among {', '.join(ONNX_INPUTS)}")
+            raise InputError(_("%(manifest)s must list the graph's inputs, input_ids first, among %(value)s") % {"manifest": MANIFEST, "value": ', '.join(ONNX_INPUTS)})
         return document
     layers = document.get("layers")
     if not isinstance(layers, list) or not all(isinstance(name, str) for name in layers):
-        raise InputError(f"{MANIFEST} must list the quantised layers by name")
+        raise InputError(_('%(manifest)s must list the quantised layers by name') % {"manifest": MANIFEST})
     return document
 
 
@@ -147,12 +148,12 @@ def framework_of(folder: Path) -> str:
 
 def check_files(folder: Path) -> None:
     if not (folder / MANIFEST).is_file():
-        raise InputError(f"the compressed model folder lacks {MANIFEST}")
+        raise InputError(_('the compressed model folder lacks %(manifest)s') % {"manifest": MANIFEST})
     document = manifest(folder)
     weights = ONNX_FILE if document["method"] == ONNX_METHOD else INT8_FILE
     missing = [name for name in (weights, "config.json") if not (folder / name).is_file()]
     if missing:
-        raise InputError(f"the compressed model folder lacks {', '.join(missing)}")
+        raise InputError(_('the compressed model folder lacks %(value)s') % {"value": ', '.join(missing)})
     from inference.ml.hf_check import check_hf_folder
 
     check_hf_folder(folder)
@@ -168,9 +169,9 @@ def _check_graph(folder: Path, document: dict[str, Any]) -> Any:
     graph = check_onnx(folder / ONNX_FILE)
     inputs = [value.name for value in graph.graph.input]
     if inputs != document["inputs"]:
-        raise InputError(f"{ONNX_FILE} reads {', '.join(inputs)}, not the inputs {MANIFEST} names")
+        raise InputError(_('%(onnx_file)s reads %(value)s, not the inputs %(manifest)s names') % {"onnx_file": ONNX_FILE, "value": ', '.join(inputs), "manifest": MANIFEST})
     if [value.name for value in graph.graph.output] != ["logits"]:
-        raise InputError(f"{ONNX_FILE} must have one output, the logits")
+        raise InputError(_('%(onnx_file)s must have one output, the logits') % {"onnx_file": ONNX_FILE})
     return graph
 
 
@@ -187,14 +188,14 @@ def kept_float(layers: list[str], keep_float: list[str]) -> set[str]:
     for pattern in keep_float:
         matched = [name for name in layers if name == pattern or name.endswith("." + pattern)]
         if not matched:
-            raise InputError(f"no Linear layer of this model is named {pattern!r}")
+            raise InputError(_('no Linear layer of this model is named %(pattern)s') % {"pattern": f"{pattern!r}"})
         kept.update(matched)
     return kept
 
 
 def _replace(model: Any, names: list[str], make: Any) -> None:
     for name in names:
-        parent_name, _, child = name.rpartition(".")
+        parent_name, _dot, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, make(getattr(parent, child)))
 
@@ -212,7 +213,7 @@ def compress(model: Any, keep_float: list[str] | None = None) -> Any:
     kept = kept_float(layers, keep_float or [])
     chosen = [name for name in layers if name not in kept]
     if not chosen:
-        raise InputError("no Linear layer is left to quantise")
+        raise InputError(_('no Linear layer is left to quantise'))
     _untie_outputs(model, chosen)
     _replace(model, chosen, int8_linear().from_linear)
     return model
@@ -278,12 +279,12 @@ def load(folder: Path, model_class: Any, **options: Any) -> Any:
     check_files(folder)
     document = manifest(folder)
     if document["method"] != METHOD:
-        raise InputError(f"the folder holds a {document['method']} model, not int8 weights")
+        raise InputError(_('the folder holds a %(method)s model, not int8 weights') % {"method": document['method']})
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     model = model_class.from_config(config, trust_remote_code=False, dtype=torch.float32, **options)
     layers = linear_layers(model)
     if not set(document["layers"]) <= set(layers):
-        raise InputError("compression.json lists layers that are not Linear layers of this architecture")
+        raise InputError(_('compression.json lists layers that are not Linear layers of this architecture'))
     _untie_outputs(model, document["layers"])
     cls = int8_linear()
     _replace(model, document["layers"], lambda linear: cls(linear.in_features, linear.out_features,
@@ -293,14 +294,13 @@ def load(folder: Path, model_class: Any, **options: Any) -> Any:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
-        raise InputError(f"int8.safetensors holds tensors the architecture does not have: {', '.join(unexpected[:3])}")
+        raise InputError(_('int8.safetensors holds tensors the architecture does not have: %(value)s') % {"value": ', '.join(unexpected[:3])})
     tied = _tied_keys(model)
     if set(missing) - tied:
-        raise InputError(f"int8.safetensors lacks {', '.join(sorted(set(missing) - tied)[:3])}")
+        raise InputError(_('int8.safetensors lacks %(value)s') % {"value": ', '.join(sorted(set(missing) - tied)[:3])})
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape or (tensor.dtype == torch.int8) != (expected[key].dtype == torch.int8):
-            raise InputError(f"int8.safetensors: {key} has the shape {tuple(tensor.shape)} and type {tensor.dtype}, "
-                             f"not {tuple(expected[key].shape)} {expected[key].dtype}")
+            raise InputError(_('int8.safetensors: %(key)s has the shape %(value)s and type %(dtype)s, not %(value2)s %(dtype2)s') % {"key": key, "value": tuple(tensor.shape), "dtype": tensor.dtype, "value2": tuple(expected[key].shape), "dtype2": expected[key].dtype})
     model.load_state_dict(state, strict=False)
     return model.eval()
 
@@ -315,7 +315,7 @@ def export_onnx(model: Any, tokenizer: Any, source: Path, out: Path, *, source_s
 
     names = [name for name in ONNX_INPUTS if name in tokenizer.model_input_names]
     if "input_ids" not in names:
-        raise InputError("the tokenizer does not make input_ids; Steward exports token-id classifiers")
+        raise InputError(_('the tokenizer does not make input_ids; Steward exports token-id classifiers'))
 
     class Logits(torch.nn.Module):
         """The inputs by name, in the order the graph lists them, whatever the forward's signature."""
@@ -493,9 +493,9 @@ def measure_generative(source: Any, compressed: Any, tokenizer: Any, texts: list
         start = tokenizer.eos_token_id
     # one text at a time, as the engine scores a text: no padding, so the figures are those of each text alone
     source_nll, tokens = token_nll(source, tokenizer, texts, max_length=window, batch_size=1)
-    compressed_nll, _ = token_nll(compressed, tokenizer, texts, max_length=window, batch_size=1, beat=progress)
+    compressed_nll, _tokens = token_nll(compressed, tokenizer, texts, max_length=window, batch_size=1, beat=progress)
     if tokens == 0:
-        raise InputError("no held-out text is long enough to measure perplexity on")
+        raise InputError(_('no held-out text is long enough to measure perplexity on'))
     done = len(texts)
     with torch.inference_mode():
         agree = total = exact = 0

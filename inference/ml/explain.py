@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from inference.ml.words import _
+
 EXACT_MAX_FEATURES = 12
 MIN_EVALS, MAX_EVALS = 16, 5000
 WORD = re.compile(r"\S+")
@@ -213,7 +215,7 @@ class TextExplainer:
                 start += 1  # a byte-level BPE token carries the space before its word ("Ġcapital")
             if end <= start:
                 continue  # special tokens
-            for i, (first, last, _) in enumerate(spans):
+            for i, (first, last, _word) in enumerate(spans):
                 if first <= start < last:
                     sums[i] += float(value)
                     break
@@ -327,17 +329,6 @@ def summary_of(result: dict[str, Any]) -> str:
     """The summary of a stored explanation, in the reader's language (the stored one is the worker's)."""
     names = {f.name for f in fields(Explained)}
     return summary(Explained(**{k: v for k, v in result.items() if k in names}))
-
-
-def _(text: str) -> str:
-    """Translated where Django runs (the portal, in the request's language); as written where only the
-    ML stack is installed (the GPU checks run without Django)."""
-    try:
-        from django.utils.translation import gettext
-
-        return gettext(text)
-    except Exception:  # Django absent or not configured
-        return text
 
 
 def _word_key(word: str) -> str:

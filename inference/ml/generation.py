@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference.ml.words import _
+
 logger = logging.getLogger("steward.inference")
 
 GREEDY_TEMPERATURE = 1e-6  # see the module's docstring
@@ -164,7 +166,7 @@ class Generator:
 
     def chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
         if not self.chat_template:
-            raise GenerationError("This model has no chat template; use /v1/completions with a prompt.")
+            raise GenerationError(_('This model has no chat template; use /v1/completions with a prompt.'))
         ids: Any = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if hasattr(ids, "keys"):  # a BatchEncoding in recent transformers
             ids = ids["input_ids"]
@@ -179,8 +181,7 @@ class Generator:
     def check_room(self, prompt_tokens: int, max_tokens: int) -> None:
         if prompt_tokens + max_tokens > self.context:
             raise GenerationError(
-                f"The prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}: together they exceed the "
-                f"model's context of {self.context} tokens. Shorten the prompt or ask for fewer tokens.")
+                _("The prompt has %(prompt_tokens)s tokens and max_tokens is %(max_tokens)s: together they exceed the model's context of %(context)s tokens. Shorten the prompt or ask for fewer tokens.") % {"prompt_tokens": prompt_tokens, "max_tokens": max_tokens, "context": self.context})
 
     # --- generation ------------------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class Generator:
                     output = inbox.get(timeout=wait)
                 except queue.Empty:
                     self.manager.cancel_request(request_id)
-                    raise TimeoutError("the generation ran past its deadline") from None
+                    raise TimeoutError(_('the generation ran past its deadline')) from None
                 if output is None:
                     raise RuntimeError("the generation loop stopped")
                 if output.error:
@@ -264,9 +265,9 @@ class Generator:
         cache = _plain_cache(self.model)
         step_input = torch.tensor([ids], device=self.device)
         with torch.inference_mode():
-            for _ in range(sampling.max_tokens):
+            for _step in range(sampling.max_tokens):
                 if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError("the generation ran past its deadline")
+                    raise TimeoutError(_('the generation ran past its deadline'))
                 out = self.model(input_ids=step_input, past_key_values=cache, use_cache=True)
                 cache = out.past_key_values
                 logits = out.logits[0, -1].float()
@@ -305,7 +306,7 @@ class Generator:
         import torch
 
         if len(ids) > self.context:
-            raise GenerationError(f"The text has {len(ids)} tokens, more than the model's context of {self.context}.")
+            raise GenerationError(_("The text has %(count)s tokens, more than the model's context of %(context)s.") % {"count": len(ids), "context": self.context})
         with self._alone, torch.inference_mode():
             logits = self.model(input_ids=torch.tensor([ids], device=self.device),
                                 past_key_values=_plain_cache(self.model), use_cache=True).logits[0].float()
@@ -326,7 +327,7 @@ class Generator:
         ids = np.asarray(ids)
         rows, length = ids.shape
         if length > self.context:
-            raise GenerationError(f"The text has {length} tokens, more than the model's context of {self.context}.")
+            raise GenerationError(_("The text has %(length)s tokens, more than the model's context of %(context)s.") % {"length": length, "context": self.context})
         prefix = min(prefix, int(positions[0]))  # a scoring position must be in the part that is run
         keep = length - int(positions[0])  # logits from the first scoring position on, not at every position
         with self._alone, torch.inference_mode():
@@ -447,5 +448,5 @@ def perplexity(generator: Generator, texts: Sequence[str], *, window: int = 512)
         total -= sum(item.logprob for item in scored if item.logprob is not None)
         count += len(ids) - 1
     if count == 0:
-        raise GenerationError("No text long enough to measure perplexity on.")
+        raise GenerationError(_('No text long enough to measure perplexity on.'))
     return math.exp(total / count)

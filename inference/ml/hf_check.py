@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from inference.ml.schema import InputError
+from inference.ml.words import _
 
 CONFIG_FILES = ("config.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
                 "preprocessor_config.json")
@@ -46,13 +47,11 @@ def check_hf_folder(folder: Path) -> None:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{name} is not valid JSON") from None
+            raise InputError(_('%(name)s is not valid JSON') % {"name": name}) from None
         if isinstance(document, dict) and ("auto_map" in document or document.get("trust_remote_code")):
-            raise InputError(f"{name} asks for code of its own (auto_map); only architectures that transformers "
-                             "ships are accepted")
+            raise InputError(_('%(name)s asks for code of its own (auto_map); only architectures that transformers ships are accepted') % {"name": name})
         for key, value in _paths(document):
             if _outside(value):
-                raise InputError(f"{name} names a file outside the model folder ({key}); every file it uses must "
-                                 "be in the archive")
+                raise InputError(_('%(name)s names a file outside the model folder (%(key)s); every file it uses must be in the archive') % {"name": name, "key": key})
     for path in folder.rglob("*.py"):
-        raise InputError(f"the archive holds Python code ({path.name}); model folders are data only")
+        raise InputError(_('the archive holds Python code (%(name)s); model folders are data only') % {"name": path.name})

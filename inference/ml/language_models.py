@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from inference.ml.predictors import TEXT_MAX_TOKENS, ArtifactInfo, TextClassifier, parameter_bytes, register_predictor
 from inference.ml.schema import InputError, validate_text_inputs
+from inference.ml.words import _
 
 
 class CausalLanguageModel:
@@ -31,24 +32,24 @@ class CausalLanguageModel:
         missing = [name for name in cls.REQUIRED if not (folder / name).is_file()]
         if not any(folder.glob("*.safetensors")):
             if (folder / "pytorch_model.bin").exists():
-                raise InputError("pickled weights (pytorch_model.bin) are refused: upload safetensors")
+                raise InputError(_('pickled weights (pytorch_model.bin) are refused: upload safetensors'))
             missing.append("model.safetensors")
         if not (folder / "tokenizer.json").is_file():
             missing.append("tokenizer.json")
         if missing:
-            raise InputError(f"the model folder lacks {', '.join(missing)}")
+            raise InputError(_('the model folder lacks %(value)s') % {"value": ', '.join(missing)})
         from inference.ml.hf_check import check_hf_folder
 
         check_hf_folder(folder)
 
     def load(self, folder: Path, device: str) -> None:
-        raise InputError("a generative model is served by the generation workers, not as a classifier")
+        raise InputError(_('a generative model is served by the generation workers, not as a classifier'))
 
     def validate(self, inputs: list[Any]) -> list[Any]:
-        raise InputError("a generative model does not classify: use /v1/chat/completions or /v1/completions")
+        raise InputError(_('a generative model does not classify: use /v1/chat/completions or /v1/completions'))
 
     def predict_proba(self, inputs: list[Any]) -> Any:
-        raise InputError("a generative model does not classify: use /v1/chat/completions or /v1/completions")
+        raise InputError(_('a generative model does not classify: use /v1/chat/completions or /v1/completions'))
 
     def memory_bytes(self) -> int:
         return 0
@@ -74,7 +75,7 @@ class CausalLanguageModel:
                                  pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
         made = out[0, len(ids):].tolist()
         if not made:
-            raise InputError("the model generated no token from an example prompt")
+            raise InputError(_('the model generated no token from an example prompt'))
         context = int(getattr(model.config, "max_position_embeddings", 0) or 0)
         return ArtifactInfo(cls.task, cls.framework, [], {"chat_template": chat, "context": context,
                                                           "architecture": type(model).__name__},
@@ -92,7 +93,7 @@ class Int8CausalLanguageModel(CausalLanguageModel):
 
         compression.check_files(folder)
         if not (folder / "tokenizer.json").is_file():
-            raise InputError("the model folder lacks tokenizer.json")
+            raise InputError(_('the model folder lacks tokenizer.json'))
 
 
 def load_causal_lm(folder: Path, **options: Any) -> Any:
@@ -200,7 +201,7 @@ class SentenceEncoder:
             elif modes == ["pooling_mode_cls_token"]:
                 pooling = "cls"
             else:
-                raise InputError(f"the pooling {', '.join(modes) or 'none'} is not supported: mean or CLS only")
+                raise InputError(_('the pooling %(value)s is not supported: mean or CLS only') % {"value": ', '.join(modes) or 'none'})
         modules = folder / "modules.json"
         if modules.is_file():
             kinds = [m.get("type", "") for m in json.loads(modules.read_text()) if isinstance(m, dict)]

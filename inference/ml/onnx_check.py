@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from inference.ml.schema import InputError
+from inference.ml.words import _
 
 # The operator sets onnxruntime implements itself and that exporters (torch.onnx, skl2onnx) emit.
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
@@ -64,12 +65,11 @@ def _external_location(tensor: Any, folder: Path) -> None:
     relative = PurePosixPath(location.replace("\\", "/"))
     if not location or relative.is_absolute() or ".." in relative.parts or ":" in location:
         raise InputError(
-            f"tensor {tensor.name!r} keeps its data in a file outside the archive; external data must be a "
-            "file inside the archive, named by a relative path"
+            _('tensor %(name)s keeps its data in a file outside the archive; external data must be a file inside the archive, named by a relative path') % {"name": f"{tensor.name!r}"}
         )
     target = (folder / relative).resolve()
     if not target.is_relative_to(folder.resolve()) or not target.is_file() or target.is_symlink():
-        raise InputError(f"tensor {tensor.name!r} names an external data file that the archive does not hold")
+        raise InputError(_('tensor %(name)s names an external data file that the archive does not hold') % {"name": f"{tensor.name!r}"})
 
 
 def check_onnx(path: Path) -> Any:
@@ -82,20 +82,18 @@ def check_onnx(path: Path) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # protobuf raises DecodeError and others for bytes that are not ONNX
-        raise InputError("model.onnx is not an ONNX model") from None
+        raise InputError(_('model.onnx is not an ONNX model')) from None
     if model.functions:
-        raise InputError("model.onnx defines functions of its own; export it with standard operators only "
-                         "(torch.onnx.export inlines them by default)")
+        raise InputError(_('model.onnx defines functions of its own; export it with standard operators only (torch.onnx.export inlines them by default)'))
     domains = {entry.domain for entry in model.opset_import}
     unknown = sorted(domains - STANDARD_DOMAINS)
     if unknown:
-        raise InputError(f"model.onnx uses operator sets outside the ONNX standard: {', '.join(unknown)}")
+        raise InputError(_('model.onnx uses operator sets outside the ONNX standard: %(value)s') % {"value": ', '.join(unknown)})
     for graph in _graphs(model.graph):
         for node in graph.node:
             if node.domain not in STANDARD_DOMAINS:
                 raise InputError(
-                    f"model.onnx uses the operator {node.op_type!r} of domain {node.domain!r}, which is not a "
-                    "standard ONNX operator"
+                    _('model.onnx uses the operator %(op_type)s of domain %(domain)s, which is not a standard ONNX operator') % {"op_type": f"{node.op_type!r}", "domain": f"{node.domain!r}"}
                 )
     for tensor in _tensors(model.graph):
         _external_location(tensor, path.parent)
@@ -103,5 +101,5 @@ def check_onnx(path: Path) -> Any:
         onnx.checker.check_model(str(path))  # by path: external data is looked for beside it
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "invalid graph"
-        raise InputError(f"model.onnx is not a valid ONNX graph: {first}") from None
+        raise InputError(_('model.onnx is not a valid ONNX graph: %(first)s') % {"first": first}) from None
     return model

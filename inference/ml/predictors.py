@@ -22,6 +22,7 @@ from inference.ml.schema import (
     validate_tabular_inputs,
     validate_text_inputs,
 )
+from inference.ml.words import _
 
 logger = logging.getLogger("steward.inference")
 
@@ -73,7 +74,7 @@ def predictor_class(task: str, framework: str | None = None) -> type[Predictor]:
     """The predictor that serves a version of `task` stored in `framework` (None: the upload format)."""
     found = _UPLOADS.get(task) if framework is None else _PREDICTORS.get((task, framework))
     if found is None:
-        raise InputError(f"no predictor for task {task!r} in format {framework!r}")
+        raise InputError(_('no predictor for task %(task)s in format %(framework)s') % {"task": f"{task!r}", "framework": f"{framework!r}"})
     return found
 
 
@@ -108,9 +109,9 @@ class TextClassifier:
         if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
             missing.append("tokenizer.json or vocab.txt")
         if (folder / "pytorch_model.bin").exists() and not (folder / "model.safetensors").exists():
-            raise InputError("pickled weights (pytorch_model.bin) are refused: upload model.safetensors")
+            raise InputError(_('pickled weights (pytorch_model.bin) are refused: upload model.safetensors'))
         if missing:
-            raise InputError(f"the model folder lacks {', '.join(missing)}")
+            raise InputError(_('the model folder lacks %(value)s') % {"value": ', '.join(missing)})
         from inference.ml.hf_check import check_hf_folder
 
         check_hf_folder(folder)
@@ -210,15 +211,14 @@ class TabularClassifier:
     def check_files(cls, folder: Path) -> dict[str, Any]:
         if (folder / "model.pt").exists() and not (folder / cls.MODEL_FILE).exists():
             raise InputError(
-                "TorchScript (model.pt) is no longer accepted: it can run code of its own. Export the model to "
-                "ONNX (model.onnx; the README shows how for PyTorch and scikit-learn)"
+                _('TorchScript (model.pt) is no longer accepted: it can run code of its own. Export the model to ONNX (model.onnx; the README shows how for PyTorch and scikit-learn)')
             )
         missing = [n for n in (cls.MODEL_FILE, "schema.json") if not (folder / n).is_file()]
         if missing:
-            raise InputError(f"a tabular model needs model.onnx and schema.json; missing {', '.join(missing)}")
+            raise InputError(_('a tabular model needs model.onnx and schema.json; missing %(value)s') % {"value": ', '.join(missing)})
         schema = read_schema(folder)
         if schema.get("output", "logits") not in ("logits", "probabilities"):
-            raise InputError("schema.json's 'output' is 'logits' (the default) or 'probabilities'")
+            raise InputError(_("schema.json's 'output' is 'logits' (the default) or 'probabilities'"))
         return schema
 
     def load(self, folder: Path, device: str) -> None:
@@ -237,14 +237,14 @@ class TabularClassifier:
         try:
             self.session = ort.InferenceSession(str(folder / self.MODEL_FILE), options, providers=providers)
         except Exception:  # onnxruntime's errors can quote the graph: say what failed, not what it said
-            raise InputError("onnxruntime cannot load model.onnx") from None
+            raise InputError(_('onnxruntime cannot load model.onnx')) from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
-            raise InputError(f"model.onnx must take one input (the encoded feature matrix); it takes {len(inputs)}")
+            raise InputError(_('model.onnx must take one input (the encoded feature matrix); it takes %(count)s') % {"count": len(inputs)})
         self.input_name = inputs[0].name
         floats = [o for o in self.session.get_outputs() if o.type in ("tensor(float)", "tensor(double)")]
         if not floats:
-            raise InputError("model.onnx has no floating-point output to read scores from")
+            raise InputError(_('model.onnx has no floating-point output to read scores from'))
         self.output_name = floats[0].name
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         self.size = (folder / self.MODEL_FILE).stat().st_size
@@ -280,10 +280,9 @@ class TabularClassifier:
         except Exception as exc:  # the graph failed on a valid row; its message may quote the model
             if "allocate memory" in str(exc):
                 raise MemoryError from None
-            raise InputError("the model fails on an example row built from schema.json") from None
+            raise InputError(_('the model fails on an example row built from schema.json')) from None
         if proba.ndim != 2 or proba.shape != (1, len(predictor.labels)):
-            raise InputError(f"the model returns scores of shape {tuple(proba.shape)} for one row and "
-                             f"{len(predictor.labels)} labels")
+            raise InputError(_('the model returns scores of shape %(value)s for one row and %(count)s labels') % {"value": tuple(proba.shape), "count": len(predictor.labels)})
         example = predictions_from_proba(predictor.labels, proba)[0]
         # where people start in the playground: a typical row of the shipped training sample
         schema = {**predictor.schema, "typical": typical_row(predictor.schema, predictor.background)}
@@ -321,7 +320,7 @@ class LegacyTorchScriptTabular(TabularClassifier):
 
     @classmethod
     def inspect(cls, folder: Path) -> ArtifactInfo:
-        raise InputError("TorchScript is no longer accepted for new versions; export the model to ONNX")
+        raise InputError(_('TorchScript is no longer accepted for new versions; export the model to ONNX'))
 
 
 def onnx_threads() -> int:
@@ -334,9 +333,9 @@ def read_schema(folder: Path) -> dict[str, Any]:
     try:
         return check_schema(json.loads((folder / "schema.json").read_text()))
     except FileNotFoundError:
-        raise InputError("a tabular model needs schema.json") from None
+        raise InputError(_('a tabular model needs schema.json')) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"schema.json is not valid JSON: {exc}") from None
+        raise InputError(_('schema.json is not valid JSON: %(exc)s') % {"exc": exc}) from None
 
 
 def read_background(schema: dict[str, Any], folder: Path, max_rows: int) -> list[dict[str, Any]]:
@@ -347,13 +346,13 @@ def read_background(schema: dict[str, Any], folder: Path, max_rows: int) -> list
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"background.jsonl is not JSON lines: {exc}") from None
+        raise InputError(_('background.jsonl is not JSON lines: %(exc)s') % {"exc": exc}) from None
     if not 1 <= len(rows) <= max_rows:
-        raise InputError(f"background.jsonl needs 1 to {max_rows} rows; it has {len(rows)}")
+        raise InputError(_('background.jsonl needs 1 to %(max_rows)s rows; it has %(count)s') % {"max_rows": max_rows, "count": len(rows)})
     try:
         return validate_tabular_inputs(schema, rows)
     except InputError as exc:
-        raise InputError(f"background.jsonl does not fit schema.json: {exc}") from None
+        raise InputError(_('background.jsonl does not fit schema.json: %(exc)s') % {"exc": exc}) from None
 
 
 class Int8TextClassifier(TextClassifier):
@@ -367,7 +366,7 @@ class Int8TextClassifier(TextClassifier):
 
         compression.check_files(folder)
         if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
-            raise InputError("the model folder lacks tokenizer.json or vocab.txt")
+            raise InputError(_('the model folder lacks tokenizer.json or vocab.txt'))
 
     def load(self, folder: Path, device: str) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -400,9 +399,9 @@ class OnnxTextClassifier(TextClassifier):
 
         compression.check_files(folder)
         if compression.manifest(folder)["method"] != compression.ONNX_METHOD:
-            raise InputError("the folder does not hold an ONNX export")
+            raise InputError(_('the folder does not hold an ONNX export'))
         if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
-            raise InputError("the model folder lacks tokenizer.json or vocab.txt")
+            raise InputError(_('the model folder lacks tokenizer.json or vocab.txt'))
 
     def load(self, folder: Path, device: str) -> None:
         import torch
@@ -449,4 +448,4 @@ def inspect_artifact(task: str, folder: Path) -> ArtifactInfo:
         raise
     except Exception as exc:  # a broken upload fails in many ways inside transformers; its text may quote files
         logger.info("artifact check failed: %s: %s", type(exc).__name__, str(exc)[:500])
-        raise InputError(f"the model does not load ({type(exc).__name__})") from None
+        raise InputError(_('the model does not load (%(name)s)') % {"name": type(exc).__name__}) from None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.ml.dp_accounting import ACCOUNTANT, EpsilonMeter, Plan, learning_rate_at
+from inference.ml.words import _
 
 MAX_LENGTH = 64
 
@@ -147,7 +148,7 @@ class Private:
         """The same from per-sample losses the caller computed (a language model's mean token loss per
         text); book-keeping clipping only, which takes any per-sample loss."""
         if self._backward_losses is None:
-            raise NotTrainable("per-sample losses need book-keeping clipping")
+            raise NotTrainable(_('per-sample losses need book-keeping clipping'))
         return self._backward_losses(losses)
 
     @property

@@ -23,6 +23,7 @@ from typing import Any
 
 from inference.ml.dp_accounting import Plan
 from inference.ml.private import Checkpoint, NotTrainable, Outcome, Private, Progress, train_loop
+from inference.ml.words import _
 
 MAX_LENGTH = 128
 ADAPTER_DEFAULTS: dict[str, Any] = {"method": "lora", "rank": 8, "alpha": 16, "targets": ["q_proj", "v_proj"]}
@@ -43,8 +44,7 @@ def check_adapter(model: Any, adapter: dict[str, Any]) -> None:
     linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     missing = [t for t in adapter["targets"] if t not in linear]
     if missing:
-        raise NotTrainable(f"the model has no Linear layer called {', '.join(missing)}; its layers are "
-                           f"{', '.join(sorted(linear))}")
+        raise NotTrainable(_('the model has no Linear layer called %(value)s; its layers are %(value2)s') % {"value": ', '.join(missing), "value2": ', '.join(sorted(linear))})
 
 
 def with_adapters(base: Any, adapter: dict[str, Any]) -> Any:
@@ -159,7 +159,7 @@ def perplexity(model: Any, tokenizer: Any, texts: list[str], *, device: str = "c
     total, count = token_nll(model, tokenizer, texts, max_length=max_length, device=device, batch_size=batch_size,
                              beat=None if beat is None else lambda done: beat())
     if not count:
-        raise NotTrainable("no held-out text is long enough to measure perplexity on")
+        raise NotTrainable(_('no held-out text is long enough to measure perplexity on'))
     return math.exp(total / count)
 
 

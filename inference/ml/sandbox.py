@@ -23,6 +23,7 @@ from typing import Any
 
 from inference.ml.predictors import ArtifactInfo
 from inference.ml.schema import InputError
+from inference.ml.words import _
 
 logger = logging.getLogger("steward.inference")
 
@@ -94,7 +95,7 @@ def _probe(arguments: list[str], label: str, limits: Limits) -> ArtifactInfo:
             os.killpg(child.pid, signal.SIGKILL)
             child.communicate()
             raise CheckTimedOut(
-                f"the model did not load and answer an example within {limits.seconds:g} seconds"
+                _('the model did not load and answer an example within %(seconds)s seconds') % {"seconds": f"{limits.seconds:g}"}
             ) from None
         finally:
             if child.poll() is None:
@@ -116,7 +117,6 @@ def _verdict(returncode: int, out: bytes) -> ArtifactInfo:
     if "refused" in verdict:
         raise InputError(str(verdict["refused"]))
     if returncode in (-signal.SIGKILL, -signal.SIGXCPU):
-        raise CheckTimedOut("the model used more CPU time than a check may")
+        raise CheckTimedOut(_('the model used more CPU time than a check may'))
     # killed by the memory limit (a failed allocation ends in an abort) or crashed in native code
-    raise InputError("the model could not be loaded and run within the memory a check may use "
-                     f"({'exit ' + str(returncode) if returncode >= 0 else 'signal ' + str(-returncode)})")
+    raise InputError(_('the model could not be loaded and run within the memory a check may use (%(value)s)') % {"value": 'exit ' + str(returncode) if returncode >= 0 else 'signal ' + str(-returncode)})

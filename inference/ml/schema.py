@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from inference.ml.words import _
+
 
 class InputError(ValueError):
     """An input does not fit the model; `errors` maps a row (and field) to a message."""
@@ -17,29 +19,29 @@ class InputError(ValueError):
 def check_schema(schema: Any) -> dict[str, Any]:
     """Validates a tabular schema document; returns it normalised."""
     if not isinstance(schema, dict) or not isinstance(schema.get("features"), list) or not schema["features"]:
-        raise InputError("the schema needs a non-empty 'features' list")
+        raise InputError(_("the schema needs a non-empty 'features' list"))
     seen = set()
     for feature in schema["features"]:
         name = feature.get("name") if isinstance(feature, dict) else None
         if not isinstance(name, str) or not name or name in seen:
-            raise InputError(f"every feature needs a unique name (got {name!r})")
+            raise InputError(_('every feature needs a unique name (got %(name)s)') % {"name": f"{name!r}"})
         seen.add(name)
         kind = feature.get("type")
         if kind == "number":
             for key in ("mean", "std"):
                 if not isinstance(feature.get(key), (int, float)):
-                    raise InputError(f"number feature {name!r} needs '{key}' for its encoding")
+                    raise InputError(_("number feature %(name)s needs '%(key)s' for its encoding") % {"name": f"{name!r}", "key": key})
             if feature["std"] <= 0:
-                raise InputError(f"number feature {name!r} needs a positive 'std'")
+                raise InputError(_("number feature %(name)s needs a positive 'std'") % {"name": f"{name!r}"})
         elif kind == "category":
             values = feature.get("values")
             if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-                raise InputError(f"category feature {name!r} needs a list of string 'values'")
+                raise InputError(_("category feature %(name)s needs a list of string 'values'") % {"name": f"{name!r}"})
         else:
-            raise InputError(f"feature {name!r} has type {kind!r}; use 'number' or 'category'")
+            raise InputError(_("feature %(name)s has type %(kind)s; use 'number' or 'category'") % {"name": f"{name!r}", "kind": f"{kind!r}"})
     labels = schema.get("labels")
     if not isinstance(labels, list) or len(labels) < 2:
-        raise InputError("the schema needs 'labels', two or more")
+        raise InputError(_("the schema needs 'labels', two or more"))
     return schema
 
 
@@ -49,7 +51,7 @@ def encoded_width(schema: dict[str, Any]) -> int:
 
 def validate_row(schema: dict[str, Any], row: Any) -> dict[str, Any]:
     if not isinstance(row, dict):
-        raise InputError("expected an object of features", {"_": "not an object"})
+        raise InputError(_('expected an object of features'), {"_": "not an object"})
     names = {f["name"] for f in schema["features"]}
     errors: dict[str, str] = {}
     for unknown in sorted(set(row) - names):
@@ -77,7 +79,7 @@ def validate_row(schema: dict[str, Any], row: Any) -> dict[str, Any]:
                 continue
             clean[name] = value
     if errors:
-        raise InputError("The features do not fit the model's schema", errors)
+        raise InputError(_("The features do not fit the model's schema"), errors)
     return clean
 
 
@@ -127,7 +129,7 @@ def validate_text_inputs(inputs: list[Any]) -> list[str]:
         else:
             texts.append(text)
     if errors:
-        raise InputError("Some inputs are not texts this model can read", errors)
+        raise InputError(_('Some inputs are not texts this model can read'), errors)
     return texts
 
 
@@ -139,7 +141,7 @@ def validate_tabular_inputs(schema: dict[str, Any], inputs: list[Any]) -> list[d
         except InputError as exc:
             errors[str(i)] = exc.errors
     if errors:
-        raise InputError("Some inputs do not fit the model's input schema", errors)
+        raise InputError(_("Some inputs do not fit the model's input schema"), errors)
     return rows
 
 
@@ -161,7 +163,7 @@ def rows_from_records(schema: dict[str, Any], records: list[dict[str, Any]], *,
                 try:
                     row[feature] = float(value)
                 except ValueError:
-                    raise InputError(f"Line {line}: {feature} is not a number ({value!r}).") from None
+                    raise InputError(_('Line %(line)s: %(feature)s is not a number (%(value)s).') % {"line": line, "feature": feature, "value": f"{value!r}"}) from None
             else:
                 row[feature] = value
         rows.append(row)

@@ -195,6 +195,14 @@ def test_a_refusal_of_the_api_reads_in_the_callers_language(tabular) -> None:
     assert chinese.json()["error"]["code"] == english.json()["error"]["code"]
     assert chinese.json()["error"]["message"] == "本组织中没有名为 'nosuch' 的模型。"
     assert english.json()["error"]["message"] == "No model named 'nosuch' in this organisation."
+    # an input that does not fit the model's schema: refused by the ML layer's check, in the caller's language
+    rows = {"inputs": [{"income": "lots", "region": "north"}]}
+    chinese = api.post("/api/v1/models/credit/predict", rows, format="json", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    english = api.post("/api/v1/models/credit/predict", rows, format="json", HTTP_ACCEPT_LANGUAGE="en")
+    assert chinese.status_code == english.status_code == 400
+    assert chinese.json()["error"]["code"] == english.json()["error"]["code"]
+    assert english.json()["error"]["message"].startswith("Some inputs do not fit the model's input schema")
+    assert chinese.json()["error"]["message"].startswith("部分输入不符合模型的输入模式")
 
 
 def test_every_stage_a_worker_writes_is_said_in_the_readers_language() -> None:
