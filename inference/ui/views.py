@@ -26,6 +26,7 @@ from inference.ui.explanations import card_section
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
 from portal.platform.exceptions import PortalError
+from portal.platform.said import said
 from portal.templatetags.steward import TASKS
 from portal.web.access import capability_required, forbidden, member_required
 
@@ -88,7 +89,7 @@ def model_register(request: HttpRequest) -> HttpResponse:
             form.add_error("archive", exc.message)
         else:
             if upload.status == JobStatus.FAILED:
-                form.add_error("archive", upload.error)
+                form.add_error("archive", said(upload.error))  # the worker's words, in the reader's language
             elif upload.version is not None:
                 messages.success(request, _("Registered %(version)s as a draft. Submit it for review when its "
                                             "card is complete.") % {"version": upload.version})
@@ -235,30 +236,47 @@ def completion_detail(request: HttpRequest, pk: int) -> HttpResponse:
     })
 
 
+# the words of a guardrail decision as inference/services/guard_runs.py records it
+GUARD_STAGES = {"input": gettext_lazy("prompt"), "output": gettext_lazy("answer")}
+GUARD_CHECKS = {"pii": gettext_lazy("personal data"), "moderation": gettext_lazy("moderation"),
+                "pattern": gettext_lazy("blocked pattern"), "patterns": gettext_lazy("blocked patterns"),
+                "max_output_tokens": gettext_lazy("output length")}
+GUARD_DECISIONS = {"blocked": gettext_lazy("blocked"), "limited": gettext_lazy("limited"),
+                   "masked": gettext_lazy("masked"), "passed": gettext_lazy("passed"),
+                   "stopped": gettext_lazy("stopped"), "flagged": gettext_lazy("flagged"),
+                   "checked": gettext_lazy("checked")}
+
+
 def _decision_row(decision: dict[str, Any]) -> dict[str, str]:
     """A guardrail decision as a row of the completion's page: where, which check, what it did, why."""
-    said = []
+    details = []
     if decision.get("masked"):
-        said.append("masked " + ", ".join(f"[{label}] x{n}" for label, n in decision["masked"].items()))
+        details.append(_("masked %(labels)s") % {
+            "labels": ", ".join(f"[{label}] x{n}" for label, n in decision["masked"].items())})
     if decision.get("scores"):
-        said.append("scores " + ", ".join(f"{c} {s:.3f}" for c, s in decision["scores"].items()))
+        details.append(_("scores %(scores)s") % {
+            "scores": ", ".join(f"{c} {s:.3f}" for c, s in decision["scores"].items())})
     if decision.get("max_scores"):
-        said.append("highest scores " + ", ".join(f"{c} {s:.3f}" for c, s in decision["max_scores"].items()))
+        details.append(_("highest scores %(scores)s") % {
+            "scores": ", ".join(f"{c} {s:.3f}" for c, s in decision["max_scores"].items())})
     if "threshold" in decision:
-        said.append(f"threshold {decision['threshold']}")
+        details.append(_("threshold %(threshold)s") % {"threshold": decision["threshold"]})
     if decision.get("pattern"):
-        said.append(f"blocked pattern {decision['pattern']}")
+        details.append(_("blocked pattern %(pattern)s") % {"pattern": decision["pattern"]})
     if decision.get("sentences"):
-        said.append(f"{decision['sentences']} sentence(s) checked")
+        details.append(_("%(count)s sentence(s) checked") % {"count": decision["sentences"]})
     if decision.get("limit"):
-        said.append(f"asked {decision['asked']} tokens, limited to {decision['limit']}")
+        details.append(_("asked %(asked)s tokens, limited to %(limit)s") % {"asked": decision["asked"],
+                                                                          "limit": decision["limit"]})
     if decision.get("sentence"):
-        said.append(f"sentence withheld: “{decision['sentence']}”")
-    where = decision.get("stage", "")
+        details.append(_("sentence withheld: “%(sentence)s”") % {"sentence": decision["sentence"]})
+    where = str(GUARD_STAGES.get(decision.get("stage", ""), decision.get("stage", "")))
     if "choice" in decision:
-        where += f" (choice {decision['choice']})"
-    return {"stage": where, "check": str(decision.get("check", "")).replace("_", " "),
-            "action": str(decision.get("action", "")), "detail": "; ".join(said)}
+        where += " " + _("(choice %(choice)s)") % {"choice": decision["choice"]}
+    check = str(decision.get("check", ""))
+    return {"stage": where, "check": str(GUARD_CHECKS.get(check, check.replace("_", " "))),
+            "action": str(GUARD_DECISIONS.get(str(decision.get("action", "")), decision.get("action", ""))),
+            "detail": "; ".join(details)}
 
 
 @member_required

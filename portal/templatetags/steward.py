@@ -9,6 +9,7 @@ from django import template
 from django.utils.translation import gettext_lazy as _
 
 from portal.accounts.roles import ROLE_LABELS
+from portal.platform.said import said
 
 register = template.Library()
 
@@ -63,3 +64,6 @@ FILTERS: dict[str, dict[str, Any]] = {
 }
 for _name, _table in FILTERS.items():
     register.filter(_name, _words(_table))
+
+# `{{ job.error|said }}`: a sentence a worker stored in English, in the reader's language (portal/platform/said.py)
+register.filter("said", said)

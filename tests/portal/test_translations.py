@@ -289,3 +289,22 @@ def test_dates_are_written_as_each_language_writes_them(tabular) -> None:
         page = reader.get("/members/").content.decode()
     today = timezone.localdate()
     assert f"{today.year}年{today.month}月{today.day}日" in page and today.isoformat() not in page
+
+
+def test_a_sentence_a_worker_stored_in_english_is_said_in_the_readers_language() -> None:
+    """A job's error is stored as the worker wrote it (English, no reader); the page says it again from the
+    catalogue's message it was made of, values kept, or shows it as stored when the catalogue lacks it."""
+    from django.utils import translation
+
+    from inference.ml.words import _ as ml_words
+    from portal.platform.said import said
+
+    stored = ml_words("the archive holds more than %(max_members)s files") % {"max_members": 2000}
+    nested = "The CSV file is not readable (line 7: a field is longer than 131,072 characters)."
+    with translation.override("zh-hans"):
+        assert said(stored) == "归档包含超过 2000 个文件"
+        assert said("No generation worker is running; try again shortly.") == "没有正在运行的生成工作进程；请稍后重试。"
+        assert said(nested) == "CSV 文件无法读取（第 7 行：某个字段超过 131,072 个字符）。"
+        assert said("CUDA error: an illegal memory access") == "CUDA error: an illegal memory access"
+    with translation.override("en-gb"):
+        assert said(stored) == stored
