@@ -415,11 +415,11 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_MANIFEST_STRICT = False
 LANGUAGE_CODE = "en-gb"
-# The languages the portal offers (the top bar's switcher, Accept-Language): a language is offered once
-# its catalogue is complete (`manage.py translations_check`: every template string marked, every entry
-# translated and none fuzzy), so that nobody meets a page half in one language and half in another.
+# The languages the portal offers (the top bar's switcher, Accept-Language): both catalogues are complete
+# (`manage.py translations_check`, run by CI: every template string marked, every entry translated and none
+# fuzzy). STEWARD_LANGUAGES=en-gb offers English alone.
 KNOWN_LANGUAGES = {"en-gb": "English", "zh-hans": "简体中文"}
-_offered = env_list("STEWARD_LANGUAGES", default=["en-gb"])
+_offered = env_list("STEWARD_LANGUAGES", default=["en-gb", "zh-hans"])
 if LANGUAGE_CODE not in _offered or not set(_offered) <= set(KNOWN_LANGUAGES):
     raise ImproperlyConfigured(f"STEWARD_LANGUAGES must list en-gb, and only these: {', '.join(KNOWN_LANGUAGES)}")
 LANGUAGES = [(code, KNOWN_LANGUAGES[code]) for code in dict.fromkeys(_offered)]

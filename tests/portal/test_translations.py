@@ -96,8 +96,14 @@ def test_the_catalogue_check_finds_missing_fuzzy_untranslated_and_obsolete_entri
                      ("placeholders", "Job %(number)s queued: %(rows)s rows.")}
 
 
-def test_only_english_is_offered_until_the_chinese_catalogue_is_complete(client) -> None:
-    page = client.get("/login/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+def test_both_languages_are_offered_by_default_and_an_operator_may_offer_english_alone(client) -> None:
+    from django.conf import settings
+
+    assert [code for code, _ in settings.LANGUAGES] == ["en-gb", "zh-hans"]  # the default (STEWARD_LANGUAGES)
+    html = client.get("/login/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9").content.decode()
+    assert '<html lang="zh-hans">' in html and 'data-testid="language-switch"' in html
+    with override_settings(LANGUAGES=[("en-gb", "English")]):
+        page = client.get("/login/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
     html = page.content.decode()
     assert page.status_code == 200 and '<html lang="en-gb">' in html and "Sign in to Steward" in html
     assert 'data-testid="language-switch"' not in html
