@@ -13,7 +13,7 @@ import pytest
 PRESENTATION = {"apis", "urls", "ui", "views", "management", "exports_ui"}
 SHELL = {"portal.settings", "portal.urls", "portal.celery", "portal.ui", "portal.beat", "portal.health",
          "portal.middleware", "portal.tasks", "portal.apps", "portal.wsgi", "portal.asgi", "portal.gunicorn_worker",
-         "portal.management", "portal.static", "portal.templatetags", "audit.console"}
+         "portal.management", "portal.static", "portal.templatetags", "portal.formats", "audit.console"}
 ROOTS = {"portal", "audit", "inference"}  # the packages' own __init__ modules
 # bottom first: what a layer may import is itself and what is below it
 LAYERS = [
