@@ -21,6 +21,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
+from audit.fairness.metrics import VERDICT_WORDS
 from inference.services.registry import CARD_LABELS
 
 Document = dict[str, Any]
@@ -125,7 +126,7 @@ def _testing(doc: Document) -> tuple[list[str], list[str]]:
         _when(bool(doc["evaluation"]["metrics"]), _("evaluation metrics: %(metrics)s") % {
             "metrics": ", ".join(doc["evaluation"]["metrics"])}, _("evaluation metrics")),
         _when(bias is not None, _("bias report #%(number)s (%(verdict)s)") % {
-            "number": bias["number"], "verdict": _verdict(bias["verdict"])} if bias else "",
+            "number": bias["number"], "verdict": str(VERDICT_WORDS.get(bias["verdict"], bias["verdict"]))} if bias else "",
               _("a bias report (discriminatory impact)")),
         _card(doc, "evaluation_data"),
     )
@@ -241,18 +242,13 @@ NIST_AI_RMF = [
     Item("MEASURE 2.11", gettext_noop("Fairness and bias are evaluated and documented"),
          lambda d: _when(d["bias_report"] is not None,
                          _("bias report #%(number)s: %(verdict)s") % {
-                             "number": d["bias_report"]["number"], "verdict": _verdict(d["bias_report"]["verdict"])}
+                             "number": d["bias_report"]["number"], "verdict": str(VERDICT_WORDS.get(d["bias_report"]["verdict"], d["bias_report"]["verdict"]))}
                          if d["bias_report"] else "", _("a bias report"))),
     Item("MANAGE 1.1", gettext_noop("A determination is made whether the system meets its purpose and should proceed"),
          lambda d: _when(d["model"]["status"] == "approved", _("approved by a reviewer for service"),
                          _("an approval (the version is %(status)s)") % {"status": _(d["model"]["status"])})),
     Item("MANAGE 4.1", gettext_noop("Post-deployment monitoring is in place"), _post_market),
 ]
-
-
-def _verdict(verdict: str) -> str:
-    """pass, warn or fail in the active language (the words the portal's pages use)."""
-    return {"pass": _("pass"), "warn": _("warn"), "fail": _("fail")}.get(verdict, verdict)
 
 
 def _status(have: list[str], lack: list[str]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from django.utils.translation import gettext_lazy
 
 Progress = Callable[[int, int], None]
 
@@ -46,6 +47,8 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
 }
 FOUR_FIFTHS = 0.8
 VERDICT_ORDER = {"pass": 0, "warn": 1, "fail": 2}
+# each verdict as a reader reads it (pages, evidence, the PDF)
+VERDICT_WORDS = {"pass": gettext_lazy("pass"), "warn": gettext_lazy("warn"), "fail": gettext_lazy("fail")}
 
 
 def thresholds_check(thresholds: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
 from django.urls import reverse
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext
 
 from audit.fairness import datasets, metrics
 from audit.fairness.exceptions import InvalidDataset, InvalidPolicy
@@ -272,15 +272,13 @@ def _headline(report: BiasReport) -> str:
             if check["verdict"] == report.verdict and check["value"] is not None:
                 worst_line = f"{name.replace('_', ' ')} {check['value']:.2f}"
                 break
-    verdict = str(VERDICT_WORDS.get(report.verdict, report.verdict))
+    verdict = str(metrics.VERDICT_WORDS.get(report.verdict, report.verdict))
     return f"{verdict}: {worst_line}" if worst_line else verdict
 
 
-VERDICT_WORDS = {"pass": gettext_lazy("pass"), "warn": gettext_lazy("warn"), "fail": gettext_lazy("fail")}
-
 
 def _requirement_unmet(latest: BiasReport, *, several_kinds: bool) -> str:
-    said = {"number": latest.number, "verdict": VERDICT_WORDS.get(latest.verdict, latest.verdict),
+    said = {"number": latest.number, "verdict": metrics.VERDICT_WORDS.get(latest.verdict, latest.verdict),
             "kind": latest.get_kind_display().lower()}
     if several_kinds:
         return gettext("This organisation requires a passing bias report before approval; the latest %(kind)s report "

@@ -8,6 +8,7 @@ from typing import Any
 from django import template
 from django.utils.translation import gettext_lazy as _
 
+from audit.fairness.metrics import VERDICT_WORDS
 from portal.accounts.roles import ROLE_LABELS
 from portal.platform.said import said
 
@@ -21,7 +22,6 @@ STATUSES = {
     "failed": _("failed"), "cancelled": _("cancelled"),
     "reserved": _("reserved"), "settled": _("settled"),  # a privacy ledger entry (inference LedgerState)
 }
-VERDICTS = {"pass": _("pass"), "warn": _("warn"), "fail": _("fail")}  # audit/fairness/metrics.py VERDICT_ORDER
 SEVERITIES = {"high": _("high"), "medium": _("medium"), "low": _("low")}  # audit/exports SEVERITY_COLOURS
 COVERAGE = {"present": _("present"), "partial": _("partial"), "missing": _("missing")}  # audit/exports STATUS_COLOURS
 GUARD_ACTIONS = {"off": _("off"), "flag": _("flag for review"), "block": _("block")}
@@ -58,7 +58,7 @@ def _words(table: dict[str, Any]) -> Any:
 # `{{ t.role|role_label }}`: owner -> "owner" / "模型所有者"
 FILTERS: dict[str, dict[str, Any]] = {
     "role_label": {role.value: label for role, label in ROLE_LABELS.items()},
-    "token_status": TOKEN_STATUSES, "status_label": STATUSES, "task_label": TASKS, "verdict_label": VERDICTS,
+    "token_status": TOKEN_STATUSES, "status_label": STATUSES, "task_label": TASKS, "verdict_label": VERDICT_WORDS,
     "guard_outcome": GUARD_OUTCOMES, "guard_action": GUARD_ACTIONS, "severity_label": SEVERITIES,
     "coverage_label": COVERAGE, "stage_label": STAGES,
 }
