@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext_lazy
 
 from audit.exports import selectors, services
 from audit.exports.document import area_said, issue_said
@@ -19,6 +19,7 @@ from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
 from portal.platform.exceptions import PortalError
+from portal.platform.said import said
 from portal.web.access import capability_required, forbidden, htmx_progress
 
 
@@ -94,10 +95,9 @@ def _done_context(export: ComplianceExport) -> dict[str, Any]:
 
 
 def _said_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The stored mapping (English, as in evidence.json) in the reader's language: its titles and fixed phrases
-    are gettext's source; a phrase carrying values (a count, a name) is read as stored. The PDF says them all."""
-    return [{**row, "title": gettext(row["title"]), "evidence": [gettext(e) for e in row["evidence"]],
-             "missing": [gettext(m) for m in row["missing"]]} for row in rows]
+    """The stored mapping (English, as in evidence.json) in the reader's language, values kept."""
+    return [{**row, "title": said(row["title"]), "evidence": [said(e) for e in row["evidence"]],
+             "missing": [said(m) for m in row["missing"]]} for row in rows]
 
 
 @capability_required(Cap.REPORT_READ, gettext_lazy("read compliance exports"))
