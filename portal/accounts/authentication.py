@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -39,7 +39,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("This API token has been revoked."))
         if token.expires_at is not None and token.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed(
-                _("This API token expired on %(at)s UTC.") % {"at": f"{token.expires_at:%Y-%m-%d %H:%M}"}
+                _("This API token expired on %(at)s UTC.") % {"at": formats.date_format(token.expires_at, "DATETIME_FORMAT")}
             )
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("The user of this API token is deactivated."))
