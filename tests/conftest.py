@@ -52,6 +52,15 @@ def _no_lockouts_between_tests() -> Iterator[None]:
     cache.delete_many(["login-fail:addr:127.0.0.1", "login-fail:addr:"])
 
 
+@pytest.fixture(autouse=True)
+def _no_redaction_rules_between_tests() -> Iterator[None]:
+    # A test's transaction is rolled back: rules this process read inside it must not outlive it.
+    yield
+    from audit.log import rulebook
+
+    rulebook.book().forget()
+
+
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[AsgiLiveServer]:
     """The portal served as production serves it (ASGI, uvicorn): tests/asgi_server.py."""

@@ -18,7 +18,9 @@ Rules = list[tuple[str, Any]]  # (label, RE2 pattern: redaction.compile_rule)
 class RuleBook:
     """The organisations' own redaction patterns, kept in this process for one version of them.
 
-    The version is `LogHead.rules_version`, which every rule created moves under the head's lock.
+    The version is `LogHead.rules_version`, which every rule created or deleted sets to a new random
+    value under the head's lock (never reused, so rules read in a rolled-back transaction never pass for
+    rules committed later).
     An append is redacted with the rules of the version this process knows and is written only
     if that still is the head's version (the sequencer checks it in the same statement, or under
     the lock, and has the entry prepared again otherwise). So an append costs no lookup of the
@@ -48,7 +50,7 @@ class RuleBook:
         if organization_id is None:
             return []
         with self._lock:
-            if version != self._version:  # the head has moved on (or back, in tests): start again
+            if version != self._version:  # the head has moved on (or back, after a rollback): start again
                 self._version, self._by_org = version, {}
             known = self._by_org.get(organization_id)
         if known is None:

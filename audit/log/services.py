@@ -13,7 +13,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -200,14 +199,21 @@ def redaction_rule_create(*, actor: AuditActor, organization_id: int, label: str
         rule = RedactionRule.objects.create(organization_id=organization_id, label=label, pattern=pattern)
         # Under the head's lock, as appends are: every append written after this commits is
         # redacted with the new rule, in every process (see audit/log/rulebook.py).
-        for_update(LogHead.objects.all()).get_or_create(pk=1)
-        LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
+        _move_rules_version()
         rulebook.book().forget()  # this process learns it at once (others at their next append), its own record first
         audit_record(action="redaction_rule.created", actor=actor, organization_id=organization_id,
                      target_type="audit.RedactionRule", target_id=rule.pk,
                      payload={"label": rule.label, "pattern": rule.pattern})
     rulebook.book().forget()  # a rolled-back rule is forgotten too
     return rule
+
+
+def _move_rules_version() -> None:
+    """Gives the rules a new version under the head's lock. A random one, never the old one plus one: a
+    version a rolled-back transaction used (and a process may have read its rules under) is never given to
+    other rules later, so no process takes rules it cached from a rollback for committed ones."""
+    for_update(LogHead.objects.all()).get_or_create(pk=1)
+    LogHead.objects.filter(pk=1).update(rules_version=secrets.randbits(62))
 
 
 def redaction_rule_delete(*, actor: AuditActor, organization_id: int, rule_id: int) -> None:
@@ -223,8 +229,7 @@ def redaction_rule_delete(*, actor: AuditActor, organization_id: int, rule_id: i
             raise NotFound(gettext('No such redaction rule in this organisation.'))
         payload = {"label": rule.label, "pattern": rule.pattern}
         rule.delete()
-        for_update(LogHead.objects.all()).get_or_create(pk=1)
-        LogHead.objects.filter(pk=1).update(rules_version=F("rules_version") + 1)
+        _move_rules_version()
         rulebook.book().forget()
         audit_record(action="redaction_rule.deleted", actor=actor, organization_id=organization_id,
                      target_type="audit.RedactionRule", target_id=rule_id, payload=payload)

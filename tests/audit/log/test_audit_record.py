@@ -262,3 +262,29 @@ def test_a_rule_created_by_another_process_redacts_the_next_append(in_transactio
     assert stored.leaf_hash == receipt.leaf_hash == entry.entry_leaf_hash(entry_fields(stored)).hex()
     assert stored.commitment == entry.commitment(bytes.fromhex(receipt.salt), {"note": "case CASE-0003"})
     assert _tree_matches_the_stored_leaves()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rules_read_in_a_rolled_back_transaction_are_never_taken_for_rules_committed_later() -> None:
+    from audit.log import services
+    from audit.log.models import RedactionRule
+    from tests.portal.accounts.factories import OrganizationFactory
+
+    org = OrganizationFactory()
+
+    def append(note: str) -> LogEntry:
+        receipt = audit_record(action="thing.happened", actor=ACTOR, organization_id=org.pk, payload={"note": note})
+        return LogEntry.objects.get(index=receipt.index)
+
+    # given: a rule created and appended under (so this process read the rules of its version) in a
+    # transaction that then rolls back
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.redaction_rule_create(actor=ACTOR, organization_id=org.pk, label="GONE", pattern=r"GONE-\d{4}")
+        assert append("GONE-0001").payload == {"note": "[GONE]"}
+        raise RuntimeError("rolled back")
+    # when: another process creates a rule, without telling this process's rule book
+    with transaction.atomic():
+        RedactionRule.objects.create(organization_id=org.pk, label="CASE", pattern=r"CASE-\d{4}")
+        services._move_rules_version()
+    # then: this process's next append is redacted by the committed rule, not by the rolled-back one
+    assert append("GONE-0002 CASE-0003").payload == {"note": "GONE-0002 [CASE]"}
