@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 
 from audit.log import entry as entry_format
+from audit.log.verifier import ENTRY_MODIFIED, PAYLOAD_MODIFIED
+from audit.log.words import gettext_noop
 
 SQL = """
 SELECT index, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
@@ -54,22 +56,22 @@ def check_range(start: int, end: int) -> tuple[bytes, tuple[str, int, str] | Non
                  request_id, payload_sha256, commitment, payload, is_erased, stored) in rows:
                 if index != position:
                     kind = "duplicate_entry" if index < position else "missing_entry"
-                    return bytes(leaves), (kind, position, f"expected entry {position}, found {index}"), position - start, erased
+                    return bytes(leaves), (kind, position, gettext_noop("expected entry %(position)s, found %(index)s") % {"position": position, "index": index}), position - start, erased
                 fields = {"v": version, "index": index, "time": time, "org": org, "actor_type": actor_type,
                           "actor_id": actor_id, "actor_label": actor_label, "action": action,
                           "target_type": target_type, "target_id": target_id, "request_id": request_id,
                           "payload_sha256": payload_sha256, "commitment": commitment}
                 leaf = sha256(b"\x00" + dumps(fields, option=sort)).digest()
                 if leaf.hex() != stored:
-                    return bytes(leaves), ("entry_modified", index, "the entry's content does not hash to its leaf hash: a field was changed"), position - start, erased
+                    return bytes(leaves), ("entry_modified", index, ENTRY_MODIFIED), position - start, erased
                 if is_erased:
                     erased += 1
                 elif sha256(dumps(loads(payload), option=sort)).hexdigest() != payload_sha256:
-                    return bytes(leaves), ("payload_modified", index, "the stored payload does not match the hash the entry commits to"), position - start, erased
+                    return bytes(leaves), ("payload_modified", index, PAYLOAD_MODIFIED), position - start, erased
                 leaves += leaf
                 position += 1
     if position != end:
-        return bytes(leaves), ("missing_entry", position, f"entries {position}..{end - 1} are missing"), position - start, erased
+        return bytes(leaves), ("missing_entry", position, gettext_noop("entries %(first)s..%(last)s are missing") % {"first": position, "last": end - 1}), position - start, erased
     return bytes(leaves), None, position - start, erased
 
 

@@ -25,6 +25,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.log import entry, merkle, signing
+from audit.log.words import gettext_noop
+
+ENTRY_MODIFIED = gettext_noop("the entry's content does not hash to its leaf hash: a field was changed")
+PAYLOAD_MODIFIED = gettext_noop("the stored payload does not match the hash the entry commits to")
 
 
 @dataclass
@@ -65,22 +69,29 @@ class Report:
 
     def summary(self) -> str:
         if self.ok:
-            return (
-                f"OK: {self.entries} entries ({self.full_entries} with content, "
-                f"{self.erased_entries} erased), {self.checkpoints_verified} signed checkpoints "
-                f"verified; root {self.root}"
-            )
+            return gettext_noop(
+                "OK: %(entries)s entries (%(full)s with content, %(erased)s erased), %(checkpoints)s signed "
+                "checkpoints verified; root %(root)s") % {
+                "entries": self.entries, "full": self.full_entries, "erased": self.erased_entries,
+                "checkpoints": self.checkpoints_verified, "root": self.root}
         if not self.faults:
-            since = f", the oldest from {self.tail_since}" if self.tail_since else ""
-            return (
-                f"UNVERIFIED TAIL: entries 0..{self.verified_entries - 1} verified against "
-                f"{self.checkpoints_verified} signed checkpoints; the {self.tail_entries} entries after them "
-                f"({self.verified_entries}..{self.entries - 1}{since}) are covered by no signed checkpoint yet "
-                "and are not verified"
-            )
+            said = {"last": self.verified_entries - 1, "checkpoints": self.checkpoints_verified,
+                    "tail": self.tail_entries, "first": self.verified_entries, "end": self.entries - 1,
+                    "since": self.tail_since}
+            if self.tail_since:
+                return gettext_noop(
+                    "UNVERIFIED TAIL: entries 0..%(last)s verified against %(checkpoints)s signed checkpoints; the "
+                    "%(tail)s entries after them (%(first)s..%(end)s, the oldest from %(since)s) are covered by no "
+                    "signed checkpoint yet and are not verified") % said
+            return gettext_noop(
+                "UNVERIFIED TAIL: entries 0..%(last)s verified against %(checkpoints)s signed checkpoints; the "
+                "%(tail)s entries after them (%(first)s..%(end)s) are covered by no signed checkpoint yet and are not "
+                "verified") % said
         fault = self.faults[0]
-        where = f" at index {fault.index}" if fault.index is not None else ""
-        return f"FAULT {fault.kind}{where}: {fault.message}"
+        if fault.index is not None:
+            return gettext_noop("FAULT %(kind)s at index %(index)s: %(message)s") % {
+                "kind": fault.kind, "index": fault.index, "message": fault.message}
+        return gettext_noop("FAULT %(kind)s: %(message)s") % {"kind": fault.kind, "message": fault.message}
 
 
 def _payload_hash(payload: Any) -> str:
@@ -120,8 +131,9 @@ def erasures_check(report: Report, fail: Any) -> None:
     """Every erased payload is named by a `subject.erased` entry after it."""
     for index in report.erased_indexes:
         if index not in report.erasures_recorded:
-            if fail("erasure_unrecorded", index, "the entry's payload is erased, but no erasure entry names it: "
-                    "a payload was blanked outside an erasure"):
+            if fail("erasure_unrecorded", index, gettext_noop(
+                    "the entry's payload is erased, but no erasure entry names it: a payload was blanked outside an "
+                    "erasure")):
                 return
 
 
@@ -156,18 +168,21 @@ def _checked_checkpoints(checkpoints: Iterable[signing.SignedCheckpoint], public
     last_size = -1
     for cp in checkpoints:
         if cp.key_id != expected_key:
-            if fail("unknown_key", None, f"checkpoint of size {cp.tree_size} is signed by key "
-                    f"{cp.key_id}, not by the log's key {expected_key}"):
+            if fail("unknown_key", None, gettext_noop(
+                    "checkpoint of size %(size)s is signed by key %(key)s, not by the log's key %(expected)s") % {
+                    "size": cp.tree_size, "key": cp.key_id, "expected": expected_key}):
                 return None
             continue
         if not signing.verify(public_key, cp):
-            if fail("bad_signature", None, f"checkpoint of size {cp.tree_size} ({cp.time}) has "
-                    "a signature that does not verify: forged or altered"):
+            if fail("bad_signature", None, gettext_noop(
+                    "checkpoint of size %(size)s (%(time)s) has a signature that does not verify: forged or "
+                    "altered") % {"size": cp.tree_size, "time": cp.time}):
                 return None
             continue
         if cp.tree_size < last_size:
-            if fail("checkpoint_order", None, f"checkpoint of size {cp.tree_size} follows one of "
-                    f"size {last_size}: a log never shrinks"):
+            if fail("checkpoint_order", None, gettext_noop(
+                    "checkpoint of size %(size)s follows one of size %(previous)s: a log never shrinks") % {
+                    "size": cp.tree_size, "previous": last_size}):
                 return None
         last_size = max(last_size, cp.tree_size)
         ordered.append(cp)
@@ -183,15 +198,19 @@ def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any, 
     for item in entries:
         index = item.get("index")
         if not isinstance(index, int):
-            if fail("malformed", position, "an entry has no integer index"):
+            if fail("malformed", position, gettext_noop("an entry has no integer index")):
                 return
             continue
         if index != position:
             if index < position:
-                kind, why = "duplicate_entry", f"index {index} appears again after {position - 1}"
+                kind, why = "duplicate_entry", gettext_noop(
+                    "index %(index)s appears again after %(previous)s (deleted, inserted or reordered entries)") % {
+                    "index": index, "previous": position - 1}
             else:
-                kind, why = "missing_entry", f"entries {position}..{index - 1} are missing"
-            if fail(kind, position, why + " (deleted, inserted or reordered entries)"):
+                kind, why = "missing_entry", gettext_noop(
+                    "entries %(first)s..%(last)s are missing (deleted, inserted or reordered entries)") % {
+                    "first": position, "last": index - 1}
+            if fail(kind, position, why):
                 return
         fields = item.get("fields")
         stored = item.get("leaf_hash")
@@ -201,15 +220,15 @@ def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any, 
                 leaf = entry.entry_leaf_hash(fields)
             except (ValueError, TypeError) as exc:
                 leaf = b""
-                if fail("malformed", index, f"entry cannot be encoded: {exc}"):
+                if fail("malformed", index, gettext_noop("entry cannot be encoded: %(error)s") % {"error": exc}):
                     return
             if fields.get("index") != index:
-                if fail("index_mismatch", index, f"entry at position {index} says it is "
-                        f"{fields.get('index')}: moved or inserted"):
+                if fail("index_mismatch", index, gettext_noop(
+                        "entry at position %(index)s says it is %(claimed)s: moved or inserted") % {
+                        "index": index, "claimed": fields.get("index")}):
                     return
             if stored is not None and stored != leaf.hex():
-                if fail("entry_modified", index, "the entry's content does not hash to its "
-                        "leaf hash: a field was changed"):
+                if fail("entry_modified", index, ENTRY_MODIFIED):
                     return
             if index == tail_from:
                 report.tail_since = str(fields.get("time", ""))
@@ -217,8 +236,7 @@ def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any, 
                 report.erased_entries += 1
                 report.erased_indexes.append(index)
             elif _payload_hash(item.get("payload")) != fields.get("payload_sha256"):
-                if fail("payload_modified", index, "the stored payload does not match the "
-                        "hash the entry commits to"):
+                if fail("payload_modified", index, PAYLOAD_MODIFIED):
                     return
             elif fields.get("action") == "subject.erased" and isinstance(item.get("payload"), dict):
                 named = item["payload"].get("entries") or []
@@ -230,7 +248,7 @@ def _entry_leaves(entries: Iterable[dict[str, Any]], report: Report, fail: Any, 
                     raise ValueError
             except ValueError:
                 leaf = b""
-                if fail("malformed", index, "a stub entry has no valid leaf hash"):
+                if fail("malformed", index, gettext_noop("a stub entry has no valid leaf hash")):
                     return
         position += 1
         yield leaf
@@ -252,9 +270,11 @@ def _fold(leaves: Iterator[bytes], ordered: list[signing.SignedCheckpoint], repo
         while next_cp is not None and next_cp.tree_size == position:
             root = merkle.frontier_root(frontier).hex()
             if root != next_cp.root_hash:
-                if fail("root_mismatch", last_checked_size, "the entries do not hash to the root "
-                        f"signed at size {next_cp.tree_size} ({next_cp.time}): an entry in "
-                        f"{last_checked_size}..{position - 1} was changed, added or removed"):
+                if fail("root_mismatch", last_checked_size, gettext_noop(
+                        "the entries do not hash to the root signed at size %(size)s (%(time)s): an entry in "
+                        "%(first)s..%(last)s was changed, added or removed") % {
+                        "size": next_cp.tree_size, "time": next_cp.time, "first": last_checked_size,
+                        "last": position - 1}):
                     return
             last_checked_size = position
             next_cp = next(pending, None)
@@ -262,12 +282,14 @@ def _fold(leaves: Iterator[bytes], ordered: list[signing.SignedCheckpoint], repo
     if report.faults:
         return
     if next_cp is not None:
-        fail("truncated", position, f"a checkpoint signs {next_cp.tree_size} entries but the log "
-             f"has {position}: the log was truncated")
+        fail("truncated", position, gettext_noop(
+            "a checkpoint signs %(signed)s entries but the log has %(entries)s: the log was truncated") % {
+            "signed": next_cp.tree_size, "entries": position})
         return
     if position and not ordered:
-        fail("no_checkpoint", None, f"the log has {position} entries and no signed checkpoint: nothing in it "
-             "can be verified (checkpoints deleted, or never made)")
+        fail("no_checkpoint", None, gettext_noop(
+            "the log has %(entries)s entries and no signed checkpoint: nothing in it can be verified (checkpoints "
+            "deleted, or never made)") % {"entries": position})
         return
     report.verified_entries = last_checked_size
     report.tail_entries = position - last_checked_size
@@ -286,9 +308,9 @@ def checkpoints_beside(stored: list[signing.SignedCheckpoint], kept: Iterable[si
         known.add((cp.tree_size, cp.root_hash, cp.signature))
         merged.append(cp)
         if signing.verify(public_key, cp) and not report.faults:
-            report.faults.append(Fault("checkpoint_missing", None, f"the checkpoint of size {cp.tree_size} "
-                                       f"({cp.time}) kept outside the database is missing from it: checkpoints "
-                                       "were deleted"))
+            report.faults.append(Fault("checkpoint_missing", None, gettext_noop(
+                "the checkpoint of size %(size)s (%(time)s) kept outside the database is missing from it: checkpoints "
+                "were deleted") % {"size": cp.tree_size, "time": cp.time}))
     return merged
 
 
@@ -314,11 +336,11 @@ def verify_inclusion_document(document: dict[str, Any], public_key: Ed25519Publi
         leaf = bytes.fromhex(document["leaf_hash"])
         path = [bytes.fromhex(h) for h in document["path"]]
     except (KeyError, ValueError, TypeError) as exc:
-        return Fault("malformed", None, f"not an inclusion proof: {exc}")
+        return Fault("malformed", None, gettext_noop("not an inclusion proof: %(error)s") % {"error": exc})
     if not signing.verify(public_key, cp):
-        return Fault("bad_signature", None, "the proof's checkpoint is not signed by the log's key")
+        return Fault("bad_signature", None, gettext_noop("the proof's checkpoint is not signed by the log's key"))
     if document.get("tree_size", cp.tree_size) != cp.tree_size:
-        return Fault("index_mismatch", index, "the proof claims a tree size its checkpoint does not sign")
+        return Fault("index_mismatch", index, gettext_noop("the proof claims a tree size its checkpoint does not sign"))
     if not merkle.verify_inclusion(index, cp.tree_size, leaf, path, bytes.fromhex(cp.root_hash)):
-        return Fault("bad_proof", index, "the path does not lead from the leaf to the signed root")
+        return Fault("bad_proof", index, gettext_noop("the path does not lead from the leaf to the signed root"))
     return None

@@ -245,6 +245,29 @@ class SuperuserTamperTests:
         run = log_verify()
         assert (run.fault_kind, run.fault_index) == ("erasure_unrecorded", 5), run.summary
 
+    def test_an_auditor_reads_the_fault_in_their_language(self) -> None:
+        """The worker stores the verifier's summary in English (it answers no reader); the audit page says
+        it again in the auditor's language, the fault's own sentence included, its kind and index kept."""
+        from django.test import Client
+        from django.urls import reverse
+
+        from portal.accounts.roles import Role
+        from tests.portal.accounts.factories import member
+
+        build_log(12, checkpoint_every=100)
+        with triggers_bypassed():
+            LogEntry.objects.filter(index=5).update(payload=None, salt="", erased_at=timezone.now())
+        run = log_verify()
+        assert run.summary.startswith("FAULT erasure_unrecorded at index 5: the entry's payload is erased")
+        auditor = member(Role.AUDITOR)
+        auditor.language = "zh-hans"
+        auditor.save()
+        reader = Client()
+        reader.force_login(auditor)
+        page = reader.get(reverse("audit-verification")).content.decode()
+        assert "故障 erasure_unrecorded（第 5 条）：该记录的载荷已被擦除，却没有任何擦除记录指明它" in page
+        assert "payload is erased" not in page
+
     def test_all_checkpoints_deleted_is_a_fault(self) -> None:
         build_log(12, checkpoint_every=5)
         with triggers_bypassed():
