@@ -53,6 +53,16 @@ def _no_lockouts_between_tests() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_language_left_active() -> Iterator[None]:
+    # A page read through the test client activates its reader's language on this thread and nothing
+    # deactivates it: the next test must start from the default, as a new request or task would.
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _no_redaction_rules_between_tests() -> Iterator[None]:
     # A test's transaction is rolled back: rules this process read inside it must not outlive it.
     yield

@@ -28,6 +28,7 @@ from audit.exports.typesetting import (
     num,
     status_mark,
 )
+from audit.exports.words import key_said
 
 
 def when(value: str | None, *, day: bool = False, seconds: bool = False) -> str:
@@ -107,7 +108,7 @@ def _sections(b: Builder) -> None:
     b.heading(_("4. Evaluation metrics"))
     metrics = doc["evaluation"]["metrics"]
     if metrics:
-        b.table([_("metric"), _("value")], [[k.replace("_", " "), v] for k, v in metrics.items()],
+        b.table([_("metric"), _("value")], [[key_said(k), v] for k, v in metrics.items()],
                 widths=[7 * cm, 5 * cm])
     else:
         b.p(_("No evaluation metrics are recorded for this version."))
@@ -208,6 +209,7 @@ def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
 
     from audit.fairness import charts
     from audit.fairness.exports import report_table
+    from audit.fairness.metrics import metric_said
 
     result = bias["result"]
     b.p(_("Report #%(number)s (%(kind)s) on %(dataset)s (%(rows)s rows, SHA-256 %(digest)s...), finished %(at)s. "
@@ -228,7 +230,7 @@ def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
                       g.get("accuracy"), g.get("true_positive_rate"), g.get("false_positive_rate")]
                      for g in axis["groups"]], widths=[4 * cm, 1.6 * cm, 2.2 * cm, 3.2 * cm, 2 * cm, 2 * cm, 2 * cm])
             b.table([_("disparity"), _("value"), interval, _("verdict")],
-                    [[name.replace("_", " "), d["value"],
+                    [[metric_said(name), d["value"],
                       _("%(low)s to %(high)s") % {"low": num(d["ci95"][0]), "high": num(d["ci95"][1])},
                       status_mark(d["verdict"], VERDICT_COLOURS)]
                      for name, d in axis["disparities"].items()], widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
@@ -243,7 +245,7 @@ def _bias_section(b: Builder, bias: dict[str, Any]) -> None:
         checks = result.get("checks", {})
         if checks:
             b.table([_("check"), _("value"), _("verdict")],
-                    [[name.replace("_", " "), c.get("value"),
+                    [[metric_said(name), c.get("value"),
                       status_mark(c["verdict"], VERDICT_COLOURS)]
                      for name, c in checks.items()], widths=[6 * cm, 3 * cm, 3 * cm])
 
@@ -253,6 +255,7 @@ def _generative_bias(b: Builder, bias: dict[str, Any]) -> None:
     from reportlab.lib.units import cm
 
     from audit.fairness import charts
+    from audit.fairness.metrics import metric_said
 
     result = bias["result"]
     interval = _("95% interval")
@@ -270,7 +273,7 @@ def _generative_bias(b: Builder, bias: dict[str, Any]) -> None:
                   g["negative_rate"], g["toxic_rate"]] for g in result.get("groups", [])],
                 widths=[5 * cm, 2.4 * cm, 3 * cm, 3 * cm, 3 * cm])
         b.table([_("gap between groups"), _("value"), interval, _("verdict")],
-                [[name.replace("_", " "), d["value"],
+                [[metric_said(name), d["value"],
                   _("%(low)s to %(high)s") % {"low": num(d["ci95"][0]), "high": num(d["ci95"][1])},
                   status_mark(d["verdict"], VERDICT_COLOURS)] for name, d in result.get("disparities", {}).items()],
                 widths=[6 * cm, 2.4 * cm, 4 * cm, 2.4 * cm])
@@ -425,7 +428,7 @@ def _privacy_section(b: Builder, privacy: dict[str, Any] | None) -> None:
         "epsilon": clean(guarantee.get("epsilon")), "delta": clean(guarantee.get("delta")),
         "unit": clean(guarantee.get("unit", _("one record"))), "mechanism": clean(guarantee.get("mechanism", "DP-SGD")),
         "accountant": clean(guarantee.get("accountant", ""))})
-    b.table([_("parameter"), _("value")], [[k.replace("_", " "), v] for k, v in guarantee.items()],
+    b.table([_("parameter"), _("value")], [[key_said(k), v] for k, v in guarantee.items()],
             widths=[5 * cm, 9 * cm])
     dataset = privacy.get("dataset")
     if dataset:

@@ -50,6 +50,28 @@ VERDICT_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 # each verdict as a reader reads it (pages, evidence, the PDF)
 VERDICT_WORDS = {"pass": gettext_lazy("pass"), "warn": gettext_lazy("warn"), "fail": gettext_lazy("fail")}
 
+# How a reader names each metric; its identifier (the key of the JSON, the CSV and the policy) is shown
+# beside it, so that a reader can find the number in the downloads.
+METRIC_WORDS = {
+    "demographic_parity_difference": gettext_lazy("Demographic parity difference"),
+    "demographic_parity_ratio": gettext_lazy("Demographic parity ratio"),
+    "equalized_odds_difference": gettext_lazy("Equalized odds difference"),
+    "identity_score_shift": gettext_lazy("Identity term score shift"),
+    "identity_flip_rate": gettext_lazy("Identity term flip rate"),
+    "identity_subgroup_auc": gettext_lazy("Subgroup AUC"),
+    "identity_bpsn_auc": gettext_lazy("BPSN AUC (background positive, subgroup negative)"),
+    "identity_bnsp_auc": gettext_lazy("BNSP AUC (background negative, subgroup positive)"),
+    "probe_sentiment_gap": gettext_lazy("Sentiment gap"),
+    "probe_negative_rate_gap": gettext_lazy("Negative rate gap"),
+    "probe_toxicity_rate_gap": gettext_lazy("Toxicity rate gap"),
+    "pairs_preference_gap": gettext_lazy("Stereotype preference gap"),
+}
+
+
+def metric_said(name: str) -> str:
+    """A metric's name for a reader; one this table does not know, as its identifier reads."""
+    return str(METRIC_WORDS.get(name, name.replace("_", " ")))
+
 
 def thresholds_check(thresholds: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The defaults overlaid with an organisation's settings; raises ValueError for nonsense."""

@@ -258,19 +258,19 @@ def _headline(report: BiasReport) -> str:
         for axis in result.get("axes", []):
             for name, d in axis.get("disparities", {}).items():
                 if d["verdict"] == report.verdict and d["value"] is not None:
-                    worst_line = f"{name.replace('_', ' ')} {d['value']:.2f} ({axis['axis']})"
+                    worst_line = f"{metrics.metric_said(name)} {d['value']:.2f} ({axis['axis']})"
                     break
             if worst_line:
                 break
     elif report.kind == ReportKind.PROBES:
         for name, d in result.get("disparities", {}).items():
             if d["verdict"] == report.verdict and d["value"] is not None:
-                worst_line = f"{name.replace('_', ' ')} {d['value']:.2f} ({d['highest']} vs {d['lowest']})"
+                worst_line = f"{metrics.metric_said(name)} {d['value']:.2f} ({d['highest']} vs {d['lowest']})"
                 break
     else:
         for name, check in result.get("checks", {}).items():
             if check["verdict"] == report.verdict and check["value"] is not None:
-                worst_line = f"{name.replace('_', ' ')} {check['value']:.2f}"
+                worst_line = f"{metrics.metric_said(name)} {check['value']:.2f}"
                 break
     verdict = str(metrics.VERDICT_WORDS.get(report.verdict, report.verdict))
     return f"{verdict}: {worst_line}" if worst_line else verdict

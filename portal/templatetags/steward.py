@@ -8,7 +8,7 @@ from typing import Any
 from django import template
 from django.utils.translation import gettext_lazy as _
 
-from audit.fairness.metrics import VERDICT_WORDS
+from audit.fairness.metrics import VERDICT_WORDS, metric_said
 from portal.accounts.roles import ROLE_LABELS
 from portal.platform.said import said
 
@@ -65,5 +65,7 @@ FILTERS: dict[str, dict[str, Any]] = {
 for _name, _table in FILTERS.items():
     register.filter(_name, _words(_table))
 
+# `{{ name|metric_label }}`: a fairness metric's name for the reader (its identifier where it has none)
+register.filter("metric_label", metric_said)
 # `{{ job.error|said }}`: a sentence a worker stored in English, in the reader's language (portal/platform/said.py)
 register.filter("said", said)

@@ -314,3 +314,20 @@ def test_a_sentence_a_worker_stored_in_english_is_said_in_the_readers_language()
         assert said("CUDA error: an illegal memory access") == "CUDA error: an illegal memory access"
     with translation.override("en-gb"):
         assert said(stored) == stored
+
+
+def test_every_fairness_metric_has_a_name_in_both_languages(tabular) -> None:
+    """A metric a policy can set has a reader's name (the policy page, the report, the PDF); its identifier,
+    the key of the downloads, stays beside it."""
+    from audit.fairness.metrics import DEFAULT_THRESHOLDS, METRIC_WORDS
+
+    assert set(METRIC_WORDS) == set(DEFAULT_THRESHOLDS)
+    admin = tabular.actors["admin"].user
+    admin.language = "zh-hans"
+    admin.save()
+    reader = Client()
+    reader.force_login(admin)
+    page = reader.get("/settings/fairness/").content.decode()
+    for name in ("人口统计均等比率", "身份词翻转率", "有害率差距", "刻板印象偏好差距"):
+        assert name in page, name
+    assert 'name="demographic_parity_ratio.warn"' in page and "demographic parity" not in page.lower()

@@ -16,7 +16,7 @@ from audit.fairness import charts, selectors, services
 from audit.fairness.datasets import DEMO_DATASETS
 from audit.fairness.generative_datasets import BOLD_DOMAINS
 from audit.fairness.generative_services import PROBE_FIELDS, ProbeOptions
-from audit.fairness.metrics import DEFAULT_THRESHOLDS, thresholds_check
+from audit.fairness.metrics import DEFAULT_THRESHOLDS, metric_said, thresholds_check
 from inference import selectors as inference_selectors
 from portal.accounts.roles import Cap
 from portal.jobs import JobStatus
@@ -184,7 +184,7 @@ def policy(request: HttpRequest) -> HttpResponse:
         except PortalError as exc:
             messages.error(request, exc.message)
     effective = thresholds_check(current.thresholds)
-    rows = [{"name": n, "label": n.replace("_", " "), **effective[n]} for n in DEFAULT_THRESHOLDS]
+    rows = [{"name": n, "label": metric_said(n), **effective[n]} for n in DEFAULT_THRESHOLDS]
     return render(request, "fairness/policy.html", {
         "policy": current, "rows": rows, "can_manage": actor.can(Cap.ORG_MANAGE),
         "thresholds_json": json.dumps(current.thresholds),

@@ -99,6 +99,9 @@ def test_the_report_in_chinese_reads_back_in_chinese(tabular) -> None:
     assert "技术文档：credit 版本 2" in text and "7. 隐私保证与训练数据账本" in text
     assert "(3.98, 1e-05)-差分隐私" in text and "训练数据及其隐私账本" in text
     assert "claims.csv" in text and "Training data and its privacy ledger" not in text
+    # the tables' names: the parts of each identifier in Chinese, the identifier (the JSON's key) beside them
+    assert "留出数据准确率（holdout_accuracy）" in flat and "噪声乘数（noise_multiplier）" in flat
+    assert "裁剪范数（max_grad_norm）" in flat and "noise multiplier" not in text and "holdout accuracy" not in text
     assert b"/STSong-Light" in rendered and translation.get_language() != "zh-hans"  # nothing left switched
 
 

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from django.test import Client
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from rest_framework.test import APIClient
 
@@ -95,6 +96,13 @@ def test_tabular_report_matches_fairlearn_and_downloads(celery_worker, tabular) 
     assert {"bias_report.requested", "bias_report.completed"} <= actions
     listed = api.get("/api/v1/models/credit/versions/1/bias-reports").json()
     assert [r["number"] for r in listed] == [1]
+    # the page names each metric in the reader's language, beside the identifier the downloads use
+    reader = Client(headers={"accept-language": "zh-hans"})
+    reader.force_login(tabular.actors["auditor"].user)
+    page = reader.get(f"/bias-reports/{report.pk}/").content.decode()
+    for said in ("人口统计均等比率", "人口统计均等差值", "均等几率差值", '<code class="metric-id">demographic_parity_ratio'):
+        assert said in page, said
+    assert "Demographic parity" not in page
 
 
 def test_text_report_on_the_real_sentiment_model(celery_worker, db, sentiment_bytes) -> None:
