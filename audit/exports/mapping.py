@@ -22,7 +22,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from audit.fairness.metrics import VERDICT_WORDS
-from inference.services.registry import CARD_LABELS
 
 Document = dict[str, Any]
 Check = Callable[[Document], tuple[list[str], list[str]]]  # (evidence present, evidence missing)
@@ -35,11 +34,22 @@ class Item:
     check: Check
 
 
+# A card's field inside a phrase, in lower case: a catalogue message of its own, so that the phrase stored in
+# evidence.json ("model card: intended use") is said again whole on the export page (portal/platform/said.py).
+CARD_FIELD_WORDS = {
+    "intended_use": gettext_noop("intended use"), "out_of_scope_uses": gettext_noop("out of scope uses"),
+    "training_data": gettext_noop("training data"), "evaluation_data": gettext_noop("evaluation data"),
+    "metrics": gettext_noop("metrics"), "limitations": gettext_noop("limitations"),
+    "ethical_considerations": gettext_noop("ethical considerations"), "owner": gettext_noop("owner"),
+    "languages": gettext_noop("languages"),
+}
+
+
 def _card(doc: Document, *names: str) -> tuple[list[str], list[str]]:
     have: list[str] = []
     lack: list[str] = []
     for name in names:
-        label = _("model card: %(field)s") % {"field": str(CARD_LABELS[name]).lower()}
+        label = _("model card: %(field)s") % {"field": _(CARD_FIELD_WORDS[name])}
         (have if str(doc["model_card"].get(name, "")).strip() else lack).append(label)
     return have, lack
 

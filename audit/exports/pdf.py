@@ -116,7 +116,7 @@ def _sections(b: Builder) -> None:
     if compressed is not None:
         b.p(clean(compressed["headline"]) + " " + (
             _("Beyond the organisation's compression policy: %(why)s.") % {
-                "why": clean("; ".join(compressed["beyond_policy"]))}
+                "why": clean(_("; ").join(compressed["beyond_policy"]))}
             if compressed["beyond_policy"] else _("Within the organisation's compression policy.")))
 
     b.heading(_("5. Bias report"))
@@ -189,8 +189,8 @@ def _sections(b: Builder) -> None:
                        ("nist_ai_rmf", _("NIST AI RMF 1.0 (Govern, Map, Measure, Manage)"))):
         b.heading(title, 2)
         b.table([_("item"), _("subject"), _("status"), _("evidence present"), _("missing")],
-                [[r["item"], r["title"], status_mark(r["status"], STATUS_COLOURS), "; ".join(r["evidence"]) or "-",
-                  "; ".join(r["missing"]) or "-"] for r in said_mapping[key]],
+                [[r["item"], r["title"], status_mark(r["status"], STATUS_COLOURS), _("; ").join(r["evidence"]) or "-",
+                  _("; ").join(r["missing"]) or "-"] for r in said_mapping[key]],
                 widths=[2 * cm, 3.6 * cm, 1.6 * cm, 5.2 * cm, 4.6 * cm])
 
     b.heading(_("11. Verifying this bundle"))
@@ -383,7 +383,7 @@ def _generative_section(b: Builder, generative: dict[str, Any]) -> None:
     if guard["sample"]:
         b.table([_("completion"), _("when (UTC)"), _("outcome"), _("decisions")],
                 [[c["completion"], when(c["at"], seconds=True), c["outcome"],
-                  "; ".join(f"{x['stage']} {x['check']}: {x['action']}" for x in c["decisions"])]
+                  _("; ").join(f"{x['stage']} {x['check']}: {x['action']}" for x in c["decisions"])]
                  for c in guard["sample"]], widths=[2 * cm, 3.2 * cm, 2 * cm, 9.8 * cm])
     b.heading(_("Attributions for generated text"), 2)
     attributions = generative["attributions"]
@@ -410,9 +410,9 @@ def _generative_section(b: Builder, generative: dict[str, Any]) -> None:
     b.heading(_("Marking of generated text (EU AI Act Art. 50)"), 2)
     b.p(clean(generative["marking"]["how"]))
     b.heading(_("Documentation of a general-purpose model (Art. 53, Annexes XI-XII)"), 2)
-    b.p(_("Held by Steward: %(present)s.") % {"present": clean("; ".join(generative["gpai_documentation"]["present"]))})
+    b.p(_("Held by Steward: %(present)s.") % {"present": clean(_("; ").join(generative["gpai_documentation"]["present"]))})
     b.p(_("Only the model's provider can supply: %(missing)s.") % {
-        "missing": clean("; ".join(generative["gpai_documentation"]["provider_only"]))})
+        "missing": clean(_("; ").join(generative["gpai_documentation"]["provider_only"]))})
 
 
 def _privacy_section(b: Builder, privacy: dict[str, Any] | None) -> None:

@@ -65,6 +65,12 @@ FILTERS: dict[str, dict[str, Any]] = {
 for _name, _table in FILTERS.items():
     register.filter(_name, _words(_table))
 
+@register.filter
+def listed(items: Any) -> str:
+    """Items joined as the reader's language lists them ("; " in English, "；" in Chinese)."""
+    return str(_("; ")).join(str(item) for item in items or [])
+
+
 # `{{ name|metric_label }}`: a fairness metric's name for the reader (its identifier where it has none)
 register.filter("metric_label", metric_said)
 # `{{ job.error|said }}`: a sentence a worker stored in English, in the reader's language (portal/platform/said.py)

@@ -4,6 +4,8 @@ browser."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from portal.accounts.models import User
@@ -24,6 +26,17 @@ def _context(browser, live_server, locale: str):
     return context, page
 
 
+# A Chinese sentence ends in Chinese punctuation: an English full stop or colon after a Chinese character
+# is a sentence the page put together from parts (a translated piece, then "." outside it).
+HALF_TRANSLATED_STOP = re.compile(r"[\u4e00-\u9fff][.:;](\s|$)")
+
+
+def assert_chinese_punctuation(page) -> None:
+    text = page.inner_text("main")
+    found = HALF_TRANSLATED_STOP.search(text)
+    assert found is None, text[max(0, found.start() - 60):found.end() + 20]
+
+
 def test_a_chinese_browser_signs_in_in_chinese_and_switches_to_english(browser, live_server, settings) -> None:
     settings.LANGUAGES = BOTH
     member(Role.OWNER, OrganizationFactory(name="华夏保险"), username="li")
@@ -39,6 +52,7 @@ def test_a_chinese_browser_signs_in_in_chinese_and_switches_to_english(browser, 
         assert page.inner_text("nav a[href='/']") == "概览"
         assert page.locator("nav >> text=API 令牌").count() == 1
         SHOTS.mkdir(parents=True, exist_ok=True)
+        assert_chinese_punctuation(page)
         page.screenshot(path=str(SHOTS / "dashboard-zh.png"), full_page=True)
 
         page.select_option("#language-select", "en-gb")  # the switcher sends its form on change
@@ -109,6 +123,7 @@ def test_the_walk_in_chinese_playground_explanation_bias_report_and_export(brows
         summary = page.inner_text("[data-testid=explanation-summary]")
         assert summary.startswith("模型的回答是") and "推向" in summary and "pushed towards" not in summary
         assert "计算方式" in page.inner_text("main") and "基准值 E[f(x)]" in page.inner_text("[data-testid=explanation-facts]")
+        assert_chinese_punctuation(page)
         page.screenshot(path=str(SHOTS / "explanation-zh.png"), full_page=True)
         # a bias report
         page.goto("/models/credit/versions/1/bias/")
@@ -122,6 +137,7 @@ def test_the_walk_in_chinese_playground_explanation_bias_report_and_export(brows
         assert verdict.inner_text().strip() == "不通过"
         axis = page.inner_text("[data-testid=axis]")
         assert "五分之四规则" in axis and "群体" in axis
+        assert_chinese_punctuation(page)
         page.screenshot(path=str(SHOTS / "bias-report-zh.png"), full_page=True)
     finally:
         context.close()
@@ -135,9 +151,12 @@ def test_the_walk_in_chinese_playground_explanation_bias_report_and_export(brows
         issues = page.wait_for_selector("[data-testid=issues]", timeout=patience(60) * 1000)
         assert issues.inner_text().startswith("未解决问题")
         assert "欧盟《人工智能法》附件 IV" in page.inner_text("[data-testid=mapping]")
+        assert_chinese_punctuation(page)
         page.screenshot(path=str(SHOTS / "compliance-export-zh.png"), full_page=True)
         pdf = page.request.get(page.get_attribute("a:text-is('阅读 PDF')", "href"))
         text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body())).pages)
         assert "1. 摘要与未解决问题" in text and "9. 审计日志" in text and "华夏银行" in text
+        stop = HALF_TRANSLATED_STOP.search(text)
+        assert stop is None, text[max(0, stop.start() - 60):stop.end() + 20]
     finally:
         context.close()

@@ -354,3 +354,4 @@ def test_an_export_asked_for_in_chinese_has_its_report_in_chinese_and_the_same_e
     assert "没有已完成的偏见报告：模型如何对待各人口群体尚未测量。" in page and "预期用途、提供者、版本" in page
     assert "No finished bias report" not in page and "Intended purpose, provider" not in page
     assert "模型 credit 版本 1，任务" in page and "model credit version 1, task" not in page  # a phrase with values
+    assert "模型卡：预期用途；模型卡：超出范围的用途" in page and "model card:" not in page  # its value said too
