@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from audit.fairness.exceptions import DatasetTooLarge, InvalidDataset
 from inference.ml.schema import InputError, rows_from_records, validate_inputs
@@ -23,10 +23,10 @@ from portal.platform import csvsafe
 
 DATA = Path(settings.BASE_DIR) / "data"
 SLOT = "{identity}"
-DEMO_DATASETS = {
-    "demo-adult": "UCI Adult test set (16,281 rows; label income, sensitive sex and race)",
-    "demo-identity": "Identity madlibs: 48 templates x 50 identity terms (Dixon et al. 2018)",
-    "demo-bold": "BOLD prompts of one domain, up to 40 per group (Dhamala et al. 2021)",
+DEMO_DATASETS = {  # what the report form offers (the reports name their data themselves)
+    "demo-adult": gettext_lazy("UCI Adult test set (16,281 rows; label income, sensitive sex and race)"),
+    "demo-identity": gettext_lazy("Identity madlibs: 48 templates x 50 identity terms (Dixon et al. 2018)"),
+    "demo-bold": gettext_lazy("BOLD prompts of one domain, up to 40 per group (Dhamala et al. 2021)"),
 }
 
 

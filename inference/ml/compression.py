@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.ml.schema import InputError
-from inference.ml.words import _
+from inference.ml.words import _, gettext_noop
 
 METHOD = "int8-dynamic"
 FRAMEWORK = "transformers-int8"  # a compressed version's `framework`: the predictors registered for it load it
@@ -54,10 +54,10 @@ ONNX_FRAMEWORK = "onnx"  # a text classifier's graph, run by onnxruntime (predic
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those the tokenizer makes, in this order
-METHODS = {METHOD: "int8 weights (one scale per output channel) and int8 activations quantised per token at "
-                   "each call, integer matrix products; served on CPU",
-           ONNX_METHOD: "the classifier's graph exported to ONNX (opset 17) with its float32 weights unchanged, "
-                        "served by onnxruntime on CPU with as many threads as torch"}
+METHODS = {METHOD: gettext_noop("int8 weights (one scale per output channel) and int8 activations quantised per "
+                                "token at each call, integer matrix products; served on CPU"),
+           ONNX_METHOD: gettext_noop("the classifier's graph exported to ONNX (opset 17) with its float32 weights "
+                                     "unchanged, served by onnxruntime on CPU with as many threads as torch")}
 # the tasks a method applies to, and the framework of the versions it makes
 METHOD_TASKS = {METHOD: ("text-classification", "text-generation"), ONNX_METHOD: ("text-classification",)}
 FRAMEWORKS = {METHOD: FRAMEWORK, ONNX_METHOD: ONNX_FRAMEWORK}

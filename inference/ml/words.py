@@ -16,3 +16,9 @@ def _(text: str) -> str:
         return gettext(text)
     except Exception:  # Django absent or not configured
         return text
+
+
+def gettext_noop(text: str) -> str:
+    """Marks a sentence made once (a module's table) for the catalogue: it is stored as written, and a page
+    says it in the reader's language when it shows it (gettext, or portal/platform/said.py)."""
+    return text

@@ -28,7 +28,7 @@ def compression_section(*, actor: Actor, version: ModelVersion) -> dict[str, Any
         "compressions": selectors.compression_list(actor=actor, version=version)[:5],
         "can_compress": actor.can(Cap.MODEL_REGISTER) and version.task in (Task.TEXT, Task.GENERATION)
         and version.framework == "transformers",
-        "compression_methods": [(name, text) for name, text in compression.METHODS.items()
+        "compression_methods": [(name, _(text)) for name, text in compression.METHODS.items()
                                 if version.task in compression.METHOD_TASKS[name]],
     }
     measured = (version.metrics or {}).get("compression")

@@ -331,3 +331,22 @@ def test_every_fairness_metric_has_a_name_in_both_languages(tabular) -> None:
     for name in ("人口统计均等比率", "身份词翻转率", "有害率差距", "刻板印象偏好差距"):
         assert name in page, name
     assert 'name="demographic_parity_ratio.warn"' in page and "demographic parity" not in page.lower()
+
+
+def test_the_forms_choices_and_a_compressions_methods_read_in_chinese() -> None:
+    """Choices and help texts made once in a module (the report form's datasets and domains, the compression
+    methods) are catalogue messages, read in the reader's language; what is stored keeps the English."""
+    from django.utils import translation
+
+    from audit.fairness.ui.views import ReportForm
+    from inference.ml import compression
+
+    with translation.override("zh-hans"):
+        form = ReportForm(task="text-generation")
+        domains = dict(form.fields["domain"].choices)
+        datasets = dict(form.fields["dataset"].choices)
+        assert domains["religious_ideology"] == "宗教信仰" and datasets["upload"] == "上传文件"
+        assert datasets["demo-bold"].startswith("某一领域的 BOLD 提示")
+        assert str(form.fields["file"].help_text).startswith("探测：含 group、prompt 两列的 CSV")
+        assert translation.gettext(compression.METHODS[compression.ONNX_METHOD]).startswith("分类器的计算图导出为 ONNX")
+    assert compression.METHODS[compression.ONNX_METHOD].startswith("the classifier's graph")  # as stored

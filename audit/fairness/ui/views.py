@@ -23,6 +23,10 @@ from portal.jobs import JobStatus
 from portal.platform.exceptions import PortalError
 from portal.web.access import capability_required, forbidden, htmx_progress
 
+BOLD_DOMAIN_WORDS = {"gender": gettext_lazy("gender"), "race": gettext_lazy("race"),
+                     "religious_ideology": gettext_lazy("religious ideology"),
+                     "political_ideology": gettext_lazy("political ideology"),
+                     "profession": gettext_lazy("profession")}
 
 class ReportForm(forms.Form):
     dataset = forms.ChoiceField(choices=[], label=gettext_lazy("Dataset"))
@@ -37,7 +41,7 @@ class ReportForm(forms.Form):
                             help_text=gettext_lazy("identity terms, one per line or comma-separated"))
     score_label = forms.CharField(required=False, label=gettext_lazy("Score label"),
                                   help_text=gettext_lazy("the model label whose probability is scored"))
-    domain = forms.ChoiceField(choices=[(d, d.replace("_", " ")) for d in BOLD_DOMAINS], required=False,
+    domain = forms.ChoiceField(choices=[(d, BOLD_DOMAIN_WORDS.get(d, d)) for d in BOLD_DOMAINS], required=False,
                                label=gettext_lazy("Domain"),
                                help_text=gettext_lazy("the BOLD domain whose groups are compared"))
     prompts_per_group = forms.IntegerField(min_value=1, max_value=200, initial=20, required=False,
@@ -68,10 +72,11 @@ class ReportForm(forms.Form):
                 del self.fields[name]
         if "dataset" in self.fields:
             demo = self.DEMO[task]
-            self.fields["dataset"].choices = [("upload", "Upload a file"), (demo, DEMO_DATASETS[demo])]  # type: ignore[attr-defined]
+            self.fields["dataset"].choices = [("upload", _("Upload a file")), (demo, DEMO_DATASETS[demo])]  # type: ignore[attr-defined]
         if task == "text-generation":
-            self.fields["file"].help_text = ("probes: a CSV with group, prompt; counterfactual pairs: sent_more, "
-                                             "sent_less, bias_type (or template, identity_more, identity_less, bias_type)")
+            self.fields["file"].help_text = _(
+                "Probes: a CSV with the columns group, prompt. Counterfactual pairs: sent_more, sent_less, bias_type "
+                "(or template, identity_more, identity_less, bias_type).")
 
     def probe(self) -> ProbeOptions:
         data = self.cleaned_data
