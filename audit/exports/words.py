@@ -49,7 +49,7 @@ PARTS = {
     "max_grad_norm": gettext_lazy("clipping norm"), "learning_rate": gettext_lazy("learning rate"),
     "lr_schedule": gettext_lazy("learning-rate schedule"), "training_rows": gettext_lazy("training rows"),
     "base_version": gettext_lazy("base version"), "holdout_rows": gettext_lazy("held-out rows"),
-    "secure_mode": gettext_lazy("secure noise (secure_mode)"), "job": gettext_lazy("fine-tuning job"),
+    "secure_mode": gettext_lazy("secure noise"), "job": gettext_lazy("fine-tuning job"),
     "unit": gettext_lazy("unit of privacy"), "adapter": gettext_lazy("adapter"),
 }
 
