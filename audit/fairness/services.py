@@ -258,14 +258,17 @@ def _headline(report: BiasReport) -> str:
         for axis in result.get("axes", []):
             for name, d in axis.get("disparities", {}).items():
                 if d["verdict"] == report.verdict and d["value"] is not None:
-                    worst_line = f"{metrics.metric_said(name)} {d['value']:.2f} ({axis['axis']})"
+                    worst_line = gettext("%(metric)s %(value)s (%(axis)s)") % {
+                        "metric": metrics.metric_said(name), "value": f"{d['value']:.2f}", "axis": axis["axis"]}
                     break
             if worst_line:
                 break
     elif report.kind == ReportKind.PROBES:
         for name, d in result.get("disparities", {}).items():
             if d["verdict"] == report.verdict and d["value"] is not None:
-                worst_line = f"{metrics.metric_said(name)} {d['value']:.2f} ({d['highest']} vs {d['lowest']})"
+                worst_line = gettext("%(metric)s %(value)s (%(highest)s vs %(lowest)s)") % {
+                    "metric": metrics.metric_said(name), "value": f"{d['value']:.2f}", "highest": d["highest"],
+                    "lowest": d["lowest"]}
                 break
     else:
         for name, check in result.get("checks", {}).items():
@@ -273,7 +276,7 @@ def _headline(report: BiasReport) -> str:
                 worst_line = f"{metrics.metric_said(name)} {check['value']:.2f}"
                 break
     verdict = str(metrics.VERDICT_WORDS.get(report.verdict, report.verdict))
-    return f"{verdict}: {worst_line}" if worst_line else verdict
+    return gettext("%(verdict)s: %(worst)s") % {"verdict": verdict, "worst": worst_line} if worst_line else verdict
 
 
 

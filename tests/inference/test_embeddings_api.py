@@ -91,6 +91,8 @@ def test_the_playground_compares_texts_and_the_card_says_how_to_call_it(client, 
     client.force_login(embedder.actors["consumer"].user)
     page = client.get("/models/embedder/")
     assert b"384 dimensions, mean pooling, unit length" in page.content and b"/v1/embeddings" in page.content
+    chinese = client.get("/models/embedder/", headers={"accept-language": "zh-hans"}).content.decode()
+    assert "384 维，mean 池化，单位长度，文本最长 256 个 token；以 <code>embedder</code> 的名称" in chinese
     answer = client.post("/models/embedder/playground/predict/", {"texts": "\n".join([*SAME_MEAL, OTHER])})
     text = answer.content.decode()
     assert answer.status_code == 200 and 'data-testid="similarities"' in text and "0.755" in text

@@ -103,6 +103,13 @@ def test_tabular_report_matches_fairlearn_and_downloads(celery_worker, tabular) 
     for said in ("人口统计均等比率", "人口统计均等差值", "均等几率差值", '<code class="metric-id">demographic_parity_ratio'):
         assert said in page, said
     assert "Demographic parity" not in page
+    from django.utils import translation
+
+    from inference.evidence import version_evidence
+
+    with translation.override("zh-hans"):
+        bias = next(e for e in version_evidence(tabular.version) if e.title == "偏见报告")
+    assert "：不通过：人口统计均等" in bias.summary and "（group" in bias.summary, bias.summary
 
 
 def test_text_report_on_the_real_sentiment_model(celery_worker, db, sentiment_bytes) -> None:
