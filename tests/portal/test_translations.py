@@ -7,6 +7,7 @@ from __future__ import annotations
 import gettext
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -350,3 +351,41 @@ def test_the_forms_choices_and_a_compressions_methods_read_in_chinese() -> None:
         assert str(form.fields["file"].help_text).startswith("探测：含 group、prompt 两列的 CSV")
         assert translation.gettext(compression.METHODS[compression.ONNX_METHOD]).startswith("分类器的计算图导出为 ONNX")
     assert compression.METHODS[compression.ONNX_METHOD].startswith("the classifier's graph")  # as stored
+
+
+HALF_TRANSLATED = re.compile(r"[\u4e00-\u9fff][.,:;](\s|$)")
+
+
+def test_every_page_a_member_reaches_ends_its_chinese_sentences_in_chinese(tabular) -> None:
+    """Every page each role reaches by following links from the dashboard, read in Chinese: no English
+    full stop, comma, colon or semicolon after a Chinese character (a sentence put together from a translated
+    piece and punctuation outside it)."""
+    from lxml import html
+
+    skip = re.compile(r"/logout|/download|/api/|\.(zip|pdf|csv|json|png|svg)$|/static/|/jsi18n|\?file=")
+    reached = 0
+    for role in Role:
+        user = tabular.actors[role.value].user
+        user.language = "zh-hans"
+        user.save()
+        reader = Client()
+        reader.force_login(user)
+        seen: set[str] = set()
+        queue = ["/"]
+        while queue:
+            url = queue.pop(0)
+            if url in seen:
+                continue
+            seen.add(url)
+            response = reader.get(url)
+            assert response.status_code < 500, url
+            if response.status_code != 200 or "text/html" not in response.get("Content-Type", ""):
+                continue
+            reached += 1
+            page = html.fromstring(response.content.decode())  # a fragment declares no charset
+            queue += [href.split("#")[0] for href in page.xpath("//a/@href | //@hx-get")  # and the parts htmx loads
+                      if href.startswith("/") and not skip.search(href)]
+            text = re.sub(r"[ \t]+", " ", " ".join((page.xpath("//main") or [page])[0].itertext()))  # a part: whole
+            found = HALF_TRANSLATED.search(text)
+            assert found is None, f"{url}: …{text[max(0, found.start() - 60):found.end() + 20]}…"
+    assert reached > 40
