@@ -115,6 +115,13 @@ def test_errors_come_in_openai_shape(live_server, assistant, sentiment_bytes) ->
     with pytest.raises(openai.NotFoundError) as missing:
         client.chat.completions.create(model="nobody", messages=HELLO)
     assert missing.value.body["code"] == "model_not_found"
+    # a client that asks for Chinese (the SDK sends the header given) reads the message in Chinese, same code
+    chinese = client.with_options(default_headers={"Accept-Language": "zh-CN"})
+    with pytest.raises(openai.NotFoundError) as missing_zh:
+        chinese.chat.completions.create(model="nobody", messages=HELLO)
+    assert missing_zh.value.body["code"] == "model_not_found" and missing_zh.value.body["type"] == missing.value.body["type"]
+    assert missing_zh.value.body["message"] != missing.value.body["message"]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in missing_zh.value.body["message"]), missing_zh.value.body
     serve_model(assistant.org, name="sentiment", task="text-classification", archive=sentiment_bytes)
     with pytest.raises(openai.BadRequestError) as classifier:
         client.chat.completions.create(model="sentiment", messages=HELLO)
