@@ -37,6 +37,22 @@ settings.LANGUAGE_COOKIE_SECURE = False
 # The catalogues compiled as `make test` compiles them, for a pytest run started directly.
 compile_catalogues()
 
+# The demo models' builds run beside the suite in CI (.ci/run), in this order; a test that needs one before
+# it is built waits for it. Files are run in the order of the latest build they need, files that need none
+# first: a worker then never sits waiting at the start for a build that comes last (the moderation
+# classifier, about 13 minutes in) while other files could run. Within a rank, the collection's order.
+BUILD_RANK = {"sentiment_bytes": 1, "assistant_bytes": 2, "embedder_bytes": 3, "moderation_build": 4}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank: dict[str, int] = {}
+    for item in items:
+        needed = max((BUILD_RANK.get(name, 0) for name in getattr(item, "fixturenames", ())), default=0)
+        rank[item.nodeid.split("::")[0]] = max(rank.get(item.nodeid.split("::")[0], 0), needed)
+    first = {path: position for position, path in reversed(list(enumerate(i.nodeid.split("::")[0] for i in items)))}
+    items.sort(key=lambda item: (rank[item.nodeid.split("::")[0]], first[item.nodeid.split("::")[0]]))
+
+
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
 
