@@ -21,6 +21,7 @@ from inference.ml import artifacts
 from inference.ml.batching import DynamicBatcher
 from inference.ml.cache import ModelCache
 from inference.ml.device import best_device
+from inference.ml.loading import BUILDING
 from inference.ml.predictors import Predictor, predictor_class
 from inference.models import ModelVersion
 
@@ -61,7 +62,7 @@ def meta_skeleton(version: ModelVersion, auto_class: Any) -> Any:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(artifact_folder(version)), local_files_only=True, trust_remote_code=False)
-    with torch.device("meta"):
+    with BUILDING, torch.device("meta"):
         return auto_class.from_config(config, trust_remote_code=False)
 
 

@@ -40,7 +40,8 @@ compile_catalogues()
 # The demo models' builds run beside the suite in CI (.ci/run), in this order; a test that needs one before
 # it is built waits for it. Files are run in the order of the latest build they need, files that need none
 # first: a worker then never sits waiting at the start for a build that comes last (the moderation
-# classifier, about 13 minutes in) while other files could run. Within a rank, the collection's order.
+# classifier, about 13 minutes in) while other files could run. Within a rank, the larger files first (what
+# xdist's own reordering does, which the Makefile turns off so that this order holds: --no-loadscope-reorder).
 BUILD_RANK = {"sentiment_bytes": 1, "assistant_bytes": 2, "embedder_bytes": 3, "moderation_build": 4}
 
 
@@ -49,8 +50,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         needed = max((BUILD_RANK.get(name, 0) for name in getattr(item, "fixturenames", ())), default=0)
         rank[item.nodeid.split("::")[0]] = max(rank.get(item.nodeid.split("::")[0], 0), needed)
-    first = {path: position for position, path in reversed(list(enumerate(i.nodeid.split("::")[0] for i in items)))}
-    items.sort(key=lambda item: (rank[item.nodeid.split("::")[0]], first[item.nodeid.split("::")[0]]))
+    files = [item.nodeid.split("::")[0] for item in items]
+    first = {path: position for position, path in reversed(list(enumerate(files)))}
+    size = {path: files.count(path) for path in first}  # within a rank the larger files first, as xdist would
+    items.sort(key=lambda item: (rank[item.nodeid.split("::")[0]], -size[item.nodeid.split("::")[0]],
+                                 first[item.nodeid.split("::")[0]]))
 
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)

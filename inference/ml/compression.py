@@ -37,6 +37,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from inference.ml.loading import BUILDING
 from inference.ml.schema import InputError
 from inference.ml.words import _, gettext_noop
 
@@ -281,7 +282,8 @@ def load(folder: Path, model_class: Any, **options: Any) -> Any:
     if document["method"] != METHOD:
         raise InputError(_('the folder holds a %(method)s model, not int8 weights') % {"method": document['method']})
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-    model = model_class.from_config(config, trust_remote_code=False, dtype=torch.float32, **options)
+    with BUILDING:
+        model = model_class.from_config(config, trust_remote_code=False, dtype=torch.float32, **options)
     layers = linear_layers(model)
     if not set(document["layers"]) <= set(layers):
         raise InputError(_('compression.json lists layers that are not Linear layers of this architecture'))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from inference.ml.loading import BUILDING
 from inference.ml.words import _
 
 
@@ -30,7 +31,8 @@ def convert(gguf: Path, out: Path) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    with BUILDING:
+        model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     model.hf_quantizer = None  # save_pretrained refuses a model it believes quantised; its tensors are float32 now
     out.mkdir(parents=True, exist_ok=True)
     # stored in float16 (half the bytes to hash, move and unpack; a Q4_1 block's scale and minimum are

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from inference.ml.loading import BUILDING
 from inference.ml.predictors import TEXT_MAX_TOKENS, ArtifactInfo, TextClassifier, parameter_bytes, register_predictor
 from inference.ml.schema import InputError, validate_text_inputs
 from inference.ml.words import _
@@ -105,8 +106,9 @@ def load_causal_lm(folder: Path, **options: Any) -> Any:
 
     if compression.is_compressed(folder):
         return compression.load(folder, AutoModelForCausalLM, **options)
-    return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                trust_remote_code=False, dtype=torch.float32, **options).eval()
+    with BUILDING:
+        return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                    trust_remote_code=False, dtype=torch.float32, **options).eval()
 
 
 def encode_from_start(tokenizer: Any, texts: list[str], *, max_length: int) -> dict[str, Any]:
@@ -222,7 +224,9 @@ class SentenceEncoder:
         self.check_files(folder)
         self.pooling, self.normalize, self.max_tokens = self.read_layout(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-        model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True, trust_remote_code=False)
+        with BUILDING:
+            model = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                              trust_remote_code=False)
         limit = int(getattr(model.config, "max_position_embeddings", 0) or self.max_tokens)
         self.max_tokens = min(self.max_tokens, limit)
         self.device = device

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from inference.ml.loading import BUILDING
 from inference.ml.schema import (
     InputError,
     check_schema,
@@ -122,9 +123,10 @@ class TextClassifier:
 
         self.check_files(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
-        )
+        with BUILDING:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
+            )
         config = model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.device = device

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.ml.dp_accounting import ACCOUNTANT, EpsilonMeter, Plan, learning_rate_at
+from inference.ml.loading import BUILDING
 from inference.ml.words import _
 
 MAX_LENGTH = 64
@@ -80,7 +81,8 @@ def load_text_model(folder: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    with BUILDING:
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder))
     check_trainable(model)
     return tokenizer, model
 
@@ -96,7 +98,7 @@ def check_folder(folder: Path, *, secure_mode: bool = False) -> None:
     from inference.ml import bookkeeping
 
     config = AutoConfig.from_pretrained(str(folder))
-    with torch.device("meta"):
+    with BUILDING, torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(config)
     check_trainable(model)
     if secure_mode and (why := bookkeeping.unsupported(model)):

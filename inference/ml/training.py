@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from inference.ml.loading import BUILDING
+
 Progress = Callable[[int, int, str], None]
 
 SENTIMENT_LABELS = ["NEGATIVE", "POSITIVE"]
@@ -47,10 +49,11 @@ def fine_tune_text_classifier(
 
     base = minilm_folder()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, local_files_only=True, num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
-    )
+    with BUILDING:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, local_files_only=True, num_labels=len(labels),
+            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * ((len(train) + batch_size - 1) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))

@@ -31,6 +31,7 @@ from audit.log.services import AuditActor, audit_record
 from inference.evidence import Evidence, register_evidence_provider
 from inference.exceptions import InvalidCompressionPolicy, InvalidInput, NotCompressible, WorkerUnavailable
 from inference.ml import compression
+from inference.ml.loading import BUILDING
 from inference.models import Compression, CompressionPolicy, Evaluation, JobStatus, ModelVersion, Task
 from inference.services.evaluations import evaluation_parse
 from inference.services.jobs import upload_text
@@ -229,8 +230,9 @@ def compression_run(*, compression_id: int) -> None:
 
         float_model = load_causal_lm(folder)
     else:
-        float_model = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                           trust_remote_code=False).eval()
+        with BUILDING:
+            float_model = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
+                                               trust_remote_code=False).eval()
     out = Path(tempfile.mkdtemp(prefix="steward-compress-"))
     try:
         # what is measured is read back from what was written, as it will be served
