@@ -55,7 +55,7 @@ test: export STEWARD_DATA_DIR ?= $(CURDIR)/var/test
 test: translations
 	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null; then :; else \
 	  echo "NOTE: no Chromium found (apt-get install chromium): browser tests will be skipped."; fi
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check portal inference audit tests bench
