@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -46,15 +47,16 @@ BUILD_RANK = {"sentiment_bytes": 1, "assistant_bytes": 2, "embedder_bytes": 3, "
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank: dict[str, int] = {}
-    for item in items:
-        needed = max((BUILD_RANK.get(name, 0) for name in getattr(item, "fixturenames", ())), default=0)
-        rank[item.nodeid.split("::")[0]] = max(rank.get(item.nodeid.split("::")[0], 0), needed)
     files = [item.nodeid.split("::")[0] for item in items]
+    rank: dict[str, int] = {}
+    for item, path in zip(items, files, strict=True):
+        needed = max((BUILD_RANK.get(name, 0) for name in getattr(item, "fixturenames", ())), default=0)
+        rank[path] = max(rank.get(path, 0), needed)
+    size = Counter(files)  # within a rank the larger files first, as xdist would
     first = {path: position for position, path in reversed(list(enumerate(files)))}
-    size = {path: files.count(path) for path in first}  # within a rank the larger files first, as xdist would
-    items.sort(key=lambda item: (rank[item.nodeid.split("::")[0]], -size[item.nodeid.split("::")[0]],
-                                 first[item.nodeid.split("::")[0]]))
+    key = {path: (rank[path], -size[path], first[path]) for path in first}
+    order = sorted(range(len(items)), key=lambda i: key[files[i]])  # stable: a file's tests keep their order
+    items[:] = [items[i] for i in order]
 
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
